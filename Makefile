@@ -1,0 +1,40 @@
+# Two entry points on a fresh machine: `make demo` and `make test`. Both build .venv from the lock first.
+PYTHON ?= python3.11
+VENV := .venv
+LOCK := requirements/requirements.lock
+STAMP := $(VENV)/.lock-stamp
+# One Keras for every process, children included (see README, "Keras").
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: venv demo test lint bench clean
+
+venv:
+	@want="$$(sha256sum $(LOCK) pyproject.toml | sha256sum | cut -c1-64)"; \
+	if [ -f $(STAMP) ] && [ "$$(cat $(STAMP))" = "$$want" ]; then exit 0; fi; \
+	set -e; \
+	echo ">> building $(VENV) from $(LOCK)"; \
+	rm -rf $(VENV); \
+	$(PYTHON) -m venv $(VENV); \
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check uv==0.13.9; \
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python --no-deps --require-hashes -r $(LOCK); \
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --ignore-requires-python \
+	    tfx==1.16.0 ml-pipelines-sdk==1.16.0; \
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .; \
+	$(VENV)/bin/python -m pip check; \
+	echo "$$want" > $(STAMP)
+
+demo: venv
+	$(VENV)/bin/python -m pipelines run
+
+test: venv
+	$(VENV)/bin/python -m pytest -q tests
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: venv
+	$(VENV)/bin/python -m pytest -q tests/benchmarks -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,86 @@
+"""The quantgate demo pipeline: one ``create_pipeline`` for local runs and for Kubeflow / Vertex AI."""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+PENGUIN_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "penguin", "penguin_trainer.py")
+
+
+def create_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    *,
+    module_file: str = PENGUIN_MODULE_FILE,
+    label_key: str = "species",
+    train_steps: int = 300,
+    eval_steps: int = 20,
+    trainer_config: dict | None = None,
+    float_accuracy_threshold: float = 0.6,
+    beam_pipeline_args: list[str] | None = None,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+    enable_cache: bool = True,
+) -> tfx.dsl.Pipeline:
+    """Builds the DAG: CsvExampleGen → StatisticsGen → SchemaGen → Trainer → Evaluator (float model).
+
+    Args:
+      pipeline_name: the pipeline's name (Kubeflow wants ``[a-z0-9-]``).
+      pipeline_root: where artifacts go; any URI TFX's filesystem supports (local path, ``gs://``).
+      data_root: folder of CSV files for CsvExampleGen (default split: train 2/3, eval 1/3 by hash).
+      module_file: the Trainer module file; its folder is packaged whole into the user-module wheel.
+      label_key: the label feature in the examples.
+      train_steps / eval_steps: Trainer steps.
+      trainer_config: ``custom_config`` for the Trainer module (``hidden_units``, ``learning_rate``, ``seed``).
+      float_accuracy_threshold: lower bound on the float model's accuracy for the stock Evaluator's blessing.
+      beam_pipeline_args: passed to every Beam-based component (e.g. ``--direct_num_workers=2``).
+      metadata_connection_config: MLMD connection; ``None`` leaves it to the orchestrator (Kubeflow / Vertex).
+      enable_cache: reuse executions whose inputs and parameters are unchanged.
+    """
+    example_gen = tfx.components.CsvExampleGen(input_base=data_root)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    trainer = tfx.components.Trainer(
+        module_file=module_file,
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
+        custom_config=trainer_config or {},
+    )
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        eval_config=_float_eval_config(label_key, float_accuracy_threshold),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, trainer, evaluator],
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [],
+    )
+
+
+def _float_eval_config(label_key: str, accuracy_threshold: float) -> tfma.EvalConfig:
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=label_key)],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(
+                        class_name="SparseCategoricalAccuracy",
+                        threshold=tfma.MetricThreshold(
+                            value_threshold=tfma.GenericValueThreshold(lower_bound={"value": accuracy_threshold})
+                        ),
+                    )
+                ]
+            )
+        ],
+    )
