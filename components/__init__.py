@@ -1,0 +1,9 @@
+"""quantgate: TFX components that calibrate, quantize, evaluate and gate int8 TFLite models.
+
+Public names: the custom artifact types (their ``TYPE_NAME`` is ``components.<Class>``, which Kubeflow's
+container entrypoint imports) and, as they land, the components.
+"""
+
+from components.types import QuantizationEvaluation, RepresentativeDataset
+
+__all__ = ["QuantizationEvaluation", "RepresentativeDataset"]
