@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 import tf_keras as keras
-from tfx import v1 as tfx
 from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 FEATURE_KEYS = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
