@@ -1,0 +1,194 @@
+"""The gate: a pure function of (metrics, thresholds) -> (blessed, reasons). No I/O, no TensorFlow.
+
+Deltas are *degradations*: positive when the quantized model is worse, whatever the metric's direction. For a
+higher-is-better metric (accuracy, AUC) it is ``float - quantized``; for a lower-is-better one (MSE, MAE) it is
+``quantized - float``. ``delta_type='relative'`` divides it by ``|float|``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How a gated metric behaves: its task and whether a larger value is better."""
+
+    task: str
+    higher_is_better: bool
+
+
+METRICS: Mapping[str, MetricInfo] = {
+    "accuracy": MetricInfo(CLASSIFICATION, higher_is_better=True),
+    "auc": MetricInfo(CLASSIFICATION, higher_is_better=True),
+    "mse": MetricInfo(REGRESSION, higher_is_better=False),
+    "mae": MetricInfo(REGRESSION, higher_is_better=False),
+}
+DELTA_TYPES = ("absolute", "relative")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What the quantized model must satisfy to be blessed (see ``validate`` for the rules)."""
+
+    metric: str = "accuracy"
+    max_delta: float = 0.01
+    delta_type: str = "absolute"
+    min_slice_size: int = 30
+    max_slice_delta: float | None = None
+    min_agreement: float | None = None
+    max_model_bytes: int | None = None
+    max_latency_ms: float | None = None
+
+    @property
+    def info(self) -> MetricInfo:
+        return METRICS[self.metric]
+
+    def validate(self) -> Thresholds:
+        """Raises ``ValueError`` naming the parameter and the fix; returns ``self`` so calls chain.
+
+        Delta thresholds may be negative (the quantized model must then *improve* by that much; a negative
+        ``max_delta`` is how a test forces a refusal). Budgets must be positive, and nothing may be NaN or infinite.
+        """
+        if self.metric not in METRICS:
+            raise ValueError(f"QuantizationEvaluator: unknown metric {self.metric!r}; use one of {sorted(METRICS)}")
+        if self.delta_type not in DELTA_TYPES:
+            raise ValueError(f"QuantizationEvaluator: delta_type must be one of {DELTA_TYPES}, got {self.delta_type!r}")
+        _require_finite("max_delta", self.max_delta)
+        _require_finite("max_slice_delta", self.max_slice_delta)
+        if isinstance(self.min_slice_size, bool) or not isinstance(self.min_slice_size, int) or self.min_slice_size < 1:
+            raise ValueError(f"QuantizationEvaluator: min_slice_size must be an integer >= 1, got {self.min_slice_size!r}")
+        if self.min_agreement is not None:
+            _require_finite("min_agreement", self.min_agreement)
+            if not 0.0 <= self.min_agreement <= 1.0:
+                raise ValueError(
+                    f"QuantizationEvaluator: min_agreement is a fraction of examples, got {self.min_agreement}; "
+                    "pass a value in [0, 1] or None")
+            if self.info.task != CLASSIFICATION:
+                raise ValueError(
+                    f"QuantizationEvaluator: min_agreement (top-1 agreement) needs a classification metric, got "
+                    f"metric={self.metric!r}; drop min_agreement or gate on "
+                    f"{[m for m, i in METRICS.items() if i.task == CLASSIFICATION]}")
+        for name, value in (("max_model_bytes", self.max_model_bytes), ("max_latency_ms", self.max_latency_ms)):
+            if value is not None:
+                _require_finite(name, value)
+                if value <= 0:
+                    raise ValueError(f"QuantizationEvaluator: {name} is a budget and must be > 0, got {value}; "
+                                     "pass None to disable it")
+        return self
+
+
+def _require_finite(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"QuantizationEvaluator: {name} must be a finite number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SliceValues:
+    """One slice's gated metric for both models (``None`` when it could not be computed)."""
+
+    name: str
+    num_examples: int
+    float_value: float | None
+    quant_value: float | None
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """Everything the gate reads. ``overall`` is the whole split; ``slices`` are the per-feature-value slices."""
+
+    overall: SliceValues
+    slices: Sequence[SliceValues] = ()
+    agreement: float | None = None
+    nonfinite_predictions: int = 0
+    missing_predictions: int = 0
+    model_bytes: int | None = None
+    latency_p95_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The verdict. ``delta`` is the overall degradation (``None`` if undefined); ``reasons`` explain a refusal."""
+
+    blessed: bool
+    delta: float | None
+    threshold: float
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        """One line for the blessing's ``reason`` property."""
+        if self.blessed:
+            return "blessed: every threshold passed"
+        return "not blessed: " + "; ".join(self.reasons)
+
+
+def degradation(float_value: float, quant_value: float, info: MetricInfo, delta_type: str) -> float | None:
+    """How much worse the quantized value is (``None`` when a relative delta has no float value to divide by)."""
+    delta = float_value - quant_value if info.higher_is_better else quant_value - float_value
+    if delta_type == "absolute":
+        return delta
+    if float_value == 0.0:
+        return None
+    return delta / abs(float_value)
+
+
+def _is_number(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _check_slice(values: SliceValues, thresholds: Thresholds, max_delta: float, reasons: list[str]) -> float | None:
+    """Appends a reason when the slice fails; returns its delta."""
+    label = f"{thresholds.metric} on {values.name}"
+    if not (_is_number(values.float_value) and _is_number(values.quant_value)):
+        reasons.append(f"{label} is undefined (float={values.float_value}, quantized={values.quant_value})")
+        return None
+    delta = degradation(values.float_value, values.quant_value, thresholds.info, thresholds.delta_type)
+    if delta is None:
+        reasons.append(f"relative delta of {label} is undefined: the float model scores 0; "
+                       "use delta_type='absolute'")
+        return None
+    if delta > max_delta:
+        reasons.append(f"{thresholds.delta_type} delta of {label} is {delta:.6g} > max {max_delta:.6g} "
+                       f"(float {values.float_value:.6g}, quantized {values.quant_value:.6g})")
+    return delta
+
+
+def gate(inputs: GateInputs, thresholds: Thresholds) -> GateResult:
+    """Decides the blessing. Every failed rule adds a reason; blessed only when there is none."""
+    reasons: list[str] = []
+    if inputs.overall.num_examples == 0:
+        reasons.append("no examples were evaluated")
+    if inputs.nonfinite_predictions:
+        reasons.append(f"{inputs.nonfinite_predictions} examples got NaN or infinite predictions")
+    if inputs.missing_predictions:
+        reasons.append(f"{inputs.missing_predictions} examples got no prediction or no label")
+    delta = _check_slice(inputs.overall, thresholds, thresholds.max_delta, reasons)
+    if thresholds.max_slice_delta is not None:
+        for values in inputs.slices:
+            if values.num_examples >= thresholds.min_slice_size:
+                _check_slice(values, thresholds, thresholds.max_slice_delta, reasons)
+    if thresholds.min_agreement is not None:
+        if not _is_number(inputs.agreement):
+            reasons.append("top-1 agreement is undefined")
+        elif inputs.agreement < thresholds.min_agreement:
+            reasons.append(f"top-1 agreement {inputs.agreement:.6g} < min {thresholds.min_agreement:.6g}")
+    if thresholds.max_model_bytes is not None:
+        if inputs.model_bytes is None:
+            reasons.append("quantized model size is unknown (no size_bytes property)")
+        elif inputs.model_bytes > thresholds.max_model_bytes:
+            reasons.append(f"quantized model is {inputs.model_bytes} bytes > max {thresholds.max_model_bytes}")
+    if thresholds.max_latency_ms is not None:
+        if not _is_number(inputs.latency_p95_ms):
+            reasons.append("quantized model latency was not measured")
+        elif inputs.latency_p95_ms > thresholds.max_latency_ms:
+            reasons.append(f"quantized model p95 latency {inputs.latency_p95_ms:.4g} ms > max "
+                           f"{thresholds.max_latency_ms:.4g} ms")
+    return GateResult(blessed=not reasons, delta=delta, threshold=thresholds.max_delta, reasons=reasons)

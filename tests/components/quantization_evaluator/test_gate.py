@@ -1,0 +1,105 @@
+"""The gate as a table of cases: pure function, no pipeline."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from components.quantization_evaluator.gate import (
+    METRICS,
+    GateInputs,
+    SliceValues,
+    Thresholds,
+    degradation,
+    gate,
+)
+
+
+def _inputs(float_value: float | None = 0.99, quant_value: float | None = 0.985, **kwargs: object) -> GateInputs:
+    return GateInputs(overall=SliceValues("overall", 100, float_value, quant_value), **kwargs)
+
+
+ISLANDS = (SliceValues("island=Biscoe", 50, 0.98, 0.90), SliceValues("island=Dream", 10, 1.0, 0.5))
+
+# (case id, inputs, thresholds, blessed, a substring every refusal must contain)
+CASES = [
+    ("within-delta", _inputs(), Thresholds(max_delta=0.01), True, ""),
+    ("exactly-at-delta", _inputs(0.75, 0.5), Thresholds(max_delta=0.25), True, ""),
+    ("over-delta", _inputs(0.99, 0.97), Thresholds(max_delta=0.01), False, "absolute delta of accuracy on overall"),
+    ("negative-delta-forces-refusal", _inputs(0.99, 0.99), Thresholds(max_delta=-1), False, "> max -1"),
+    ("quantized-better", _inputs(0.90, 0.95), Thresholds(max_delta=0.0), True, ""),
+    ("lower-is-better-worse", _inputs(1.0, 1.2), Thresholds(metric="mse", max_delta=0.1), False, "mse"),
+    ("lower-is-better-improves", _inputs(1.2, 1.0), Thresholds(metric="mse", max_delta=0.0), True, ""),
+    ("relative-within", _inputs(0.5, 0.496), Thresholds(max_delta=0.01, delta_type="relative"), True, ""),
+    ("relative-over", _inputs(0.5, 0.49), Thresholds(max_delta=0.01, delta_type="relative"), False, "relative delta"),
+    ("relative-without-float-value", _inputs(0.0, 0.0), Thresholds(max_delta=0.5, delta_type="relative"), False,
+     "float model scores 0"),
+    ("nan-quantized-metric", _inputs(0.99, math.nan), Thresholds(), False, "undefined"),
+    ("missing-metric", _inputs(0.99, None), Thresholds(), False, "undefined"),
+    ("nan-predictions", _inputs(nonfinite_predictions=3), Thresholds(), False, "3 examples got NaN"),
+    ("missing-predictions", _inputs(missing_predictions=2), Thresholds(), False, "2 examples got no prediction"),
+    ("no-examples", GateInputs(SliceValues("overall", 0, None, None)), Thresholds(), False, "no examples"),
+    ("slice-over", _inputs(slices=ISLANDS), Thresholds(max_slice_delta=0.05), False, "island=Biscoe"),
+    ("slice-ignored-without-budget", _inputs(slices=ISLANDS), Thresholds(), True, ""),
+    ("small-slice-skipped", _inputs(slices=ISLANDS[1:]), Thresholds(max_slice_delta=0.05, min_slice_size=30), True, ""),
+    ("agreement-ok", _inputs(agreement=0.99), Thresholds(min_agreement=0.98), True, ""),
+    ("agreement-low", _inputs(agreement=0.95), Thresholds(min_agreement=0.98), False, "top-1 agreement 0.95"),
+    ("agreement-unknown", _inputs(), Thresholds(min_agreement=0.98), False, "agreement is undefined"),
+    ("size-ok", _inputs(model_bytes=1000), Thresholds(max_model_bytes=1000), True, ""),
+    ("size-over", _inputs(model_bytes=1001), Thresholds(max_model_bytes=1000), False, "1001 bytes"),
+    ("size-unknown", _inputs(), Thresholds(max_model_bytes=1000), False, "size is unknown"),
+    ("latency-ok", _inputs(latency_p95_ms=0.5), Thresholds(max_latency_ms=1.0), True, ""),
+    ("latency-over", _inputs(latency_p95_ms=2.0), Thresholds(max_latency_ms=1.0), False, "p95 latency 2 ms"),
+]
+
+
+@pytest.mark.parametrize(("inputs", "thresholds", "blessed", "why"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_gate_table(inputs: GateInputs, thresholds: Thresholds, blessed: bool, why: str) -> None:
+    result = gate(inputs, thresholds.validate())
+    assert result.blessed is blessed, result.reasons
+    assert result.threshold == thresholds.max_delta
+    if blessed:
+        assert result.reasons == [] and result.reason.startswith("blessed")
+    else:
+        assert result.reasons and why in result.reason and result.reason.startswith("not blessed")
+
+
+def test_every_failed_rule_is_reported() -> None:
+    result = gate(_inputs(0.99, 0.5, agreement=0.5, model_bytes=10**9, latency_p95_ms=100.0),
+                  Thresholds(min_agreement=0.9, max_model_bytes=10, max_latency_ms=1.0).validate())
+    assert len(result.reasons) == 4
+    assert result.delta == pytest.approx(0.49)
+
+
+@pytest.mark.parametrize(("metric", "float_value", "quant_value", "delta_type", "expected"), [
+    ("accuracy", 0.9, 0.8, "absolute", 0.1),
+    ("accuracy", 0.8, 0.9, "absolute", -0.1),
+    ("mae", 2.0, 3.0, "absolute", 1.0),
+    ("mae", -4.0, -2.0, "relative", 0.5),
+    ("auc", 0.5, 0.25, "relative", 0.5),
+    ("accuracy", 0.0, 0.1, "relative", None),
+])
+def test_degradation_follows_the_metric_direction(metric: str, float_value: float, quant_value: float,
+                                                   delta_type: str, expected: float | None) -> None:
+    got = degradation(float_value, quant_value, METRICS[metric], delta_type)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize(("thresholds", "message"), [
+    (Thresholds(metric="f1"), "unknown metric 'f1'"),
+    (Thresholds(delta_type="percent"), "delta_type must be one of"),
+    (Thresholds(max_delta=math.nan), "max_delta must be a finite number"),
+    (Thresholds(max_delta=math.inf), "max_delta must be a finite number"),
+    (Thresholds(max_slice_delta=math.nan), "max_slice_delta must be a finite number"),
+    (Thresholds(min_slice_size=0), "min_slice_size must be an integer >= 1"),
+    (Thresholds(min_agreement=1.5), "min_agreement is a fraction"),
+    (Thresholds(min_agreement=-0.1), "min_agreement is a fraction"),
+    (Thresholds(metric="mse", min_agreement=0.9), "needs a classification metric"),
+    (Thresholds(max_model_bytes=-5), "max_model_bytes is a budget and must be > 0"),
+    (Thresholds(max_latency_ms=0), "max_latency_ms is a budget and must be > 0"),
+    (Thresholds(max_latency_ms=math.nan), "max_latency_ms must be a finite number"),
+])
+def test_invalid_thresholds_are_refused(thresholds: Thresholds, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        thresholds.validate()
