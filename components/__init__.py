@@ -4,6 +4,7 @@ Public names: the custom artifact types (their ``TYPE_NAME`` is ``components.<Cl
 container entrypoint imports) and, as they land, the components.
 """
 
+from components.representative_dataset.component import RepresentativeDatasetGen
 from components.types import QuantizationEvaluation, RepresentativeDataset
 
-__all__ = ["QuantizationEvaluation", "RepresentativeDataset"]
+__all__ = ["QuantizationEvaluation", "RepresentativeDataset", "RepresentativeDatasetGen"]

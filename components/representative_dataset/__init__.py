@@ -1,0 +1,1 @@
+"""RepresentativeDatasetGen: component, executor, Beam sampling transforms and the artifact's storage layout."""

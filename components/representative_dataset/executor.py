@@ -1,0 +1,139 @@
+"""RepresentativeDatasetGen's executor: checks the inputs, samples the split with Beam, publishes atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import apache_beam as beam
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import Artifact, artifact_utils
+from tfx.utils import io_utils
+from tfx_bsl.public import tfxio
+
+from components.representative_dataset import storage
+from components.representative_dataset.sampling import Sample, SampleExamples, SamplingConfig
+from components.representative_dataset.validation import check_label_key, check_split
+
+EXAMPLES_KEY = "examples"
+SCHEMA_KEY = "schema"
+REPRESENTATIVE_DATASET_KEY = "representative_dataset"
+SPLIT_KEY = "split"
+NUM_EXAMPLES_KEY = "num_examples"
+STRATEGY_KEY = "strategy"
+LABEL_KEY_KEY = "label_key"
+SEED_KEY = "seed"
+ALLOW_EVAL_SPLIT_KEY = "allow_eval_split"
+
+# Inside the output directory; removed whatever happens, so a failed run leaves no partial artifact behind.
+STAGING_DIRNAME = ".staging"
+_TELEMETRY = ["quantgate", "RepresentativeDatasetGen"]
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Samples ``split`` of ``examples`` into a ``RepresentativeDataset`` (see ``generate``)."""
+
+    def Do(self, input_dict: dict[str, list[Artifact]], output_dict: dict[str, list[Artifact]],
+           exec_properties: dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        config = SamplingConfig(
+            num_examples=int(exec_properties[NUM_EXAMPLES_KEY]),
+            strategy=exec_properties[STRATEGY_KEY],
+            seed=int(exec_properties[SEED_KEY]),
+            label_key=exec_properties.get(LABEL_KEY_KEY) or None,
+        )
+        output = artifact_utils.get_single_instance(output_dict[REPRESENTATIVE_DATASET_KEY])
+        manifest = generate(
+            self._make_beam_pipeline(),
+            examples=artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]),
+            output_uri=output.uri,
+            config=config,
+            split=exec_properties[SPLIT_KEY],
+            schema=read_schema(input_dict.get(SCHEMA_KEY)),
+            allow_eval_split=bool(exec_properties.get(ALLOW_EVAL_SPLIT_KEY)),
+        )
+        set_artifact_properties(output, manifest)
+
+
+def read_schema(schema_artifacts: list[Artifact] | None) -> schema_pb2.Schema | None:
+    """The schema of an optional Schema channel (``None`` when it is not wired)."""
+    if not schema_artifacts:
+        return None
+    return io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(schema_artifacts)))
+
+
+def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, config: SamplingConfig, split: str,
+             schema: schema_pb2.Schema | None = None, allow_eval_split: bool = False) -> dict[str, Any]:
+    """Runs ``pipeline`` (not yet run) to sample ``split`` of ``examples`` into ``output_uri``; returns the manifest.
+
+    The inputs are checked before Beam starts. The sample is written into a staging folder and moved into place
+    (manifest last) only when complete; the staging folder is removed on failure.
+    """
+    patterns = check_split(examples, split, allow_eval_split)
+    check_label_key(schema, config.label_key)
+    staging = os.path.join(output_uri, STAGING_DIRNAME)
+    source = {
+        "split": split,
+        "strategy": config.strategy,
+        "seed": config.seed,
+        "label_key": config.label_key,
+        "num_examples_requested": config.num_examples,
+        "source_examples_id": examples.id,
+        "source_examples_uri": examples.uri,
+    }
+    started = time.monotonic()
+    try:
+        with pipeline as p:
+            _ = (
+                p
+                | "ReadSplit" >> tfxio.TFExampleRecord(patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
+                | "Sample" >> SampleExamples(config)
+                | "Write" >> beam.Map(_write_sample, staging_dir=staging, manifest=source, examples_uri=examples.uri)
+            )
+        manifest = storage.read_manifest(staging)
+        for name in (storage.DATA_FILENAME, storage.MANIFEST_FILENAME):
+            tf.io.gfile.rename(os.path.join(staging, name), os.path.join(output_uri, name), overwrite=True)
+    finally:
+        if tf.io.gfile.exists(staging):
+            tf.io.gfile.rmtree(staging)
+    elapsed = time.monotonic() - started
+    logging.info("RepresentativeDatasetGen: sampled %d of %d examples of split %r (%s, seed %d) in %.1f s, "
+                 "%.0f examples/s read", manifest["num_examples"], manifest["source_num_examples"], split,
+                 config.strategy, config.seed, elapsed, manifest["source_num_examples"] / max(elapsed, 1e-9))
+    if manifest["num_examples"] < config.num_examples:
+        logging.warning("RepresentativeDatasetGen: split %r of %s has %d examples, fewer than num_examples=%d: "
+                        "took them all", split, examples.uri, manifest["num_examples"], config.num_examples)
+    return manifest
+
+
+def _write_sample(sample: Sample, staging_dir: str, manifest: dict[str, Any], examples_uri: str) -> None:
+    if not sample.records:
+        raise ValueError(
+            f"RepresentativeDatasetGen: split {manifest['split']!r} of Examples artifact {examples_uri!r} has no "
+            "examples; pass a split that has examples"
+        )
+    storage.write_representative_dataset(staging_dir, sample.records, {
+        **manifest,
+        "num_examples": len(sample.records),
+        "source_num_examples": sample.source_num_examples,
+        "class_counts": sample.class_counts,
+        "source_class_counts": sample.source_class_counts,
+    })
+
+
+def set_artifact_properties(artifact: Artifact, manifest: dict[str, Any]) -> None:
+    """Copies the manifest's numbers onto the artifact, where MLMD and the Kubeflow / Vertex UIs show them."""
+    artifact.num_examples = manifest["num_examples"]
+    artifact.strategy = manifest["strategy"]
+    artifact.seed = manifest["seed"]
+    artifact.split = manifest["split"]
+    artifact.set_int_custom_property("num_examples_requested", manifest["num_examples_requested"])
+    artifact.set_int_custom_property("source_num_examples", manifest["source_num_examples"])
+    artifact.set_int_custom_property("source_examples_id", manifest["source_examples_id"])
+    artifact.set_string_custom_property("sha256", manifest["sha256"])
+    if manifest["label_key"]:
+        artifact.set_string_custom_property("label_key", manifest["label_key"])
