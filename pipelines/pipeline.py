@@ -17,6 +17,7 @@ def create_pipeline(
     data_root: str,
     *,
     module_file: str = PENGUIN_MODULE_FILE,
+    trainer_run_fn: str | None = None,
     label_key: str = "species",
     train_steps: int = 300,
     eval_steps: int = 20,
@@ -33,6 +34,8 @@ def create_pipeline(
       pipeline_root: where artifacts go; any URI TFX's filesystem supports (local path, ``gs://``).
       data_root: folder of CSV files for CsvExampleGen (default split: train 2/3, eval 1/3 by hash).
       module_file: the Trainer module file; its folder is packaged whole into the user-module wheel.
+      trainer_run_fn: import path of the Trainer's ``run_fn`` (e.g. ``pipelines.models.penguin.penguin_trainer.run_fn``)
+        when the code ships in the container image (Kubeflow / Vertex); then ``module_file`` is not packaged.
       label_key: the label feature in the examples.
       train_steps / eval_steps: Trainer steps.
       trainer_config: ``custom_config`` for the Trainer module (``hidden_units``, ``learning_rate``, ``seed``).
@@ -45,7 +48,8 @@ def create_pipeline(
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     trainer = tfx.components.Trainer(
-        module_file=module_file,
+        module_file=None if trainer_run_fn else module_file,
+        run_fn=trainer_run_fn,
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(num_steps=train_steps),
