@@ -1,0 +1,78 @@
+"""``QuantizedModelPusher``: the stock Pusher's blessing gate, plus a float blessing, an atomic publish and a manifest."""
+
+from __future__ import annotations
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.pusher.executor import (
+    FLOAT_BLESSING_KEY,
+    FLOAT_MODEL_KEY,
+    REPRESENTATIVE_DATASET_KEY,
+    Executor,
+)
+from components.types import RepresentativeDataset
+
+
+class QuantizedModelPusherSpec(ComponentSpec):
+    """Inputs: the quantized model and its blessing (required), the float model's blessing and, for the manifest's
+    provenance, the float model and the representative dataset (optional)."""
+
+    PARAMETERS = {
+        standard_component_specs.PUSH_DESTINATION_KEY: ExecutionParameter(type=pusher_pb2.PushDestination),
+    }
+    INPUTS = {
+        standard_component_specs.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        standard_component_specs.MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+        FLOAT_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
+        FLOAT_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
+        REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
+    }
+    OUTPUTS = {
+        standard_component_specs.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),
+    }
+
+
+class QuantizedModelPusher(base_component.BaseComponent):
+    """Pushes ``Format-Serving/model.tflite`` + ``manifest.json`` to ``<base_directory>/<version>/``, atomically.
+
+    Only when ``model_blessing`` (the QuantizationEvaluator's) and, when wired, ``float_blessing`` (the stock
+    Evaluator's) say ``blessed=1``; otherwise nothing is written and the ``PushedModel`` has ``pushed=0`` and a
+    ``reason``. Output ``pushed_model``: ``pushed``, ``pushed_destination``, ``pushed_version``, ``sha256``,
+    ``reason`` custom properties; it archives the pushed files, as the stock Pusher does.
+    """
+
+    SPEC_CLASS = QuantizedModelPusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(
+        self,
+        model: types.BaseChannel,
+        model_blessing: types.BaseChannel,
+        push_destination: pusher_pb2.PushDestination,
+        float_blessing: types.BaseChannel | None = None,
+        float_model: types.BaseChannel | None = None,
+        representative_dataset: types.BaseChannel | None = None,
+    ) -> None:
+        """Args:
+          model: the Quantizer's ``quantized_model`` (a ``Model`` holding ``Format-Serving/model.tflite``).
+          model_blessing: the QuantizationEvaluator's ``blessing``.
+          push_destination: a ``PushDestination`` with ``filesystem.base_directory`` (versioning AUTO or
+            UNIX_TIMESTAMP).
+          float_blessing: the stock Evaluator's ``blessing`` of the float model; when wired it must be blessed too.
+          float_model: the Trainer's model, recorded in the manifest.
+          representative_dataset: the calibration set the Quantizer used, recorded in the manifest.
+        """
+        spec = QuantizedModelPusherSpec(
+            model=model,
+            model_blessing=model_blessing,
+            float_blessing=float_blessing,
+            float_model=float_model,
+            representative_dataset=representative_dataset,
+            push_destination=push_destination,
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel),
+        )
+        super().__init__(spec=spec)

@@ -1,0 +1,102 @@
+"""The QuantizedModelPusher's executor: TFX's Pusher executor with a float blessing, an atomic publish and a manifest."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.io import fileio
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.pusher import manifest as manifest_lib
+from components.pusher import publish
+
+FLOAT_BLESSING_KEY = "float_blessing"
+FLOAT_MODEL_KEY = "float_model"
+REPRESENTATIVE_DATASET_KEY = "representative_dataset"
+BLESSING_KEYS = (standard_component_specs.MODEL_BLESSING_KEY, FLOAT_BLESSING_KEY)
+
+log = logging.getLogger(__name__)
+
+
+def _optional_single(input_dict: dict[str, list[types.Artifact]], key: str) -> types.Artifact | None:
+    artifacts = input_dict.get(key)
+    return artifact_utils.get_single_instance(artifacts) if artifacts else None
+
+
+def base_directory(push_destination_json: str) -> str:
+    """The filesystem base directory of a ``PushDestination``; refuses versionings other than unix timestamps."""
+    destination = pusher_pb2.PushDestination()
+    proto_utils.json_to_proto(push_destination_json, destination)
+    fs = destination.filesystem
+    if destination.WhichOneof("destination") != "filesystem" or not fs.base_directory:
+        raise ValueError("QuantizedModelPusher: push_destination needs filesystem.base_directory, e.g. "
+                         "PushDestination(filesystem=PushDestination.Filesystem(base_directory='/srv/models'))")
+    if fs.versioning not in (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP):
+        raise ValueError(f"QuantizedModelPusher: push_destination.filesystem.versioning "
+                         f"{pusher_pb2.Versioning.Name(fs.versioning)} is not supported; use AUTO or UNIX_TIMESTAMP")
+    return fs.base_directory
+
+
+def read_model(model: types.Artifact, serving_path: str) -> bytes:
+    """The TFLite bytes of the quantized ``model``, checked against its ``sha256`` property when it has one."""
+    path = serving_path.rstrip("/") + "/" + publish.MODEL_FILE
+    if not fileio.exists(path):
+        raise ValueError(f"QuantizedModelPusher: input 'model' (artifact {model.id}, {model.uri}) has no "
+                         f"Format-Serving/{publish.MODEL_FILE}; wire the Quantizer's 'quantized_model' output, "
+                         "not the Trainer's model")
+    with fileio.open(path, "rb") as f:
+        data = f.read()
+    recorded = manifest_lib.property_value(model, manifest_lib.SHA256_KEY)
+    if recorded is not None and recorded != publish.sha256_of(data):
+        raise ValueError(f"QuantizedModelPusher: {path} does not match the sha256 custom property of input 'model' "
+                         f"(artifact {model.id}): the file changed after the Quantizer wrote it; re-run the Quantizer")
+    return data
+
+
+class Executor(pusher_executor.Executor):
+    """Checks every wired blessing (the stock ``CheckBlessing`` rule, ``blessed == 1``), then publishes atomically."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        pushed_model = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        blessings = {k: b for k in BLESSING_KEYS if (b := _optional_single(input_dict, k)) is not None}
+        reasons = manifest_lib.refusals(blessings)
+        if reasons:
+            log.info("not pushing: %s", "; ".join(reasons))
+            self._MarkNotPushed(pushed_model)
+            pushed_model.set_string_custom_property(manifest_lib.REASON_KEY, "; ".join(reasons))
+            return
+
+        base_dir = base_directory(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY])
+        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        model_bytes = read_model(model, self.GetModelPath(input_dict))
+        sha256 = publish.sha256_of(model_bytes)
+        manifest = manifest_lib.build_manifest(
+            model=model,
+            blessing=blessings[standard_component_specs.MODEL_BLESSING_KEY],
+            float_blessing=blessings.get(FLOAT_BLESSING_KEY),
+            float_model=_optional_single(input_dict, FLOAT_MODEL_KEY),
+            representative_dataset=_optional_single(input_dict, REPRESENTATIVE_DATASET_KEY),
+            sha256=sha256,
+            size_bytes=len(model_bytes),
+            pipeline_run_id=self._context.pipeline_run_id if self._context else None,
+        )
+        published = publish.publish(base_dir, model_bytes, manifest, manifest_lib.push_key(model, blessings, sha256))
+
+        # Like the stock Pusher, the PushedModel artifact archives what was pushed.
+        for name in (publish.MODEL_FILE, publish.MANIFEST_FILE):
+            fileio.copy(f"{published.path}/{name}", f"{pushed_model.uri.rstrip('/')}/{name}", overwrite=True)
+        self._MarkPushed(pushed_model, pushed_destination=published.path, pushed_version=published.version)
+        pushed_model.set_string_custom_property(manifest_lib.SHA256_KEY, sha256)
+        pushed_model.set_string_custom_property(
+            manifest_lib.REASON_KEY, "pushed: " + ", ".join(f"{k} blessed" for k in blessings))

@@ -1,0 +1,98 @@
+"""Pure helpers of the pusher: the gate's verdict on the blessings, and the manifest that travels with a push.
+
+They read TFX artifacts (ids, URIs, custom properties) and do no I/O, so tests build artifacts by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfx import types
+from tfx.components.evaluator import constants as evaluator_constants
+from tfx.components.util import model_utils
+
+MANIFEST_FORMAT = 1
+# Custom properties of the QuantizationEvaluator's blessing (see components/quantization_evaluator).
+REASON_KEY = "reason"
+DELTA_KEY = "delta"
+THRESHOLD_KEY = "threshold"
+METRIC_KEY = "metric"
+FLOAT_METRIC_KEY = "float_metric"
+QUANTIZED_METRIC_KEY = "quantized_metric"
+# Custom properties of the Quantizer's model.
+SHA256_KEY = "sha256"
+MODE_KEY = "quantization_mode"
+SIZE_KEY = "size_bytes"
+FLOAT_SIZE_KEY = "float_size_bytes"
+
+
+def property_value(artifact: types.Artifact, key: str) -> Any:
+    """A custom property as a plain Python value (``None`` when unset); MLMD keeps int, double and string apart."""
+    if not artifact.has_custom_property(key):
+        return None
+    value = artifact.mlmd_artifact.custom_properties[key]
+    kind = value.WhichOneof("value")
+    return getattr(value, kind) if kind in ("int_value", "double_value", "string_value") else str(value)
+
+
+def refusal(input_key: str, blessing: types.Artifact) -> str | None:
+    """Why ``blessing`` forbids the push, or ``None`` when it is blessed (``blessed`` == 1, as the stock Pusher)."""
+    if model_utils.is_model_blessed(blessing):
+        return None
+    why = property_value(blessing, REASON_KEY) or property_value(
+        blessing, evaluator_constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY)
+    if not blessing.has_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY):
+        why = why or "it has no 'blessed' custom property"
+    return f"{input_key} (artifact {blessing.id}) is not blessed" + (f": {why}" if why else "")
+
+
+def refusals(blessings: dict[str, types.Artifact]) -> list[str]:
+    """Every reason the given blessings (by input key) refuse the push; empty when all are blessed."""
+    return [r for key, blessing in blessings.items() if (r := refusal(key, blessing)) is not None]
+
+
+def push_key(model: types.Artifact, blessings: dict[str, types.Artifact], sha256: str) -> dict[str, Any]:
+    """What makes two pushes the same push: the same model bytes, model artifact and blessings."""
+    return {"model_id": model.id, "sha256": sha256, **{f"{k}_id": b.id for k, b in sorted(blessings.items())}}
+
+
+def _artifact_ref(artifact: types.Artifact | None) -> dict[str, Any] | None:
+    return None if artifact is None else {"id": artifact.id, "uri": artifact.uri}
+
+
+def build_manifest(
+    *,
+    model: types.Artifact,
+    blessing: types.Artifact,
+    sha256: str,
+    size_bytes: int,
+    float_blessing: types.Artifact | None = None,
+    float_model: types.Artifact | None = None,
+    representative_dataset: types.Artifact | None = None,
+    pipeline_run_id: str | None = None,
+) -> dict[str, Any]:
+    """The ``manifest.json`` of a push: what was pushed, how good it is, and where it came from in MLMD."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "model_file": "model.tflite",
+        "sha256": sha256,
+        "size_bytes": size_bytes,
+        "float_size_bytes": property_value(model, FLOAT_SIZE_KEY),
+        "quantization_mode": property_value(model, MODE_KEY),
+        "metric": {
+            "name": property_value(blessing, METRIC_KEY),
+            "float": property_value(blessing, FLOAT_METRIC_KEY),
+            "quantized": property_value(blessing, QUANTIZED_METRIC_KEY),
+            "delta": property_value(blessing, DELTA_KEY),
+            "threshold": property_value(blessing, THRESHOLD_KEY),
+        },
+        "reason": property_value(blessing, REASON_KEY),
+        "mlmd": {
+            "quantized_model": _artifact_ref(model),
+            "blessing": _artifact_ref(blessing),
+            "float_blessing": _artifact_ref(float_blessing),
+            "float_model": _artifact_ref(float_model),
+            "representative_dataset": _artifact_ref(representative_dataset),
+            "pipeline_run_id": pipeline_run_id,
+        },
+    }
