@@ -1,0 +1,262 @@
+"""Per-slice metrics of the float and the quantized model, as Beam combiners over batches of predictions.
+
+The records flowing through Beam are ``PredictionBatch`` es (one per ``BatchElements`` batch, columns as numpy
+arrays), never one Python object per example: the accumulators add whole batches with vectorized numpy. Per-example
+semantics are kept: every example counts once in the overall slice and once in each slice it belongs to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+
+from components.quantization_evaluator.gate import CLASSIFICATION, REGRESSION
+
+# A slice is (feature, value); the whole split is the empty tuple.
+SliceKey = tuple[str, ...]
+OVERALL: SliceKey = ()
+# Binary AUC from score histograms (as TFMA does): 10k buckets bound the error well below any sane gate.
+AUC_BUCKETS = 10_000
+# Mean relative error divides by |float prediction|; this floor keeps near-zero predictions from exploding it.
+RELATIVE_ERROR_FLOOR = 1e-6
+
+
+@dataclass
+class PredictionBatch:
+    """A batch of examples with both models' predictions.
+
+    ``labels`` is float64 with NaN where an example has no label; predictions are ``[n, k]``; ``slice_values`` maps
+    each slicing feature to an object array of its (first) value per example as ``str``, ``None`` when absent.
+    """
+
+    labels: np.ndarray
+    float_predictions: np.ndarray
+    quant_predictions: np.ndarray
+    slice_values: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, rows: np.ndarray) -> PredictionBatch:
+        """The sub-batch of ``rows`` (a boolean mask or indices)."""
+        return PredictionBatch(self.labels[rows], self.float_predictions[rows], self.quant_predictions[rows],
+                               {k: v[rows] for k, v in self.slice_values.items()})
+
+
+def slice_name(key: SliceKey) -> str:
+    """``overall`` or ``feature=value``."""
+    return "overall" if key == OVERALL else f"{key[0]}={key[1]}"
+
+
+def slice_batch(batch: PredictionBatch, slicing_feature_keys: Sequence[str]) -> Iterator[tuple[SliceKey, PredictionBatch]]:
+    """The whole batch under ``OVERALL``, then one sub-batch per value of each slicing feature.
+
+    Examples without a value for a slicing feature are in no slice of that feature (TFMA does the same).
+    """
+    yield OVERALL, batch
+    for feature in slicing_feature_keys:
+        values = batch.slice_values[feature]
+        present = np.array([v is not None for v in values], dtype=bool)
+        for value in sorted(set(values[present])):
+            yield (feature, value), batch.take(values == value)
+
+
+def _usable_rows(batch: PredictionBatch) -> tuple[np.ndarray, np.ndarray]:
+    """(rows with a label and finite predictions from both models, rows with non-finite predictions)."""
+    finite = (np.isfinite(batch.float_predictions).all(axis=1) & np.isfinite(batch.quant_predictions).all(axis=1))
+    return finite & ~np.isnan(batch.labels), ~finite
+
+
+@dataclass
+class ClassificationAccumulator:
+    """Counts for accuracy, per-class recall, top-1 agreement and (binary) histogram AUC of both models."""
+
+    num_examples: int = 0
+    missing: int = 0
+    nonfinite: int = 0
+    float_correct: int = 0
+    quant_correct: int = 0
+    agree: int = 0
+    # [num_classes]; None until the first batch tells the number of classes.
+    support: np.ndarray | None = None
+    float_hits: np.ndarray | None = None
+    quant_hits: np.ndarray | None = None
+    # [2 models, 2 (negative, positive), AUC_BUCKETS]; binary models only.
+    auc_histogram: np.ndarray | None = None
+
+
+def _add_arrays(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    if a is None or b is None:
+        return b if a is None else a
+    if a.shape != b.shape:  # classes seen so far differ between workers: pad the shorter one
+        size = max(len(a), len(b))
+        a, b = np.pad(a, (0, size - len(a))), np.pad(b, (0, size - len(b)))
+    return a + b
+
+
+def _classes(predictions: np.ndarray) -> np.ndarray:
+    """Top-1 class per row; a single column is a sigmoid probability of class 1."""
+    if predictions.shape[1] == 1:
+        return (predictions[:, 0] > 0.5).astype(np.int64)
+    return np.argmax(predictions, axis=1)
+
+
+def _positive_scores(predictions: np.ndarray) -> np.ndarray | None:
+    """The score of class 1 for binary models, ``None`` for multi-class ones."""
+    if predictions.shape[1] == 1:
+        return predictions[:, 0]
+    if predictions.shape[1] == 2:
+        return predictions[:, 1]
+    return None
+
+
+def histogram_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """ROC AUC from per-bucket counts of negatives and positives (ties inside a bucket count one half)."""
+    num_neg, num_pos = negatives.sum(), positives.sum()
+    if num_neg == 0 or num_pos == 0:
+        return float("nan")
+    positives_above = np.cumsum(positives[::-1])[::-1] - positives  # positives in strictly higher buckets
+    return float((negatives * (positives_above + 0.5 * positives)).sum() / (num_neg * num_pos))
+
+
+class ClassificationMetricsCombineFn(beam.CombineFn):
+    """``PredictionBatch`` es -> accuracy, per-class recall, AUC (binary), top-1 agreement of both models."""
+
+    def create_accumulator(self) -> ClassificationAccumulator:
+        return ClassificationAccumulator()
+
+    def add_input(self, acc: ClassificationAccumulator, batch: PredictionBatch) -> ClassificationAccumulator:
+        num_classes = max(2, batch.float_predictions.shape[1])
+        usable, nonfinite = _usable_rows(batch)
+        labels = np.where(usable, batch.labels, -1).astype(np.int64)
+        # A label that is not a class index of the model cannot be scored: count it with the missing ones.
+        usable &= (labels >= 0) & (labels < num_classes)
+        acc.missing += int(len(batch) - usable.sum() - nonfinite.sum())
+        acc.nonfinite += int(nonfinite.sum())
+        labels = labels[usable]
+        float_pred, quant_pred = batch.float_predictions[usable], batch.quant_predictions[usable]
+        float_cls, quant_cls = _classes(float_pred), _classes(quant_pred)
+        acc.num_examples += int(len(labels))
+        acc.float_correct += int((float_cls == labels).sum())
+        acc.quant_correct += int((quant_cls == labels).sum())
+        acc.agree += int((float_cls == quant_cls).sum())
+        acc.support = _add_arrays(acc.support, np.bincount(labels, minlength=num_classes))
+        acc.float_hits = _add_arrays(acc.float_hits, np.bincount(labels[float_cls == labels], minlength=num_classes))
+        acc.quant_hits = _add_arrays(acc.quant_hits, np.bincount(labels[quant_cls == labels], minlength=num_classes))
+        float_scores, quant_scores = _positive_scores(float_pred), _positive_scores(quant_pred)
+        if float_scores is not None:
+            histogram = np.zeros((2, 2, AUC_BUCKETS), dtype=np.int64)
+            for model, scores in enumerate((float_scores, quant_scores)):
+                buckets = np.clip((scores * AUC_BUCKETS).astype(np.int64), 0, AUC_BUCKETS - 1)
+                for cls in (0, 1):
+                    histogram[model, cls] = np.bincount(buckets[labels == cls], minlength=AUC_BUCKETS)
+            acc.auc_histogram = _add_arrays(acc.auc_histogram, histogram)
+        return acc
+
+    def merge_accumulators(self, accumulators: Iterator[ClassificationAccumulator]) -> ClassificationAccumulator:
+        merged = ClassificationAccumulator()
+        for acc in accumulators:
+            for name in ("num_examples", "missing", "nonfinite", "float_correct", "quant_correct", "agree"):
+                setattr(merged, name, getattr(merged, name) + getattr(acc, name))
+            for name in ("support", "float_hits", "quant_hits", "auc_histogram"):
+                setattr(merged, name, _add_arrays(getattr(merged, name), getattr(acc, name)))
+        return merged
+
+    def extract_output(self, acc: ClassificationAccumulator) -> dict[str, Any]:
+        n = acc.num_examples
+        result: dict[str, Any] = {"num_examples": n, "missing": acc.missing, "nonfinite": acc.nonfinite,
+                                  "agreement": acc.agree / n if n else float("nan"), "agreement_kind": "top1"}
+        for model, correct, hits, index in (("float", acc.float_correct, acc.float_hits, 0),
+                                            ("quantized", acc.quant_correct, acc.quant_hits, 1)):
+            values: dict[str, Any] = {"accuracy": correct / n if n else float("nan")}
+            if acc.support is not None:
+                values["recall"] = {str(c): (float(hits[c] / s) if s else float("nan"))
+                                    for c, s in enumerate(acc.support)}
+            if acc.auc_histogram is not None:
+                values["auc"] = histogram_auc(acc.auc_histogram[index, 0], acc.auc_histogram[index, 1])
+            result[model] = values
+        return result
+
+
+@dataclass
+class RegressionAccumulator:
+    """Sums for MSE, MAE and the mean relative error between the two models."""
+
+    num_examples: int = 0
+    missing: int = 0
+    nonfinite: int = 0
+    float_squared: float = 0.0
+    quant_squared: float = 0.0
+    float_absolute: float = 0.0
+    quant_absolute: float = 0.0
+    relative_error: float = 0.0
+
+
+class RegressionMetricsCombineFn(beam.CombineFn):
+    """``PredictionBatch`` es (one output column) -> MSE and MAE of both models, mean relative error between them."""
+
+    def create_accumulator(self) -> RegressionAccumulator:
+        return RegressionAccumulator()
+
+    def add_input(self, acc: RegressionAccumulator, batch: PredictionBatch) -> RegressionAccumulator:
+        if batch.float_predictions.shape[1] != 1:
+            raise ValueError(f"QuantizationEvaluator: a regression metric needs one prediction per example, the "
+                             f"model gives {batch.float_predictions.shape[1]}; use metric='accuracy' or 'auc'")
+        usable, nonfinite = _usable_rows(batch)
+        acc.missing += int(len(batch) - usable.sum() - nonfinite.sum())
+        acc.nonfinite += int(nonfinite.sum())
+        labels = batch.labels[usable]
+        float_pred = batch.float_predictions[usable, 0].astype(np.float64)
+        quant_pred = batch.quant_predictions[usable, 0].astype(np.float64)
+        acc.num_examples += int(len(labels))
+        acc.float_squared += float(((float_pred - labels) ** 2).sum())
+        acc.quant_squared += float(((quant_pred - labels) ** 2).sum())
+        acc.float_absolute += float(np.abs(float_pred - labels).sum())
+        acc.quant_absolute += float(np.abs(quant_pred - labels).sum())
+        acc.relative_error += float((np.abs(quant_pred - float_pred)
+                                     / np.maximum(np.abs(float_pred), RELATIVE_ERROR_FLOOR)).sum())
+        return acc
+
+    def merge_accumulators(self, accumulators: Iterator[RegressionAccumulator]) -> RegressionAccumulator:
+        merged = RegressionAccumulator()
+        for acc in accumulators:
+            for name in RegressionAccumulator.__dataclass_fields__:
+                setattr(merged, name, getattr(merged, name) + getattr(acc, name))
+        return merged
+
+    def extract_output(self, acc: RegressionAccumulator) -> dict[str, Any]:
+        n = acc.num_examples
+
+        def mean(total: float) -> float:
+            return total / n if n else float("nan")
+
+        return {"num_examples": n, "missing": acc.missing, "nonfinite": acc.nonfinite,
+                "agreement": mean(acc.relative_error), "agreement_kind": "mean_relative_error",
+                "float": {"mse": mean(acc.float_squared), "mae": mean(acc.float_absolute)},
+                "quantized": {"mse": mean(acc.quant_squared), "mae": mean(acc.quant_absolute)}}
+
+
+COMBINE_FNS: Mapping[str, type[beam.CombineFn]] = {
+    CLASSIFICATION: ClassificationMetricsCombineFn,
+    REGRESSION: RegressionMetricsCombineFn,
+}
+
+
+class ComputeSliceMetrics(beam.PTransform):
+    """``PCollection[PredictionBatch]`` -> ``PCollection[(SliceKey, metrics dict)]``, overall and per slice."""
+
+    def __init__(self, task: str, slicing_feature_keys: Sequence[str] = ()) -> None:
+        super().__init__()
+        self._task = task
+        self._slicing_feature_keys = tuple(slicing_feature_keys)
+
+    def expand(self, batches: beam.PCollection) -> beam.PCollection:
+        return (
+            batches
+            | "Slice" >> beam.FlatMap(slice_batch, self._slicing_feature_keys)
+            | "CombinePerSlice" >> beam.CombinePerKey(COMBINE_FNS[self._task]())
+        )
