@@ -1,0 +1,170 @@
+"""The one input path from serialized tf.Examples to a dense signature's inputs.
+
+The Quantizer calibrates with it and the QuantizationEvaluator feeds both models with it, so the quantized model is
+calibrated on exactly the tensors it is later evaluated on. Decoding is tfx_bsl's C++ ``ExamplesToRecordBatchDecoder``
+(one call per batch, no per-example Python); the Arrow columns are reshaped to the signature's input shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tensorflow.core.framework import tensor_shape_pb2, types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.python.framework import dtypes
+from tensorflow.python.saved_model import loader_impl
+from tfx_bsl.coders import example_coder
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One dense input of a signature: its name (the tf.Example feature it is read from), dtype and shape.
+
+    ``shape`` includes the batch dimension first; ``None`` marks an unknown size.
+    """
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+
+    @property
+    def example_dims(self) -> tuple[int, ...]:
+        """The shape of one example's value (the shape without the batch dimension)."""
+        dims = self.shape[1:]
+        if any(d is None for d in dims):
+            raise ValueError(
+                f"input {self.name!r} has shape {self.shape}: only the batch dimension may be unknown. "
+                "Export a signature whose inputs have a fixed size per example (e.g. [None, 1])."
+            )
+        return tuple(int(d) for d in dims)
+
+
+_DENSE_NUMERIC = {
+    types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF, types_pb2.DT_BFLOAT16,
+    types_pb2.DT_INT8, types_pb2.DT_INT16, types_pb2.DT_INT32, types_pb2.DT_INT64,
+    types_pb2.DT_UINT8, types_pb2.DT_UINT16, types_pb2.DT_UINT32, types_pb2.DT_UINT64,
+}
+
+
+def _is_dense_numeric(info: meta_graph_pb2.TensorInfo) -> bool:
+    # Sparse and ragged inputs are composite tensors (several component tensors), not one dense array.
+    return info.WhichOneof("encoding") == "name" and info.dtype in _DENSE_NUMERIC
+
+
+def _shape(proto: tensor_shape_pb2.TensorShapeProto) -> tuple[int | None, ...]:
+    return tuple(None if d.size < 0 else int(d.size) for d in proto.dim)
+
+
+def _describe(signature: meta_graph_pb2.SignatureDef) -> str:
+    inputs = ", ".join(
+        f"{name}: {dtypes.as_dtype(info.dtype).name}{list(_shape(info.tensor_shape))}"
+        + ("" if info.WhichOneof("encoding") == "name" else f" ({info.WhichOneof('encoding')})")
+        for name, info in sorted(signature.inputs.items())
+    )
+    return f"{{{inputs}}}"
+
+
+def dense_signature_specs(saved_model_dir: str, signature_name: str | None) -> tuple[str, list[InputSpec]]:
+    """Resolves the dense-input signature of a SavedModel and returns its name and input specs (sorted by name).
+
+    Reads only the SavedModel proto (no graph is loaded). With ``signature_name=None`` the signature is the only one
+    whose inputs are all dense numeric tensors.
+
+    Raises:
+      ValueError: the signature is missing, takes a string/sparse input (e.g. serialized tf.Examples), or (when
+        ``signature_name`` is None) zero or several signatures qualify. The message lists every signature's inputs.
+    """
+    saved_model = loader_impl.parse_saved_model(saved_model_dir)
+    signatures = {
+        key: sig
+        for key, sig in saved_model.meta_graphs[0].signature_def.items()
+        if not key.startswith("__")  # __saved_model_init_op and friends are not callable signatures
+    }
+    listing = "; ".join(f"{key} {_describe(sig)}" for key, sig in sorted(signatures.items()))
+    guidance = (
+        "Export a signature that takes one dense numeric tensor per feature, named after the feature "
+        "(e.g. a tf.function with input_signature {feature: tf.TensorSpec([None, 1], tf.float32, name=feature)}), "
+        "and pass its name as signature_name."
+    )
+    if signature_name is None:
+        dense = [key for key, sig in signatures.items() if sig.inputs and all(map(_is_dense_numeric, sig.inputs.values()))]
+        if len(dense) != 1:
+            found = "no signature" if not dense else f"several signatures ({', '.join(sorted(dense))})"
+            raise ValueError(
+                f"SavedModel {saved_model_dir}: signature_name was not given and {found} take only dense numeric "
+                f"inputs. Signatures: {listing}. {guidance if not dense else 'Pass signature_name to pick one.'}"
+            )
+        (signature_name,) = dense
+    if signature_name not in signatures:
+        raise ValueError(
+            f"SavedModel {saved_model_dir} has no signature {signature_name!r}. Signatures: {listing}. "
+            "Set signature_name to one of them."
+        )
+    signature = signatures[signature_name]
+    refused = sorted(name for name, info in signature.inputs.items() if not _is_dense_numeric(info))
+    if refused or not signature.inputs:
+        raise ValueError(
+            f"SavedModel {saved_model_dir}: signature {signature_name!r} {_describe(signature)} has inputs that are "
+            f"not dense numeric tensors ({', '.join(refused) or 'it has no inputs'}); a signature taking serialized "
+            f"tf.Examples cannot be converted or calibrated. Signatures: {listing}. {guidance}"
+        )
+    specs = [
+        InputSpec(name=name, dtype=np.dtype(dtypes.as_dtype(info.dtype).as_numpy_dtype), shape=_shape(info.tensor_shape))
+        for name, info in sorted(signature.inputs.items())
+    ]
+    return signature_name, specs
+
+
+def examples_to_inputs(serialized: Sequence[bytes], specs: Sequence[InputSpec], *, source: str) -> dict[str, np.ndarray]:
+    """Decodes a batch of serialized tf.Examples into one ``[n, *dims]`` array per spec, cast to the spec's dtype.
+
+    Args:
+      serialized: the serialized tf.Examples (a list, or a numpy object array: an ``S`` array drops trailing NULs).
+      specs: the signature's inputs, e.g. from ``dense_signature_specs``.
+      source: where the examples come from (artifact and split), named in errors.
+
+    Raises:
+      ValueError: no examples; a feature is missing from some examples, has the wrong number of values, or is not
+        numeric. The message names the feature, ``source`` and the fix.
+    """
+    if len(serialized) == 0:
+        raise ValueError(f"{source}: no examples to decode; it must hold at least one tf.Example.")
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(serialized))
+    n = batch.num_rows
+    inputs = {}
+    for spec in specs:
+        dims = spec.example_dims
+        per_example = int(np.prod(dims, dtype=np.int64))
+        index = batch.schema.get_field_index(spec.name)
+        if index < 0:
+            raise ValueError(
+                f"{source}: the examples have no feature {spec.name!r}, which the model's input needs. "
+                f"Features present: {sorted(batch.schema.names)}. Feed examples that carry {spec.name!r} "
+                "(or export a signature whose input names match the example features)."
+            )
+        column = batch.column(index)
+        if column.null_count:
+            raise ValueError(
+                f"{source}: feature {spec.name!r} is missing from {column.null_count} of {n} examples; every "
+                "example must carry it (impute missing values upstream, e.g. in ExampleGen or Transform)."
+            )
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+        wrong = np.flatnonzero(lengths != per_example)
+        if wrong.size:
+            raise ValueError(
+                f"{source}: feature {spec.name!r} must have {per_example} value(s) per example (input shape "
+                f"{spec.shape}) but example #{wrong[0]} has {lengths[wrong[0]]} ({wrong.size} of {n} examples differ). "
+                "Fix the examples or export the signature with the matching input shape."
+            )
+        values = column.flatten()
+        if not (pa.types.is_floating(values.type) or pa.types.is_integer(values.type)):
+            raise ValueError(
+                f"{source}: feature {spec.name!r} holds {values.type} values but the input is {spec.dtype}. "
+                "Encode it as a float_list or int64_list (or map it to numbers in Transform)."
+            )
+        inputs[spec.name] = values.to_numpy(zero_copy_only=False).astype(spec.dtype, copy=False).reshape((n, *dims))
+    return inputs

@@ -1,0 +1,132 @@
+"""Batched model runners with one ``predict(inputs) -> outputs`` for the float SavedModel and the TFLite model.
+
+Both take the dict that ``calibration.examples_to_inputs`` makes (float arrays, one per feature) and return float32
+outputs, so callers compare the two models without caring how either is quantized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+from components.quantizer.calibration import InputSpec, dense_signature_specs
+
+TFLITE_SIGNATURE = "serving_default"
+_QUANTIZED_DTYPES = (np.int8, np.uint8, np.int16)
+
+
+def quantize_array(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    """Quantizes a whole array: ``clip(round(x / scale) + zero_point)`` to ``dtype``'s range.
+
+    Rounds to nearest, unlike TFMA's TFLite extractor, which truncates (a bias of up to one step per input).
+    """
+    if not scale > 0:
+        raise ValueError(f"quantization scale must be > 0, got {scale}")
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(x, dtype=np.float64) / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _per_tensor_params(details: dict) -> tuple[float, int]:
+    scale, zero_point = details["quantization"]
+    return float(scale), int(zero_point)
+
+
+def _check_inputs(model: str, expected: Iterable[str], inputs: Mapping[str, np.ndarray]) -> None:
+    missing = sorted(set(expected) - set(inputs))
+    if missing:
+        raise ValueError(f"{model}: inputs {missing} are missing; the model takes {sorted(expected)}")
+
+
+class TFLiteRunner:
+    """Runs a TFLite model's ``serving_default`` signature on whole batches.
+
+    Float inputs meant for int8/uint8/int16 input tensors are quantized with the tensor's scale and zero point
+    (vectorized, round-and-clip); quantized outputs are dequantized to float32.
+    """
+
+    def __init__(self, model_path: str, num_threads: int | None = None) -> None:
+        try:
+            with tf.io.gfile.GFile(model_path, "rb") as f:
+                content = f.read()
+            self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
+            self._runner = self._interpreter.get_signature_runner(TFLITE_SIGNATURE)
+        except Exception as e:  # the interpreter raises ValueError or RuntimeError depending on the damage
+            raise ValueError(
+                f"cannot load TFLite model {model_path}: {e}. Expected a TFLite flatbuffer with a "
+                f"{TFLITE_SIGNATURE!r} signature (the Quantizer's Format-Serving/model.tflite)."
+            ) from e
+        self.model_path = model_path
+        self._input_details = self._runner.get_input_details()
+        self._output_details = self._runner.get_output_details()
+
+    @property
+    def input_specs(self) -> list[InputSpec]:
+        """What ``predict`` takes, sorted by name: float32 for quantized input tensors (``predict`` quantizes them)."""
+        specs = []
+        for name, d in sorted(self._input_details.items()):
+            dtype = np.dtype(np.float32) if d["dtype"] in _QUANTIZED_DTYPES else np.dtype(d["dtype"])
+            shape = tuple(None if s < 0 else int(s) for s in d["shape_signature"])
+            specs.append(InputSpec(name=name, dtype=dtype, shape=shape))
+        return specs
+
+    @property
+    def input_details(self) -> dict[str, dict]:
+        """The interpreter's details of each input tensor (dtype, quantization parameters), by input name."""
+        return self._input_details
+
+    @property
+    def output_details(self) -> dict[str, dict]:
+        """The interpreter's details of each output tensor, by output name."""
+        return self._output_details
+
+    @property
+    def output_names(self) -> list[str]:
+        """The signature's output names, sorted."""
+        return sorted(self._output_details)
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs one batch (the interpreter is resized to its size) and returns float32 outputs by name."""
+        _check_inputs(self.model_path, self._input_details, inputs)
+        feed = {}
+        for name, details in self._input_details.items():
+            value = np.asarray(inputs[name])
+            dtype = details["dtype"]
+            if dtype in _QUANTIZED_DTYPES and value.dtype != dtype:
+                scale, zero_point = _per_tensor_params(details)
+                value = quantize_array(value, scale, zero_point, dtype)
+            feed[name] = value.astype(dtype, copy=False)
+        raw = self._runner(**feed)
+        outputs = {}
+        for name, value in raw.items():
+            details = self._output_details[name]
+            if details["dtype"] in _QUANTIZED_DTYPES:
+                scale, zero_point = _per_tensor_params(details)
+                value = (value.astype(np.float32) - zero_point) * np.float32(scale)
+            outputs[name] = value.astype(np.float32, copy=False)
+        return outputs
+
+
+class SavedModelRunner:
+    """Runs a SavedModel's dense-input signature on whole batches (the float reference for the TFLite model)."""
+
+    def __init__(self, saved_model_dir: str, signature_name: str) -> None:
+        self.signature_name, self._specs = dense_signature_specs(saved_model_dir, signature_name)
+        self._model = tf.saved_model.load(saved_model_dir)  # kept alive: the signature holds weak refs to its vars
+        self._fn = self._model.signatures[self.signature_name]
+        self.output_names = sorted(self._fn.structured_outputs)
+
+    @property
+    def input_specs(self) -> list[InputSpec]:
+        """The signature's inputs, sorted by name."""
+        return list(self._specs)
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs one batch and returns the outputs by name (floating ones as float32, others keep their dtype)."""
+        _check_inputs(self.signature_name, [spec.name for spec in self._specs], inputs)
+        feed = {spec.name: tf.constant(np.asarray(inputs[spec.name]), dtype=spec.dtype) for spec in self._specs}
+        outputs = {name: value.numpy() for name, value in self._fn(**feed).items()}
+        return {name: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v for name, v in outputs.items()}
