@@ -8,6 +8,8 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from components import RepresentativeDatasetGen
+
 PENGUIN_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "penguin", "penguin_trainer.py")
 
 
@@ -23,6 +25,9 @@ def create_pipeline(
     eval_steps: int = 20,
     trainer_config: dict | None = None,
     float_accuracy_threshold: float = 0.6,
+    calibration_num_examples: int = 200,
+    calibration_strategy: str = "stratified",
+    calibration_seed: int = 0,
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -40,6 +45,9 @@ def create_pipeline(
       train_steps / eval_steps: Trainer steps.
       trainer_config: ``custom_config`` for the Trainer module (``hidden_units``, ``learning_rate``, ``seed``).
       float_accuracy_threshold: lower bound on the float model's accuracy for the stock Evaluator's blessing.
+      calibration_num_examples / calibration_strategy / calibration_seed: RepresentativeDatasetGen's sample of
+        the train split (size, ``'uniform'`` or ``'stratified'`` by ``label_key``, hash seed). 200 is below the
+        penguin train split's 231 examples, so the demo really samples.
       beam_pipeline_args: passed to every Beam-based component (e.g. ``--direct_num_workers=2``).
       metadata_connection_config: MLMD connection; ``None`` leaves it to the orchestrator (Kubeflow / Vertex).
       enable_cache: reuse executions whose inputs and parameters are unchanged.
@@ -56,6 +64,15 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
         custom_config=trainer_config or {},
     )
+    representative_dataset_gen = RepresentativeDatasetGen(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        split="train",
+        num_examples=calibration_num_examples,
+        strategy=calibration_strategy,
+        label_key=label_key,
+        seed=calibration_seed,
+    )
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -64,7 +81,7 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, trainer, evaluator],
+        components=[example_gen, statistics_gen, schema_gen, trainer, representative_dataset_gen, evaluator],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],
