@@ -1,0 +1,178 @@
+"""Pure functions and Beam transforms of sampling.py, on in-memory tf.Examples (no pipeline run)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+
+import apache_beam as beam
+import pytest
+from tensorflow.core.example import example_pb2
+
+from components.representative_dataset.sampling import (
+    STRATIFIED,
+    UNIFORM,
+    Sample,
+    SampleExamples,
+    SamplingConfig,
+    label_class,
+    rank,
+    stratified_quotas,
+)
+
+
+def _example(index: int, label: int | bytes | None = None, key: str = "label") -> bytes:
+    example = example_pb2.Example()
+    example.features.feature["x"].float_list.value.append(float(index))
+    if isinstance(label, int):
+        example.features.feature[key].int64_list.value.append(label)
+    elif isinstance(label, bytes):
+        example.features.feature[key].bytes_list.value.append(label)
+    return example.SerializeToString()
+
+
+def _sample(records: list[bytes], config: SamplingConfig) -> Sample:
+    """Runs SampleExamples on a DirectRunner and returns its single output.
+
+    The output leaves the pipeline through a pickle file: Beam runs (and pickles) DoFns apart from this frame.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "samples.pickle")
+
+        def save(samples: list[Sample]) -> None:
+            with open(path, "wb") as f:
+                pickle.dump(samples, f)
+
+        with beam.Pipeline() as p:
+            _ = p | beam.Create(records) | SampleExamples(config) | beam.combiners.ToList() | beam.Map(save)
+        with open(path, "rb") as f:
+            (sample,) = pickle.load(f)
+    return sample
+
+
+def test_rank_depends_on_seed_and_bytes_only() -> None:
+    record = _example(1)
+    assert rank(record, 0) == rank(record, 0)
+    assert rank(record, 0) != rank(record, 1)
+    assert rank(record, 0)[0] != rank(_example(2), 0)[0]
+    assert rank(record, 2**63 - 1)[1] == record
+
+
+def test_label_class_reads_int_and_bytes_labels() -> None:
+    assert label_class(_example(0, 2), "label") == "2"
+    assert label_class(_example(0, b"Adelie"), "label") == "Adelie"
+
+
+def test_label_class_names_the_missing_key_and_the_features_present() -> None:
+    with pytest.raises(ValueError, match=r"label_key 'species' is not present.*\['label', 'x'\]"):
+        label_class(_example(0, 1), "species")
+
+
+def test_label_class_refuses_a_multi_valued_label() -> None:
+    example = example_pb2.Example()
+    example.features.feature["label"].int64_list.value.extend([0, 1])
+    with pytest.raises(ValueError, match="holds 2 values"):
+        label_class(example.SerializeToString(), "label")
+
+
+@pytest.mark.parametrize(
+    ("counts", "k", "expected"),
+    [
+        ({"0": 99, "1": 50, "2": 82}, 50, {"0": 21, "1": 11, "2": 18}),  # largest remainder: 1 and 2 get the spare
+        ({"a": 1000, "b": 1}, 10, {"a": 9, "b": 1}),  # a rare class still gets one
+        ({"a": 5, "b": 3}, 300, {"a": 5, "b": 3}),  # fewer than asked: everything
+        ({"a": 1, "b": 1, "c": 1, "d": 10}, 3, None),  # more classes than examples asked: refused
+    ],
+)
+def test_stratified_quotas(counts: dict[str, int], k: int, expected: dict[str, int] | None) -> None:
+    if expected is None:
+        with pytest.raises(ValueError, match="at least one example of each of the 4 classes"):
+            stratified_quotas(counts, k)
+        return
+    quotas = stratified_quotas(counts, k)
+    assert quotas == expected
+    assert sum(quotas.values()) == min(k, sum(counts.values()))
+    assert all(1 <= quotas[c] <= counts[c] for c in counts)
+
+
+def test_stratified_quotas_always_add_up() -> None:
+    for k in range(3, 60):
+        quotas = stratified_quotas({"x": 37, "y": 2, "z": 11}, k)
+        assert sum(quotas.values()) == min(k, 50), k
+        assert all(q >= 1 for q in quotas.values())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_examples": 0}, "num_examples must be an integer >= 1, got 0"),
+        ({"num_examples": True}, "num_examples must be an integer >= 1"),
+        ({"strategy": "random"}, "strategy must be one of uniform, stratified, got 'random'"),
+        ({"strategy": STRATIFIED}, "needs label_key"),
+        ({"seed": -1}, "seed must be an integer in"),
+        ({"seed": 2**63}, "seed must be an integer in"),
+    ],
+)
+def test_sampling_config_refuses_bad_values(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SamplingConfig(**kwargs)
+
+
+def test_uniform_keeps_the_smallest_ranks_in_rank_order() -> None:
+    records = [_example(i) for i in range(200)]
+    sample = _sample(records, SamplingConfig(num_examples=20, seed=7))
+    expected = sorted(records, key=lambda r: rank(r, 7))[:20]
+    assert sample.records == expected
+    assert sample.source_num_examples == 200
+    assert sample.class_counts is None and sample.source_class_counts is None
+
+
+def test_input_order_does_not_change_the_sample() -> None:
+    records = [_example(i) for i in range(100)]
+    config = SamplingConfig(num_examples=10, seed=3)
+    assert _sample(records, config).records == _sample(records[::-1], config).records
+
+
+def test_another_seed_gives_another_sample() -> None:
+    records = [_example(i) for i in range(100)]
+    first = _sample(records, SamplingConfig(num_examples=10, seed=0)).records
+    second = _sample(records, SamplingConfig(num_examples=10, seed=1)).records
+    assert set(first) != set(second)
+
+
+def test_fewer_records_than_asked_takes_them_all() -> None:
+    records = [_example(i) for i in range(5)]
+    sample = _sample(records, SamplingConfig(num_examples=50))
+    assert sorted(sample.records) == sorted(records)
+    assert sample.source_num_examples == 5
+
+
+def test_empty_input_gives_an_empty_sample() -> None:
+    sample = _sample([], SamplingConfig(num_examples=5))
+    assert sample.records == [] and sample.source_num_examples == 0
+
+
+def test_stratified_meets_the_quotas_with_each_class_smallest_ranks() -> None:
+    labels = [0] * 60 + [1] * 30 + [2] * 10
+    records = [_example(i, label) for i, label in enumerate(labels)]
+    sample = _sample(records, SamplingConfig(num_examples=10, strategy=STRATIFIED, label_key="label", seed=5))
+    assert sample.source_class_counts == {"0": 60, "1": 30, "2": 10}
+    assert sample.class_counts == {"0": 6, "1": 3, "2": 1}
+    assert sample.records == sorted(sample.records, key=lambda r: rank(r, 5))
+    for cls, quota in sample.class_counts.items():
+        of_class = [r for r in records if label_class(r, "label") == cls]
+        assert set(sorted(of_class, key=lambda r: rank(r, 5))[:quota]) <= set(sample.records)
+
+
+def test_uniform_with_a_label_key_counts_classes() -> None:
+    records = [_example(i, i % 2) for i in range(40)]
+    sample = _sample(records, SamplingConfig(num_examples=8, strategy=UNIFORM, label_key="label"))
+    assert sample.source_class_counts == {"0": 20, "1": 20}
+    assert sum(sample.class_counts.values()) == 8
+
+
+def test_missing_label_fails_the_pipeline_with_the_key_named() -> None:
+    records = [_example(0, 1), _example(1, None)]
+    with pytest.raises(Exception, match="label_key 'label' is not present"):
+        _sample(records, SamplingConfig(num_examples=2, strategy=STRATIFIED, label_key="label"))
