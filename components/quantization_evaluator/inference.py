@@ -1,0 +1,184 @@
+"""Batched inference in Beam: serialized tf.Examples -> inputs, labels, slices -> both models' predictions.
+
+Inputs go through the Quantizer's own input path (``calibration.examples_to_inputs``) and both models run through
+its runners (``runners.SavedModelRunner`` / ``runners.TFLiteRunner``, which quantize int8 inputs with round and clip
+and dequantize outputs), so the evaluator scores exactly what the Quantizer calibrated. Each DoFn loads its models
+once per worker in ``setup``; every call handles a whole ``BatchElements`` batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tfx_bsl.coders import example_coder
+
+from components.quantization_evaluator.metrics import PredictionBatch
+from components.quantizer.calibration import InputSpec, examples_to_inputs
+from components.quantizer.runners import SavedModelRunner, TFLiteRunner
+
+_NAMESPACE = "quantgate.QuantizationEvaluator"
+
+
+@dataclass
+class ParsedBatch:
+    """A batch of examples decoded once: model inputs, labels (NaN when absent) and slicing values."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray
+    slice_values: dict[str, np.ndarray]
+
+
+def first_values(batch: pa.RecordBatch, feature: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first value of ``feature`` in each example and a mask of the examples that have one.
+
+    ``None`` when no example of the batch has the feature (tfx_bsl then leaves the column out). Vectorized: reads the
+    list column's offsets instead of looping over examples.
+    """
+    index = batch.schema.get_field_index(feature)
+    if index < 0:
+        return None
+    column = batch.column(index)
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+    present = lengths > 0
+    starts = column.offsets.to_numpy()[:-1]
+    values = column.values.take(pa.array(starts[present]))
+    return values, present
+
+
+def decode_labels(batch: pa.RecordBatch, label_key: str, source: str) -> np.ndarray:
+    """The label of each example as float64, NaN where it has none; refuses non-numeric labels."""
+    labels = np.full(batch.num_rows, np.nan)
+    found = first_values(batch, label_key)
+    if found is None:
+        return labels
+    values, present = found
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        raise ValueError(
+            f"QuantizationEvaluator: {source}: label {label_key!r} holds {values.type} values; the evaluator needs "
+            "numeric labels (class indices for classification). Map the label to numbers upstream "
+            "(ExampleGen or Transform) or pass the right label_key")
+    labels[present] = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    return labels
+
+
+def decode_slice_values(batch: pa.RecordBatch, feature: str) -> np.ndarray:
+    """Each example's first value of a slicing feature as ``str`` (object array), ``None`` where absent."""
+    out = np.full(batch.num_rows, None, dtype=object)
+    found = first_values(batch, feature)
+    if found is not None:
+        values, present = found
+        out[present] = pc.cast(values, pa.string()).to_numpy(zero_copy_only=False)
+    return out
+
+
+def parse_examples(serialized: Sequence[bytes], specs: Sequence[InputSpec], label_key: str,
+                   slicing_feature_keys: Sequence[str], source: str) -> ParsedBatch:
+    """Decodes one batch: model inputs via the Quantizer's input path, labels and slices via tfx_bsl."""
+    inputs = examples_to_inputs(serialized, specs, source=source)
+    # A second decode of the same bytes: examples_to_inputs keeps its Arrow batch to itself, and this C++ pass is
+    # cheap next to inference.
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(serialized))
+    return ParsedBatch(
+        inputs=inputs,
+        labels=decode_labels(batch, label_key, source),
+        slice_values={key: decode_slice_values(batch, key) for key in slicing_feature_keys},
+    )
+
+
+class ParseExamplesDoFn(beam.DoFn):
+    """``list[bytes]`` (a batch of serialized tf.Examples) -> ``ParsedBatch``."""
+
+    def __init__(self, specs: Sequence[InputSpec], label_key: str, slicing_feature_keys: Sequence[str],
+                 source: str) -> None:
+        self._specs = list(specs)
+        self._label_key = label_key
+        self._slicing_feature_keys = tuple(slicing_feature_keys)
+        self._source = source
+
+    def process(self, serialized: list[bytes]) -> Iterator[ParsedBatch]:
+        yield parse_examples(serialized, self._specs, self._label_key, self._slicing_feature_keys, self._source)
+
+
+def single_output(outputs: dict[str, np.ndarray], output_name: str) -> np.ndarray:
+    """The gated output as ``[n, k]`` (a ``[n]`` output becomes one column)."""
+    value = outputs[output_name]
+    return value.reshape(len(value), -1).astype(np.float32, copy=False)
+
+
+class PredictDoFn(beam.DoFn):
+    """``ParsedBatch`` -> ``PredictionBatch``: the float SavedModel and the TFLite model on the same inputs.
+
+    Logs progress (examples, batches, examples/s) at most every ``log_every_s`` seconds per worker.
+    """
+
+    def __init__(self, saved_model_dir: str, signature_name: str, tflite_path: str, float_output: str,
+                 quant_output: str, log_every_s: float = 10.0) -> None:
+        self._saved_model_dir = saved_model_dir
+        self._signature_name = signature_name
+        self._tflite_path = tflite_path
+        self._float_output = float_output
+        self._quant_output = quant_output
+        self._log_every_s = log_every_s
+        self._examples = beam.metrics.Metrics.counter(_NAMESPACE, "examples_predicted")
+        self._batches = beam.metrics.Metrics.counter(_NAMESPACE, "batches_predicted")
+
+    def setup(self) -> None:
+        self._float_runner = SavedModelRunner(self._saved_model_dir, self._signature_name)
+        self._quant_runner = TFLiteRunner(self._tflite_path)
+        self._seen_examples = 0
+        self._seen_batches = 0
+        self._started = self._last_log = time.monotonic()
+
+    def process(self, batch: ParsedBatch) -> Iterator[PredictionBatch]:
+        float_pred = single_output(self._float_runner.predict(batch.inputs), self._float_output)
+        quant_pred = single_output(self._quant_runner.predict(batch.inputs), self._quant_output)
+        n = len(batch.labels)
+        self._examples.inc(n)
+        self._batches.inc()
+        self._seen_examples += n
+        self._seen_batches += 1
+        now = time.monotonic()
+        if now - self._last_log >= self._log_every_s:
+            self._last_log = now
+            self._log_progress(now)
+        yield PredictionBatch(batch.labels, float_pred, quant_pred, batch.slice_values)
+
+    def teardown(self) -> None:
+        if getattr(self, "_seen_batches", 0):
+            self._log_progress(time.monotonic())
+
+    def _log_progress(self, now: float) -> None:
+        elapsed = max(now - self._started, 1e-9)
+        logging.info("QuantizationEvaluator: predicted %d examples in %d batches with both models, %.0f examples/s",
+                     self._seen_examples, self._seen_batches, self._seen_examples / elapsed)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Batch-1 latency of one model in milliseconds, measured after warm-up."""
+
+    p50_ms: float
+    p95_ms: float
+    calls: int
+
+
+def measure_latency(runner: SavedModelRunner | TFLiteRunner, inputs: dict[str, np.ndarray], warmup: int = 50,
+                    calls: int = 300) -> Latency:
+    """Times ``calls`` single-example ``predict`` calls on the first example of ``inputs`` after ``warmup`` calls."""
+    one = {name: value[:1] for name, value in inputs.items()}
+    for _ in range(warmup):
+        runner.predict(one)
+    timings = np.empty(calls)
+    for i in range(calls):
+        started = time.perf_counter()
+        runner.predict(one)
+        timings[i] = time.perf_counter() - started
+    p50, p95 = np.percentile(timings * 1000.0, [50, 95])
+    return Latency(p50_ms=float(p50), p95_ms=float(p95), calls=calls)
