@@ -29,16 +29,13 @@ def _optional_single(input_dict: dict[str, list[types.Artifact]], key: str) -> t
 
 
 def base_directory(push_destination_json: str) -> str:
-    """The filesystem base directory of a ``PushDestination``; refuses versionings other than unix timestamps."""
+    """The filesystem base directory of a ``PushDestination`` (versions are unix timestamps, as ``AUTO`` means)."""
     destination = pusher_pb2.PushDestination()
     proto_utils.json_to_proto(push_destination_json, destination)
     fs = destination.filesystem
     if destination.WhichOneof("destination") != "filesystem" or not fs.base_directory:
         raise ValueError("QuantizedModelPusher: push_destination needs filesystem.base_directory, e.g. "
                          "PushDestination(filesystem=PushDestination.Filesystem(base_directory='/srv/models'))")
-    if fs.versioning not in (pusher_pb2.Versioning.AUTO, pusher_pb2.Versioning.UNIX_TIMESTAMP):
-        raise ValueError(f"QuantizedModelPusher: push_destination.filesystem.versioning "
-                         f"{pusher_pb2.Versioning.Name(fs.versioning)} is not supported; use AUTO or UNIX_TIMESTAMP")
     return fs.base_directory
 
 
@@ -94,6 +91,7 @@ class Executor(pusher_executor.Executor):
         published = publish.publish(base_dir, model_bytes, manifest, manifest_lib.push_key(model, blessings, sha256))
 
         # Like the stock Pusher, the PushedModel artifact archives what was pushed.
+        fileio.makedirs(pushed_model.uri)
         for name in (publish.MODEL_FILE, publish.MANIFEST_FILE):
             fileio.copy(f"{published.path}/{name}", f"{pushed_model.uri.rstrip('/')}/{name}", overwrite=True)
         self._MarkPushed(pushed_model, pushed_destination=published.path, pushed_version=published.version)

@@ -1,0 +1,214 @@
+"""The QuantizedModelPusher executor, and the stock TFX Pusher, on real artifacts registered in a real MLMD store.
+
+The artifacts are the layout the Quantizer and the QuantizationEvaluator produce (``Format-Serving/model.tflite``,
+a ``ModelBlessing`` with ``blessed``/``reason``/``delta``/``threshold``); the end-to-end run is checked on
+``demo_run`` in tests/pipelines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx.components.pusher import executor as stock_pusher
+from tfx.dsl.components.base import base_executor
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import proto_utils
+
+from components.pusher import executor as pusher
+from components.pusher import publish
+from components.types import RepresentativeDataset
+
+
+@pytest.fixture(scope="module")
+def tflite_bytes() -> bytes:
+    """A real (tiny) TFLite flatbuffer."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    def double(x: tf.Tensor) -> tf.Tensor:
+        return 2.0 * x
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([double.get_concrete_function()], double).convert()
+
+
+class Artifacts:
+    """Builds artifacts under ``root`` and registers them in a SQLite MLMD store, so they have real ids."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._count = 0
+        os.makedirs(root)
+        config = metadata_store_pb2.ConnectionConfig()
+        config.sqlite.filename_uri = os.path.join(root, "metadata.sqlite")
+        self.store = metadata_store.MetadataStore(config)
+
+    def name(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}_{self._count}"
+
+    def register(self, artifact: standard_artifacts.Artifact, name: str) -> standard_artifacts.Artifact:
+        artifact.uri = os.path.join(self.root, name)
+        os.makedirs(artifact.uri, exist_ok=True)
+        type_id = self.store.put_artifact_type(artifact.artifact_type)
+        artifact.type_id = type_id
+        (artifact.id,) = self.store.put_artifacts([artifact.mlmd_artifact])
+        return artifact
+
+    def quantized_model(self, data: bytes, sha256: str | None = None) -> standard_artifacts.Model:
+        model = standard_artifacts.Model()
+        model.set_string_custom_property("sha256", sha256 or publish.sha256_of(data))
+        model.set_string_custom_property("quantization_mode", "int8")
+        model.set_int_custom_property("size_bytes", len(data))
+        model.set_int_custom_property("float_size_bytes", 10 * len(data))
+        model = self.register(model, self.name("quantized_model"))
+        os.makedirs(os.path.join(model.uri, "Format-Serving"))
+        with open(os.path.join(model.uri, "Format-Serving", "model.tflite"), "wb") as f:
+            f.write(data)
+        return model
+
+    def blessing(self, blessed: int, reason: str = "", **numbers: float) -> standard_artifacts.ModelBlessing:
+        blessing = standard_artifacts.ModelBlessing()
+        blessing.set_int_custom_property("blessed", blessed)
+        if reason:
+            blessing.set_string_custom_property("reason", reason)
+        for key, value in numbers.items():
+            blessing.set_float_custom_property(key, value)
+        return self.register(blessing, self.name("blessing"))
+
+    def pushed_model(self) -> standard_artifacts.PushedModel:
+        pushed = standard_artifacts.PushedModel()
+        pushed.uri = os.path.join(self.root, self.name("pushed"))
+        return pushed
+
+
+@pytest.fixture
+def arts(tmp_path) -> Artifacts:
+    return Artifacts(str(tmp_path / "artifacts"))
+
+
+def _destination(base: str) -> str:
+    return proto_utils.proto_to_json(pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base)))
+
+
+def _run(executor_class: type, inputs: dict, base: str, pushed: standard_artifacts.PushedModel) -> None:
+    context = base_executor.BaseExecutor.Context(tmp_dir=os.path.dirname(base), pipeline_run_id="run-42")
+    executor_class(context).Do({k: [v] for k, v in inputs.items() if v is not None},
+                               {"pushed_model": [pushed]}, {"push_destination": _destination(base)})
+
+
+def _props(artifact: standard_artifacts.Artifact) -> dict:
+    return {k: artifact.get_custom_property(k) for k in artifact.mlmd_artifact.custom_properties}
+
+
+def test_blessed_push_writes_model_and_manifest(arts, tflite_bytes, tmp_path) -> None:
+    model = arts.quantized_model(tflite_bytes)
+    blessing = arts.blessing(1, "blessed: every threshold passed", delta=0.004, threshold=0.01,
+                             float_metric=0.97, quantized_metric=0.966)
+    float_blessing = arts.blessing(1)
+    float_model = arts.register(standard_artifacts.Model(), "float_model")
+    representative = arts.register(RepresentativeDataset(), "representative")
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+
+    _run(pusher.Executor, {"model": model, "model_blessing": blessing, "float_blessing": float_blessing,
+                           "float_model": float_model, "representative_dataset": representative}, base, pushed)
+
+    props = _props(pushed)
+    assert props["pushed"] == 1
+    (version,) = os.listdir(base)
+    assert props["pushed_version"] == version and props["pushed_destination"] == os.path.join(base, version)
+    assert props["sha256"] == publish.sha256_of(tflite_bytes)
+    with open(os.path.join(base, version, "model.tflite"), "rb") as f:
+        assert f.read() == tflite_bytes
+    with open(os.path.join(base, version, "manifest.json")) as f:
+        manifest = json.load(f)
+    assert manifest["sha256"] == publish.sha256_of(tflite_bytes)
+    assert manifest["size_bytes"] == len(tflite_bytes) and manifest["float_size_bytes"] == 10 * len(tflite_bytes)
+    assert manifest["quantization_mode"] == "int8"
+    assert manifest["metric"] == pytest.approx(
+        {"name": None, "float": 0.97, "quantized": 0.966, "delta": 0.004, "threshold": 0.01})
+    ids = {role: (ref["id"] if ref else None) for role, ref in manifest["mlmd"].items() if role != "pipeline_run_id"}
+    assert ids == {"quantized_model": model.id, "blessing": blessing.id, "float_blessing": float_blessing.id,
+                   "float_model": float_model.id, "representative_dataset": representative.id}
+    assert len(set(ids.values())) == 5 and manifest["mlmd"]["pipeline_run_id"] == "run-42"
+    # The PushedModel archives exactly what was published.
+    assert sorted(os.listdir(pushed.uri)) == ["manifest.json", "model.tflite"]
+    with open(os.path.join(pushed.uri, "manifest.json")) as f:
+        assert json.load(f) == manifest
+
+
+def test_rerun_of_the_same_push_does_not_duplicate_the_version(arts, tflite_bytes, tmp_path) -> None:
+    inputs = {"model": arts.quantized_model(tflite_bytes), "model_blessing": arts.blessing(1)}
+    base = str(tmp_path / "serving")
+    first, second = arts.pushed_model(), arts.pushed_model()
+    _run(pusher.Executor, inputs, base, first)
+    _run(pusher.Executor, inputs, base, second)
+    assert len(os.listdir(base)) == 1
+    assert _props(second)["pushed_version"] == _props(first)["pushed_version"]
+
+    # A different blessing of the same bytes is a different push.
+    third = arts.pushed_model()
+    _run(pusher.Executor, {**inputs, "model_blessing": arts.blessing(1)}, base, third)
+    assert len(os.listdir(base)) == 2 and _props(third)["pushed"] == 1
+
+
+@pytest.mark.parametrize("quantized_blessed, float_blessed, refused_by", [
+    (0, 1, "model_blessing"),
+    (1, 0, "float_blessing"),
+    (0, 0, "model_blessing"),
+])
+def test_no_push_when_either_blessing_is_0(arts, tflite_bytes, tmp_path, quantized_blessed: int,
+                                           float_blessed: int, refused_by: str) -> None:
+    blessing = arts.blessing(quantized_blessed, "not blessed: absolute delta of accuracy is 0.05 > max 0.01")
+    float_blessing = arts.blessing(float_blessed)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": arts.quantized_model(tflite_bytes), "model_blessing": blessing,
+                           "float_blessing": float_blessing}, base, pushed)
+
+    assert not os.path.exists(base)
+    assert not os.path.exists(pushed.uri)
+    props = _props(pushed)
+    assert props["pushed"] == 0 and "pushed_destination" not in props
+    assert props["reason"].startswith(f"{refused_by} (artifact ")
+    assert ("0.05 > max 0.01" in props["reason"]) == (quantized_blessed == 0)
+    assert ("float_blessing" in props["reason"]) == (float_blessed == 0)
+
+
+def test_file_that_changed_after_quantization_is_refused(arts, tflite_bytes, tmp_path) -> None:
+    model = arts.quantized_model(tflite_bytes, sha256="0" * 64)
+    base = str(tmp_path / "serving")
+    with pytest.raises(ValueError, match=rf"sha256 custom property of input 'model' \(artifact {model.id}\)"):
+        _run(pusher.Executor, {"model": model, "model_blessing": arts.blessing(1)}, base, arts.pushed_model())
+    assert not os.path.exists(base)
+
+
+def test_float_savedmodel_instead_of_quantized_model_is_refused(arts, tmp_path) -> None:
+    trainer_model = arts.register(standard_artifacts.Model(), "trainer_model")
+    with pytest.raises(ValueError, match="has no Format-Serving/model.tflite; wire the Quantizer's"):
+        _run(pusher.Executor, {"model": trainer_model, "model_blessing": arts.blessing(1)},
+             str(tmp_path / "serving"), arts.pushed_model())
+
+
+def test_push_destination_without_filesystem_is_refused() -> None:
+    with pytest.raises(ValueError, match="push_destination needs filesystem.base_directory"):
+        pusher.base_directory("{}")
+    assert pusher.base_directory(_destination("/srv/models")) == "/srv/models"
+
+
+@pytest.mark.parametrize("blessed", [1, 0])
+def test_stock_pusher_is_gated_by_our_blessing(arts, tflite_bytes, tmp_path, blessed: int) -> None:
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(stock_pusher.Executor, {"model": arts.quantized_model(tflite_bytes),
+                                 "model_blessing": arts.blessing(blessed)}, base, pushed)
+    assert artifact_utils.get_single_instance([pushed]).get_int_custom_property("pushed") == blessed
+    if blessed:
+        (version,) = os.listdir(base)
+        with open(os.path.join(base, version, "model.tflite"), "rb") as f:
+            assert f.read() == tflite_bytes
+    else:
+        assert not os.path.exists(base)
