@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from pipelines.data import write_penguins_csv
@@ -49,25 +50,33 @@ def direct_runner_args(num_workers: int = 1, running_mode: str = "in_memory") ->
 
 @dataclass
 class LocalRunConfig:
-    """Knobs of a local demo run; ``pipeline_kwargs`` go to ``create_pipeline`` unchanged."""
+    """Knobs of a local demo run; ``pipeline_kwargs`` go to ``create_pipeline`` unchanged.
+
+    ``metadata_connection_config`` overrides the SQLite file under the pipeline root, e.g. with a MySQL store
+    (``tfx.orchestration.metadata.mysql_metadata_connection_config``).
+    """
 
     paths: LocalRunPaths
     num_workers: int = 1
     running_mode: str = "in_memory"
     enable_cache: bool = True
     pipeline_kwargs: dict = field(default_factory=dict)
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None
 
 
 def run_local(config: LocalRunConfig) -> None:
     """Writes the penguin CSV into the data root and runs the whole pipeline with LocalDagRunner."""
     paths = config.paths
     write_penguins_csv(paths.data_root)
+    metadata_connection_config = config.metadata_connection_config
+    if metadata_connection_config is None:
+        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path)
     pipeline = create_pipeline(
         pipeline_name=paths.pipeline_name,
         pipeline_root=paths.pipeline_root,
         data_root=paths.data_root,
         beam_pipeline_args=direct_runner_args(config.num_workers, config.running_mode),
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path),
+        metadata_connection_config=metadata_connection_config,
         enable_cache=config.enable_cache,
         **config.pipeline_kwargs,
     )

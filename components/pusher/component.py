@@ -9,17 +9,18 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.pusher.executor import (
+    EVALUATION_KEY,
     FLOAT_BLESSING_KEY,
     FLOAT_MODEL_KEY,
     REPRESENTATIVE_DATASET_KEY,
     Executor,
 )
-from components.types import RepresentativeDataset
+from components.types import QuantizationEvaluation, RepresentativeDataset
 
 
 class QuantizedModelPusherSpec(ComponentSpec):
-    """Inputs: the quantized model and its blessing (required), the float model's blessing and, for the manifest's
-    provenance, the float model and the representative dataset (optional)."""
+    """Inputs: the quantized model and its blessing (required), the float model's blessing and, for the manifest,
+    the float model, the representative dataset and the QuantizationEvaluator's evaluation (optional)."""
 
     PARAMETERS = {
         standard_component_specs.PUSH_DESTINATION_KEY: ExecutionParameter(type=pusher_pb2.PushDestination),
@@ -30,6 +31,7 @@ class QuantizedModelPusherSpec(ComponentSpec):
         FLOAT_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
         FLOAT_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
         REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
+        EVALUATION_KEY: ChannelParameter(type=QuantizationEvaluation, optional=True),
     }
     OUTPUTS = {
         standard_component_specs.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),
@@ -56,6 +58,7 @@ class QuantizedModelPusher(base_component.BaseComponent):
         float_blessing: types.BaseChannel | None = None,
         float_model: types.BaseChannel | None = None,
         representative_dataset: types.BaseChannel | None = None,
+        evaluation: types.BaseChannel | None = None,
     ) -> None:
         """Args:
           model: the Quantizer's ``quantized_model`` (a ``Model`` holding ``Format-Serving/model.tflite``).
@@ -65,6 +68,8 @@ class QuantizedModelPusher(base_component.BaseComponent):
           float_blessing: the stock Evaluator's ``blessing`` of the float model; when wired it must be blessed too.
           float_model: the Trainer's model, recorded in the manifest.
           representative_dataset: the calibration set the Quantizer used, recorded in the manifest.
+          evaluation: the QuantizationEvaluator's ``evaluation``, whose float and quantized metric values go into
+            the manifest.
         """
         spec = QuantizedModelPusherSpec(
             model=model,
@@ -72,6 +77,7 @@ class QuantizedModelPusher(base_component.BaseComponent):
             float_blessing=float_blessing,
             float_model=float_model,
             representative_dataset=representative_dataset,
+            evaluation=evaluation,
             push_destination=push_destination,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
         )

@@ -18,6 +18,7 @@ from components.pusher import publish
 FLOAT_BLESSING_KEY = "float_blessing"
 FLOAT_MODEL_KEY = "float_model"
 REPRESENTATIVE_DATASET_KEY = "representative_dataset"
+EVALUATION_KEY = "evaluation"
 BLESSING_KEYS = (standard_component_specs.MODEL_BLESSING_KEY, FLOAT_BLESSING_KEY)
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Executor(pusher_executor.Executor):
             float_blessing=blessings.get(FLOAT_BLESSING_KEY),
             float_model=_optional_single(input_dict, FLOAT_MODEL_KEY),
             representative_dataset=_optional_single(input_dict, REPRESENTATIVE_DATASET_KEY),
+            evaluation=_optional_single(input_dict, EVALUATION_KEY),
             sha256=sha256,
             size_bytes=len(model_bytes),
             pipeline_run_id=self._context.pipeline_run_id if self._context else None,

@@ -5,6 +5,7 @@ They read TFX artifacts (ids, URIs, custom properties) and do no I/O, so tests b
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tfx import types
@@ -12,13 +13,12 @@ from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.util import model_utils
 
 MANIFEST_FORMAT = 1
-# Custom properties of the QuantizationEvaluator's blessing (see components/quantization_evaluator).
+# Custom properties of the QuantizationEvaluator's blessing and evaluation (see components/quantization_evaluator):
+# the blessing carries the verdict, the evaluation the metric values as float_<metric> and quantized_<metric>.
 REASON_KEY = "reason"
 DELTA_KEY = "delta"
 THRESHOLD_KEY = "threshold"
 METRIC_KEY = "metric"
-FLOAT_METRIC_KEY = "float_metric"
-QUANTIZED_METRIC_KEY = "quantized_metric"
 # Custom properties of the Quantizer's model.
 SHA256_KEY = "sha256"
 MODE_KEY = "quantization_mode"
@@ -26,13 +26,14 @@ SIZE_KEY = "size_bytes"
 FLOAT_SIZE_KEY = "float_size_bytes"
 
 
-def property_value(artifact: types.Artifact, key: str) -> Any:
-    """A custom property as a plain Python value (``None`` when unset); MLMD keeps int, double and string apart."""
-    if not artifact.has_custom_property(key):
+def property_value(artifact: types.Artifact | None, key: str) -> Any:
+    """A custom property as a plain Python value; ``None`` when unset or NaN (the evaluator's "undefined")."""
+    if artifact is None or not artifact.has_custom_property(key):
         return None
     value = artifact.mlmd_artifact.custom_properties[key]
     kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind in ("int_value", "double_value", "string_value") else str(value)
+    plain = getattr(value, kind) if kind in ("int_value", "double_value", "string_value") else str(value)
+    return None if isinstance(plain, float) and math.isnan(plain) else plain
 
 
 def refusal(input_key: str, blessing: types.Artifact) -> str | None:
@@ -69,9 +70,20 @@ def build_manifest(
     float_blessing: types.Artifact | None = None,
     float_model: types.Artifact | None = None,
     representative_dataset: types.Artifact | None = None,
+    evaluation: types.Artifact | None = None,
     pipeline_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """The ``manifest.json`` of a push: what was pushed, how good it is, and where it came from in MLMD."""
+    """The ``manifest.json`` of a push: what was pushed, how good it is, and where it came from in MLMD.
+
+    The metric values come from ``evaluation`` (the QuantizationEvaluator's), falling back to the blessing.
+    """
+    metric = property_value(blessing, METRIC_KEY)
+
+    def metric_value(model_kind: str) -> Any:
+        key = f"{model_kind}_{metric}"
+        found = property_value(evaluation, key)
+        return found if found is not None else property_value(blessing, key)
+
     return {
         "format": MANIFEST_FORMAT,
         "model_file": "model.tflite",
@@ -80,9 +92,9 @@ def build_manifest(
         "float_size_bytes": property_value(model, FLOAT_SIZE_KEY),
         "quantization_mode": property_value(model, MODE_KEY),
         "metric": {
-            "name": property_value(blessing, METRIC_KEY),
-            "float": property_value(blessing, FLOAT_METRIC_KEY),
-            "quantized": property_value(blessing, QUANTIZED_METRIC_KEY),
+            "name": metric,
+            "float": metric_value("float"),
+            "quantized": metric_value("quantized"),
             "delta": property_value(blessing, DELTA_KEY),
             "threshold": property_value(blessing, THRESHOLD_KEY),
         },
@@ -93,6 +105,7 @@ def build_manifest(
             "float_blessing": _artifact_ref(float_blessing),
             "float_model": _artifact_ref(float_model),
             "representative_dataset": _artifact_ref(representative_dataset),
+            "evaluation": _artifact_ref(evaluation),
             "pipeline_run_id": pipeline_run_id,
         },
     }

@@ -22,7 +22,7 @@ from tfx.utils import proto_utils
 
 from components.pusher import executor as pusher
 from components.pusher import publish
-from components.types import RepresentativeDataset
+from components.types import QuantizationEvaluation, RepresentativeDataset
 
 
 @pytest.fixture(scope="module")
@@ -108,15 +108,20 @@ def _props(artifact: standard_artifacts.Artifact) -> dict:
 
 def test_blessed_push_writes_model_and_manifest(arts, tflite_bytes, tmp_path) -> None:
     model = arts.quantized_model(tflite_bytes)
-    blessing = arts.blessing(1, "blessed: every threshold passed", delta=0.004, threshold=0.01,
-                             float_metric=0.97, quantized_metric=0.966)
+    blessing = arts.blessing(1, "blessed: every threshold passed", delta=0.004, threshold=0.01)
+    blessing.set_string_custom_property("metric", "accuracy")
+    evaluation = QuantizationEvaluation()
+    evaluation.set_float_custom_property("float_accuracy", 0.97)
+    evaluation.set_float_custom_property("quantized_accuracy", 0.966)
+    evaluation = arts.register(evaluation, "evaluation")
     float_blessing = arts.blessing(1)
     float_model = arts.register(standard_artifacts.Model(), "float_model")
     representative = arts.register(RepresentativeDataset(), "representative")
     pushed, base = arts.pushed_model(), str(tmp_path / "serving")
 
     _run(pusher.Executor, {"model": model, "model_blessing": blessing, "float_blessing": float_blessing,
-                           "float_model": float_model, "representative_dataset": representative}, base, pushed)
+                           "float_model": float_model, "representative_dataset": representative,
+                           "evaluation": evaluation}, base, pushed)
 
     props = _props(pushed)
     assert props["pushed"] == 1
@@ -131,11 +136,12 @@ def test_blessed_push_writes_model_and_manifest(arts, tflite_bytes, tmp_path) ->
     assert manifest["size_bytes"] == len(tflite_bytes) and manifest["float_size_bytes"] == 10 * len(tflite_bytes)
     assert manifest["quantization_mode"] == "int8"
     assert manifest["metric"] == pytest.approx(
-        {"name": None, "float": 0.97, "quantized": 0.966, "delta": 0.004, "threshold": 0.01})
+        {"name": "accuracy", "float": 0.97, "quantized": 0.966, "delta": 0.004, "threshold": 0.01})
     ids = {role: (ref["id"] if ref else None) for role, ref in manifest["mlmd"].items() if role != "pipeline_run_id"}
     assert ids == {"quantized_model": model.id, "blessing": blessing.id, "float_blessing": float_blessing.id,
-                   "float_model": float_model.id, "representative_dataset": representative.id}
-    assert len(set(ids.values())) == 5 and manifest["mlmd"]["pipeline_run_id"] == "run-42"
+                   "float_model": float_model.id, "representative_dataset": representative.id,
+                   "evaluation": evaluation.id}
+    assert len(set(ids.values())) == 6 and manifest["mlmd"]["pipeline_run_id"] == "run-42"
     # The PushedModel archives exactly what was published.
     assert sorted(os.listdir(pushed.uri)) == ["manifest.json", "model.tflite"]
     with open(os.path.join(pushed.uri, "manifest.json")) as f:
