@@ -4,7 +4,8 @@ Public names: the custom artifact types (their ``TYPE_NAME`` is ``components.<Cl
 container entrypoint imports) and, as they land, the components.
 """
 
+from components.quantization_evaluator.component import QuantizationEvaluator
 from components.representative_dataset.component import RepresentativeDatasetGen
 from components.types import QuantizationEvaluation, RepresentativeDataset
 
-__all__ = ["QuantizationEvaluation", "RepresentativeDataset", "RepresentativeDatasetGen"]
+__all__ = ["QuantizationEvaluation", "QuantizationEvaluator", "RepresentativeDataset", "RepresentativeDatasetGen"]

@@ -1,0 +1,67 @@
+"""The component: parameters are checked at construction and survive the trip through execution properties."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from tfx import types
+from tfx.types import standard_artifacts
+
+from components import QuantizationEvaluator
+from components.quantization_evaluator.executor import config_from_exec_properties
+from components.types import QuantizationEvaluation
+
+
+def _component(**params: object) -> QuantizationEvaluator:
+    return QuantizationEvaluator(
+        model=types.Channel(type=standard_artifacts.Model),
+        quantized_model=types.Channel(type=standard_artifacts.Model),
+        examples=types.Channel(type=standard_artifacts.Examples),
+        **{"label_key": "species", **params},
+    )
+
+
+def test_parameters_round_trip_through_exec_properties() -> None:
+    component = _component(slicing_feature_keys=["island", "sex"], max_delta=-1, delta_type="relative",
+                           min_agreement=0.95, max_model_bytes=10_000, max_latency_ms=2, min_slice_size=5)
+    assert json.loads(component.exec_properties["slicing_feature_keys"]) == ["island", "sex"]
+    config = config_from_exec_properties(component.exec_properties)
+    assert config.slicing_feature_keys == ("island", "sex")
+    assert config.split == "eval" and config.label_key == "species" and config.signature_name is None
+    t = config.thresholds
+    assert (t.max_delta, t.delta_type, t.min_agreement, t.max_model_bytes, t.max_latency_ms, t.min_slice_size,
+            t.max_slice_delta, t.metric) == (-1.0, "relative", 0.95, 10_000, 2.0, 5, None, "accuracy")
+
+
+def test_outputs_are_the_custom_evaluation_and_a_standard_blessing() -> None:
+    component = _component()
+    assert component.outputs["evaluation"].type is QuantizationEvaluation
+    assert component.outputs["blessing"].type is standard_artifacts.ModelBlessing
+    assert component.outputs["blessing"].type_name == "ModelBlessing"  # what the stock Pusher declares
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"max_delta": math.nan}, "max_delta must be a finite number"),
+    ({"metric": "f1"}, "unknown metric 'f1'"),
+    ({"delta_type": "percent"}, "delta_type must be one of"),
+    ({"max_model_bytes": -1}, "max_model_bytes is a budget"),
+    ({"max_latency_ms": -0.5}, "max_latency_ms is a budget"),
+    ({"min_agreement": 2.0}, "min_agreement is a fraction"),
+    ({"min_slice_size": 0}, "min_slice_size must be an integer >= 1"),
+    ({"label_key": ""}, "label_key must name the label feature"),
+    ({"slicing_feature_keys": ["island", "island"]}, "slicing_feature_keys must be distinct"),
+    ({"slicing_feature_keys": ["species"]}, "slicing on the label"),
+])
+def test_bad_parameters_fail_at_construction(params: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _component(**params)
+
+
+def test_executor_revalidates_exec_properties() -> None:
+    """A hand-edited or foreign execution (e.g. compiled elsewhere) is checked again before anything runs."""
+    properties = dict(_component().exec_properties)
+    properties["max_delta"] = math.nan
+    with pytest.raises(ValueError, match="max_delta must be a finite number"):
+        config_from_exec_properties(properties)
