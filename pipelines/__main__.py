@@ -1,18 +1,25 @@
-"""``python -m pipelines``: run the demo pipeline locally (``run``)."""
+"""``python -m pipelines``: run the demo pipeline locally (``run``) and ask ML Metadata about it (``lineage``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 
+from ml_metadata import metadata_store
+
 from pipelines import lineage
-from pipelines.local_runner import DEFAULT_PIPELINE_NAME, LocalRunConfig, LocalRunPaths, run_local
+
+PUSHER_ID = "QuantizedModelPusher"
 
 
 def _run(args: argparse.Namespace) -> int:
-    paths = LocalRunPaths(home=os.path.abspath(args.home), pipeline_name=args.pipeline_name)
+    # Imported here: it loads TensorFlow and TFX, which the lineage command does not need.
+    from pipelines.local_runner import DEFAULT_PIPELINE_NAME, LocalRunConfig, LocalRunPaths, run_local
+
+    paths = LocalRunPaths(home=os.path.abspath(args.home), pipeline_name=args.pipeline_name or DEFAULT_PIPELINE_NAME)
     config = LocalRunConfig(paths=paths, num_workers=args.direct_num_workers,
                             running_mode=args.direct_running_mode, enable_cache=not args.no_cache)
     run_local(config)
@@ -22,6 +29,62 @@ def _run(args: argparse.Namespace) -> int:
     print(f"pipeline root : {paths.pipeline_root}")
     print(f"MLMD (SQLite) : {paths.metadata_path}")
     print(f"trained model : {model_uri}")
+    summary = lineage.run_summary(store, paths.pipeline_name, PUSHER_ID)
+    if summary is not None:
+        print()
+        print(lineage.format_summary(summary))
+        print()
+        if summary["pushed"]:
+            print(lineage.format_chain(lineage.pushed_chain(store, summary["pushed_model_id"])))
+        else:
+            print(lineage.format_why_not(lineage.why_not(store, summary["run_id"])))
+        print(f"\nask again: python -m pipelines lineage --metadata {paths.metadata_path} "
+              f"{'--pushed latest' if summary['pushed'] else '--why-not'}")
+    return 0
+
+
+def _pushed_arg(value: str) -> str | int:
+    if value == "latest":
+        return value
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected 'latest' or an artifact id, got {value!r}")
+    return int(value)
+
+
+def _open_store(args: argparse.Namespace) -> metadata_store.MetadataStore:
+    if args.metadata and args.mysql_host:
+        raise lineage.LineageError("pass either --metadata (SQLite) or --mysql-host (MySQL), not both")
+    if args.mysql_host:
+        if not (args.mysql_database and args.mysql_user):
+            raise lineage.LineageError("a MySQL store needs --mysql-database and --mysql-user too")
+        return lineage.open_mysql_store(lineage.MySQLConfig(host=args.mysql_host, port=args.mysql_port,
+                                                            database=args.mysql_database, user=args.mysql_user,
+                                                            password=os.environ.get("MYSQL_PASSWORD", "")))
+    if not args.metadata:
+        raise lineage.LineageError("say which store: --metadata PATH (e.g. out/demo/pipeline_root/metadata.sqlite) "
+                                   "or --mysql-host/--mysql-port/--mysql-database/--mysql-user")
+    try:
+        return lineage.open_sqlite_store(args.metadata, read_only=True)
+    except FileNotFoundError as error:
+        raise lineage.LineageError(str(error)) from error
+    except RuntimeError as error:  # MLMD's C++ layer: not a SQLite file, or not an MLMD one; drop the SQL it echoes
+        reason = str(error).split("query:  ")[0].strip()  # "...: file is not a database query:  CREATE TABLE..."
+        raise lineage.LineageError(f"cannot open {args.metadata} as an ML Metadata store ({reason})") from error
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    try:
+        store = _open_store(args)
+        if args.why_not is not None:
+            result = lineage.why_not(store, args.why_not or None)
+            text = lineage.format_why_not(result)
+        else:
+            result = lineage.pushed_chain(store, args.pushed)
+            text = lineage.format_chain(result)
+    except lineage.LineageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, sort_keys=True) if args.json else text)
     return 0
 
 
@@ -31,14 +94,37 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the penguin demo pipeline locally (LocalDagRunner, SQLite MLMD)")
     run.add_argument("--home", default="out/demo", help="folder for data, pipeline root and MLMD (default: out/demo)")
-    run.add_argument("--pipeline-name", default=DEFAULT_PIPELINE_NAME)
+    run.add_argument("--pipeline-name", help="default: penguin-quantgate")
     run.add_argument("--direct-num-workers", type=int, default=1, help="Beam DirectRunner workers")
     run.add_argument("--direct-running-mode", default="in_memory",
                      choices=["in_memory", "multi_threading", "multi_processing"])
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.set_defaults(func=_run)
+
+    query = commands.add_parser(
+        "lineage", help="where a pushed model came from, or why a run pushed nothing (reads ML Metadata only)",
+        description="Walks ML Metadata events upstream from a pushed model (blessing, quantized model, "
+                    "representative dataset, trainer model, examples), or explains a run that pushed nothing. "
+                    "Errors are one line on stderr and exit 1.")
+    store = query.add_argument_group("store (one of)")
+    store.add_argument("--metadata", metavar="PATH", help="a SQLite MLMD file, e.g. the demo's metadata.sqlite")
+    store.add_argument("--mysql-host", help="a MySQL / MariaDB MLMD store (as Kubeflow's); password from "
+                                            "$MYSQL_PASSWORD")
+    store.add_argument("--mysql-port", type=int, default=3306)
+    store.add_argument("--mysql-database")
+    store.add_argument("--mysql-user")
+    what = query.add_mutually_exclusive_group()
+    what.add_argument("--pushed", type=_pushed_arg, default="latest", metavar="latest|ID",
+                      help="the chain behind a PushedModel: 'latest' (default) or its artifact id")
+    what.add_argument("--why-not", nargs="?", const="", metavar="RUN_ID",
+                      help="why a pipeline run (default: the newest with a pusher) pushed nothing")
+    query.add_argument("--json", action="store_true", help="machine-readable output, every property included")
+    query.set_defaults(func=_lineage)
+
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A run logs its progress; a lineage query prints its answer and nothing else.
+    level = logging.INFO if args.command == "run" else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)
 
 

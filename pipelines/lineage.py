@@ -7,6 +7,7 @@ imported, so the lineage CLI answers in about a second instead of waiting for Te
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,8 +29,7 @@ _INPUT_EVENTS = (_Event.INPUT, _Event.DECLARED_INPUT)
 # The properties worth a glance, by artifact type, in the text rendering (JSON carries them all).
 SHOWN_PROPERTIES: dict[str, tuple[str, ...]] = {
     "PushedModel": ("pushed", "pushed_version", "pushed_destination", "sha256", "reason"),
-    "ModelBlessing": ("blessed", "metric", "float_metric", "quantized_metric", "delta", "threshold", "reason",
-                      "current_model_id"),
+    "ModelBlessing": ("blessed", "metric", "delta_type", "delta", "threshold", "reason", "current_model_id"),
     "Model": ("quantization_mode", "engine", "size_bytes", "float_size_bytes", "sha256"),
     "components.RepresentativeDataset": ("seed", "num_examples", "strategy", "split", "sha256"),
     "Examples": ("span", "split_names"),
@@ -40,13 +40,15 @@ class LineageError(Exception):
     """A lineage question MLMD cannot answer (bad id, empty store, unreachable database): a one-line message."""
 
 
-def open_sqlite_store(path: str) -> metadata_store.MetadataStore:
-    """Opens an existing SQLite MLMD file (read/write); refuses a missing file rather than creating an empty store."""
+def open_sqlite_store(path: str, *, read_only: bool = False) -> metadata_store.MetadataStore:
+    """Opens an existing SQLite MLMD file (read/write unless ``read_only``); refuses a missing file rather than
+    creating an empty store."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"no ML Metadata store at {path}: pass the metadata.sqlite of a pipeline run")
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    modes = metadata_store_pb2.SqliteMetadataSourceConfig
+    config.sqlite.connection_mode = modes.READONLY if read_only else modes.READWRITE
     return metadata_store.MetadataStore(config)
 
 
@@ -89,9 +91,9 @@ def open_mysql_store(mysql: MySQLConfig) -> metadata_store.MetadataStore:
         with _quiet_native_stderr():
             return metadata_store.MetadataStore(mysql.connection_config())
     except RuntimeError as error:
-        raise LineageError(f"cannot reach MLMD on MySQL {mysql.user}@{mysql.host}:{mysql.port}/{mysql.database}: "
-                           f"{str(error).strip() or 'connection failed'}; check that the server runs and the "
-                           "database and user exist") from error
+        detail = str(error).split(":")[0].strip() or "connection failed"  # the rest is empty errno fields
+        raise LineageError(f"cannot reach MLMD on MySQL {mysql.user}@{mysql.host}:{mysql.port}/{mysql.database} "
+                           f"({detail}); check that the server runs and the database and user exist") from error
 
 
 def latest_complete_execution(
@@ -145,8 +147,10 @@ def producer(store: metadata_store.MetadataStore, artifact_id: int) -> metadata_
 
 
 def plain(value: metadata_store_pb2.Value) -> Any:
-    """An MLMD property value as a plain Python value (structs and protos as text)."""
+    """An MLMD property value as a plain Python value (structs and protos as text, NaN as ``None``)."""
     kind = value.WhichOneof("value")
+    if kind == "double_value" and math.isnan(value.double_value):
+        return None  # the evaluator's "undefined"; JSON has no NaN
     if kind in ("int_value", "double_value", "string_value", "bool_value"):
         return getattr(value, kind)
     return str(getattr(value, kind)) if kind else None
@@ -360,22 +364,32 @@ def why_not(store: metadata_store.MetadataStore, run_id: str | None = None) -> d
 
 
 def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_id: str) -> dict[str, Any] | None:
-    """The numbers a run gated on, from its newest pusher execution: metrics, delta, threshold, sizes, verdict."""
+    """The numbers a run gated on, from its newest pusher execution: metrics, delta, threshold, sizes, verdict.
+
+    The metric values are the ``float_<metric>`` / ``quantized_<metric>`` properties of the evaluation that the
+    blessing's producer wrote beside it; ``None`` where a property is missing (e.g. a stock Evaluator's blessing).
+    """
     execution = latest_complete_execution(store, pipeline_name, pusher_id)
     if execution is None:
         return None
     reader = _Reader(store)
     (pushed_model,) = output_artifacts(store, execution.id)["pushed_model"]
     inputs = input_artifacts(store, execution.id)
-    first = {key: reader.artifact_info(arts[0]).properties for key, arts in inputs.items() if arts}
-    blessing, model = first.get("model_blessing", {}), first.get("model", {})
+    (blessing_artifact,) = inputs["model_blessing"]
+    blessing_producer = producer(store, blessing_artifact.id)
+    siblings = output_artifacts(store, blessing_producer.id) if blessing_producer else {}
+    evaluation = reader.artifact_info(siblings["evaluation"][0]).properties if siblings.get("evaluation") else {}
+    blessing = reader.artifact_info(blessing_artifact).properties
+    model = reader.artifact_info(inputs["model"][0]).properties
     pushed = reader.artifact_info(pushed_model).properties
+    metric = blessing.get("metric")
     return {
-        "metric": blessing.get("metric"),
-        "float_metric": blessing.get("float_metric"),
-        "quantized_metric": blessing.get("quantized_metric"),
+        "metric": metric,
+        "float_metric": evaluation.get(f"float_{metric}"),
+        "quantized_metric": evaluation.get(f"quantized_{metric}"),
         "delta": blessing.get("delta"),
         "threshold": blessing.get("threshold"),
+        "quantization_mode": model.get("quantization_mode"),
         "float_size_bytes": model.get("float_size_bytes"),
         "quantized_size_bytes": model.get("size_bytes"),
         "verdict": "blessed" if blessing.get("blessed") == 1 else "not blessed",
@@ -385,6 +399,36 @@ def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_
         "pushed_model_id": pushed_model.id,
         "run_id": reader.execution_info(execution).run_id,
     }
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _size(value: Any) -> str:
+    return "n/a" if value is None else f"{value:,} bytes"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The end-of-run table of ``run_summary``."""
+    mode = summary["quantization_mode"] or "quantized"
+    metric = summary["metric"] or "metric"
+    outcome = ("pushed to", summary["pushed_destination"]) if summary["pushed"] else ("not pushed", summary["reason"])
+    rows = [
+        (f"float {metric}", _number(summary["float_metric"])),
+        (f"{mode} {metric}", _number(summary["quantized_metric"])),
+        ("delta", _number(summary["delta"])),
+        ("threshold", _number(summary["threshold"])),
+        ("float size", _size(summary["float_size_bytes"])),
+        (f"{mode} size", _size(summary["quantized_size_bytes"])),
+        ("verdict", summary["verdict"]),
+        outcome,
+    ]
+    width = max(len(name) for name, _ in rows)
+    rule = "-" * (width + 3 + max(len(str(value)) for _, value in rows))
+    lines = [f"quantgate summary, run {summary['run_id']}", rule]
+    lines += [f"{name:<{width}} | {value}" for name, value in rows]
+    return "\n".join([*lines, rule])
 
 
 def _shown(artifact: dict[str, Any]) -> str:
