@@ -4,8 +4,10 @@ Public names: the custom artifact types (their ``TYPE_NAME`` is ``components.<Cl
 container entrypoint imports) and, as they land, the components.
 """
 
+from components.pusher.component import QuantizedModelPusher
 from components.quantization_evaluator.component import QuantizationEvaluator
 from components.representative_dataset.component import RepresentativeDatasetGen
 from components.types import QuantizationEvaluation, RepresentativeDataset
 
-__all__ = ["QuantizationEvaluation", "QuantizationEvaluator", "RepresentativeDataset", "RepresentativeDatasetGen"]
+__all__ = ["QuantizationEvaluation", "QuantizationEvaluator", "QuantizedModelPusher", "RepresentativeDataset",
+           "RepresentativeDatasetGen"]
