@@ -1,0 +1,280 @@
+"""Compiles the quantgate pipeline for Kubeflow Pipelines v2 / Vertex AI into a PipelineJob JSON.
+
+``python kubeflow/runner.py`` with no flags compiles the penguin demo with placeholder locations (``gs://your-bucket``,
+an Artifact Registry image of ``your-project``) into ``out/kubeflow/pipeline.json``; override them with the flags.
+Compiling never touches the pipeline root: the Trainer imports its ``run_fn`` from the image instead of a wheel
+uploaded at compile time (pass ``--module-file`` for TFX's wheel packaging). ML Metadata is the platform's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Any
+
+# Before anything imports TensorFlow: one Keras (tf_keras) for the compiler and the executors it imports.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Vertex AI's rule for pipeline names (KFP accepts the same): lowercase letters, digits, '-', at most 128.
+PIPELINE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
+# KubeflowV2DagRunner's rule for a custom artifact type's TYPE_NAME, which the container imports as module.Class.
+CUSTOM_TYPE_NAME_RE = re.compile(r"^[a-z][a-z0-9-_]{2,20}[.][A-Z][a-zA-Z0-9-_]{2,49}$")
+
+DEFAULT_PIPELINE_NAME = "penguin-quantgate"
+DEFAULT_PIPELINE_ROOT = "gs://your-bucket/quantgate/pipeline_root"
+DEFAULT_DATA_ROOT = "gs://your-bucket/quantgate/data/penguin"
+DEFAULT_IMAGE = "us-central1-docker.pkg.dev/your-project/quantgate/quantgate:latest"
+DEFAULT_OUTPUT_DIR = os.path.join("out", "kubeflow")
+PENGUIN_RUN_FN = "pipelines.models.penguin.penguin_trainer.run_fn"
+BEAM_RUNNERS = ("DirectRunner", "DataflowRunner")
+# create_pipeline parameters that have their own flag (or belong to the platform) and cannot be --set.
+_RESERVED_KWARGS = frozenset({"pipeline_name", "pipeline_root", "data_root", "module_file", "trainer_run_fn",
+                              "beam_pipeline_args", "metadata_connection_config", "enable_cache"})
+
+
+@dataclasses.dataclass
+class KubeflowOptions:
+    """Everything that goes into one compiled PipelineJob; ``pipeline_kwargs`` reach ``create_pipeline`` as is."""
+
+    pipeline_name: str = DEFAULT_PIPELINE_NAME
+    pipeline_root: str = DEFAULT_PIPELINE_ROOT
+    data_root: str = DEFAULT_DATA_ROOT
+    image: str = DEFAULT_IMAGE
+    output_dir: str = DEFAULT_OUTPUT_DIR
+    output_filename: str = "pipeline.json"
+    display_name: str | None = None
+    beam_runner: str = "DirectRunner"
+    direct_num_workers: int = 1
+    project: str | None = None
+    region: str | None = None
+    temp_location: str | None = None
+    extra_beam_args: list[str] = dataclasses.field(default_factory=list)
+    trainer_run_fn: str | None = PENGUIN_RUN_FN
+    module_file: str | None = None
+    pipeline_spec_2_1: bool = True
+    enable_cache: bool = True
+    pipeline_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def validate_pipeline_name(name: str) -> str:
+    """Returns ``name`` if Kubeflow / Vertex accept it, else raises ValueError with a corrected suggestion."""
+    if PIPELINE_NAME_RE.fullmatch(name):
+        return name
+    suggestion = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:128] or DEFAULT_PIPELINE_NAME
+    raise ValueError(
+        f"--pipeline-name {name!r} is not a valid Kubeflow / Vertex AI pipeline name: use only lowercase letters, "
+        f"digits and '-', starting with a letter or digit, at most 128 characters (e.g. {suggestion!r})"
+    )
+
+
+def beam_pipeline_args(options: KubeflowOptions) -> list[str]:
+    """Beam args baked into every Beam component's container args: DirectRunner in the pod, or Dataflow."""
+    if options.beam_runner == "DirectRunner":
+        if options.direct_num_workers < 0:
+            raise ValueError(f"--direct-num-workers must be >= 0 (0: one per CPU), got {options.direct_num_workers}")
+        args = ["--runner=DirectRunner", f"--direct_num_workers={options.direct_num_workers}"]
+    elif options.beam_runner == "DataflowRunner":
+        missing = [flag for flag, value in (("--project", options.project), ("--region", options.region),
+                                            ("--temp-location", options.temp_location)) if not value]
+        if missing:
+            raise ValueError(f"--beam-runner DataflowRunner needs {', '.join(missing)} (the GCP project, its region "
+                             "and a gs:// folder for Dataflow's temporary files)")
+        args = ["--runner=DataflowRunner", f"--project={options.project}", f"--region={options.region}",
+                f"--temp_location={options.temp_location}"]
+    else:
+        raise ValueError(f"--beam-runner must be one of {', '.join(BEAM_RUNNERS)}, got {options.beam_runner!r}")
+    return args + list(options.extra_beam_args)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parses ``KEY=VALUE`` pairs for ``create_pipeline``; VALUE is JSON when it parses (numbers, lists), else text."""
+    from pipelines.pipeline import create_pipeline
+
+    allowed = {name: param.default for name, param in inspect.signature(create_pipeline).parameters.items()
+               if param.kind is inspect.Parameter.KEYWORD_ONLY and name not in _RESERVED_KWARGS}
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train_steps=300")
+        if key not in allowed:
+            known = ", ".join(f"{name} (default {default!r})" for name, default in sorted(allowed.items()))
+            raise ValueError(f"--set {key}: not a parameter of pipelines.pipeline.create_pipeline; known: {known}")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return overrides
+
+
+def build_pipeline(options: KubeflowOptions) -> Any:
+    """``create_pipeline`` for Kubeflow: the platform's MLMD, Beam args from ``options``, Trainer code from the image."""
+    from pipelines.pipeline import create_pipeline
+
+    validate_pipeline_name(options.pipeline_name)
+    trainer_code: dict[str, Any] = ({"module_file": options.module_file, "trainer_run_fn": None}
+                                    if options.module_file else {"trainer_run_fn": options.trainer_run_fn})
+    return create_pipeline(
+        pipeline_name=options.pipeline_name,
+        pipeline_root=options.pipeline_root,
+        data_root=options.data_root,
+        beam_pipeline_args=beam_pipeline_args(options),
+        metadata_connection_config=None,
+        enable_cache=options.enable_cache,
+        **trainer_code,
+        **options.pipeline_kwargs,
+    )
+
+
+def kubeflow_problems(pipeline: Any) -> list[str]:
+    """What KubeflowV2DagRunner or the container would reject in ``pipeline``, one actionable line each."""
+    from tfx.dsl.components.base import executor_spec
+    from tfx.orchestration.kubeflow.v2 import compiler_utils
+
+    problems = []
+    seen_types: set[type] = set()
+    for component in pipeline.components:
+        spec = getattr(component, "executor_spec", None)
+        if spec is not None and not isinstance(spec, executor_spec.ExecutorClassSpec):
+            problems.append(f"component {component.id}: executor spec {type(spec).__name__} is not class-based; "
+                            "Kubeflow v2 runs only ExecutorClassSpec / BeamExecutorSpec executors")
+        channels = list(component.inputs.values()) + list(component.outputs.values())
+        for artifact_type in {channel.type for channel in channels} - seen_types:
+            seen_types.add(artifact_type)
+            if artifact_type in compiler_utils._SUPPORTED_STANDARD_ARTIFACT_TYPES:  # noqa: SLF001 - no public list
+                continue
+            name = artifact_type.TYPE_NAME
+            if not CUSTOM_TYPE_NAME_RE.fullmatch(name):
+                problems.append(f"artifact type {name} (used by {component.id}): TYPE_NAME must match "
+                                f"{CUSTOM_TYPE_NAME_RE.pattern} and be importable as module.Class, e.g. "
+                                f"components.{artifact_type.__name__}")
+            if artifact_type.PROPERTIES:
+                problems.append(f"artifact type {name} (used by {component.id}): declares PROPERTIES "
+                                f"{sorted(artifact_type.PROPERTIES)}, but Kubeflow v2's schema for custom types has "
+                                "none; drop PROPERTIES and record these values with set_*_custom_property")
+    return problems
+
+
+def compile_pipeline(options: KubeflowOptions) -> str:
+    """Builds and compiles the pipeline; returns the path of the PipelineJob file written into ``output_dir``."""
+    from tfx import v1 as tfx
+
+    if not options.output_filename.endswith((".json", ".yaml", ".yml")):
+        raise ValueError(f"--output-filename {options.output_filename!r} must end in .json or .yaml")
+    started = time.monotonic()
+    pipeline = build_pipeline(options)
+    problems = kubeflow_problems(pipeline)
+    if problems:
+        raise ValueError("the pipeline cannot run on Kubeflow v2 / Vertex AI:\n  " + "\n  ".join(problems))
+    config = tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+        display_name=options.display_name,
+        default_image=options.image,
+        use_pipeline_spec_2_1=options.pipeline_spec_2_1,
+    )
+    runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=config, output_dir=options.output_dir, output_filename=options.output_filename)
+    runner.run(pipeline)
+    path = os.path.join(options.output_dir, options.output_filename)
+    logging.info("compiled %d components of %s into %s in %.1f s (image %s)", len(pipeline.components),
+                 options.pipeline_name, path, time.monotonic() - started, options.image)
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = KubeflowOptions()
+    parser = argparse.ArgumentParser(
+        prog="python kubeflow/runner.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Submit the file with google.cloud.aiplatform.PipelineJob (Vertex AI) or kfp.Client (Kubeflow "
+               "Pipelines v2): see kubeflow/README.md.")
+    where = parser.add_argument_group("pipeline and locations")
+    where.add_argument("--pipeline-name", default=defaults.pipeline_name,
+                       help="lowercase letters, digits and '-' (Vertex AI's rule); default %(default)s")
+    where.add_argument("--display-name", help="name shown in the UI (default: the pipeline name)")
+    where.add_argument("--pipeline-root", default=defaults.pipeline_root,
+                       help="where the artifacts go: gs://... on Vertex, or any URI the pods can write; "
+                            "default %(default)s")
+    where.add_argument("--data-root", default=defaults.data_root,
+                       help="folder of CSV files for CsvExampleGen; default %(default)s")
+    where.add_argument("--image", default=defaults.image,
+                       help="container image built from kubeflow/Dockerfile, for every task; default %(default)s")
+    where.add_argument("--output-dir", default=defaults.output_dir,
+                       help="folder for the compiled PipelineJob; default %(default)s")
+    where.add_argument("--output-filename", default=defaults.output_filename,
+                       help="file name, .json or .yaml; default %(default)s")
+    beam = parser.add_argument_group("Beam")
+    beam.add_argument("--beam-runner", choices=BEAM_RUNNERS, default=defaults.beam_runner,
+                      help="DirectRunner runs Beam inside each task's pod; DataflowRunner sends it to Dataflow "
+                           "(needs --project, --region, --temp-location); default %(default)s")
+    beam.add_argument("--direct-num-workers", type=int, default=defaults.direct_num_workers,
+                      help="DirectRunner workers per pod (0: one per CPU); default %(default)s")
+    beam.add_argument("--project", help="GCP project (Dataflow)")
+    beam.add_argument("--region", help="GCP region (Dataflow), e.g. us-central1")
+    beam.add_argument("--temp-location", help="gs:// folder for Dataflow's temporary files")
+    beam.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                      help="extra Beam pipeline arg, repeatable, e.g. --beam-arg=--machine_type=n1-standard-4")
+    knobs = parser.add_argument_group("pipeline parameters")
+    knobs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="any keyword parameter of pipelines.pipeline.create_pipeline (thresholds, steps, "
+                            "calibration...), VALUE as JSON or text, repeatable, e.g. --set train_steps=500 "
+                            "--set float_accuracy_threshold=0.8; unknown keys are rejected with the list of "
+                            "known ones")
+    knobs.add_argument("--trainer-run-fn", default=defaults.trainer_run_fn,
+                       help="import path of the Trainer's run_fn inside the image; default %(default)s")
+    knobs.add_argument("--module-file",
+                       help="package this Trainer module file as a wheel under the pipeline root at compile time "
+                            "(TFX's default; needs write access to the pipeline root) instead of --trainer-run-fn")
+    knobs.add_argument("--pipeline-spec-2-0", action="store_true",
+                       help="emit PipelineSpec schema 2.0.0 instead of 2.1.0 (default: 2.1.0, which both Vertex "
+                            "AI and the KFP v2 backend read)")
+    knobs.add_argument("--no-cache", action="store_true", help="disable the platform's execution cache")
+    return parser
+
+
+def options_from_args(argv: list[str] | None = None) -> KubeflowOptions:
+    """Parses the command line into ``KubeflowOptions`` (validated where no pipeline import is needed)."""
+    args = _parser().parse_args(argv)
+    return KubeflowOptions(
+        pipeline_name=validate_pipeline_name(args.pipeline_name),
+        pipeline_root=args.pipeline_root,
+        data_root=args.data_root,
+        image=args.image,
+        output_dir=args.output_dir,
+        output_filename=args.output_filename,
+        display_name=args.display_name,
+        beam_runner=args.beam_runner,
+        direct_num_workers=args.direct_num_workers,
+        project=args.project,
+        region=args.region,
+        temp_location=args.temp_location,
+        extra_beam_args=args.beam_arg,
+        trainer_run_fn=args.trainer_run_fn,
+        module_file=args.module_file,
+        pipeline_spec_2_1=not args.pipeline_spec_2_0,
+        enable_cache=not args.no_cache,
+        pipeline_kwargs=parse_overrides(args.overrides),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: compiles and prints the PipelineJob path; bad options exit 2 with the reason."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        options = options_from_args(argv)
+        path = compile_pipeline(options)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""kubeflow/runner.py: option checks (pure), the compiled PipelineJob (one compile per session), the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import runner
+from spec_runner import constant_value
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.types import artifact, channel, component_spec
+from tfx.utils import import_utils, proto_utils
+
+RUNNER_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "kubeflow", "runner.py")
+ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+
+
+# --- pure option checks ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["penguin-quantgate", "a", "0-x", "q" * 128])
+def test_valid_pipeline_names_pass(name: str) -> None:
+    assert runner.validate_pipeline_name(name) == name
+
+
+@pytest.mark.parametrize(("name", "suggestion"), [("Penguin_Quant", "penguin-quant"), ("-lead", "lead"),
+                                                  ("q" * 129, "q" * 128), ("under_score", "under-score")])
+def test_invalid_pipeline_names_are_refused_with_a_fix(name: str, suggestion: str) -> None:
+    with pytest.raises(ValueError, match=r"lowercase letters, digits and '-'") as error:
+        runner.validate_pipeline_name(name)
+    assert repr(suggestion) in str(error.value)
+
+
+def test_direct_runner_args_and_extras() -> None:
+    options = runner.KubeflowOptions(direct_num_workers=0, extra_beam_args=["--direct_running_mode=multi_threading"])
+    assert runner.beam_pipeline_args(options) == [
+        "--runner=DirectRunner", "--direct_num_workers=0", "--direct_running_mode=multi_threading"]
+
+
+def test_dataflow_needs_project_region_and_temp_location() -> None:
+    with pytest.raises(ValueError, match="--project, --region, --temp-location"):
+        runner.beam_pipeline_args(runner.KubeflowOptions(beam_runner="DataflowRunner"))
+    options = runner.KubeflowOptions(beam_runner="DataflowRunner", project="p", region="europe-west4",
+                                     temp_location="gs://b/tmp")
+    assert runner.beam_pipeline_args(options) == [
+        "--runner=DataflowRunner", "--project=p", "--region=europe-west4", "--temp_location=gs://b/tmp"]
+
+
+def test_unknown_beam_runner_is_refused() -> None:
+    with pytest.raises(ValueError, match="DirectRunner, DataflowRunner"):
+        runner.beam_pipeline_args(runner.KubeflowOptions(beam_runner="FlinkRunner"))
+
+
+def test_overrides_parse_json_then_text() -> None:
+    assert runner.parse_overrides(["train_steps=500", "float_accuracy_threshold=0.75", "label_key=species"]) == {
+        "train_steps": 500, "float_accuracy_threshold": 0.75, "label_key": "species"}
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("no_such_knob=1", "not a parameter of pipelines.pipeline.create_pipeline; known: .*train_steps"),
+    ("pipeline_root=/x", "not a parameter"),  # has its own flag
+    ("train_steps", "expected KEY=VALUE"),
+])
+def test_bad_overrides_are_refused(item: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        runner.parse_overrides([item])
+
+
+# --- the CLI ----------------------------------------------------------------------------------------------------
+
+def test_help_documents_every_option_without_importing_tensorflow() -> None:
+    result = subprocess.run([sys.executable, RUNNER_PATH, "--help"], capture_output=True, text=True, timeout=60,
+                            check=True)
+    for flag in ("--pipeline-name", "--pipeline-root", "--data-root", "--image", "--output-dir", "--beam-runner",
+                 "--project", "--region", "--temp-location", "--beam-arg", "--set", "--trainer-run-fn",
+                 "--module-file", "--pipeline-spec-2-0", "--no-cache"):
+        assert flag in result.stdout
+    assert "kubeflow/README.md" in result.stdout
+
+
+def test_cli_refuses_a_bad_name_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert runner.main(["--pipeline-name", "Penguin_Q"]) == 2
+    assert "'penguin-q'" in capsys.readouterr().err
+
+
+def test_cli_without_flags_compiles_the_demo_with_placeholders_offline(tmp_path) -> None:
+    # gs:// placeholders and no network: compiling must not write to the pipeline root (no user-module wheel).
+    assert runner.main(["--output-dir", str(tmp_path)]) == 0
+    job = json.loads((tmp_path / "pipeline.json").read_text())
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == runner.DEFAULT_PIPELINE_ROOT
+    assert job["pipelineSpec"]["pipelineInfo"]["name"] == runner.DEFAULT_PIPELINE_NAME
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert constant_value(tasks["CsvExampleGen"]["inputs"]["parameters"]["input_base"]) == runner.DEFAULT_DATA_ROOT
+    assert constant_value(tasks["Trainer"]["inputs"]["parameters"]["run_fn"]) == runner.PENGUIN_RUN_FN
+    assert "_wheels" not in json.dumps(job)
+    images = {e["container"]["image"] for e in job["pipelineSpec"]["deploymentSpec"]["executors"].values()}
+    assert images == {runner.DEFAULT_IMAGE}
+
+
+# --- the compiled job (session fixture `compiled`, see conftest) --------------------------------------------------
+
+def test_job_header(compiled) -> None:
+    spec = compiled.job.spec
+    assert spec["schemaVersion"] == "2.1.0"
+    assert spec["sdkVersion"] == "tfx-1.16.0"
+    assert spec["pipelineInfo"]["name"] == compiled.options.pipeline_name
+    assert compiled.job.job["runtimeConfig"]["gcsOutputDirectory"] == compiled.options.pipeline_root
+
+
+def test_every_component_is_a_task_with_its_dependencies(compiled) -> None:
+    tasks = compiled.job.tasks
+    assert set(tasks) == {c.id for c in compiled.pipeline.components}
+    for node in compiled.pipeline.components:
+        assert set(tasks[node.id].dependencies) == {up.id for up in node.upstream_nodes}, node.id
+        # every input channel is wired to its producer's output key
+        wired = {key: (ref["taskOutputArtifact"]["producerTask"], ref["taskOutputArtifact"]["outputArtifactKey"])
+                 for key, ref in tasks[node.id].spec.get("inputs", {}).get("artifacts", {}).items()}
+        expected = {key: (channel.producer_component_id, channel.output_key) for key, channel in node.inputs.items()}
+        assert wired == expected, node.id
+
+
+def test_every_executor_class_path_imports(compiled) -> None:
+    for task in compiled.job.tasks.values():
+        executor_class = import_utils.import_class_by_path(task.executor_class_path)
+        assert issubclass(executor_class, base_executor.BaseExecutor), task.name
+
+
+def test_containers_use_the_configured_image_entrypoint_and_beam_args(compiled) -> None:
+    beam_args = runner.beam_pipeline_args(compiled.options)
+    for task in compiled.job.tasks.values():
+        container = task.container
+        assert container["image"] == compiled.options.image
+        assert container["command"] == ENTRYPOINT
+        assert container["args"][-len(beam_args):] == beam_args, task.name
+
+
+def _expected_constant(value: object) -> object:
+    """How the compiler serializes an exec property: protos and containers as JSON, bools as ints."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float | str):
+        return value
+    if hasattr(value, "DESCRIPTOR"):
+        return json.loads(proto_utils.proto_to_json(value))
+    return value
+
+
+def test_parameters_reach_the_spec_with_their_values(compiled) -> None:
+    checked = 0
+    for node in compiled.pipeline.components:
+        parameters = compiled.job.tasks[node.id].spec.get("inputs", {}).get("parameters", {})
+        for key, value in node.exec_properties.items():
+            if value is None:
+                assert key not in parameters, f"{node.id}.{key} is None but compiled"
+                continue
+            assert key in parameters, f"{node.id}.{key} missing from the compiled spec"
+            compiled_value = constant_value(parameters[key])
+            expected = _expected_constant(value)
+            if isinstance(compiled_value, str) and not isinstance(expected, str):
+                compiled_value = json.loads(compiled_value)
+            assert compiled_value == expected, f"{node.id}.{key}"
+            checked += 1
+    assert checked >= 15
+    trainer = compiled.job.tasks["Trainer"].spec["inputs"]["parameters"]
+    assert json.loads(constant_value(trainer["train_args"])) == {"num_steps": compiled.options.pipeline_kwargs["train_steps"]}
+
+
+# --- what Kubeflow v2 would reject, caught before compiling --------------------------------------------------------
+
+class _PropertiedThing(artifact.Artifact):
+    TYPE_NAME = "quantgate_test.PropertiedThing"
+    PROPERTIES = {"size": artifact.Property(type=artifact.PropertyType.INT)}
+
+
+class _BadlyNamedThing(artifact.Artifact):
+    TYPE_NAME = "BadlyNamedThing"
+
+
+class _MakeThingsSpec(component_spec.ComponentSpec):
+    PARAMETERS: dict = {}
+    INPUTS: dict = {}
+    OUTPUTS = {"thing": component_spec.ChannelParameter(type=_PropertiedThing),
+               "other": component_spec.ChannelParameter(type=_BadlyNamedThing)}
+
+
+class _MakeThings(base_component.BaseComponent):
+    SPEC_CLASS = _MakeThingsSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(base_executor.BaseExecutor)
+
+    def __init__(self) -> None:
+        super().__init__(spec=_MakeThingsSpec(thing=channel.Channel(type=_PropertiedThing),
+                                              other=channel.Channel(type=_BadlyNamedThing)))
+
+
+def test_kubeflow_problems_name_the_type_the_component_and_the_fix() -> None:
+    from tfx import v1 as tfx
+
+    pipeline = tfx.dsl.Pipeline(pipeline_name="p", pipeline_root="/tmp/unused", components=[_MakeThings()])
+    problems = runner.kubeflow_problems(pipeline)
+    assert len(problems) == 2, problems
+    properties, name = sorted(problems, key=lambda p: "PROPERTIES" not in p)
+    assert "quantgate_test.PropertiedThing" in properties and "['size']" in properties
+    assert "set_*_custom_property" in properties
+    assert "BadlyNamedThing" in name and "TYPE_NAME must match" in name
+
+
+def test_the_real_pipeline_has_no_kubeflow_problems(compiled) -> None:
+    assert runner.kubeflow_problems(compiled.pipeline) == []
