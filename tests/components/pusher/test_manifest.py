@@ -1,0 +1,67 @@
+"""Pure helpers of the pusher: blessing refusals, push keys and the manifest (hand-built artifacts, no I/O)."""
+
+from __future__ import annotations
+
+import math
+
+from tfx.types import standard_artifacts
+
+from components.pusher import manifest
+
+
+def _blessing(artifact_id: int, blessed: int | None, **props: object) -> standard_artifacts.ModelBlessing:
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.id = artifact_id
+    if blessed is not None:
+        blessing.set_int_custom_property("blessed", blessed)
+    for key, value in props.items():
+        if isinstance(value, str):
+            blessing.set_string_custom_property(key, value)
+        else:
+            blessing.set_float_custom_property(key, value)
+    return blessing
+
+
+def test_refusal_names_the_input_and_quotes_the_reason() -> None:
+    assert manifest.refusal("model_blessing", _blessing(3, 1)) is None
+    refused = _blessing(3, 0, reason="not blessed: delta 0.05 > max 0.01")
+    assert manifest.refusal("model_blessing", refused) == (
+        "model_blessing (artifact 3) is not blessed: not blessed: delta 0.05 > max 0.01")
+    # The stock Evaluator's blessing has no 'reason'; its blessing_message is used instead.
+    stock = _blessing(4, 0, blessing_message="value thresholds were checked and failed")
+    assert manifest.refusal("float_blessing", stock).endswith(": value thresholds were checked and failed")
+    assert manifest.refusal("float_blessing", _blessing(5, None)) == (
+        "float_blessing (artifact 5) is not blessed: it has no 'blessed' custom property")
+
+
+def test_refusals_lists_every_unblessed_input() -> None:
+    blessings = {"model_blessing": _blessing(1, 0), "float_blessing": _blessing(2, 0)}
+    assert [r.split(" ")[0] for r in manifest.refusals(blessings)] == ["model_blessing", "float_blessing"]
+    assert manifest.refusals({"model_blessing": _blessing(1, 1)}) == []
+
+
+def test_push_key_changes_with_model_bytes_and_blessings() -> None:
+    model = standard_artifacts.Model()
+    model.id = 10
+    key = manifest.push_key(model, {"model_blessing": _blessing(1, 1)}, "aa")
+    assert key == {"model_id": 10, "sha256": "aa", "model_blessing_id": 1}
+    assert manifest.push_key(model, {"model_blessing": _blessing(2, 1)}, "aa") != key
+    assert manifest.push_key(model, {"model_blessing": _blessing(1, 1)}, "bb") != key
+
+
+def test_manifest_reads_metric_values_from_the_evaluation_and_drops_nan() -> None:
+    model = standard_artifacts.Model()
+    model.id, model.uri = 10, "/m"
+    model.set_string_custom_property("quantization_mode", "int8")
+    blessing = _blessing(11, 1, metric="auc", delta=math.nan, threshold=0.01)
+    evaluation = standard_artifacts.ModelEvaluation()
+    evaluation.set_float_custom_property("float_auc", 0.9)
+    evaluation.set_float_custom_property("quantized_auc", math.nan)
+
+    built = manifest.build_manifest(model=model, blessing=blessing, evaluation=evaluation, sha256="s",
+                                    size_bytes=3)
+
+    assert built["metric"] == {"name": "auc", "float": 0.9, "quantized": None, "delta": None, "threshold": 0.01}
+    assert built["quantization_mode"] == "int8" and built["float_size_bytes"] is None
+    assert built["mlmd"]["quantized_model"] == {"id": 10, "uri": "/m"}
+    assert built["mlmd"]["blessing"]["id"] == 11 and built["mlmd"]["float_model"] is None
