@@ -34,7 +34,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 bench: venv
-	$(VENV)/bin/python -m pytest -q tests/benchmarks -p no:cacheprovider
+	$(VENV)/bin/python -m pytest -q -s tests/benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info
