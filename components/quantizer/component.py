@@ -1,0 +1,89 @@
+"""Quantizer: the Trainer's SavedModel signature -> a quantized TFLite ``Model``, calibrated and crash-isolated."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.quantizer import executor
+from components.quantizer.options import resolve_options
+from components.types import RepresentativeDataset
+
+
+class QuantizerSpec(ComponentSpec):
+    """Inputs, parameters and output of the Quantizer."""
+
+    PARAMETERS = {
+        executor.MODE_KEY: ExecutionParameter(type=str),
+        executor.ENGINE_KEY: ExecutionParameter(type=str),
+        executor.SIGNATURE_NAME_KEY: ExecutionParameter(type=str, optional=True),
+        executor.IO_DTYPE_KEY: ExecutionParameter(type=str, optional=True),
+        executor.DENYLISTED_OPS_KEY: ExecutionParameter(type=str),
+        executor.ALLOW_FLOAT_FALLBACK_KEY: ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        executor.REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
+    }
+    OUTPUTS = {
+        executor.QUANTIZED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+    }
+
+
+class Quantizer(base_component.BaseComponent):
+    """Converts a dense-input signature of the Trainer's model to TFLite in one post-training quantization mode.
+
+    Output ``quantized_model`` (standard ``Model``): ``Format-Serving/model.tflite`` (signature ``serving_default``,
+    inputs named after the features), the same bytes as ``Format-Serving/tflite`` (what TFMA's ``tf_lite`` model
+    type loads), and ``quantization_report.json``. MLMD custom properties: ``quantization_mode``, ``engine``,
+    ``size_bytes``, ``float_size_bytes``, ``sha256`` and more (see README, "Quantizer").
+    """
+
+    SPEC_CLASS = QuantizerSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(
+        self,
+        model: types.BaseChannel,
+        representative_dataset: types.BaseChannel | None = None,
+        mode: str = "int8",
+        signature_name: str | None = None,
+        io_dtype: str | None = None,
+        denylisted_ops: Sequence[str] = (),
+        allow_float_fallback: bool = False,
+        engine: str = "tflite_converter",
+    ) -> None:
+        """Builds the component; bad parameter combinations fail here, before any pipeline runs.
+
+        Args:
+          model: the Trainer's ``Model`` channel (a SavedModel in ``Format-Serving``).
+          representative_dataset: calibration examples (RepresentativeDatasetGen's output); needed for int8/int16x8.
+          mode: ``int8`` (full integer), ``dynamic_range``, ``float16`` or ``int16x8`` (16-bit activations).
+          signature_name: the dense-input signature to convert; by default the only one whose inputs are all dense
+            numeric tensors.
+          io_dtype: model input/output dtype: int8 mode ``int8`` (default), ``uint8`` or ``float32``; int16x8 mode
+            ``int16`` (default) or ``float32``; other modes and the litert_quantizer engine ``float32``.
+          denylisted_ops: TFLite op names (e.g. ``FULLY_CONNECTED``) that stay float (int8 / int16x8 only).
+          allow_float_fallback: let ops without a quantized kernel stay float instead of failing.
+          engine: ``tflite_converter`` (TFLiteConverter) or ``litert_quantizer`` (ai-edge-quantizer recipes).
+        """
+        resolve_options(mode, io_dtype, engine=engine, denylisted_ops=denylisted_ops,
+                        allow_float_fallback=allow_float_fallback,
+                        has_representative_dataset=representative_dataset is not None)
+        spec = QuantizerSpec(
+            model=model,
+            representative_dataset=representative_dataset,
+            mode=mode,
+            engine=engine,
+            signature_name=signature_name,
+            io_dtype=io_dtype,
+            denylisted_ops=json.dumps(list(denylisted_ops)),
+            allow_float_fallback=int(allow_float_fallback),
+            quantized_model=types.Channel(type=standard_artifacts.Model),
+        )
+        super().__init__(spec=spec)

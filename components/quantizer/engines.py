@@ -1,0 +1,34 @@
+"""The conversion that runs in the child process: pick the engine, convert, write the flatbuffer.
+
+Kept apart from the executor so the child imports TensorFlow and one engine only, not TFX and Beam: on a busy
+machine each import costs tens of seconds, and the child starts fresh for every conversion.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+
+import numpy as np
+
+from components.quantizer.options import QuantizationOptions
+
+# Imported on use: ai-edge-quantizer is only loaded when its engine is asked for.
+_ENGINE_MODULES = {
+    "tflite_converter": "components.quantizer.tflite_engine",
+    "litert_quantizer": "components.quantizer.litert_engine",
+}
+
+
+def convert_to_file(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
+                    inputs: dict[str, np.ndarray] | None, output_path: str) -> float:
+    """Runs ``options.engine``'s ``convert`` and writes the flatbuffer to ``output_path``; returns the seconds taken.
+
+    Module-level with picklable arguments, for ``isolation.run_isolated``.
+    """
+    start = time.monotonic()
+    content = importlib.import_module(_ENGINE_MODULES[options.engine]).convert(
+        saved_model_dir, signature_name, options, inputs)
+    with open(output_path, "wb") as f:
+        f.write(content)
+    return time.monotonic() - start

@@ -1,0 +1,139 @@
+"""Quantizer's executor: resolve the signature, read the calibration set, convert in a child process, publish."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
+from tfx.types import Artifact, artifact_utils
+from tfx.utils import path_utils
+
+from components.quantizer import report
+from components.quantizer.calibration import InputSpec, dense_signature_specs, examples_to_inputs
+from components.quantizer.engines import convert_to_file
+from components.quantizer.isolation import run_isolated
+from components.quantizer.options import QuantizationOptions, resolve_options
+from components.representative_dataset.storage import read_examples
+
+MODEL_KEY = "model"
+REPRESENTATIVE_DATASET_KEY = "representative_dataset"
+QUANTIZED_MODEL_KEY = "quantized_model"
+MODE_KEY = "mode"
+ENGINE_KEY = "engine"
+SIGNATURE_NAME_KEY = "signature_name"
+IO_DTYPE_KEY = "io_dtype"
+DENYLISTED_OPS_KEY = "denylisted_ops"  # a JSON list: execution properties are int, float or string
+ALLOW_FLOAT_FALLBACK_KEY = "allow_float_fallback"  # int 0/1, for the same reason
+
+SERVING_DIR = "Format-Serving"
+TFLITE_FILENAME = "model.tflite"
+# TFMA's Evaluator with model_type='tf_lite' reads exactly <serving model dir>/tflite.
+TFMA_TFLITE_FILENAME = "tflite"
+REPORT_FILENAME = "quantization_report.json"
+STAGING_DIRNAME = ".staging"
+
+def load_calibration_inputs(representative_dataset_uri: str, specs: list[InputSpec]) -> dict[str, np.ndarray]:
+    """The representative examples as signature inputs; an empty dataset is an error naming the artifact."""
+    source = f"representative_dataset {representative_dataset_uri}"
+    serialized = read_examples(representative_dataset_uri)
+    if not serialized:
+        raise ValueError(f"{source} holds no examples; calibration needs at least one (check RepresentativeDatasetGen).")
+    logging.info("calibration set: %d examples from %s", len(serialized), representative_dataset_uri)
+    return examples_to_inputs(serialized, specs, source=source)
+
+
+def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri: str,
+             options: QuantizationOptions, signature_name: str | None) -> dict[str, Any]:
+    """Quantizes the Model artifact at ``model_uri`` into ``output_uri`` and returns the report.
+
+    Everything is computed before the first write to ``output_uri``; files are written to a staging folder and
+    moved into place last, so a failure leaves no artifact content behind.
+    """
+    saved_model_dir = path_utils.serving_model_path(model_uri)
+    signature, specs = dense_signature_specs(saved_model_dir, signature_name)
+    inputs = None
+    if options.calibrated:
+        if not representative_dataset_uri:
+            raise ValueError(f"Quantizer: mode {options.mode!r} needs a representative_dataset input.")
+        inputs = load_calibration_inputs(representative_dataset_uri, specs)
+    with tempfile.TemporaryDirectory(prefix="quantgate-quantizer-") as tmp:
+        local_model = os.path.join(tmp, TFLITE_FILENAME)
+        seconds = run_isolated(
+            convert_to_file,
+            {"saved_model_dir": saved_model_dir, "signature_name": signature, "options": options,
+             "inputs": inputs, "output_path": local_model},
+            what=f"{options.mode} conversion ({options.engine}) of signature {signature!r} of {saved_model_dir}",
+        )
+        with open(local_model, "rb") as f:
+            content = f.read()
+    quantization_report = report.build_report(
+        content, options=options, signature_name=signature, saved_model_dir=saved_model_dir, inputs=inputs,
+        representative_dataset_uri=representative_dataset_uri, conversion_seconds=seconds)
+    for warning in quantization_report["warnings"]:
+        logging.warning("Quantizer: %s", warning)
+    _publish(output_uri, content, quantization_report)
+    logging.info("Quantizer: %s model %d bytes (float variables %d bytes), ops by dtype %s, in %.1fs",
+                 options.mode, quantization_report["sizes"]["tflite_bytes"],
+                 quantization_report["sizes"]["float_variables_bytes"], quantization_report["ops"]["by_dtype"], seconds)
+    return quantization_report
+
+
+def _publish(output_uri: str, content: bytes, quantization_report: dict[str, Any]) -> None:
+    staging = os.path.join(output_uri, STAGING_DIRNAME)
+    if fileio.exists(staging):
+        fileio.rmtree(staging)
+    fileio.makedirs(os.path.join(staging, SERVING_DIR))
+    for name in (TFLITE_FILENAME, TFMA_TFLITE_FILENAME):
+        with fileio.open(os.path.join(staging, SERVING_DIR, name), "wb") as f:
+            f.write(content)
+    with fileio.open(os.path.join(staging, REPORT_FILENAME), "w") as f:
+        json.dump(quantization_report, f, indent=2, sort_keys=True)
+    for name in (SERVING_DIR, REPORT_FILENAME):
+        fileio.rename(os.path.join(staging, name), os.path.join(output_uri, name), overwrite=True)
+    fileio.rmtree(staging)
+
+
+def set_artifact_properties(artifact: Artifact, quantization_report: dict[str, Any], output_uri: str) -> None:
+    """Writes the numbers people filter and gate on as MLMD custom properties."""
+    artifact.set_string_custom_property("quantization_mode", quantization_report["mode"])
+    artifact.set_string_custom_property("engine", quantization_report["engine"])
+    artifact.set_string_custom_property("signature_name", quantization_report["signature_name"])
+    artifact.set_string_custom_property("io_dtype", quantization_report["io_dtype"])
+    artifact.set_int_custom_property("size_bytes", quantization_report["sizes"]["tflite_bytes"])
+    artifact.set_int_custom_property("float_size_bytes", quantization_report["sizes"]["float_variables_bytes"])
+    artifact.set_string_custom_property("sha256", quantization_report["sha256"])
+    artifact.set_int_custom_property("float_op_count", quantization_report["ops"]["float_op_count"])
+    artifact.set_int_custom_property("coarse_input_count", len(quantization_report["warnings"]))
+    artifact.set_string_custom_property("report_path", os.path.join(output_uri, REPORT_FILENAME))
+
+
+class Executor(base_executor.BaseExecutor):
+    """Converts the Trainer's SavedModel signature to a quantized TFLite ``Model`` (see ``quantize``)."""
+
+    def Do(self, input_dict: dict[str, list[Artifact]], output_dict: dict[str, list[Artifact]],
+           exec_properties: dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        representative = input_dict.get(REPRESENTATIVE_DATASET_KEY) or []
+        options = resolve_options(
+            exec_properties[MODE_KEY],
+            exec_properties.get(IO_DTYPE_KEY) or None,
+            engine=exec_properties[ENGINE_KEY],
+            denylisted_ops=json.loads(exec_properties.get(DENYLISTED_OPS_KEY) or "[]"),
+            allow_float_fallback=bool(exec_properties.get(ALLOW_FLOAT_FALLBACK_KEY)),
+            has_representative_dataset=bool(representative),
+        )
+        output = artifact_utils.get_single_instance(output_dict[QUANTIZED_MODEL_KEY])
+        quantization_report = quantize(
+            model_uri=artifact_utils.get_single_instance(input_dict[MODEL_KEY]).uri,
+            representative_dataset_uri=artifact_utils.get_single_instance(representative).uri if representative else None,
+            output_uri=output.uri,
+            options=options,
+            signature_name=exec_properties.get(SIGNATURE_NAME_KEY) or None,
+        )
+        set_artifact_properties(output, quantization_report, output.uri)

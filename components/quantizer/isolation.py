@@ -1,0 +1,107 @@
+"""Runs a function in a child process so that a native abort (LLVM error, SIGABRT) cannot kill the orchestrator.
+
+The child is a fresh interpreter (``python -m components.quantizer.isolation``), not a multiprocessing child: it
+neither forks TensorFlow's or Beam's threads nor re-imports the caller's ``__main__`` (which, with ``spawn``, reruns
+any script lacking a main guard). Its stdout and stderr (the converter's C++ logging included) go to a log file;
+the function and its arguments go in by pickle (the caller's ``sys.path`` as PYTHONPATH), and the result or Python exception comes
+back the same way. A death by signal or a non-zero exit becomes ``IsolatedProcessError`` with the log's last lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+LOG_TAIL_LINES = 30
+
+
+class IsolatedProcessError(RuntimeError):
+    """The child process died (signal) or exited non-zero without reporting a Python exception."""
+
+
+def _child_main(request_path: str, result_path: str) -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
+    with open(request_path, "rb") as f:
+        fn, kwargs = pickle.load(f)
+    try:
+        outcome: tuple[str, Any] = ("ok", fn(**kwargs))
+    except Exception as error:  # reported to the parent, which re-raises it
+        traceback.print_exc()
+        outcome = ("error", error)
+    try:
+        payload = pickle.dumps(outcome)
+    except Exception:  # an unpicklable exception still reaches the parent, as text
+        payload = pickle.dumps(("error", RuntimeError(repr(outcome[1]))))
+    with open(result_path, "wb") as f:
+        f.write(payload)
+
+
+def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _describe_exit(exitcode: int) -> str:
+    if exitcode < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+def run_isolated(fn: Callable[..., Any], kwargs: dict[str, Any], *, what: str) -> Any:
+    """Calls ``fn(**kwargs)`` in a child Python process and returns its result.
+
+    ``fn`` must be importable by name (a module-level function) and ``kwargs`` and the result picklable.
+
+    Args:
+      what: names the work in errors and logs, e.g. ``"int8 conversion of signature 'serving_features'"``.
+
+    Raises:
+      the child's own exception (re-raised as is, e.g. ``ValueError`` for bad input), or
+      IsolatedProcessError: the child died or exited non-zero; the message has ``what`` and the child's last log lines.
+    """
+    with tempfile.TemporaryDirectory(prefix="quantgate-isolated-") as tmp:
+        request_path, result_path = os.path.join(tmp, "request.pkl"), os.path.join(tmp, "result.pkl")
+        log_path = os.path.join(tmp, "child.log")
+        with open(request_path, "wb") as f:
+            pickle.dump((fn, kwargs), f)
+        # The child sees the caller's import path: fn is unpickled by module name (and so is this module).
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        start = time.monotonic()
+        with open(log_path, "wb") as log:
+            child = subprocess.Popen([sys.executable, "-m", __name__, request_path, result_path],
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+            logging.info("%s: started child process %d", what, child.pid)
+            exitcode = child.wait()
+        elapsed = time.monotonic() - start
+        tail = _tail(log_path)
+        if exitcode != 0 or not os.path.exists(result_path):
+            raise IsolatedProcessError(
+                f"{what} failed: the child process {_describe_exit(exitcode)} after {elapsed:.1f}s. "
+                f"Last log lines:\n{tail}"
+            )
+        with open(result_path, "rb") as f:
+            status, value = pickle.load(f)
+        logging.info("%s: child process finished in %.1fs (%s)", what, elapsed, status)
+        if status == "error":
+            logging.info("%s: child log tail:\n%s", what, tail)
+            raise value
+        return value
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,48 @@
+"""Engine ``litert_quantizer``: ai-edge-quantizer recipes applied to the float TFLite conversion of the signature.
+
+The float model comes from TFLiteConverter (``from_concrete_functions``, no optimizations), so signature key and
+input names are the same as with the ``tflite_converter`` engine. The recipe fixes the model I/O dtype (int8 /
+int16 for the static recipes, float32 for dynamic range). Ops without a quantized implementation stay float; without ``allow_float_fallback`` that is an error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from ai_edge_quantizer import quantizer, recipe
+
+from components.quantizer.options import QuantizationOptions
+from components.quantizer.report import op_summary
+from components.quantizer.runners import TFLITE_SIGNATURE
+from components.quantizer.tflite_engine import representative_batches
+
+_RECIPES = {
+    "int8": recipe.static_wi8_ai8,
+    "int16x8": recipe.static_wi8_ai16,
+    "dynamic_range": recipe.dynamic_wi8_afp32,
+}
+
+
+def float_tflite(saved_model_dir: str, signature_name: str) -> bytes:
+    """The signature as an unoptimized float TFLite model (signature key ``serving_default``)."""
+    model = tf.saved_model.load(saved_model_dir)
+    return tf.lite.TFLiteConverter.from_concrete_functions([model.signatures[signature_name]], model).convert()
+
+
+def convert(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
+            inputs: dict[str, np.ndarray] | None) -> bytes:
+    """Quantizes the signature with ai-edge-quantizer's recipe for ``options.mode``; same contract as tflite_engine."""
+    if options.calibrated and not inputs:
+        raise ValueError(f"mode {options.mode!r} needs calibration inputs")
+    quant = quantizer.Quantizer(float_tflite(saved_model_dir, signature_name), _RECIPES[options.mode]())
+    calibration = None
+    if quant.need_calibration:
+        calibration = quant.calibrate({TFLITE_SIGNATURE: list(representative_batches(inputs))})
+    content = bytes(quant.quantize(calibration).quantized_model)
+    float_ops = op_summary(content)["float_ops"]
+    if options.calibrated and float_ops and not options.allow_float_fallback:
+        raise ValueError(
+            f"signature {signature_name!r} has op(s) that ai-edge-quantizer left float in mode {options.mode!r}: "
+            f"{', '.join(float_ops)}. Set allow_float_fallback=True to accept them, or use engine 'tflite_converter'."
+        )
+    return content

@@ -1,0 +1,172 @@
+"""What a quantized TFLite model is made of: op counts by dtype, I/O quantization, input steps; the report JSON."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import importlib.metadata
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter
+
+from components.quantizer.options import QuantizationOptions
+
+# Ops that only move values between float and quantized domains (model boundaries, float islands).
+CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")
+FLOAT_CATEGORIES = ("float32", "float16", "hybrid")
+# A step coarser than this fraction of an input's standard deviation leaves fewer than ten levels per std.
+COARSE_STEP_FRACTION = 0.1
+
+
+def _op_category(op_name: str, out_dtype: np.dtype, in_dtypes: list[np.dtype]) -> str:
+    if op_name in CONVERSION_OPS:
+        return "conversion"
+    out = np.dtype(out_dtype)
+    # A float op fed int8 weights is a dynamic-range ("hybrid") kernel: int8 storage, float math on activations.
+    if out.kind == "f" and any(np.dtype(d) == np.int8 for d in in_dtypes):
+        return "hybrid"
+    return out.name
+
+
+def op_summary(model_content: bytes) -> dict[str, Any]:
+    """Counts the model's ops by type and compute dtype.
+
+    Returns ``{"ops": {op: {category: n}}, "by_dtype": {category: n}, "float_ops": [op, ...], "float_op_count": n}``
+    where the category is the op's output dtype (``int8``, ``int16``, ``float32`` ...), ``hybrid`` for float math on
+    int8 weights, or ``conversion`` for QUANTIZE/DEQUANTIZE; ``float_ops`` lists the op types computing in float.
+    """
+    interpreter = Interpreter(model_content=model_content)
+    tensors = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    ops: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for op in interpreter._get_ops_details():  # no public op listing; TF's own QuantizationDebugger uses this too
+        in_dtypes = [tensors[i] for i in op["inputs"] if i >= 0]
+        category = _op_category(op["op_name"], tensors[op["outputs"][0]], in_dtypes)
+        ops[op["op_name"]][category] += 1
+    by_dtype: collections.Counter = collections.Counter()
+    for counts in ops.values():
+        by_dtype.update(counts)
+    return {
+        "ops": {name: dict(sorted(counts.items())) for name, counts in sorted(ops.items())},
+        "by_dtype": dict(sorted(by_dtype.items())),
+        "float_ops": sorted(name for name, counts in ops.items() if any(c in counts for c in FLOAT_CATEGORIES)),
+        "float_op_count": sum(by_dtype[c] for c in FLOAT_CATEGORIES),
+    }
+
+
+def _tensor_io(details: dict[str, Any]) -> dict[str, Any]:
+    scale, zero_point = details["quantization"]
+    return {
+        "dtype": np.dtype(details["dtype"]).name,
+        "shape": [int(s) for s in details["shape_signature"]],
+        "scale": float(scale) if scale else None,
+        "zero_point": int(zero_point) if scale else None,
+    }
+
+
+def io_summary(model_content: bytes, signature: str = "serving_default") -> dict[str, Any]:
+    """The signature's inputs and outputs: dtype, shape and per-tensor quantization (scale/zero point or null).
+
+    A float input that the model quantizes right away (QUANTIZE op) reports that op's parameters as
+    ``internal_scale``/``internal_zero_point``: the input is quantized raw there, just as an int8 input would be.
+    """
+    interpreter = Interpreter(model_content=model_content)
+    runner = interpreter.get_signature_runner(signature)
+    quantized_by = {}
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "QUANTIZE":
+            quantized_by[op["inputs"][0]] = tensors[op["outputs"][0]]
+    inputs = {}
+    for name, details in sorted(runner.get_input_details().items()):
+        inputs[name] = _tensor_io(details)
+        internal = quantized_by.get(details["index"])
+        if internal is not None and inputs[name]["scale"] is None:
+            scale, zero_point = internal["quantization"]
+            inputs[name].update(internal_scale=float(scale), internal_zero_point=int(zero_point))
+    outputs = {name: _tensor_io(d) for name, d in sorted(runner.get_output_details().items())}
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def input_steps(io: dict[str, Any], inputs: dict[str, np.ndarray] | None) -> dict[str, dict[str, Any]]:
+    """Each quantized input's step relative to its spread in the representative set (DESIGN.md "Known traps").
+
+    Inputs are quantized raw, before any normalization inside the model, and the range always includes 0: a feature
+    far from 0 with a small spread gets few levels. ``coarse`` is true when the step exceeds
+    ``COARSE_STEP_FRACTION`` of the input's standard deviation; the fix is centring and scaling the feature upstream.
+    """
+    steps = {}
+    for name, entry in io["inputs"].items():
+        scale = entry["scale"] or entry.get("internal_scale")
+        if not scale or inputs is None or name not in inputs:
+            continue
+        values = np.asarray(inputs[name], dtype=np.float64)
+        std = float(values.std())
+        levels = np.unique(np.round(values / scale)).size
+        relative = scale / std if std > 0 else float("inf")
+        steps[name] = {
+            "step": scale,
+            "std": std,
+            "min": float(values.min()),
+            "max": float(values.max()),
+            "step_over_std": relative,
+            "distinct_levels": int(levels),
+            "distinct_values": int(np.unique(values).size),
+            "coarse": bool(relative > COARSE_STEP_FRACTION),
+        }
+    return steps
+
+
+def coarse_input_warnings(steps: dict[str, dict[str, Any]]) -> list[str]:
+    """Human-readable warnings for the coarse inputs of ``input_steps``."""
+    return [
+        f"input {name!r}: quantization step {s['step']:.4g} is {s['step_over_std']:.2f} of its std {s['std']:.4g} "
+        f"({s['distinct_levels']} levels for {s['distinct_values']} distinct values): it loses information. Consider "
+        "centring and scaling the feature upstream (e.g. in Transform) so its range hugs 0."
+        for name, s in steps.items()
+        if s["coarse"]
+    ]
+
+
+_VERSIONED_PACKAGES = ("tensorflow", "ai-edge-litert", "ai-edge-quantizer", "tfx")
+
+
+def _dir_bytes(path: str) -> int:
+    total = 0
+    for root, _dirs, files in tf.io.gfile.walk(path):
+        total += sum(tf.io.gfile.stat(os.path.join(root, name)).length for name in files)
+    return total
+
+
+def build_report(content: bytes, *, options: QuantizationOptions, signature_name: str, saved_model_dir: str,
+                 inputs: dict[str, np.ndarray] | None, representative_dataset_uri: str | None,
+                 conversion_seconds: float) -> dict[str, Any]:
+    """The ``quantization_report.json`` of a converted model (see README, "Quantizer")."""
+    io = io_summary(content)
+    steps = input_steps(io, inputs)
+    return {
+        "mode": options.mode,
+        "engine": options.engine,
+        "signature_name": signature_name,
+        "io_dtype": options.io_dtype,
+        "allow_float_fallback": options.allow_float_fallback,
+        "denylisted_ops": list(options.denylisted_ops),
+        "source_saved_model": saved_model_dir,
+        "representative_dataset": None if inputs is None else {
+            "uri": representative_dataset_uri, "num_examples": len(next(iter(inputs.values())))},
+        "inputs": io["inputs"],
+        "outputs": io["outputs"],
+        "input_steps": steps,
+        "warnings": coarse_input_warnings(steps),
+        "ops": op_summary(content),
+        "sizes": {
+            "tflite_bytes": len(content),
+            "float_variables_bytes": _dir_bytes(os.path.join(saved_model_dir, "variables")),
+            "float_saved_model_bytes": _dir_bytes(saved_model_dir),
+        },
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "conversion_seconds": round(conversion_seconds, 3),
+        "versions": {name: importlib.metadata.version(name) for name in _VERSIONED_PACKAGES},
+    }

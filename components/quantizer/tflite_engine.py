@@ -1,0 +1,106 @@
+"""Engine ``tflite_converter``: TensorFlow's TFLiteConverter on the signature's concrete function.
+
+``from_concrete_functions`` (not ``from_saved_model``, which can abort the process with Keras 3) keeps the TFLite
+signature key ``serving_default`` and the input names of the SavedModel signature, i.e. the feature names.
+Run it in a child process (``isolation.run_isolated``): the converter can abort.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.lite.python import convert as tflite_convert
+from tensorflow.lite.python import util as tflite_util
+from tensorflow.lite.toco import types_pb2
+
+from components.quantizer.options import QuantizationOptions
+from components.quantizer.report import op_summary
+
+_TF_DTYPES = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}
+_QUANTIZED_OPS = {
+    "int8": tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+    "int16x8": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+}
+
+
+def representative_batches(inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    """Yields the calibration inputs one example at a time (batch 1), as the converter's calibrator expects."""
+    n = len(next(iter(inputs.values())))
+    for i in range(n):
+        if i and i % 100 == 0:
+            logging.info("calibration: %d/%d examples fed", i, n)
+        yield {name: values[i:i + 1] for name, values in inputs.items()}
+
+
+def _converter(saved_model_dir: str, signature_name: str) -> tf.lite.TFLiteConverter:
+    model = tf.saved_model.load(saved_model_dir)
+    return tf.lite.TFLiteConverter.from_concrete_functions([model.signatures[signature_name]], model)
+
+
+def _configure(converter: tf.lite.TFLiteConverter, options: QuantizationOptions,
+               inputs: dict[str, np.ndarray] | None, allow_float: bool) -> None:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if options.mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if not options.calibrated:
+        return
+    converter.representative_dataset = lambda: representative_batches(inputs)
+    converter.target_spec.supported_ops = [_QUANTIZED_OPS[options.mode]] + (
+        [tf.lite.OpsSet.TFLITE_BUILTINS] if allow_float else [])
+    converter.inference_input_type = converter.inference_output_type = _TF_DTYPES[options.io_dtype]
+
+
+def _convert_with_denylist(converter: tf.lite.TFLiteConverter, options: QuantizationOptions) -> bytes:
+    # What TFLite's QuantizationDebugger does for its denylist options: calibrate only, then quantize with the
+    # listed ops left float; the debugger stops at float I/O, so the I/O types are set afterwards as the converter does.
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    model = tflite_convert.mlir_quantize(
+        calibrated,
+        inference_type=types_pb2.QUANTIZED_INT16 if options.mode == "int16x8" else types_pb2.QUANTIZED_INT8,
+        denylisted_ops=list(options.denylisted_ops),
+    )
+    io = _TF_DTYPES[options.io_dtype]
+    return tflite_util.modify_model_io_type(model, io, io)
+
+
+def convert(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
+            inputs: dict[str, np.ndarray] | None) -> bytes:
+    """Converts the signature to a TFLite flatbuffer in ``options.mode`` and returns its bytes.
+
+    Args:
+      saved_model_dir: the float SavedModel.
+      signature_name: its dense-input signature (see ``calibration.dense_signature_specs``).
+      options: the validated request.
+      inputs: calibration inputs (``calibration.examples_to_inputs``), required for int8 / int16x8.
+
+    Raises:
+      ValueError: an op has no kernel in the quantized dtype and float fallback is off (the op is named).
+    """
+    if options.calibrated and not inputs:
+        raise ValueError(f"mode {options.mode!r} needs calibration inputs")
+    converter = _converter(saved_model_dir, signature_name)
+    allow_float = options.allow_float_fallback or bool(options.denylisted_ops)
+    _configure(converter, options, inputs, allow_float)
+    if options.denylisted_ops:
+        return _convert_with_denylist(converter, options)
+    try:
+        return converter.convert()
+    except Exception as error:  # ConverterError: find out which ops lack a quantized kernel
+        if not options.calibrated or allow_float:
+            raise
+        logging.info("%s conversion failed (%s); converting with float fallback to name the ops", options.mode, error)
+        retry = _converter(saved_model_dir, signature_name)
+        _configure(retry, options, inputs, allow_float=True)
+        try:
+            float_ops = op_summary(retry.convert())["float_ops"]
+        except Exception:
+            raise error from None
+        raise ValueError(
+            f"signature {signature_name!r} has op(s) without a {options.mode} kernel: {', '.join(float_ops)}. "
+            f"Set allow_float_fallback=True to keep them float, or change the model; converter error: {error}"
+        ) from error
