@@ -218,3 +218,32 @@ def test_stock_pusher_is_gated_by_our_blessing(arts, tflite_bytes, tmp_path, ble
             assert f.read() == tflite_bytes
     else:
         assert not os.path.exists(base)
+
+
+def _from_store(artifact_class: type, proto: metadata_store_pb2.Artifact) -> standard_artifacts.Artifact:
+    artifact = artifact_class()
+    artifact.set_mlmd_artifact(proto)
+    return artifact
+
+
+@pytest.mark.parametrize("blessed", [1, 0])
+def test_stock_pusher_on_the_demo_quantizer_and_evaluator_outputs(demo_run, tmp_path, blessed: int) -> None:
+    """The stock Pusher, fed the demo run's Quantizer model and QuantizationEvaluator blessing (as blessed or,
+    on a copy, refused) pushes the TFLite file or nothing."""
+    model = _from_store(standard_artifacts.Model, demo_run.output("Quantizer", "quantized_model"))
+    blessing = _from_store(standard_artifacts.ModelBlessing, demo_run.output("QuantizationEvaluator", "blessing"))
+    assert blessing.get_int_custom_property("blessed") == 1, "the demo's quantized model should be blessed"
+    blessing.set_int_custom_property("blessed", blessed)
+    pushed, base = standard_artifacts.PushedModel(), str(tmp_path / "serving")
+    pushed.uri = str(tmp_path / "pushed")
+
+    _run(stock_pusher.Executor, {"model": model, "model_blessing": blessing}, base, pushed)
+
+    assert pushed.get_int_custom_property("pushed") == blessed
+    if blessed:
+        (version,) = os.listdir(base)
+        assert os.listdir(os.path.join(base, version)) == ["model.tflite"]
+        with open(os.path.join(base, version, "model.tflite"), "rb") as f:
+            assert publish.sha256_of(f.read()) == model.get_string_custom_property("sha256")
+    else:
+        assert not os.path.exists(base)
