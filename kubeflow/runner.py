@@ -149,7 +149,7 @@ def kubeflow_problems(pipeline: Any) -> list[str]:
         channels = list(component.inputs.values()) + list(component.outputs.values())
         for artifact_type in {channel.type for channel in channels} - seen_types:
             seen_types.add(artifact_type)
-            if artifact_type in compiler_utils._SUPPORTED_STANDARD_ARTIFACT_TYPES:  # noqa: SLF001 - no public list
+            if artifact_type in compiler_utils._SUPPORTED_STANDARD_ARTIFACT_TYPES:  # the compiler's own list (private)
                 continue
             name = artifact_type.TYPE_NAME
             if not CUSTOM_TYPE_NAME_RE.fullmatch(name):

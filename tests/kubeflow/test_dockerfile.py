@@ -3,13 +3,14 @@ spec makes the container import."""
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 
 import yaml
 
-DOCKERFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "kubeflow", "Dockerfile")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DOCKERFILE = os.path.join(REPO, "kubeflow", "Dockerfile")
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -47,3 +48,47 @@ def test_image_ships_every_package_the_spec_imports(compiled) -> None:
     (install,) = [args for op, args in _instructions() if op == "RUN" and "pip install --no-deps" in args]
     smoke_import = install.split("python -c", 1)[1]
     assert all(re.search(rf"\b{root}\b", smoke_import) for root in ours)
+
+
+# Standard-library names that are new in Python 3.11 (the TFX 1.16 image runs 3.10): (module, name or None).
+PY311_ONLY = {("datetime", "UTC"), ("typing", "Self"), ("typing", "LiteralString"), ("typing", "Never"),
+              ("typing", "assert_never"), ("typing", "reveal_type"), ("enum", "StrEnum"), ("tomllib", None),
+              ("asyncio", "TaskGroup"), ("hashlib", "file_digest")}
+
+
+def _container_modules() -> list[str]:
+    """The files the containers import: every component module, the pipeline, its data and Trainer modules."""
+    paths = []
+    for folder in ("components", os.path.join("pipelines", "models")):
+        for root, _dirs, files in os.walk(os.path.join(REPO, folder)):
+            paths += [os.path.join(root, name) for name in files if name.endswith(".py")]
+    return sorted(paths + [os.path.join(REPO, "pipelines", name) for name in ("pipeline.py", "data.py")])
+
+
+def _py311_uses(tree: ast.Module) -> list[str]:
+    uses = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            uses += [f"from {node.module} import {a.name}" for a in node.names if (node.module, a.name) in PY311_ONLY]
+        elif isinstance(node, ast.Import):
+            uses += [f"import {a.name}" for a in node.names if (a.name, None) in PY311_ONLY]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if (node.value.id, node.attr) in PY311_ONLY:
+                uses.append(f"{node.value.id}.{node.attr}")
+    return uses
+
+
+def test_code_the_containers_import_runs_on_python_3_10() -> None:
+    paths = _container_modules()
+    assert any(p.endswith(os.path.join("components", "types.py")) for p in paths)
+    problems = []
+    for path in paths:
+        with open(path) as f:
+            source = f.read()
+        try:
+            tree = ast.parse(source, filename=path, feature_version=(3, 10))
+        except SyntaxError as error:
+            problems.append(f"{path}: not Python 3.10 syntax: {error}")
+            continue
+        problems += [f"{path}: {use} is Python 3.11+" for use in _py311_uses(tree)]
+    assert not problems, "the tensorflow/tfx:1.16.0 image runs Python 3.10:\n" + "\n".join(problems)
