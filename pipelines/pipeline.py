@@ -8,7 +8,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import RepresentativeDatasetGen
+from components import Quantizer, RepresentativeDatasetGen
 
 PENGUIN_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "penguin", "penguin_trainer.py")
 
@@ -28,6 +28,12 @@ def create_pipeline(
     calibration_num_examples: int = 200,
     calibration_strategy: str = "stratified",
     calibration_seed: int = 0,
+    quantization_mode: str = "int8",
+    quantization_engine: str = "tflite_converter",
+    quantization_signature: str | None = "serving_features",
+    quantization_io_dtype: str | None = None,
+    quantization_denylisted_ops: tuple[str, ...] = (),
+    quantization_allow_float_fallback: bool = False,
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -48,6 +54,9 @@ def create_pipeline(
       calibration_num_examples / calibration_strategy / calibration_seed: RepresentativeDatasetGen's sample of
         the train split (size, ``'uniform'`` or ``'stratified'`` by ``label_key``, hash seed). 200 is below the
         penguin train split's 231 examples, so the demo really samples.
+      quantization_mode / quantization_engine / quantization_signature / quantization_io_dtype /
+        quantization_denylisted_ops / quantization_allow_float_fallback: the Quantizer's ``mode``, ``engine``,
+        ``signature_name`` (the Trainer's dense signature), ``io_dtype``, ``denylisted_ops``, ``allow_float_fallback``.
       beam_pipeline_args: passed to every Beam-based component (e.g. ``--direct_num_workers=2``).
       metadata_connection_config: MLMD connection; ``None`` leaves it to the orchestrator (Kubeflow / Vertex).
       enable_cache: reuse executions whose inputs and parameters are unchanged.
@@ -73,6 +82,16 @@ def create_pipeline(
         label_key=label_key,
         seed=calibration_seed,
     )
+    quantizer = Quantizer(
+        model=trainer.outputs["model"],
+        representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+        mode=quantization_mode,
+        engine=quantization_engine,
+        signature_name=quantization_signature,
+        io_dtype=quantization_io_dtype,
+        denylisted_ops=quantization_denylisted_ops,
+        allow_float_fallback=quantization_allow_float_fallback,
+    )
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -81,7 +100,7 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, trainer, representative_dataset_gen, evaluator],
+        components=[example_gen, statistics_gen, schema_gen, trainer, representative_dataset_gen, quantizer, evaluator],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],
