@@ -12,16 +12,15 @@ from tfx.types.system_artifacts import Dataset, Metrics
 
 
 class RepresentativeDataset(artifact.Artifact):
-    """A calibration sample: gzipped TFRecord of tf.Examples (``data.tfrecord.gz``) + ``manifest.json``."""
+    """A calibration sample: gzipped TFRecord of tf.Examples (``data.tfrecord.gz``) + ``manifest.json``.
+
+    Its numbers (``num_examples``, ``strategy``, ``seed``, ``split``, ``sha256``, ...) are custom properties, not
+    ``PROPERTIES``: Kubeflow v2 compiles a custom type against a generic schema that declares no properties and
+    refuses any.
+    """
 
     TYPE_NAME = "components.RepresentativeDataset"
     TYPE_ANNOTATION = Dataset
-    PROPERTIES = {
-        "num_examples": artifact.Property(type=artifact.PropertyType.INT),
-        "strategy": artifact.Property(type=artifact.PropertyType.STRING),
-        "seed": artifact.Property(type=artifact.PropertyType.INT),
-        "split": artifact.Property(type=artifact.PropertyType.STRING),
-    }
 
 
 class QuantizationEvaluation(artifact.Artifact):

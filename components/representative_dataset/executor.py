@@ -127,10 +127,10 @@ def _write_sample(sample: Sample, staging_dir: str, manifest: dict[str, Any], ex
 
 def set_artifact_properties(artifact: Artifact, manifest: dict[str, Any]) -> None:
     """Copies the manifest's numbers onto the artifact, where MLMD and the Kubeflow / Vertex UIs show them."""
-    artifact.num_examples = manifest["num_examples"]
-    artifact.strategy = manifest["strategy"]
-    artifact.seed = manifest["seed"]
-    artifact.split = manifest["split"]
+    artifact.set_int_custom_property("num_examples", manifest["num_examples"])
+    artifact.set_string_custom_property("strategy", manifest["strategy"])
+    artifact.set_int_custom_property("seed", manifest["seed"])
+    artifact.set_string_custom_property("split", manifest["split"])
     artifact.set_int_custom_property("num_examples_requested", manifest["num_examples_requested"])
     artifact.set_int_custom_property("source_num_examples", manifest["source_num_examples"])
     artifact.set_int_custom_property("source_examples_id", manifest["source_examples_id"])

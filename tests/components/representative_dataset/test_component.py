@@ -70,10 +70,11 @@ def test_demo_run_publishes_the_sample_in_mlmd(demo_run) -> None:
 
     manifest = storage.read_manifest(artifact.uri)
     examples = demo_run.output("CsvExampleGen", "examples")
-    props, custom = artifact.properties, artifact.custom_properties
-    assert props["num_examples"].int_value == manifest["num_examples"] == len(storage.read_examples(artifact.uri))
-    assert props["strategy"].string_value == "stratified"
-    assert props["seed"].int_value == 0 and props["split"].string_value == "train"
+    custom = artifact.custom_properties
+    assert custom["num_examples"].int_value == manifest["num_examples"] == len(storage.read_examples(artifact.uri))
+    assert manifest["num_examples"] == 200  # create_pipeline's calibration_num_examples, below the split's 231
+    assert custom["strategy"].string_value == "stratified"
+    assert custom["seed"].int_value == 0 and custom["split"].string_value == "train"
     assert custom["sha256"].string_value == manifest["sha256"]
     assert custom["source_examples_id"].int_value == manifest["source_examples_id"] == examples.id
     assert sum(manifest["class_counts"].values()) == manifest["num_examples"]

@@ -146,7 +146,9 @@ def test_executor_do_publishes_properties(demo_run, demo_examples, tmp_path) -> 
          executor.LABEL_KEY_KEY: "species", executor.SEED_KEY: 5, executor.ALLOW_EVAL_SPLIT_KEY: 0},
     )
     manifest = storage.read_manifest(output.uri)
-    assert (output.num_examples, output.strategy, output.seed, output.split) == (30, "stratified", 5, "train")
+    assert (output.get_int_custom_property("num_examples"), output.get_string_custom_property("strategy"),
+            output.get_int_custom_property("seed"), output.get_string_custom_property("split")) == (
+        30, "stratified", 5, "train")
     assert output.get_string_custom_property("sha256") == manifest["sha256"]
     assert output.get_string_custom_property("label_key") == "species"
     assert output.get_int_custom_property("source_examples_id") == demo_examples.id
