@@ -8,7 +8,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import Quantizer, RepresentativeDatasetGen
+from components import QuantizationEvaluator, Quantizer, RepresentativeDatasetGen
 
 PENGUIN_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "penguin", "penguin_trainer.py")
 
@@ -34,6 +34,15 @@ def create_pipeline(
     quantization_io_dtype: str | None = None,
     quantization_denylisted_ops: tuple[str, ...] = (),
     quantization_allow_float_fallback: bool = False,
+    quantization_metric: str = "accuracy",
+    quantization_max_delta: float = 0.01,
+    quantization_delta_type: str = "absolute",
+    quantization_slicing_feature_keys: tuple[str, ...] = ("island",),
+    quantization_min_slice_size: int = 30,
+    quantization_max_slice_delta: float | None = None,
+    quantization_min_agreement: float | None = None,
+    quantization_max_model_bytes: int | None = None,
+    quantization_max_latency_ms: float | None = None,
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -57,6 +66,10 @@ def create_pipeline(
       quantization_mode / quantization_engine / quantization_signature / quantization_io_dtype /
         quantization_denylisted_ops / quantization_allow_float_fallback: the Quantizer's ``mode``, ``engine``,
         ``signature_name`` (the Trainer's dense signature), ``io_dtype``, ``denylisted_ops``, ``allow_float_fallback``.
+      quantization_metric / quantization_max_delta / quantization_delta_type / quantization_slicing_feature_keys /
+        quantization_min_slice_size / quantization_max_slice_delta / quantization_min_agreement /
+        quantization_max_model_bytes / quantization_max_latency_ms: the QuantizationEvaluator's gate (``metric``,
+        ``max_delta``, ...) on the eval split; a negative ``quantization_max_delta`` forces a refusal.
       beam_pipeline_args: passed to every Beam-based component (e.g. ``--direct_num_workers=2``).
       metadata_connection_config: MLMD connection; ``None`` leaves it to the orchestrator (Kubeflow / Vertex).
       enable_cache: reuse executions whose inputs and parameters are unchanged.
@@ -92,6 +105,23 @@ def create_pipeline(
         denylisted_ops=quantization_denylisted_ops,
         allow_float_fallback=quantization_allow_float_fallback,
     )
+    quantization_evaluator = QuantizationEvaluator(
+        model=trainer.outputs["model"],
+        quantized_model=quantizer.outputs["quantized_model"],
+        examples=example_gen.outputs["examples"],
+        label_key=label_key,
+        split="eval",
+        metric=quantization_metric,
+        max_delta=quantization_max_delta,
+        delta_type=quantization_delta_type,
+        slicing_feature_keys=quantization_slicing_feature_keys,
+        min_slice_size=quantization_min_slice_size,
+        max_slice_delta=quantization_max_slice_delta,
+        min_agreement=quantization_min_agreement,
+        max_model_bytes=quantization_max_model_bytes,
+        max_latency_ms=quantization_max_latency_ms,
+        signature_name=quantization_signature,
+    )
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -100,7 +130,8 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, trainer, representative_dataset_gen, quantizer, evaluator],
+        components=[example_gen, statistics_gen, schema_gen, trainer, representative_dataset_gen, quantizer,
+                    quantization_evaluator, evaluator],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],

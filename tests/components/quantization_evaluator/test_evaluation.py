@@ -1,0 +1,137 @@
+"""Bad inputs are refused before Beam runs, with errors naming the artifact, the field and the fix; nothing is
+written and nothing is blessed. Plus the pure helpers of the evaluation module."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.types import Artifact, artifact_utils, standard_artifacts
+
+from components.quantization_evaluator.evaluation import EvaluatorConfig, _json_safe
+from components.quantization_evaluator.gate import Thresholds
+from pipelines.models.penguin.penguin_trainer import FEATURE_KEYS
+
+
+def _model_artifact(root: str, tflite: bytes | None, artifact_id: int = 7) -> Artifact:
+    model = standard_artifacts.Model()
+    model.uri, model.id = root, artifact_id
+    tf.io.gfile.makedirs(os.path.join(root, "Format-Serving"))
+    if tflite is not None:
+        with open(os.path.join(root, "Format-Serving", "model.tflite"), "wb") as f:
+            f.write(tflite)
+    return model
+
+
+def _float_tflite(input_names: tuple[str, ...], width: int) -> bytes:
+    """A float TFLite model with ``serving_default`` taking ``[None, 1]`` inputs and giving ``[None, width]``."""
+    specs = {name: tf.TensorSpec([None, 1], tf.float32, name=name) for name in input_names}
+
+    @tf.function(input_signature=[specs])
+    def serve(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        total = tf.add_n(list(features.values()))
+        return {"probabilities": tf.nn.softmax(tf.tile(total, [1, width]))}
+
+    holder = tf.Module()  # with a trackable object the converter keys the signature 'serving_default'
+    holder.serve = serve
+    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], holder).convert()
+
+
+def _examples(root: str, records: list[bytes], split: str = "eval") -> Artifact:
+    examples = standard_artifacts.Examples()
+    examples.uri, examples.id = root, 3
+    examples.split_names = artifact_utils.encode_split_names([split])
+    split_dir = os.path.join(root, f"Split-{split}")
+    tf.io.gfile.makedirs(split_dir)
+    with tf.io.TFRecordWriter(os.path.join(split_dir, "data_tfrecord-00000-of-00001.gz"), "GZIP") as writer:
+        for record in records:
+            writer.write(record)
+    return examples
+
+
+def _refused(run_evaluator, tmp_path, message: str, **kwargs: object) -> None:
+    name = "bad" + str(abs(hash(message)))[:8]
+    with pytest.raises(ValueError, match=message) as error:
+        run_evaluator(name, **kwargs)
+    assert "QuantizationEvaluator" in str(error.value)
+    # Nothing written: no metrics, no report, no BLESSED / NOT_BLESSED marker.
+    written = [f for root in tmp_path.parent.glob(f"{name}*") for f in root.rglob("*") if f.is_file()]
+    assert written == []
+
+
+def test_label_missing_from_the_examples(run_evaluator, tmp_path) -> None:
+    _refused(run_evaluator, tmp_path, r"label_key 'penguin_species' is not a feature of the first 64 examples of "
+             r"Examples artifact .* split 'eval'; features present: \[.*'species'", label_key="penguin_species")
+
+
+def test_slicing_feature_missing(run_evaluator, tmp_path) -> None:
+    _refused(run_evaluator, tmp_path, "slicing_feature_keys 'continent' is not a feature",
+             slicing_feature_keys=["continent"])
+
+
+def test_string_label_is_refused(run_evaluator, tmp_path) -> None:
+    _refused(run_evaluator, tmp_path, "label 'island' holds .* values; the evaluator needs numeric labels",
+             label_key="island")
+
+
+def test_split_missing(run_evaluator, tmp_path) -> None:
+    _refused(run_evaluator, tmp_path, r"split 'test' is not in the Examples artifact .*; its splits are "
+             r"\['train', 'eval'\]", split="test")
+
+
+def test_split_empty(run_evaluator, tmp_path) -> None:
+    _refused(run_evaluator, tmp_path, "split 'eval' of Examples artifact .* is empty",
+             examples=_examples(str(tmp_path / "empty_examples"), []))
+
+
+def test_quantized_model_corrupt(run_evaluator, demo_quantized, tmp_path) -> None:
+    with open(demo_quantized.tflite_path, "rb") as f:
+        truncated = f.read()[:200]
+    _refused(run_evaluator, tmp_path, r"quantized_model artifact \(id 7\) cannot be loaded: .*Re-run the Quantizer",
+             quantized_model=_model_artifact(str(tmp_path / "corrupt"), truncated))
+
+
+def test_quantized_model_file_missing(run_evaluator, tmp_path) -> None:
+    _refused(run_evaluator, tmp_path, "has no .*model.tflite; wire the Quantizer's quantized_model output",
+             quantized_model=_model_artifact(str(tmp_path / "no_file"), None))
+
+
+def test_signature_mismatch_on_inputs(run_evaluator, tmp_path) -> None:
+    _refused(run_evaluator, tmp_path, r"signature mismatch: the float model's 'serving_features' takes .* but the "
+             r"quantized model .* takes \{'bill_length_mm': \(1,\)\}",
+             quantized_model=_model_artifact(str(tmp_path / "fewer_inputs"), _float_tflite(("bill_length_mm",), 3)))
+
+
+def test_signature_mismatch_on_outputs(run_evaluator, tmp_path) -> None:
+    _refused(run_evaluator, tmp_path, "signature mismatch: the float model gives 3 values per example .* but the "
+             "quantized model gives 2",
+             quantized_model=_model_artifact(str(tmp_path / "two_outputs"), _float_tflite(FEATURE_KEYS, 2)))
+
+
+def test_float_signature_without_dense_inputs(run_evaluator, tmp_path) -> None:
+    _refused(run_evaluator, tmp_path, r"model artifact .*: .*signature 'serving_default' .* not dense numeric",
+             signature_name="serving_default")
+
+
+def test_auc_needs_a_binary_model(run_evaluator, tmp_path) -> None:
+    _refused(run_evaluator, tmp_path, "metric='auc' needs a binary classifier .* gives 3", metric="auc")
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    (EvaluatorConfig(label_key="y", thresholds=Thresholds(max_delta=math.nan)), "max_delta must be a finite"),
+    (EvaluatorConfig(label_key="y", thresholds=Thresholds(), split=""), "split must name a split"),
+    (EvaluatorConfig(label_key="y", thresholds=Thresholds(), max_batch_size=0), "max_batch_size must be >= 1"),
+])
+def test_config_validation(config: EvaluatorConfig, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        config.validate()
+
+
+def test_json_safe_writes_strict_json() -> None:
+    value = _json_safe({"a": math.nan, "b": [np.float32(0.5), math.inf], ("c",): np.int64(3)})
+    assert value == {"a": None, "b": [0.5, None], "('c',)": 3}
+    json.dumps(value, allow_nan=False)

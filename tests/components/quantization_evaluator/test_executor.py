@@ -1,0 +1,164 @@
+"""The executor end to end on the demo run's real models (Beam DirectRunner), and the stock TFX Pusher gated by it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.proto import pusher_pb2
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from components.quantizer.calibration import examples_to_inputs
+from components.quantizer.runners import TFLiteRunner
+
+
+def labels_and_islands(records: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``species`` label and ``island`` of each record, parsed with TensorFlow (independently of tfx_bsl)."""
+    parsed = tf.io.parse_example(records, {"species": tf.io.FixedLenFeature([1], tf.int64),
+                                           "island": tf.io.FixedLenFeature([1], tf.string)})
+    return parsed["species"].numpy()[:, 0], np.array([v.decode() for v in parsed["island"].numpy()[:, 0]])
+
+
+@pytest.fixture(scope="module")
+def blessed(run_evaluator) -> object:
+    return run_evaluator("blessed", slicing_feature_keys=["island"], min_slice_size=10, min_agreement=0.9)
+
+
+@pytest.fixture(scope="module")
+def refused(run_evaluator) -> object:
+    return run_evaluator("refused", max_delta=-1)
+
+
+def _metrics(run: object) -> dict:
+    with open(os.path.join(run.evaluation.uri, "metrics.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def predictions(demo_quantized) -> dict[str, np.ndarray]:
+    """Independent predictions of the eval split: the float model's tf.Example signature, the TFLite runner."""
+    records = demo_quantized.eval_records
+    loaded = tf.saved_model.load(demo_quantized.saved_model_dir)
+    float_probs = loaded.signatures["serving_default"](tf.constant(records))["probabilities"].numpy()
+    inputs = examples_to_inputs(records, demo_quantized.specs, source="test")
+    quant_probs = TFLiteRunner(demo_quantized.tflite_path).predict(inputs)[demo_quantized.quant_output]
+    labels, islands = labels_and_islands(records)
+    return {"float": float_probs.argmax(1), "quantized": quant_probs.argmax(1), "labels": labels, "islands": islands}
+
+
+def test_blessed_at_the_default_threshold_like_tfx_evaluator(blessed, demo_quantized) -> None:
+    assert blessed.blessing_property("blessed") == 1
+    assert blessed.blessing_property("threshold") == pytest.approx(0.01)
+    assert blessed.blessing_property("delta") <= 0.01
+    assert blessed.blessing_property("reason") == "blessed: every threshold passed"
+    # What TFX's Evaluator writes, about the model that gets pushed: the quantized one.
+    assert blessed.blessing_property("current_model_id") == demo_quantized.quantized_model.id
+    assert blessed.blessing_property("current_model") == demo_quantized.quantized_model.uri
+    assert os.listdir(blessed.blessing.uri) == ["BLESSED"]
+    # LatestBlessedModelStrategy picks the quantized model when given this blessing.
+    resolved = LatestBlessedModelStrategy().resolve_artifacts(
+        None, {"model": [demo_quantized.quantized_model], "model_blessing": [blessed.blessing]})
+    assert [m.id for m in resolved["model"]] == [demo_quantized.quantized_model.id]
+
+
+def test_overall_metrics_match_an_independent_computation(blessed, predictions) -> None:
+    metrics = _metrics(blessed)
+    overall = metrics["overall"]
+    labels = predictions["labels"]
+    assert overall["num_examples"] == len(labels) and overall["missing"] == overall["nonfinite"] == 0
+    float_acc = np.mean(predictions["float"] == labels)
+    quant_acc = np.mean(predictions["quantized"] == labels)
+    assert overall["float"]["accuracy"] == pytest.approx(float_acc)
+    assert overall["quantized"]["accuracy"] == pytest.approx(quant_acc)
+    assert overall["delta"] == pytest.approx(float_acc - quant_acc)
+    assert overall["agreement"] == pytest.approx(np.mean(predictions["float"] == predictions["quantized"]))
+    assert float_acc > 0.9  # a trained model, so the comparison means something
+    for cls in range(3):
+        assert overall["quantized"]["recall"][str(cls)] == pytest.approx(
+            np.mean(predictions["quantized"][labels == cls] == cls))
+    evaluation = blessed.evaluation.mlmd_artifact.custom_properties
+    assert evaluation["float_accuracy"].double_value == pytest.approx(float_acc)
+    assert evaluation["quantized_accuracy"].double_value == pytest.approx(quant_acc)
+    assert evaluation["blessed"].int_value == 1
+    assert evaluation["report_path"].string_value == os.path.join(blessed.evaluation.uri, "report.html")
+
+
+def test_per_slice_metrics_on_island(blessed, predictions) -> None:
+    metrics = _metrics(blessed)
+    islands, labels = predictions["islands"], predictions["labels"]
+    counts = Counter(islands)
+    gated = {s["value"]: s for s in metrics["slices"]}
+    skipped = {s["value"]: s["num_examples"] for s in metrics["skipped_slices"]}
+    assert set(gated) | set(skipped) == set(counts) and len(counts) == 3
+    for island, entry in gated.items():
+        rows = islands == island
+        assert entry["feature"] == "island" and entry["num_examples"] == counts[island] >= 10
+        assert entry["float"]["accuracy"] == pytest.approx(np.mean(predictions["float"][rows] == labels[rows]))
+        assert entry["quantized"]["accuracy"] == pytest.approx(
+            np.mean(predictions["quantized"][rows] == labels[rows]))
+    assert all(n < 10 for n in skipped.values())
+
+
+def test_metrics_json_records_sizes_latency_thresholds(blessed, demo_quantized) -> None:
+    metrics = _metrics(blessed)
+    props = demo_quantized.quantized_model.mlmd_artifact.custom_properties
+    assert metrics["sizes"] == {"quantized_bytes": props["size_bytes"].int_value,
+                                "float_bytes": props["float_size_bytes"].int_value}
+    assert metrics["sizes"]["quantized_bytes"] == os.path.getsize(demo_quantized.tflite_path)
+    for model in ("float", "quantized"):
+        latency = metrics["latency_ms"][model]
+        assert 0 < latency["p50_ms"] <= latency["p95_ms"] and latency["calls"] == 300
+    assert metrics["thresholds"]["max_delta"] == 0.01 and metrics["thresholds"]["min_agreement"] == 0.9
+    assert metrics["verdict"]["blessed"] is True and metrics["models"]["float"]["signature_name"] == "serving_features"
+
+
+def test_refused_at_negative_max_delta(refused) -> None:
+    assert refused.blessing_property("blessed") == 0
+    assert refused.blessing_property("threshold") == -1.0
+    assert "> max -1" in refused.blessing_property("reason")
+    assert os.listdir(refused.blessing.uri) == ["NOT_BLESSED"]
+    assert _metrics(refused)["verdict"]["blessed"] is False
+
+
+@pytest.mark.parametrize(("run_name", "word"), [("blessed", "BLESSED"), ("refused", "NOT BLESSED")])
+def test_report_is_written_and_names_the_verdict(request, run_name: str, word: str) -> None:
+    run = request.getfixturevalue(run_name)
+    with open(os.path.join(run.evaluation.uri, "report.html")) as f:
+        page = f.read()
+    assert f"<h1 class=\"verdict\">{word}</h1>" in page
+    assert sorted(os.listdir(run.evaluation.uri)) == ["metrics.json", "report.html"]  # no staging left behind
+
+
+def _push(demo_quantized, blessing: object, root: str) -> tuple[object, str]:
+    destination = os.path.join(root, "serving")
+    pushed = standard_artifacts.PushedModel()
+    pushed.uri = os.path.join(root, "pushed_model")
+    pusher_executor.Executor().Do(
+        {"model": [demo_quantized.quantized_model], "model_blessing": [blessing]},
+        {"pushed_model": [pushed]},
+        {"push_destination": proto_utils.proto_to_json(pusher_pb2.PushDestination(
+            filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=destination)))},
+    )
+    return pushed, destination
+
+
+def test_stock_pusher_pushes_the_blessed_quantized_model(blessed, demo_quantized, tmp_path) -> None:
+    pushed, destination = _push(demo_quantized, blessed.blessing, str(tmp_path))
+    assert pushed.get_int_custom_property("pushed") == 1
+    (version,) = os.listdir(destination)
+    with open(os.path.join(destination, version, "model.tflite"), "rb") as f, \
+            open(demo_quantized.tflite_path, "rb") as g:
+        assert f.read() == g.read()
+
+
+def test_stock_pusher_pushes_nothing_when_refused(refused, demo_quantized, tmp_path) -> None:
+    pushed, destination = _push(demo_quantized, refused.blessing, str(tmp_path))
+    assert pushed.get_int_custom_property("pushed") == 0
+    assert not os.path.exists(destination)
