@@ -235,6 +235,8 @@ def run_task(task: Task, executor_input: dict[str, Any]) -> dict[str, list[Runti
     task_root = os.path.dirname(output_file)
     os.makedirs(task_root, exist_ok=True)
     log_path = os.path.join(task_root, LOG_FILENAME)
+    if os.path.exists(output_file):  # the entrypoint would read a stale file as a driver's output
+        os.remove(output_file)
     with open(os.path.join(task_root, "executor_input.json"), "w") as f:
         json.dump(executor_input, f, indent=1)
     hook = task.container.get("lifecycle", {}).get("preCacheCheck")
