@@ -8,7 +8,7 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import QuantizationEvaluator, Quantizer, RepresentativeDatasetGen
+from components import QuantizationEvaluator, QuantizedModelPusher, Quantizer, RepresentativeDatasetGen
 
 PENGUIN_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "penguin", "penguin_trainer.py")
 
@@ -46,6 +46,7 @@ def create_pipeline(
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
+    push_destination: str | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the DAG: CsvExampleGen → StatisticsGen → SchemaGen → Trainer → Evaluator (float model).
 
@@ -73,6 +74,8 @@ def create_pipeline(
       beam_pipeline_args: passed to every Beam-based component (e.g. ``--direct_num_workers=2``).
       metadata_connection_config: MLMD connection; ``None`` leaves it to the orchestrator (Kubeflow / Vertex).
       enable_cache: reuse executions whose inputs and parameters are unchanged.
+      push_destination: base directory of the QuantizedModelPusher (``<base>/<version>/model.tflite`` +
+        ``manifest.json``, only when both blessings say blessed); default ``<pipeline_root>/serving_model``.
     """
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -127,11 +130,21 @@ def create_pipeline(
         model=trainer.outputs["model"],
         eval_config=_float_eval_config(label_key, float_accuracy_threshold),
     )
+    pusher = QuantizedModelPusher(
+        model=quantizer.outputs["quantized_model"],
+        model_blessing=quantization_evaluator.outputs["blessing"],
+        float_blessing=evaluator.outputs["blessing"],
+        float_model=trainer.outputs["model"],
+        representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+        evaluation=quantization_evaluator.outputs["evaluation"],
+        push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+            base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model")),
+    )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, trainer, representative_dataset_gen, quantizer,
-                    quantization_evaluator, evaluator],
+                    quantization_evaluator, evaluator, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],

@@ -3,11 +3,18 @@ and on a second, small run with MLMD on a real MariaDB server."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
+from tfx import v1 as tfx
 
 from pipelines import lineage
+from pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
 
 
 def _new_store(path: str) -> metadata_store.MetadataStore:
@@ -159,3 +166,114 @@ def test_unreachable_mysql_is_a_lineage_error() -> None:
     unreachable = lineage.MySQLConfig(host="127.0.0.1", port=1, database="mlmd", user="nobody")
     with pytest.raises(lineage.LineageError, match=r"cannot reach MLMD on MySQL nobody@127.0.0.1:1/mlmd"):
         lineage.open_mysql_store(unreachable)
+
+
+# --- the demo run (SQLite): a push, and the chain behind it -------------------------------------------------
+
+CHAIN_PRODUCERS = [
+    ("pushed model", "QuantizedModelPusher"),
+    ("blessing", "QuantizationEvaluator"),
+    ("float blessing", "Evaluator"),
+    ("quantized model", "Quantizer"),
+    ("representative dataset", "RepresentativeDatasetGen"),
+    ("trainer model", "Trainer"),
+    ("examples", "CsvExampleGen"),
+]
+
+
+def test_demo_run_chain_from_the_latest_push(demo_run) -> None:
+    result = lineage.pushed_chain(demo_run.store, "latest")
+    chain = {entry["role"]: entry for entry in result["chain"]}
+    assert [(e["role"], e["producer"]["component_id"]) for e in result["chain"]] == CHAIN_PRODUCERS
+    assert chain["pushed model"]["artifact"]["id"] == demo_run.output("QuantizedModelPusher", "pushed_model").id
+    for role, component, key in (("blessing", "QuantizationEvaluator", "blessing"),
+                                 ("quantized model", "Quantizer", "quantized_model"),
+                                 ("representative dataset", "RepresentativeDatasetGen", "representative_dataset"),
+                                 ("trainer model", "Trainer", "model"), ("examples", "CsvExampleGen", "examples")):
+        assert chain[role]["artifact"]["id"] == demo_run.output(component, key).id, role
+    run_ids = {e["producer"]["run_id"] for e in result["chain"]}
+    assert len(run_ids) == 1 and None not in run_ids  # one run, every step COMPLETE in it
+    assert {e["producer"]["state"] for e in result["chain"]} == {"COMPLETE"}
+    blessing = chain["blessing"]["artifact"]["properties"]
+    assert blessing["blessed"] == 1 and blessing["delta"] <= blessing["threshold"]
+    quantized = chain["quantized model"]["artifact"]["properties"]
+    assert quantized["quantization_mode"] == "int8" and len(quantized["sha256"]) == 64 and quantized["size_bytes"] > 0
+    representative = chain["representative dataset"]["artifact"]["properties"]
+    assert (representative["seed"], representative["split"], representative["strategy"]) == (0, "train", "stratified")
+    assert representative["num_examples"] > 0
+    text = lineage.format_chain(result)
+    assert [line.split(" (")[0].split()[-1] for line in text.splitlines() if line.lstrip().startswith("by ")] == [
+        component for _, component in CHAIN_PRODUCERS]
+
+
+def test_demo_run_why_not_says_it_pushed(demo_run) -> None:
+    with pytest.raises(lineage.LineageError, match="did push"):
+        lineage.why_not(demo_run.store)
+
+
+def test_demo_run_summary(demo_run) -> None:
+    summary = lineage.run_summary(demo_run.store, demo_run.paths.pipeline_name, "QuantizedModelPusher")
+    assert summary["pushed"] and summary["verdict"] == "blessed"
+    assert summary["metric"] == "accuracy" and 0.5 < summary["float_metric"] <= 1.0
+    assert summary["delta"] == pytest.approx(summary["float_metric"] - summary["quantized_metric"])
+    assert summary["quantized_size_bytes"] > 0 and summary["float_size_bytes"] > 0
+    table = lineage.format_summary(summary)
+    for label in ("float accuracy", "int8 accuracy", "delta", "threshold", "float size", "int8 size", "verdict",
+                  "pushed to"):
+        assert f"\n{label}" in table
+    assert summary["pushed_destination"] in table
+
+
+# --- MLMD on a real MariaDB server: a second, small run whose gate refuses the push ------------------------
+
+# The smallest run that still runs every component. A negative max delta makes the QuantizationEvaluator refuse
+# (the quantized model would have to *improve* by 1.0), so this store answers --why-not, while the SQLite demo
+# run answers --pushed.
+MYSQL_RUN_KWARGS = {"train_steps": 20, "eval_steps": 5, "calibration_num_examples": 30,
+                    "quantization_max_delta": -1.0}
+
+
+@pytest.fixture(scope="module")
+def mysql_run(mariadb, tmp_path_factory) -> tuple[LocalRunPaths, lineage.MySQLConfig, metadata_store.MetadataStore]:
+    paths = LocalRunPaths(home=str(tmp_path_factory.mktemp("mysql_run")))
+    connection = tfx.orchestration.metadata.mysql_metadata_connection_config(
+        host=mariadb.host, port=mariadb.port, database=mariadb.database, username=mariadb.user, password="")
+    run_local(LocalRunConfig(paths=paths, pipeline_kwargs=MYSQL_RUN_KWARGS, metadata_connection_config=connection))
+    mysql = lineage.MySQLConfig(host=mariadb.host, port=mariadb.port, database=mariadb.database, user=mariadb.user)
+    return paths, mysql, lineage.open_mysql_store(mysql)
+
+
+def test_mysql_run_pushed_nothing_and_why_not_says_why(mysql_run) -> None:
+    paths, _, store = mysql_run
+    assert not os.path.exists(paths.serving_model_dir) or os.listdir(paths.serving_model_dir) == []
+    result = lineage.why_not(store)
+    (refused,) = result["refused"]
+    assert refused["pusher"]["component_id"] == "QuantizedModelPusher"
+    assert refused["pushed_model"]["properties"]["pushed"] == 0
+    reasons = [b["properties"].get("reason") for b in refused["blessings"]]
+    assert any(r and r.startswith("not blessed: ") and "> max -1" in r for r in reasons), reasons
+    assert "model_blessing (artifact" in refused["pushed_model"]["properties"]["reason"]
+    assert lineage.why_not(store, result["run_id"]) == result
+
+
+def test_mysql_run_chain_of_the_refused_push(mysql_run) -> None:
+    _, _, store = mysql_run
+    (refused,) = lineage.why_not(store)["refused"]
+    chain = lineage.pushed_chain(store, refused["pushed_model"]["id"])["chain"]
+    assert [(e["role"], e["producer"]["component_id"]) for e in chain] == CHAIN_PRODUCERS
+    with pytest.raises(lineage.LineageError, match=r"nothing was pushed in this store \(1 push attempts refused\)"):
+        lineage.pushed_chain(store, "latest")
+
+
+def test_mysql_lineage_cli(mysql_run) -> None:
+    _, mysql, _ = mysql_run
+    connection = ["--mysql-host", mysql.host, "--mysql-port", str(mysql.port), "--mysql-database", mysql.database,
+                  "--mysql-user", mysql.user]
+    why = subprocess.run([sys.executable, "-m", "pipelines", "lineage", *connection, "--why-not", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert why.returncode == 0, why.stderr
+    assert json.loads(why.stdout)["refused"][0]["pushed_model"]["properties"]["pushed"] == 0
+    latest = subprocess.run([sys.executable, "-m", "pipelines", "lineage", *connection],
+                            capture_output=True, text=True, timeout=120)
+    assert latest.returncode == 1 and latest.stderr.startswith("error: nothing was pushed")
+    assert "Traceback" not in latest.stderr
