@@ -150,10 +150,12 @@ CONTAINER_TASKS = _our_tasks() or ["SchemaGen"]
 
 # Set by the local orchestrator when it publishes an artifact, not by the executor.
 LOCAL_ORCHESTRATOR_PROPERTIES = {"is_external"}
+# Custom properties that carry a gate's decision (ModelBlessing, PushedModel).
+DECISION_PROPERTIES = {"blessed", "pushed"}
 
 
-def _metadata_keys(metadata: dict) -> set[str]:
-    return {key.removeprefix("custom:") for key in metadata}
+def _listing(uri: str) -> set[str]:
+    return {name.rstrip("/") for name in fileio.listdir(uri)} if fileio.exists(uri) else set()
 
 
 @pytest.mark.parametrize("task_name", CONTAINER_TASKS)
@@ -177,11 +179,17 @@ def test_executor_runs_as_the_container_would(compiled, demo_run, task_name: str
     for key, (artifact,) in outputs.items():
         assert artifact["uri"] == os.path.join(task_root, key)
         assert artifact["name"] == f"local/executor-test/{task_name}/{key}"
-        assert fileio.exists(artifact["uri"]) and fileio.listdir(artifact["uri"]), f"{task_name}.{key} is empty"
-        # Properties and custom properties come back as metadata: what the Vertex / KFP UIs show.
+        # The same files as the local run wrote (top level; an output a gate leaves empty stays empty).
         (local,) = local_outputs[key]
+        assert _listing(artifact["uri"]) == _listing(local.uri), f"{task_name}.{key}"
+        # Properties and custom properties come back as metadata: what the Vertex / KFP UIs show.
         expected = (set(local.properties) | set(local.custom_properties)) - LOCAL_ORCHESTRATOR_PROPERTIES
-        assert expected <= _metadata_keys(artifact.get("metadata", {})), f"{task_name}.{key}"
+        metadata = {k.removeprefix("custom:"): v for k, v in artifact.get("metadata", {}).items()}
+        assert expected <= set(metadata), f"{task_name}.{key}"
+        # Gate decisions must not depend on the orchestrator: inputs arrive as JSON metadata (numbers as floats),
+        # not as the MLMD int values a local run hands over.
+        for decision in DECISION_PROPERTIES & set(local.custom_properties):
+            assert metadata[decision] == local.custom_properties[decision].int_value, f"{task_name}.{key}.{decision}"
 
 
 # --- the whole compiled job, task by task ------------------------------------------------------------------------
@@ -206,3 +214,10 @@ def test_the_compiled_job_runs_end_to_end(compiled, tmp_path) -> None:
     assert blessing["metadata"]["blessed"] == 1.0
     # The Evaluator's model id comes back as the upstream artifact's name, as Vertex records it.
     assert blessing["metadata"]["current_model_id"] == model["name"]
+    # Ours: the quantized model in the layout the Pusher expects, and the push follows both blessings.
+    (quantized,) = results["Quantizer"].outputs["quantized_model"]
+    assert fileio.exists(os.path.join(quantized["uri"], "Format-Serving", "model.tflite"))
+    (quantization_blessing,) = results["QuantizationEvaluator"].outputs["blessing"]
+    (pushed,) = results["QuantizedModelPusher"].outputs["pushed_model"]
+    assert pushed["metadata"]["pushed"] == min(quantization_blessing["metadata"]["blessed"],
+                                               blessing["metadata"]["blessed"])
