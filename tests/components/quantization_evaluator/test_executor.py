@@ -162,3 +162,17 @@ def test_stock_pusher_pushes_nothing_when_refused(refused, demo_quantized, tmp_p
     pushed, destination = _push(demo_quantized, refused.blessing, str(tmp_path))
     assert pushed.get_int_custom_property("pushed") == 0
     assert not os.path.exists(destination)
+
+
+def test_demo_pipeline_gates_the_quantizers_model(demo_run) -> None:
+    """Wired in create_pipeline: the demo run's evaluation blesses the Quantizer's output, sliced by island."""
+    quantized = demo_run.output("Quantizer", "quantized_model")
+    blessing = demo_run.output("QuantizationEvaluator", "blessing").custom_properties
+    evaluation = demo_run.output("QuantizationEvaluator", "evaluation")
+    assert blessing["blessed"].int_value == 1 and blessing["threshold"].double_value == pytest.approx(0.01)
+    assert blessing["current_model_id"].int_value == quantized.id
+    with open(os.path.join(evaluation.uri, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["slicing_feature_keys"] == ["island"] and metrics["slices"]
+    assert evaluation.custom_properties["report_path"].string_value == os.path.join(evaluation.uri, "report.html")
+    assert os.path.getsize(os.path.join(evaluation.uri, "report.html")) > 10_000
