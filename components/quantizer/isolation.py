@@ -1,10 +1,10 @@
 """Runs a function in a child process so that a native abort (LLVM error, SIGABRT) cannot kill the orchestrator.
 
-The child is a fresh interpreter (``python -m components.quantizer.isolation``), not a multiprocessing child: it
-neither forks TensorFlow's or Beam's threads nor re-imports the caller's ``__main__`` (which, with ``spawn``, reruns
-any script lacking a main guard). Its stdout and stderr (the converter's C++ logging included) go to a log file;
-the function and its arguments go in by pickle (the caller's ``sys.path`` as PYTHONPATH), and the result or Python exception comes
-back the same way. A death by signal or a non-zero exit becomes ``IsolatedProcessError`` with the log's last lines.
+The child is a fresh interpreter running this file as a script, not a multiprocessing child: it neither forks
+TensorFlow's or Beam's threads nor re-imports the caller's ``__main__`` (which, with ``spawn``, reruns any script
+lacking a main guard), and it imports only what the function needs. Its stdout and stderr (the converter's C++
+logging included) go to a log file; the function and its arguments go in with cloudpickle (the caller's ``sys.path``
+as PYTHONPATH), and the result or Python exception comes back pickled. A death by signal or a non-zero exit becomes ``IsolatedProcessError`` with the log's last lines.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import time
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+import cloudpickle
 
 LOG_TAIL_LINES = 30
 
@@ -65,7 +67,8 @@ def _describe_exit(exitcode: int) -> str:
 def run_isolated(fn: Callable[..., Any], kwargs: dict[str, Any], *, what: str) -> Any:
     """Calls ``fn(**kwargs)`` in a child Python process and returns its result.
 
-    ``fn`` must be importable by name (a module-level function) and ``kwargs`` and the result picklable.
+    ``fn`` is pickled with cloudpickle (by reference when its module is importable), ``kwargs`` likewise; the result
+    must be picklable.
 
     Args:
       what: names the work in errors and logs, e.g. ``"int8 conversion of signature 'serving_features'"``.
@@ -78,12 +81,12 @@ def run_isolated(fn: Callable[..., Any], kwargs: dict[str, Any], *, what: str) -
         request_path, result_path = os.path.join(tmp, "request.pkl"), os.path.join(tmp, "result.pkl")
         log_path = os.path.join(tmp, "child.log")
         with open(request_path, "wb") as f:
-            pickle.dump((fn, kwargs), f)
+            cloudpickle.dump((fn, kwargs), f)
         # The child sees the caller's import path: fn is unpickled by module name (and so is this module).
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
         start = time.monotonic()
         with open(log_path, "wb") as log:
-            child = subprocess.Popen([sys.executable, "-m", __name__, request_path, result_path],
+            child = subprocess.Popen([sys.executable, os.path.abspath(__file__), request_path, result_path],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
             logging.info("%s: started child process %d", what, child.pid)
             exitcode = child.wait()
@@ -104,4 +107,7 @@ def run_isolated(fn: Callable[..., Any], kwargs: dict[str, Any], *, what: str) -
 
 
 if __name__ == "__main__":
+    # As a script, this file's folder comes first on sys.path, where its sibling modules (report, options...) would
+    # shadow any top-level module of the same name.
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p) != os.path.dirname(os.path.abspath(__file__))]
     _child_main(sys.argv[1], sys.argv[2])

@@ -12,9 +12,8 @@ import tensorflow as tf
 from ai_edge_quantizer import quantizer, recipe
 
 from components.quantizer.options import QuantizationOptions
-from components.quantizer.report import op_summary
+from components.quantizer.report import unexpected_float_ops
 from components.quantizer.runners import TFLITE_SIGNATURE
-from components.quantizer.tflite_engine import representative_batches
 
 _RECIPES = {
     "int8": recipe.static_wi8_ai8,
@@ -37,10 +36,12 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
     quant = quantizer.Quantizer(float_tflite(saved_model_dir, signature_name), _RECIPES[options.mode]())
     calibration = None
     if quant.need_calibration:
-        calibration = quant.calibrate({TFLITE_SIGNATURE: list(representative_batches(inputs))})
+        # One sample holding the whole set: the calibrator merges samples by a moving average of min/max, so
+        # one-example samples give ranges far narrower than the data (measured: 78% agreement instead of 100%).
+        calibration = quant.calibrate({TFLITE_SIGNATURE: [inputs]})
     content = bytes(quant.quantize(calibration).quantized_model)
-    float_ops = op_summary(content)["float_ops"]
-    if options.calibrated and float_ops and not options.allow_float_fallback:
+    float_ops = unexpected_float_ops(content, options)
+    if float_ops:
         raise ValueError(
             f"signature {signature_name!r} has op(s) that ai-edge-quantizer left float in mode {options.mode!r}: "
             f"{', '.join(float_ops)}. Set allow_float_fallback=True to accept them, or use engine 'tflite_converter'."

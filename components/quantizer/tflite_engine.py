@@ -17,7 +17,7 @@ from tensorflow.lite.python import util as tflite_util
 from tensorflow.lite.toco import types_pb2
 
 from components.quantizer.options import QuantizationOptions
-from components.quantizer.report import op_summary
+from components.quantizer.report import op_summary, unexpected_float_ops
 
 _TF_DTYPES = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}
 _QUANTIZED_OPS = {
@@ -86,10 +86,8 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
     converter = _converter(saved_model_dir, signature_name)
     allow_float = options.allow_float_fallback or bool(options.denylisted_ops)
     _configure(converter, options, inputs, allow_float)
-    if options.denylisted_ops:
-        return _convert_with_denylist(converter, options)
     try:
-        return converter.convert()
+        content = _convert_with_denylist(converter, options) if options.denylisted_ops else converter.convert()
     except Exception as error:  # ConverterError: find out which ops lack a quantized kernel
         if not options.calibrated or allow_float:
             raise
@@ -100,7 +98,17 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
             float_ops = op_summary(retry.convert())["float_ops"]
         except Exception:
             raise error from None
-        raise ValueError(
-            f"signature {signature_name!r} has op(s) without a {options.mode} kernel: {', '.join(float_ops)}. "
-            f"Set allow_float_fallback=True to keep them float, or change the model; converter error: {error}"
-        ) from error
+        raise ValueError(_no_kernel_message(signature_name, options, float_ops) + f" Converter error: {error}") from error
+    # The converter may leave an op without a quantized kernel in float even with int8-only ops: check the result.
+    float_ops = unexpected_float_ops(content, options)
+    if float_ops:
+        raise ValueError(_no_kernel_message(signature_name, options, float_ops))
+    return content
+
+
+def _no_kernel_message(signature_name: str, options: QuantizationOptions, float_ops: list[str]) -> str:
+    return (
+        f"signature {signature_name!r} has op(s) without a {options.mode} kernel, left in float: "
+        f"{', '.join(float_ops)}. Set allow_float_fallback=True to keep them float, denylist them "
+        "(denylisted_ops), or change the model."
+    )

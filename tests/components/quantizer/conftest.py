@@ -43,6 +43,12 @@ class _TinyModel(tf.Module):
     def dense_int(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"logits": self.logits(a, tf.cast(b, tf.float32))}
 
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="a"),
+                                  tf.TensorSpec([None, 1], tf.float32, name="b")])
+    def sine(self, a: tf.Tensor, b: tf.Tensor) -> dict[str, tf.Tensor]:
+        # SIN has no int8 kernel in TFLite: a full-integer conversion must fail and name it.
+        return {"probabilities": tf.nn.softmax(self.logits(tf.sin(a), b))}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def parse(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(examples, {"a": tf.io.FixedLenFeature([2], tf.float32),
@@ -51,7 +57,7 @@ class _TinyModel(tf.Module):
 
 
 def save_tiny_model(path: str, *signature_names: str) -> str:
-    """Saves ``_TinyModel`` with the named signatures (method names: dense, dense_int, parse) and returns ``path``."""
+    """Saves ``_TinyModel`` with the named signatures (method names: dense, dense_int, sine, parse); returns ``path``."""
     model = _TinyModel()
     tf.saved_model.save(model, path, signatures={name: getattr(model, name) for name in signature_names})
     return path
@@ -59,13 +65,26 @@ def save_tiny_model(path: str, *signature_names: str) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """SavedModel dirs by case: one dense + one string signature, two dense, string only."""
+    """SavedModel dirs by case: one dense + one string signature, two dense, string only, sine (no int8 kernel)."""
     root = tmp_path_factory.mktemp("tiny_models")
     return {
         "one_dense": save_tiny_model(os.path.join(root, "one_dense"), "dense", "parse"),
         "two_dense": save_tiny_model(os.path.join(root, "two_dense"), "dense", "dense_int", "parse"),
         "string_only": save_tiny_model(os.path.join(root, "string_only"), "parse"),
+        "sine": save_tiny_model(os.path.join(root, "sine"), "sine"),
     }
+
+
+TINY_INPUTS = {
+    "a": np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32),
+    "b": np.random.default_rng(1).normal(size=(64, 1)).astype(np.float32),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_inputs() -> dict[str, np.ndarray]:
+    """64 calibration/test inputs for the tiny model's dense signatures."""
+    return TINY_INPUTS
 
 
 @pytest.fixture(scope="session")
