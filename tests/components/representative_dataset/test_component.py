@@ -30,6 +30,11 @@ def test_defaults_and_output_type(examples_channel) -> None:
     assert component.executor_spec.executor_class is Executor
 
 
+def test_allow_eval_split_is_stored_as_an_int(examples_channel) -> None:
+    component = RepresentativeDatasetGen(examples=examples_channel, split="eval", allow_eval_split=True)
+    assert component.exec_properties["allow_eval_split"] == 1 and component.exec_properties["split"] == "eval"
+
+
 def test_component_beam_args_reach_the_executor_spec(examples_channel) -> None:
     component = RepresentativeDatasetGen(examples=examples_channel).with_beam_pipeline_args(["--direct_num_workers=2"])
     assert "--direct_num_workers=2" in component.executor_spec.beam_pipeline_args
