@@ -1,0 +1,55 @@
+"""Quantizer component: parameters checked when the pipeline is built, wiring in the demo pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tfx.types import channel_utils, standard_artifacts
+
+from components import Quantizer, RepresentativeDataset
+from pipelines.pipeline import create_pipeline
+
+
+def _model() -> object:
+    return channel_utils.as_channel([standard_artifacts.Model()])
+
+
+def _representative() -> object:
+    return channel_utils.as_channel([RepresentativeDataset()])
+
+
+def test_parameters_become_execution_properties() -> None:
+    quantizer = Quantizer(model=_model(), representative_dataset=_representative(), signature_name="serving_features",
+                          io_dtype="uint8", denylisted_ops=["softmax"], allow_float_fallback=True)
+    assert quantizer.exec_properties == {
+        "mode": "int8", "engine": "tflite_converter", "signature_name": "serving_features", "io_dtype": "uint8",
+        "denylisted_ops": json.dumps(["softmax"]), "allow_float_fallback": 1}
+    assert quantizer.outputs["quantized_model"].type == standard_artifacts.Model
+
+
+def test_modes_without_calibration_need_no_representative_dataset() -> None:
+    assert Quantizer(model=_model(), mode="float16").exec_properties["mode"] == "float16"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"mode": "int8"}, r"mode 'int8' quantizes activations and needs representative_dataset"),
+    ({"mode": "int16x8"}, r"mode 'int16x8' quantizes activations and needs representative_dataset"),
+    ({"mode": "int4", "representative_dataset": True}, r"unknown mode 'int4'"),
+    ({"mode": "int8", "io_dtype": "int32", "representative_dataset": True}, r"io_dtype 'int32' is not available"),
+])
+def test_bad_parameters_fail_when_the_component_is_built(kwargs: dict, message: str) -> None:
+    if kwargs.pop("representative_dataset", False):
+        kwargs["representative_dataset"] = _representative()
+    with pytest.raises(ValueError, match=message):
+        Quantizer(model=_model(), **kwargs)
+
+
+def test_the_demo_pipeline_quantizes_after_the_representative_dataset(tmp_path) -> None:
+    pipeline = create_pipeline("p", str(tmp_path / "root"), str(tmp_path / "data"), quantization_io_dtype="float32")
+    (quantizer,) = [c for c in pipeline.components if c.id == "Quantizer"]
+    assert quantizer.exec_properties["mode"] == "int8"
+    assert quantizer.exec_properties["signature_name"] == "serving_features"
+    assert quantizer.exec_properties["io_dtype"] == "float32"
+    producers = {name: channel.producer_component_id for name, channel in quantizer.inputs.items()}
+    assert producers == {"model": "Trainer", "representative_dataset": "RepresentativeDatasetGen"}

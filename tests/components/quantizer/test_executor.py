@@ -1,0 +1,157 @@
+"""Quantizer executor on the demo run: the pipeline's int8 model, every mode on the penguin model, bad inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from ai_edge_litert import schema_py_generated as schema
+from ml_metadata.proto import metadata_store_pb2
+from tfx.types import standard_artifacts
+
+from components.quantizer import executor, tflite_engine
+from components.quantizer.calibration import dense_signature_specs
+from components.quantizer.options import resolve_options
+from components.quantizer.runners import SavedModelRunner, TFLiteRunner
+from components.representative_dataset.storage import read_examples, write_representative_dataset
+from pipelines.models.penguin.penguin_trainer import DENSE_SIGNATURE, FEATURE_KEYS
+
+
+@pytest.fixture(scope="module")
+def penguin(demo_run) -> dict:
+    """The demo run's float model, calibration inputs and its Quantizer output (model bytes and report)."""
+    model_uri = demo_run.output("Trainer", "model").uri
+    saved_model_dir = os.path.join(model_uri, "Format-Serving")
+    rep_uri = demo_run.output("RepresentativeDatasetGen", "representative_dataset").uri
+    _, specs = dense_signature_specs(saved_model_dir, DENSE_SIGNATURE)
+    quantized = demo_run.output("Quantizer", "quantized_model")
+    with open(os.path.join(quantized.uri, "Format-Serving", "model.tflite"), "rb") as f:
+        content = f.read()
+    with open(os.path.join(quantized.uri, "quantization_report.json")) as f:
+        report = json.load(f)
+    inputs = executor.load_calibration_inputs(rep_uri, specs)
+    return {"model_uri": model_uri, "saved_model_dir": saved_model_dir, "rep_uri": rep_uri, "inputs": inputs,
+            "quantized": quantized, "content": content, "report": report,
+            "float": SavedModelRunner(saved_model_dir, DENSE_SIGNATURE).predict(inputs)["probabilities"]}
+
+
+def _agreement(path: str, penguin: dict) -> float:
+    got = TFLiteRunner(path).predict(penguin["inputs"])["probabilities"]
+    return float((got.argmax(1) == penguin["float"].argmax(1)).mean())
+
+
+def test_the_pipeline_publishes_an_int8_model_artifact(demo_run, penguin) -> None:
+    assert demo_run.execution("Quantizer").last_known_state == metadata_store_pb2.Execution.COMPLETE
+    uri, props = penguin["quantized"].uri, penguin["quantized"].custom_properties
+    assert sorted(os.listdir(uri)) == ["Format-Serving", "quantization_report.json"]  # no staging left behind
+    with open(os.path.join(uri, "Format-Serving", "tflite"), "rb") as f:
+        assert f.read() == penguin["content"]  # the name TFMA's tf_lite loader reads
+    assert props["quantization_mode"].string_value == "int8"
+    assert props["engine"].string_value == "tflite_converter"
+    assert props["size_bytes"].int_value == len(penguin["content"])
+    assert props["sha256"].string_value == hashlib.sha256(penguin["content"]).hexdigest()
+    assert props["float_size_bytes"].int_value > props["size_bytes"].int_value > 0
+    assert props["float_op_count"].int_value == 0
+
+
+def test_int8_inputs_have_one_sensible_scale_per_feature(penguin) -> None:
+    runner = TFLiteRunner(os.path.join(penguin["quantized"].uri, "Format-Serving", "model.tflite"))
+    assert sorted(runner.input_details) == sorted(FEATURE_KEYS)
+    scales = {}
+    for name, details in runner.input_details.items():
+        assert details["dtype"] == np.int8
+        scale, zero_point = details["quantization"]
+        values = penguin["inputs"][name]
+        # The representable range covers the calibration values, and is not much wider (step ~ range / 255).
+        assert (-128 - zero_point) * scale <= values.min() + scale and values.max() <= (127 - zero_point) * scale + scale
+        assert scale <= max(abs(values.min()), abs(values.max())) / 100
+        scales[name] = scale
+    assert len(set(scales.values())) == len(FEATURE_KEYS)  # not one shared scale
+    assert scales["body_mass_g"] > 10 * scales["bill_depth_mm"]
+
+
+def test_int8_predictions_agree_with_the_float_model(penguin) -> None:
+    agreement = _agreement(os.path.join(penguin["quantized"].uri, "Format-Serving", "model.tflite"), penguin)
+    assert agreement >= 0.95, agreement
+
+
+def test_the_report_counts_every_op_and_no_float_op(penguin) -> None:
+    report = penguin["report"]
+    operators = schema.Model.GetRootAs(penguin["content"], 0).Subgraphs(0).OperatorsLength()
+    assert sum(sum(counts.values()) for counts in report["ops"]["ops"].values()) == operators
+    assert report["ops"]["by_dtype"] == {"int8": operators}
+    assert report["ops"]["float_ops"] == [] and report["ops"]["float_op_count"] == 0
+    assert (report["mode"], report["io_dtype"], report["signature_name"]) == ("int8", "int8", DENSE_SIGNATURE)
+    assert report["representative_dataset"] == {"uri": penguin["rep_uri"], "num_examples": len(penguin["float"])}
+    assert {e["dtype"] for e in report["inputs"].values()} == {"int8"}
+    assert set(report["input_steps"]) == set(FEATURE_KEYS)
+    assert report["sizes"]["tflite_bytes"] == len(penguin["content"])
+    assert set(report["versions"]) == {"tensorflow", "ai-edge-litert", "ai-edge-quantizer", "tfx"}
+
+
+def test_tfma_tf_lite_model_type_loads_the_artifact(penguin) -> None:
+    shared = tfma.default_eval_shared_model(
+        eval_saved_model_path=os.path.join(penguin["quantized"].uri, "Format-Serving"),
+        eval_config=tfma.EvalConfig(model_specs=[tfma.ModelSpec(model_type=tfma.TF_LITE)]))
+    assert shared.model_loader.construct_fn().contents == penguin["content"]
+
+
+@pytest.mark.parametrize("mode", ["dynamic_range", "float16", "int16x8"])
+def test_the_other_modes_convert_the_penguin_model(mode: str, penguin, tmp_path) -> None:
+    content = tflite_engine.convert(penguin["saved_model_dir"], DENSE_SIGNATURE, resolve_options(mode), penguin["inputs"])
+    path = tmp_path / "model.tflite"
+    path.write_bytes(content)
+    assert _agreement(str(path), penguin) >= 0.95
+
+
+def _quantize(penguin: dict, output_uri: str, rep_uri: str | None = None, signature: str | None = DENSE_SIGNATURE,
+              mode: str = "int8") -> None:
+    executor.quantize(penguin["model_uri"], rep_uri or penguin["rep_uri"], output_uri, resolve_options(mode), signature)
+
+
+@pytest.mark.parametrize(("signature", "message"), [
+    ("nope", r"has no signature 'nope'. Signatures: serving_default \{examples: string\[None\]\}; serving_features"),
+    ("serving_default", r"'serving_default' .*not dense numeric tensors \(examples\).*serialized tf.Examples"),
+])
+def test_a_bad_signature_is_refused_and_nothing_is_written(signature: str, message: str, penguin, tmp_path) -> None:
+    with pytest.raises(ValueError, match=message):
+        _quantize(penguin, str(tmp_path / "out"), signature=signature)
+    assert not (tmp_path / "out").exists()
+
+
+def test_examples_lacking_a_feature_name_it_and_the_artifact(penguin, tmp_path) -> None:
+    examples = []
+    for serialized in read_examples(penguin["rep_uri"])[:20]:
+        example = tf.train.Example.FromString(serialized)
+        del example.features.feature["body_mass_g"]
+        examples.append(example.SerializeToString())
+    rep_uri = str(tmp_path / "rep")
+    write_representative_dataset(rep_uri, examples, {"num_examples": len(examples)})
+    with pytest.raises(ValueError, match=rf"representative_dataset {rep_uri}: the examples have no feature 'body_mass_g'"):
+        _quantize(penguin, str(tmp_path / "out"), rep_uri=rep_uri)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_representative_dataset_is_refused(penguin, tmp_path) -> None:
+    rep_uri = str(tmp_path / "rep")
+    write_representative_dataset(rep_uri, [], {"num_examples": 0})
+    with pytest.raises(ValueError, match=rf"representative_dataset {rep_uri} holds no examples"):
+        _quantize(penguin, str(tmp_path / "out"), rep_uri=rep_uri, mode="int16x8")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_executor_refuses_int8_without_a_representative_dataset(penguin, tmp_path) -> None:
+    model = standard_artifacts.Model()
+    model.uri = penguin["model_uri"]
+    output = standard_artifacts.Model()
+    output.uri = str(tmp_path / "out")
+    properties = {executor.MODE_KEY: "int8", executor.ENGINE_KEY: "tflite_converter",
+                  executor.DENYLISTED_OPS_KEY: "[]", executor.ALLOW_FLOAT_FALLBACK_KEY: 0}
+    with pytest.raises(ValueError, match=r"mode 'int8' quantizes activations and needs representative_dataset"):
+        executor.Executor().Do({executor.MODEL_KEY: [model]}, {executor.QUANTIZED_MODEL_KEY: [output]}, properties)
+    assert not (tmp_path / "out").exists()

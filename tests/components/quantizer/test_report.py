@@ -1,0 +1,43 @@
+"""report: input steps vs spread (pure), I/O summary incl. the QUANTIZE right after a float input."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from components.quantizer import tflite_engine
+from components.quantizer.options import resolve_options
+from components.quantizer.report import coarse_input_warnings, input_steps, io_summary, op_summary
+
+
+def _io(**scales: float | None) -> dict:
+    return {"inputs": {name: {"dtype": "int8", "scale": scale, "zero_point": 0} for name, scale in scales.items()}}
+
+
+def test_a_feature_far_from_zero_with_a_small_spread_is_coarse() -> None:
+    rng = np.random.default_rng(0)
+    inputs = {"latitude": 41.9 + 0.05 * rng.normal(size=(500, 1)), "age": 40 + 10 * rng.normal(size=(500, 1)),
+              "raw": rng.normal(size=(500, 1))}
+    # Quantizing [0, 42] to int8 gives a 0.165 step: three or four levels across the latitudes.
+    steps = input_steps(_io(latitude=42 / 255, age=80 / 255, raw=None), inputs)
+    assert set(steps) == {"latitude", "age"}  # a float input (no scale) has no step
+    assert steps["latitude"]["coarse"] and steps["latitude"]["distinct_levels"] <= 5
+    assert steps["latitude"]["step_over_std"] > 3
+    assert not steps["age"]["coarse"] and steps["age"]["step_over_std"] < 0.05
+    (warning,) = coarse_input_warnings(steps)
+    assert warning.startswith("input 'latitude': quantization step 0.1647") and "centring and scaling" in warning
+
+
+def test_no_representative_inputs_means_no_steps() -> None:
+    assert input_steps(_io(x=0.1), None) == {}
+
+
+def test_float_io_int8_model_reports_the_internal_quantization_of_each_input(tiny_models, tiny_inputs) -> None:
+    content = tflite_engine.convert(tiny_models["one_dense"], "dense", resolve_options("int8", "float32"), tiny_inputs)
+    io = io_summary(content)
+    assert set(io["inputs"]) == {"a", "b"} and set(io["outputs"]) == {"probabilities"}
+    for entry in io["inputs"].values():
+        assert entry["dtype"] == "float32" and entry["scale"] is None
+        assert entry["internal_scale"] > 0  # the QUANTIZE op's step: the raw input is quantized right there
+    assert op_summary(content)["ops"]["QUANTIZE"] == {"conversion": 2}
+    steps = input_steps(io, tiny_inputs)
+    assert set(steps) == {"a", "b"} and not any(s["coarse"] for s in steps.values())
