@@ -85,6 +85,8 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
         "source_examples_id": examples.id,
         "source_examples_uri": examples.uri,
     }
+    logging.info("RepresentativeDatasetGen: sampling %d examples (%s, seed %d) from split %r of %s",
+                 config.num_examples, config.strategy, config.seed, split, examples.uri)
     started = time.monotonic()
     try:
         with pipeline as p:
