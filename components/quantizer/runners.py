@@ -45,7 +45,8 @@ class TFLiteRunner:
     """Runs a TFLite model's ``serving_default`` signature on whole batches.
 
     Float inputs meant for int8/uint8/int16 input tensors are quantized with the tensor's scale and zero point
-    (vectorized, round-and-clip); quantized outputs are dequantized to float32.
+    (vectorized, round-and-clip); quantized outputs are dequantized to float32. Integer tensors without
+    quantization parameters (scale 0) pass through unchanged.
     """
 
     def __init__(self, model_path: str, num_threads: int | None = None) -> None:
@@ -68,7 +69,8 @@ class TFLiteRunner:
         """What ``predict`` takes, sorted by name: float32 for quantized input tensors (``predict`` quantizes them)."""
         specs = []
         for name, d in sorted(self._input_details.items()):
-            dtype = np.dtype(np.float32) if d["dtype"] in _QUANTIZED_DTYPES else np.dtype(d["dtype"])
+            quantized = d["dtype"] in _QUANTIZED_DTYPES and d["quantization"][0]
+            dtype = np.dtype(np.float32) if quantized else np.dtype(d["dtype"])
             shape = tuple(None if s < 0 else int(s) for s in d["shape_signature"])
             specs.append(InputSpec(name=name, dtype=dtype, shape=shape))
         return specs
@@ -89,24 +91,25 @@ class TFLiteRunner:
         return sorted(self._output_details)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs one batch (the interpreter is resized to its size) and returns float32 outputs by name."""
+        """Runs one batch (the interpreter is resized to its size); outputs by name, quantized/float ones as float32."""
         _check_inputs(self.model_path, self._input_details, inputs)
         feed = {}
         for name, details in self._input_details.items():
             value = np.asarray(inputs[name])
             dtype = details["dtype"]
-            if dtype in _QUANTIZED_DTYPES and value.dtype != dtype:
-                scale, zero_point = _per_tensor_params(details)
+            scale, zero_point = _per_tensor_params(details)
+            # scale 0 marks an integer input that is not quantized: its values go in as they are.
+            if dtype in _QUANTIZED_DTYPES and value.dtype != dtype and scale:
                 value = quantize_array(value, scale, zero_point, dtype)
             feed[name] = value.astype(dtype, copy=False)
         raw = self._runner(**feed)
         outputs = {}
         for name, value in raw.items():
             details = self._output_details[name]
-            if details["dtype"] in _QUANTIZED_DTYPES:
-                scale, zero_point = _per_tensor_params(details)
+            scale, zero_point = _per_tensor_params(details)
+            if details["dtype"] in _QUANTIZED_DTYPES and scale:
                 value = (value.astype(np.float32) - zero_point) * np.float32(scale)
-            outputs[name] = value.astype(np.float32, copy=False)
+            outputs[name] = value.astype(np.float32, copy=False) if value.dtype.kind == "f" else value
         return outputs
 
 

@@ -97,3 +97,16 @@ def test_a_corrupt_tflite_file_is_a_value_error_naming_the_path(tmp_path) -> Non
     path.write_bytes(b"this is not a flatbuffer" * 10)
     with pytest.raises(ValueError, match=f"cannot load TFLite model {path}"):
         TFLiteRunner(str(path))
+
+
+def test_an_unquantized_integer_input_is_fed_as_is(tiny_models, tmp_path) -> None:
+    loaded = tf.saved_model.load(tiny_models["two_dense"])
+    path = tmp_path / "int.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([loaded.signatures["dense_int"]], loaded).convert())
+    runner = TFLiteRunner(str(path))
+    assert runner.input_details["b"]["dtype"] == np.int64 and runner.input_details["b"]["quantization"] == (0.0, 0)
+    assert [s.dtype for s in runner.input_specs] == [np.float32, np.int64]
+    feed = {"a": BATCH["a"], "b": np.array([[1], [-2]] * 32, dtype=np.int64)}
+    got = runner.predict(feed)["logits"]
+    want = SavedModelRunner(tiny_models["two_dense"], "dense_int").predict(feed)["logits"]
+    np.testing.assert_allclose(got, want, atol=1e-5)
