@@ -31,6 +31,7 @@ from tfx_bsl.public import tfxio
 from components.quantization_evaluator import report
 from components.quantization_evaluator.gate import (
     CLASSIFICATION,
+    REGRESSION,
     GateInputs,
     GateResult,
     SliceValues,
@@ -103,7 +104,6 @@ class EvaluationPlan:
     tflite_path: str
     float_output: str
     quant_output: str
-    num_outputs: int
     sample_inputs: dict[str, np.ndarray]
     # Loaded in the driver for the checks and reused for latency; the Beam DoFns load their own copies.
     float_runner: SavedModelRunner
@@ -204,9 +204,12 @@ def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
     if config.thresholds.metric == "auc" and float_width > 2:
         raise _fail(f"metric='auc' needs a binary classifier (1 or 2 outputs per example); the model gives "
                     f"{float_width}: use metric='accuracy'")
+    if config.thresholds.info.task == REGRESSION and float_width != 1:
+        raise _fail(f"metric={config.thresholds.metric!r} is a regression metric and needs one prediction per "
+                    f"example; the model gives {float_width}: use metric='accuracy' or 'auc'")
     return EvaluationPlan(patterns=patterns, source=source, saved_model_dir=saved_model_dir,
                           signature_name=signature_name, specs=specs, tflite_path=tflite_path,
-                          float_output=float_output, quant_output=quant_output, num_outputs=float_width,
+                          float_output=float_output, quant_output=quant_output,
                           sample_inputs=parsed.inputs, float_runner=float_runner, quant_runner=quant_runner)
 
 

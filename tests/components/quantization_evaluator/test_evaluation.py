@@ -121,6 +121,11 @@ def test_auc_needs_a_binary_model(run_evaluator, tmp_path) -> None:
     _refused(run_evaluator, tmp_path, "metric='auc' needs a binary classifier .* gives 3", metric="auc")
 
 
+def test_regression_metric_needs_one_output(run_evaluator, tmp_path) -> None:
+    _refused(run_evaluator, tmp_path, "metric='mse' is a regression metric and needs one prediction per example; "
+             "the model gives 3", metric="mse")
+
+
 @pytest.mark.parametrize(("config", "message"), [
     (EvaluatorConfig(label_key="y", thresholds=Thresholds(max_delta=math.nan)), "max_delta must be a finite"),
     (EvaluatorConfig(label_key="y", thresholds=Thresholds(), split=""), "split must name a split"),
