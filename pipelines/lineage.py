@@ -425,7 +425,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         outcome,
     ]
     width = max(len(name) for name, _ in rows)
-    rule = "-" * (width + 3 + max(len(str(value)) for _, value in rows))
+    rule = "-" * min(100, width + 3 + max(len(str(value)) for _, value in rows))
     lines = [f"quantgate summary, run {summary['run_id']}", rule]
     lines += [f"{name:<{width}} | {value}" for name, value in rows]
     return "\n".join([*lines, rule])

@@ -44,6 +44,7 @@ def refusal(input_key: str, blessing: types.Artifact) -> str | None:
         blessing, evaluator_constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY)
     if not blessing.has_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY):
         why = why or "it has no 'blessed' custom property"
+    why = why and why.removeprefix("not blessed: ")  # the QuantizationEvaluator's reasons start with the verdict
     return f"{input_key} (artifact {blessing.id}) is not blessed" + (f": {why}" if why else "")
 
 

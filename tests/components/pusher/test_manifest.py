@@ -26,7 +26,7 @@ def test_refusal_names_the_input_and_quotes_the_reason() -> None:
     assert manifest.refusal("model_blessing", _blessing(3, 1)) is None
     refused = _blessing(3, 0, reason="not blessed: delta 0.05 > max 0.01")
     assert manifest.refusal("model_blessing", refused) == (
-        "model_blessing (artifact 3) is not blessed: not blessed: delta 0.05 > max 0.01")
+        "model_blessing (artifact 3) is not blessed: delta 0.05 > max 0.01")
     # The stock Evaluator's blessing has no 'reason'; its blessing_message is used instead.
     stock = _blessing(4, 0, blessing_message="value thresholds were checked and failed")
     assert manifest.refusal("float_blessing", stock).endswith(": value thresholds were checked and failed")
