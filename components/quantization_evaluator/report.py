@@ -37,9 +37,12 @@ def _metric_plot(metrics: dict[str, Any]) -> str:
     fig = Figure(figsize=(max(4.0, 1.2 * len(rows)), 3.2))
     ax = fig.subplots()
     xs = range(len(rows))
-    ax.bar([x - 0.2 for x in xs], [_value(e, "float", metric) for _, e in rows], 0.4, label="float", color=_FLOAT_COLOR)
-    ax.bar([x + 0.2 for x in xs], [_value(e, "quantized", metric) for _, e in rows], 0.4, label="quantized",
-           color=_QUANT_COLOR)
+    for offset, model, color in ((-0.2, "float", _FLOAT_COLOR), (0.2, "quantized", _QUANT_COLOR)):
+        bars = ax.bar([x + offset for x in xs], [_value(e, model, metric) for _, e in rows], 0.4, label=model,
+                      color=color)
+        # Deltas are often a fraction of a percent: print the values, the bar heights alone do not show them.
+        ax.bar_label(bars, fmt="%.4g", fontsize=7, rotation=90, padding=2)
+    ax.margins(y=0.18)  # room for the labels below the title
     ax.set_xticks(list(xs), [name for name, _ in rows], rotation=20, ha="right")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric}: float vs quantized")
