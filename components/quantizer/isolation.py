@@ -3,8 +3,9 @@
 The child is a fresh interpreter running this file as a script, not a multiprocessing child: it neither forks
 TensorFlow's or Beam's threads nor re-imports the caller's ``__main__`` (which, with ``spawn``, reruns any script
 lacking a main guard), and it imports only what the function needs. Its stdout and stderr (the converter's C++
-logging included) go to a log file; the function and its arguments go in with cloudpickle (the caller's ``sys.path``
-as PYTHONPATH), and the result or Python exception comes back pickled. A death by signal or a non-zero exit becomes ``IsolatedProcessError`` with the log's last lines.
+logging included) go to a log file; the function and its arguments go in with cloudpickle (the caller's
+``sys.path`` as PYTHONPATH), and the result or Python exception comes back pickled. A death by signal or a non-zero
+exit becomes ``IsolatedProcessError`` with the log's last lines.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
 
 def _no_kernel_message(signature_name: str, options: QuantizationOptions, float_ops: list[str]) -> str:
     return (
-        f"signature {signature_name!r} has op(s) without a {options.mode} kernel, left in float: "
+        f"signature {signature_name!r} has op(s) without a quantized {options.mode} kernel, left in float: "
         f"{', '.join(float_ops)}. Set allow_float_fallback=True to keep them float, denylist them "
         "(denylisted_ops), or change the model."
     )

@@ -60,7 +60,7 @@ def test_denylisted_ops_stay_float_and_io_stays_int8(tiny_models, tiny_inputs, t
 
 
 def test_an_op_without_int8_kernel_is_named(tiny_models, tiny_inputs) -> None:
-    with pytest.raises(ValueError, match=r"signature 'sine' has op\(s\) without a int8 kernel, left in float: .*SIN.*Set allow_float"):
+    with pytest.raises(ValueError, match=r"signature 'sine' has op\(s\) without a quantized int8 kernel, left in float: .*SIN.*Set allow_float"):
         tflite_engine.convert(tiny_models["sine"], "sine", resolve_options("int8"), tiny_inputs)
 
 
