@@ -195,7 +195,7 @@ def test_executor_runs_as_the_container_would(compiled, demo_run, task_name: str
 # --- the whole compiled job, task by task ------------------------------------------------------------------------
 
 @pytest.mark.skipif(os.environ.get("QUANTGATE_KUBEFLOW_E2E") != "1",
-                    reason="runs every task in its own process (~15 min on 2 busy cores); QUANTGATE_KUBEFLOW_E2E=1")
+                    reason="every task is a fresh process (~12 min for 9 tasks on 2 busy cores); QUANTGATE_KUBEFLOW_E2E=1")
 def test_the_compiled_job_runs_end_to_end(compiled, tmp_path) -> None:
     results = spec_runner.run_pipeline_job(compiled.job, str(tmp_path), job_id="e2e")
     assert list(results) == compiled.job.order()
