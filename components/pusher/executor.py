@@ -67,6 +67,8 @@ class Executor(pusher_executor.Executor):
     ) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         pushed_model = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        # A bad destination is a configuration error whatever the verdict: report it on every run.
+        base_dir = base_directory(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY])
         blessings = {k: b for k in BLESSING_KEYS if (b := _optional_single(input_dict, k)) is not None}
         reasons = manifest_lib.refusals(blessings)
         if reasons:
@@ -75,7 +77,6 @@ class Executor(pusher_executor.Executor):
             pushed_model.set_string_custom_property(manifest_lib.REASON_KEY, "; ".join(reasons))
             return
 
-        base_dir = base_directory(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY])
         model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
         model_bytes = read_model(model, self.GetModelPath(input_dict))
         sha256 = publish.sha256_of(model_bytes)

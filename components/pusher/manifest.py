@@ -12,6 +12,8 @@ from tfx import types
 from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.util import model_utils
 
+from components.pusher import publish
+
 MANIFEST_FORMAT = 1
 # Custom properties of the QuantizationEvaluator's blessing and evaluation (see components/quantization_evaluator):
 # the blessing carries the verdict, the evaluation the metric values as float_<metric> and quantized_<metric>.
@@ -87,7 +89,7 @@ def build_manifest(
 
     return {
         "format": MANIFEST_FORMAT,
-        "model_file": "model.tflite",
+        "model_file": publish.MODEL_FILE,
         "sha256": sha256,
         "size_bytes": size_bytes,
         "float_size_bytes": property_value(model, FLOAT_SIZE_KEY),

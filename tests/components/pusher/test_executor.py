@@ -206,6 +206,12 @@ def test_push_destination_without_filesystem_is_refused() -> None:
     assert pusher.base_directory(_destination("/srv/models")) == "/srv/models"
 
 
+def test_bad_destination_is_reported_even_when_nothing_would_be_pushed(arts, tflite_bytes) -> None:
+    inputs = {"model": [arts.quantized_model(tflite_bytes)], "model_blessing": [arts.blessing(0)]}
+    with pytest.raises(ValueError, match="push_destination needs filesystem.base_directory"):
+        pusher.Executor().Do(inputs, {"pushed_model": [arts.pushed_model()]}, {"push_destination": "{}"})
+
+
 @pytest.mark.parametrize("blessed", [1, 0])
 def test_stock_pusher_is_gated_by_our_blessing(arts, tflite_bytes, tmp_path, blessed: int) -> None:
     pushed, base = arts.pushed_model(), str(tmp_path / "serving")
