@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -233,9 +234,9 @@ def walk_upstream(store: metadata_store.MetadataStore, artifact_id: int) -> list
     """Every artifact the given one was derived from, itself first, breadth first, each once."""
     reader = _Reader(store)
     nodes: list[LineageNode] = []
-    queue, seen = [reader.artifact(artifact_id)], {artifact_id}
+    queue, seen = deque([reader.artifact(artifact_id)]), {artifact_id}
     while queue:
-        artifact = queue.pop(0)
+        artifact = queue.popleft()
         execution = producer(store, artifact.id)
         node = LineageNode(reader.artifact_info(artifact), execution and reader.execution_info(execution))
         if execution is not None:
@@ -284,12 +285,13 @@ def pushed_chain(store: metadata_store.MetadataStore, pushed: str | int = "lates
     model (see ``CHAIN``) and ends with the nearest examples; roles that do not exist upstream (e.g. no
     representative dataset behind a stock Trainer model) are left out. ``nodes`` is the whole upstream walk.
     """
+    reader = _Reader(store)
     if pushed == "latest":
         start = latest_pushed_model(store)
     else:
         _require_nonempty(store)
-        start = _Reader(store).artifact(int(pushed))
-    start_type = _Reader(store).artifact_type(start)
+        start = reader.artifact(int(pushed))
+    start_type = reader.artifact_type(start)
     if start_type != PUSHED_MODEL_TYPE:
         raise LineageError(f"artifact {start.id} is a {start_type}, not a {PUSHED_MODEL_TYPE}: pass the id of a "
                            "pusher's pushed_model output, or 'latest'")
