@@ -32,9 +32,8 @@ def property_value(artifact: types.Artifact | None, key: str) -> Any:
     """A custom property as a plain Python value; ``None`` when unset or NaN (the evaluator's "undefined")."""
     if artifact is None or not artifact.has_custom_property(key):
         return None
-    value = artifact.mlmd_artifact.custom_properties[key]
-    kind = value.WhichOneof("value")
-    plain = getattr(value, kind) if kind in ("int_value", "double_value", "string_value") else str(value)
+    # TFX's getter also decodes struct values: on Kubeflow / Vertex every upstream property arrives as one.
+    plain = artifact.get_custom_property(key)
     return None if isinstance(plain, float) and math.isnan(plain) else plain
 
 
