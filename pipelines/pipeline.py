@@ -48,7 +48,9 @@ def create_pipeline(
     enable_cache: bool = True,
     push_destination: str | None = None,
 ) -> tfx.dsl.Pipeline:
-    """Builds the DAG: CsvExampleGen → StatisticsGen → SchemaGen → Trainer → Evaluator (float model).
+    """Builds the DAG: CsvExampleGen → StatisticsGen → SchemaGen → Trainer → Evaluator (float model), and after the
+    Trainer: RepresentativeDatasetGen (train split) → Quantizer → QuantizationEvaluator (eval split) →
+    QuantizedModelPusher (pushes only when both blessings say blessed).
 
     Args:
       pipeline_name: the pipeline's name (Kubeflow wants ``[a-z0-9-]``).
