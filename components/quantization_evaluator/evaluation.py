@@ -21,13 +21,12 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from tfx.components.evaluator import constants as evaluator_constants
-from tfx.components.util import examples_utils
-from tfx.proto import example_gen_pb2
-from tfx.types import Artifact, artifact_utils
+from tfx.types import Artifact
 from tfx.utils import path_utils
 from tfx_bsl.coders import example_coder
 from tfx_bsl.public import tfxio
 
+from components.examples_split import tf_example_split_patterns
 from components.quantization_evaluator import report
 from components.quantization_evaluator.gate import (
     CLASSIFICATION,
@@ -128,15 +127,7 @@ def _peek(patterns: Sequence[str], limit: int) -> list[bytes]:
 
 def check_split(examples: Artifact, split: str) -> tuple[list[str], list[bytes]]:
     """The split's file patterns and its first records; refuses a missing, empty or non-tf.Example split."""
-    splits = artifact_utils.decode_split_names(examples.split_names)
-    if split not in splits:
-        raise _fail(f"split {split!r} is not in the Examples artifact {examples.uri!r} (id {examples.id}); its "
-                    f"splits are {splits}: pass one of them as split")
-    payload_format = examples_utils.get_payload_format(examples)
-    if payload_format != example_gen_pb2.FORMAT_TF_EXAMPLE:
-        raise _fail(f"Examples artifact {examples.uri!r} holds {example_gen_pb2.PayloadFormat.Name(payload_format)}; "
-                    "only FORMAT_TF_EXAMPLE is supported: feed an ExampleGen's tf.Example output")
-    patterns = examples_utils.get_split_file_patterns([examples], split)
+    patterns = tf_example_split_patterns(examples, split, component="QuantizationEvaluator")
     records = _peek(patterns, PEEK_RECORDS)
     if not records:
         raise _fail(f"split {split!r} of Examples artifact {examples.uri!r} is empty (no record in {patterns}); "
