@@ -16,7 +16,7 @@ from components.representative_dataset.sampling import STRATIFIED, SamplingConfi
 from components.types import RepresentativeDataset
 from pipelines.local_runner import direct_runner_args
 
-from .conftest import penguin_like_example
+from ..conftest import penguin_like_example
 
 
 def _pipeline(num_workers: int = 1, running_mode: str = "in_memory") -> beam.Pipeline:

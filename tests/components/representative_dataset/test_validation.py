@@ -7,7 +7,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components.representative_dataset.validation import check_label_key, check_split
 
-from .conftest import penguin_like_example
+from ..conftest import penguin_like_example
 
 
 def test_a_good_split_gives_its_file_patterns(make_examples) -> None:
