@@ -83,7 +83,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train = _input_fn(fn_args.train_files, fn_args.data_accessor, schema, TRAIN_BATCH_SIZE)
     evaluation = _input_fn(fn_args.eval_files, fn_args.data_accessor, schema, EVAL_BATCH_SIZE)
     model = _build_model(train, int(config.get("hidden_units", 16)), float(config.get("learning_rate", 1e-2)))
+    # TensorBoard logs go to the Trainer's model_run artifact, where TFX (and Vertex's TensorBoard) look for them.
+    tensorboard = keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")
     model.fit(train, steps_per_epoch=fn_args.train_steps, validation_data=evaluation,
-              validation_steps=fn_args.eval_steps, verbose=2)
+              validation_steps=fn_args.eval_steps, callbacks=[tensorboard], verbose=2)
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=_serving_signatures(model))
 
