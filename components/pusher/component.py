@@ -5,37 +5,10 @@ from __future__ import annotations
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
-from tfx.types import standard_artifacts, standard_component_specs
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+from tfx.types import standard_artifacts
 
-from components.pusher.executor import (
-    EVALUATION_KEY,
-    FLOAT_BLESSING_KEY,
-    FLOAT_MODEL_KEY,
-    REPRESENTATIVE_DATASET_KEY,
-    Executor,
-)
-from components.types import QuantizationEvaluation, RepresentativeDataset
-
-
-class QuantizedModelPusherSpec(ComponentSpec):
-    """Inputs: the quantized model and its blessing (required), the float model's blessing and, for the manifest,
-    the float model, the representative dataset and the QuantizationEvaluator's evaluation (optional)."""
-
-    PARAMETERS = {
-        standard_component_specs.PUSH_DESTINATION_KEY: ExecutionParameter(type=pusher_pb2.PushDestination),
-    }
-    INPUTS = {
-        standard_component_specs.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
-        standard_component_specs.MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
-        FLOAT_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
-        FLOAT_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
-        REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
-        EVALUATION_KEY: ChannelParameter(type=QuantizationEvaluation, optional=True),
-    }
-    OUTPUTS = {
-        standard_component_specs.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),
-    }
+from components.pusher.executor import Executor
+from components.pusher.spec import QuantizedModelPusherSpec
 
 
 class QuantizedModelPusher(base_component.BaseComponent):
@@ -43,8 +16,12 @@ class QuantizedModelPusher(base_component.BaseComponent):
 
     Only when ``model_blessing`` (the QuantizationEvaluator's) and, when wired, ``float_blessing`` (the stock
     Evaluator's) say ``blessed=1``; otherwise nothing is written and the ``PushedModel`` has ``pushed=0`` and a
-    ``reason``. Output ``pushed_model``: ``pushed``, ``pushed_destination``, ``pushed_version``, ``sha256``,
-    ``reason`` custom properties; it archives the pushed files, as the stock Pusher does.
+    ``reason``. Inputs and the ``push_destination`` parameter: see ``__init__``.
+
+    Output ``pushed_model`` (standard ``PushedModel``):
+      files: a copy of the pushed ``model.tflite`` and ``manifest.json`` (as the stock Pusher archives what it
+        pushed); the push itself is ``<base_directory>/<version>/{model.tflite, manifest.json}``;
+      custom properties: ``pushed`` (1/0), ``pushed_destination``, ``pushed_version``, ``sha256``, ``reason``.
     """
 
     SPEC_CLASS = QuantizedModelPusherSpec

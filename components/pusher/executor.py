@@ -9,17 +9,23 @@ from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
-from tfx.types import artifact_utils, standard_component_specs
+from tfx.types import artifact_utils
 from tfx.utils import proto_utils
 
 from components.pusher import manifest as manifest_lib
 from components.pusher import publish
-
-FLOAT_BLESSING_KEY = "float_blessing"
-FLOAT_MODEL_KEY = "float_model"
-REPRESENTATIVE_DATASET_KEY = "representative_dataset"
-EVALUATION_KEY = "evaluation"
-BLESSING_KEYS = (standard_component_specs.MODEL_BLESSING_KEY, FLOAT_BLESSING_KEY)
+from components.pusher.spec import (
+    BLESSING_KEYS,
+    EVALUATION_KEY,
+    FLOAT_BLESSING_KEY,
+    FLOAT_MODEL_KEY,
+    MODEL_BLESSING_KEY,
+    MODEL_KEY,
+    PUSH_DESTINATION_KEY,
+    PUSHED_MODEL_KEY,
+    REPRESENTATIVE_DATASET_KEY,
+)
+from components.shared import properties
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,7 @@ def read_model(model: types.Artifact, serving_path: str) -> bytes:
                          "not the Trainer's model")
     with fileio.open(path, "rb") as f:
         data = f.read()
-    recorded = manifest_lib.property_value(model, manifest_lib.SHA256_KEY)
+    recorded = manifest_lib.property_value(model, properties.SHA256)
     if recorded is not None and recorded != publish.sha256_of(data):
         raise ValueError(f"QuantizedModelPusher: {path} does not match the sha256 custom property of input 'model' "
                          f"(artifact {model.id}): the file changed after the Quantizer wrote it; re-run the Quantizer")
@@ -66,23 +72,23 @@ class Executor(pusher_executor.Executor):
         exec_properties: dict[str, Any],
     ) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        pushed_model = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        pushed_model = artifact_utils.get_single_instance(output_dict[PUSHED_MODEL_KEY])
         # A bad destination is a configuration error whatever the verdict: report it on every run.
-        base_dir = base_directory(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY])
+        base_dir = base_directory(exec_properties[PUSH_DESTINATION_KEY])
         blessings = {k: b for k in BLESSING_KEYS if (b := _optional_single(input_dict, k)) is not None}
         reasons = manifest_lib.refusals(blessings)
         if reasons:
             log.info("not pushing: %s", "; ".join(reasons))
             self._MarkNotPushed(pushed_model)
-            pushed_model.set_string_custom_property(manifest_lib.REASON_KEY, "; ".join(reasons))
+            pushed_model.set_string_custom_property(properties.REASON, "; ".join(reasons))
             return
 
-        model = artifact_utils.get_single_instance(input_dict[standard_component_specs.MODEL_KEY])
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         model_bytes = read_model(model, self.GetModelPath(input_dict))
         sha256 = publish.sha256_of(model_bytes)
         manifest = manifest_lib.build_manifest(
             model=model,
-            blessing=blessings[standard_component_specs.MODEL_BLESSING_KEY],
+            blessing=blessings[MODEL_BLESSING_KEY],
             float_blessing=blessings.get(FLOAT_BLESSING_KEY),
             float_model=_optional_single(input_dict, FLOAT_MODEL_KEY),
             representative_dataset=_optional_single(input_dict, REPRESENTATIVE_DATASET_KEY),
@@ -98,6 +104,6 @@ class Executor(pusher_executor.Executor):
         for name in (publish.MODEL_FILE, publish.MANIFEST_FILE):
             fileio.copy(f"{published.path}/{name}", f"{pushed_model.uri.rstrip('/')}/{name}", overwrite=True)
         self._MarkPushed(pushed_model, pushed_destination=published.path, pushed_version=published.version)
-        pushed_model.set_string_custom_property(manifest_lib.SHA256_KEY, sha256)
+        pushed_model.set_string_custom_property(properties.SHA256, sha256)
         pushed_model.set_string_custom_property(
-            manifest_lib.REASON_KEY, "pushed: " + ", ".join(f"{k} blessed" for k in blessings))
+            properties.REASON, "pushed: " + ", ".join(f"{k} blessed" for k in blessings))

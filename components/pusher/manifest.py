@@ -13,19 +13,9 @@ from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.util import model_utils
 
 from components.pusher import publish
+from components.shared import properties
 
 MANIFEST_FORMAT = 1
-# Custom properties of the QuantizationEvaluator's blessing and evaluation (see components/quantization_evaluator):
-# the blessing carries the verdict, the evaluation the metric values as float_<metric> and quantized_<metric>.
-REASON_KEY = "reason"
-DELTA_KEY = "delta"
-THRESHOLD_KEY = "threshold"
-METRIC_KEY = "metric"
-# Custom properties of the Quantizer's model.
-SHA256_KEY = "sha256"
-MODE_KEY = "quantization_mode"
-SIZE_KEY = "size_bytes"
-FLOAT_SIZE_KEY = "float_size_bytes"
 
 
 def property_value(artifact: types.Artifact | None, key: str) -> Any:
@@ -41,9 +31,9 @@ def refusal(input_key: str, blessing: types.Artifact) -> str | None:
     """Why ``blessing`` forbids the push, or ``None`` when it is blessed (``blessed`` == 1, as the stock Pusher)."""
     if model_utils.is_model_blessed(blessing):
         return None
-    why = property_value(blessing, REASON_KEY) or property_value(
+    why = property_value(blessing, properties.REASON) or property_value(
         blessing, evaluator_constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY)
-    if not blessing.has_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY):
+    if not blessing.has_custom_property(properties.BLESSED):
         why = why or "it has no 'blessed' custom property"
     why = why and why.removeprefix("not blessed: ")  # the QuantizationEvaluator's reasons start with the verdict
     return f"{input_key} (artifact {blessing.id}) is not blessed" + (f": {why}" if why else "")
@@ -79,10 +69,9 @@ def build_manifest(
 
     The metric values come from ``evaluation`` (the QuantizationEvaluator's), falling back to the blessing.
     """
-    metric = property_value(blessing, METRIC_KEY)
+    metric = property_value(blessing, properties.METRIC)
 
-    def metric_value(model_kind: str) -> Any:
-        key = f"{model_kind}_{metric}"
+    def metric_value(key: str) -> Any:
         found = property_value(evaluation, key)
         return found if found is not None else property_value(blessing, key)
 
@@ -91,16 +80,16 @@ def build_manifest(
         "model_file": publish.MODEL_FILE,
         "sha256": sha256,
         "size_bytes": size_bytes,
-        "float_size_bytes": property_value(model, FLOAT_SIZE_KEY),
-        "quantization_mode": property_value(model, MODE_KEY),
+        "float_size_bytes": property_value(model, properties.FLOAT_SIZE_BYTES),
+        "quantization_mode": property_value(model, properties.QUANTIZATION_MODE),
         "metric": {
             "name": metric,
-            "float": metric_value("float"),
-            "quantized": metric_value("quantized"),
-            "delta": property_value(blessing, DELTA_KEY),
-            "threshold": property_value(blessing, THRESHOLD_KEY),
+            "float": metric_value(properties.float_metric(metric)),
+            "quantized": metric_value(properties.quantized_metric(metric)),
+            "delta": property_value(blessing, properties.DELTA),
+            "threshold": property_value(blessing, properties.THRESHOLD),
         },
-        "reason": property_value(blessing, REASON_KEY),
+        "reason": property_value(blessing, properties.REASON),
         "mlmd": {
             "quantized_model": _artifact_ref(model),
             "blessing": _artifact_ref(blessing),

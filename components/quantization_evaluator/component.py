@@ -8,48 +8,31 @@ from collections.abc import Sequence
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.quantization_evaluator import executor
-from components.quantization_evaluator.evaluation import EvaluatorConfig
+from components.quantization_evaluator.config import EvaluatorConfig
 from components.quantization_evaluator.gate import Thresholds
+from components.quantization_evaluator.spec import QuantizationEvaluatorSpec
 from components.types import QuantizationEvaluation
-
-
-class QuantizationEvaluatorSpec(ComponentSpec):
-    """Inputs, parameters and outputs of QuantizationEvaluator."""
-
-    PARAMETERS = {
-        executor.LABEL_KEY_KEY: ExecutionParameter(type=str),
-        executor.SPLIT_KEY: ExecutionParameter(type=str),
-        executor.METRIC_KEY: ExecutionParameter(type=str),
-        executor.MAX_DELTA_KEY: ExecutionParameter(type=float),
-        executor.DELTA_TYPE_KEY: ExecutionParameter(type=str),
-        executor.SLICING_FEATURE_KEYS_KEY: ExecutionParameter(type=str),
-        executor.MIN_SLICE_SIZE_KEY: ExecutionParameter(type=int),
-        executor.MAX_SLICE_DELTA_KEY: ExecutionParameter(type=float, optional=True),
-        executor.MIN_AGREEMENT_KEY: ExecutionParameter(type=float, optional=True),
-        executor.MAX_MODEL_BYTES_KEY: ExecutionParameter(type=int, optional=True),
-        executor.MAX_LATENCY_MS_KEY: ExecutionParameter(type=float, optional=True),
-        executor.SIGNATURE_NAME_KEY: ExecutionParameter(type=str, optional=True),
-    }
-    INPUTS = {
-        executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
-        executor.QUANTIZED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
-        executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
-    }
-    OUTPUTS = {
-        executor.EVALUATION_KEY: ChannelParameter(type=QuantizationEvaluation),
-        executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
-    }
 
 
 class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
     """Scores the float SavedModel and the quantized TFLite model on the same split and gates the quantized one.
 
-    Outputs: ``evaluation`` (``components.QuantizationEvaluation``: ``metrics.json`` + ``report.html``) and
-    ``blessing`` (a standard ``ModelBlessing`` about the quantized model, readable by the stock Pusher and by
-    ``LatestBlessedModelStrategy``).
+    Inputs: ``model`` (float Model), ``quantized_model`` (the Quantizer's Model), ``examples`` (Examples).
+    Parameters: ``label_key``, ``split``, ``metric``, ``max_delta``, ``delta_type``, ``slicing_feature_keys``,
+    ``min_slice_size``, ``max_slice_delta``, ``min_agreement``, ``max_model_bytes``, ``max_latency_ms``,
+    ``signature_name`` (see ``__init__``).
+
+    Outputs:
+      ``evaluation`` (``components.QuantizationEvaluation``): files ``metrics.json`` (strict JSON, written last)
+        and ``report.html`` (self-contained, with plots); custom properties ``blessed``, ``reason``, ``delta``,
+        ``threshold``, ``metric``, ``delta_type``, ``float_<metric>``, ``quantized_<metric>``, ``agreement``,
+        ``num_examples``, ``quantized_size_bytes``, ``float_latency_p95_ms``, ``quantized_latency_p95_ms``,
+        ``report_path``, ``metrics_path``.
+      ``blessing`` (standard ``ModelBlessing`` about the quantized model, readable by the stock Pusher and by
+        ``LatestBlessedModelStrategy``): file ``BLESSED`` or ``NOT_BLESSED``; custom properties ``blessed`` (1/0),
+        ``current_model_id``, ``current_model``, ``reason``, ``delta``, ``threshold``, ``metric``, ``delta_type``.
     """
 
     SPEC_CLASS = QuantizationEvaluatorSpec

@@ -1,59 +1,72 @@
-"""QuantizationEvaluator's executor: unpacks TFX's dicts and runs ``evaluation.evaluate`` on the Beam pipeline."""
+"""QuantizationEvaluator's executor: check the inputs, score both models with Beam, time them, gate, publish.
+
+``evaluate`` is the whole run as a plain function; ``Executor.Do`` only unpacks TFX's dicts. Everything that can be
+refused is refused in ``checks.check_inputs``, before Beam starts; the outputs are staged and moved into place at
+the end (``staged_output``), so a failed run leaves no half-written artifact.
+"""
 
 from __future__ import annotations
 
-import json
+import logging
+import time
 from typing import Any
 
+import apache_beam as beam
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import Artifact, artifact_utils
 
-from components.quantization_evaluator.evaluation import EvaluatorConfig, evaluate
-from components.quantization_evaluator.gate import Thresholds
+from components.quantization_evaluator.beam_pipeline import run_beam_evaluation
+from components.quantization_evaluator.checks import check_inputs
+from components.quantization_evaluator.config import EvaluatorConfig, config_from_exec_properties
+from components.quantization_evaluator.inference import measure_latency
+from components.quantization_evaluator.metrics import OVERALL
+from components.quantization_evaluator.metrics_json import build_metrics
+from components.quantization_evaluator.outputs import (
+    set_properties,
+    write_blessing_marker,
+    write_evaluation_files,
+)
+from components.quantization_evaluator.spec import (
+    BLESSING_KEY,
+    EVALUATION_KEY,
+    EXAMPLES_KEY,
+    MODEL_KEY,
+    QUANTIZED_MODEL_KEY,
+)
+from components.shared import properties
+from components.shared.staged_output import staged_output
 
-MODEL_KEY = "model"
-QUANTIZED_MODEL_KEY = "quantized_model"
-EXAMPLES_KEY = "examples"
-EVALUATION_KEY = "evaluation"
-BLESSING_KEY = "blessing"
-LABEL_KEY_KEY = "label_key"
-SPLIT_KEY = "split"
-METRIC_KEY = "metric"
-MAX_DELTA_KEY = "max_delta"
-DELTA_TYPE_KEY = "delta_type"
-# A JSON list: Kubeflow v2 carries execution parameters as strings, ints and doubles only.
-SLICING_FEATURE_KEYS_KEY = "slicing_feature_keys"
-MIN_SLICE_SIZE_KEY = "min_slice_size"
-MAX_SLICE_DELTA_KEY = "max_slice_delta"
-MIN_AGREEMENT_KEY = "min_agreement"
-MAX_MODEL_BYTES_KEY = "max_model_bytes"
-MAX_LATENCY_MS_KEY = "max_latency_ms"
-SIGNATURE_NAME_KEY = "signature_name"
+# Batch-1 calls timed per model, after warm-up: enough for a stable p95 on a tiny model, a second on a big one.
+LATENCY_CALLS = 300
 
 
-def config_from_exec_properties(exec_properties: dict[str, Any]) -> EvaluatorConfig:
-    """The validated ``EvaluatorConfig`` of a component's execution properties (absent optionals are ``None``)."""
-
-    def optional(key: str, kind: type) -> Any:
-        value = exec_properties.get(key)
-        return None if value is None else kind(value)
-
-    return EvaluatorConfig(
-        label_key=exec_properties[LABEL_KEY_KEY],
-        split=exec_properties[SPLIT_KEY],
-        slicing_feature_keys=tuple(json.loads(exec_properties.get(SLICING_FEATURE_KEYS_KEY) or "[]")),
-        signature_name=exec_properties.get(SIGNATURE_NAME_KEY) or None,
-        thresholds=Thresholds(
-            metric=exec_properties[METRIC_KEY],
-            max_delta=float(exec_properties[MAX_DELTA_KEY]),
-            delta_type=exec_properties[DELTA_TYPE_KEY],
-            min_slice_size=int(exec_properties[MIN_SLICE_SIZE_KEY]),
-            max_slice_delta=optional(MAX_SLICE_DELTA_KEY, float),
-            min_agreement=optional(MIN_AGREEMENT_KEY, float),
-            max_model_bytes=optional(MAX_MODEL_BYTES_KEY, int),
-            max_latency_ms=optional(MAX_LATENCY_MS_KEY, float),
-        ),
-    ).validate()
+def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_model: Artifact, examples: Artifact,
+             evaluation: Artifact, blessing: Artifact, config: EvaluatorConfig) -> dict[str, Any]:
+    """The whole run: check, evaluate with Beam, time both models, gate, publish. Returns ``metrics.json``."""
+    config.validate()
+    plan = check_inputs(model, quantized_model, examples, config)
+    started = time.monotonic()
+    with staged_output(evaluation.uri, (properties.EVALUATION_REPORT_FILENAME, properties.METRICS_FILENAME)) as staging:
+        results = run_beam_evaluation(pipeline, plan, config, staging)
+        n = results.get(OVERALL, {}).get("num_examples", 0)
+        elapsed = time.monotonic() - started
+        logging.info("QuantizationEvaluator: scored %d examples of %s in %.1f s (%.0f examples/s), %d slices",
+                     n, plan.source, elapsed, n / max(elapsed, 1e-9), len(results) - 1)
+        latency = {
+            "float": measure_latency(plan.float_runner, plan.sample_inputs, calls=LATENCY_CALLS),
+            "quantized": measure_latency(plan.quant_runner, plan.sample_inputs, calls=LATENCY_CALLS),
+        }
+        logging.info("QuantizationEvaluator: batch-1 latency p50/p95 float %.3f/%.3f ms, quantized %.3f/%.3f ms "
+                     "(%d calls each after warm-up)", latency["float"].p50_ms, latency["float"].p95_ms,
+                     latency["quantized"].p50_ms, latency["quantized"].p95_ms, LATENCY_CALLS)
+        metrics, verdict = build_metrics(results, config, plan, model, quantized_model, latency)
+        write_evaluation_files(staging, metrics)
+    write_blessing_marker(blessing.uri, verdict)
+    set_properties(evaluation, blessing, metrics, verdict, quantized_model)
+    logging.info("QuantizationEvaluator: %s (float %s %s, quantized %s, delta %s, threshold %s)", verdict.reason,
+                 metrics["metric"], metrics["overall"]["float"].get(metrics["metric"]),
+                 metrics["overall"]["quantized"].get(metrics["metric"]), verdict.delta, verdict.threshold)
+    return metrics
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):

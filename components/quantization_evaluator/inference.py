@@ -1,8 +1,9 @@
 """Batched inference in Beam: serialized tf.Examples -> inputs, labels, slices -> both models' predictions.
 
-Inputs go through the Quantizer's own input path (``calibration.examples_to_inputs``) and both models run through
-its runners (``runners.SavedModelRunner`` / ``runners.TFLiteRunner``, which quantize int8 inputs with round and clip
-and dequantize outputs), so the evaluator scores exactly what the Quantizer calibrated. Each DoFn loads its models
+Inputs go through the input path the Quantizer calibrates with (``shared.signature_inputs.examples_to_inputs``) and
+both models run through the shared runners (``shared.model_runners.SavedModelRunner`` / ``TFLiteRunner``, which
+quantize int8 inputs with round and clip and dequantize outputs), so the evaluator scores exactly what the
+Quantizer calibrated. Each DoFn loads its models
 once per worker in ``setup``; every call handles a whole ``BatchElements`` batch.
 """
 
@@ -20,8 +21,8 @@ import pyarrow.compute as pc
 from tfx_bsl.coders import example_coder
 
 from components.quantization_evaluator.metrics import PredictionBatch
-from components.quantizer.calibration import InputSpec, examples_to_inputs
-from components.quantizer.runners import SavedModelRunner, TFLiteRunner
+from components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from components.shared.signature_inputs import InputSpec, examples_to_inputs
 
 _NAMESPACE = "quantgate.QuantizationEvaluator"
 
@@ -80,7 +81,7 @@ def decode_slice_values(batch: pa.RecordBatch, feature: str) -> np.ndarray:
 
 def parse_examples(serialized: Sequence[bytes], specs: Sequence[InputSpec], label_key: str,
                    slicing_feature_keys: Sequence[str], source: str) -> ParsedBatch:
-    """Decodes one batch: model inputs via the Quantizer's input path, labels and slices via tfx_bsl."""
+    """Decodes one batch: model inputs via the shared input path, labels and slices via tfx_bsl."""
     inputs = examples_to_inputs(serialized, specs, source=source)
     # A second decode of the same bytes: examples_to_inputs keeps its Arrow batch to itself, and this C++ pass is
     # cheap next to inference.

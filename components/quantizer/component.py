@@ -8,40 +8,25 @@ from collections.abc import Sequence
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.quantizer import executor
 from components.quantizer.options import resolve_options
-from components.types import RepresentativeDataset
-
-
-class QuantizerSpec(ComponentSpec):
-    """Inputs, parameters and output of the Quantizer."""
-
-    PARAMETERS = {
-        executor.MODE_KEY: ExecutionParameter(type=str),
-        executor.ENGINE_KEY: ExecutionParameter(type=str),
-        executor.SIGNATURE_NAME_KEY: ExecutionParameter(type=str, optional=True),
-        executor.IO_DTYPE_KEY: ExecutionParameter(type=str, optional=True),
-        executor.DENYLISTED_OPS_KEY: ExecutionParameter(type=str),
-        executor.ALLOW_FLOAT_FALLBACK_KEY: ExecutionParameter(type=int),
-    }
-    INPUTS = {
-        executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
-        executor.REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
-    }
-    OUTPUTS = {
-        executor.QUANTIZED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
-    }
+from components.quantizer.spec import QuantizerSpec
 
 
 class Quantizer(base_component.BaseComponent):
     """Converts a dense-input signature of the Trainer's model to TFLite in one post-training quantization mode.
 
-    Output ``quantized_model`` (standard ``Model``): ``Format-Serving/model.tflite`` (signature ``serving_default``,
-    inputs named after the features), the same bytes as ``Format-Serving/tflite`` (what TFMA's ``tf_lite`` model
-    type loads), and ``quantization_report.json``. MLMD custom properties: ``quantization_mode``, ``engine``,
-    ``size_bytes``, ``float_size_bytes``, ``sha256`` and more (see README, "Quantizer").
+    Inputs: ``model`` (the Trainer's Model), optional ``representative_dataset`` (needed for int8 / int16x8).
+    Parameters: ``mode``, ``engine``, ``signature_name``, ``io_dtype``, ``denylisted_ops``,
+    ``allow_float_fallback`` (see ``__init__``).
+
+    Output ``quantized_model`` (standard ``Model``):
+      files: ``Format-Serving/model.tflite`` (signature ``serving_default``, inputs named after the features), the
+        same bytes as ``Format-Serving/tflite`` (what TFMA's ``tf_lite`` model type loads), and
+        ``quantization_report.json`` (mode, engine, I/O quantization, input steps, op counts, sizes, versions);
+      custom properties: ``quantization_mode``, ``engine``, ``signature_name``, ``io_dtype``, ``size_bytes``,
+        ``float_size_bytes``, ``sha256``, ``float_op_count``, ``coarse_input_count``, ``report_path``.
     """
 
     SPEC_CLASS = QuantizerSpec

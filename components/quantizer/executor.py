@@ -15,28 +15,25 @@ from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
 from components.quantizer import report
-from components.quantizer.calibration import InputSpec, dense_signature_specs, examples_to_inputs
 from components.quantizer.engines import convert_to_file
 from components.quantizer.isolation import run_isolated
 from components.quantizer.options import QuantizationOptions, resolve_options
+from components.quantizer.spec import (
+    ALLOW_FLOAT_FALLBACK_KEY,
+    DENYLISTED_OPS_KEY,
+    ENGINE_KEY,
+    IO_DTYPE_KEY,
+    MODE_KEY,
+    MODEL_KEY,
+    QUANTIZED_MODEL_KEY,
+    REPRESENTATIVE_DATASET_KEY,
+    SIGNATURE_NAME_KEY,
+)
 from components.representative_dataset.storage import read_examples
+from components.shared import properties
+from components.shared.signature_inputs import InputSpec, dense_signature_specs, examples_to_inputs
+from components.shared.staged_output import staged_output
 
-MODEL_KEY = "model"
-REPRESENTATIVE_DATASET_KEY = "representative_dataset"
-QUANTIZED_MODEL_KEY = "quantized_model"
-MODE_KEY = "mode"
-ENGINE_KEY = "engine"
-SIGNATURE_NAME_KEY = "signature_name"
-IO_DTYPE_KEY = "io_dtype"
-DENYLISTED_OPS_KEY = "denylisted_ops"  # a JSON list: execution properties are int, float or string
-ALLOW_FLOAT_FALLBACK_KEY = "allow_float_fallback"  # int 0/1, for the same reason
-
-SERVING_DIR = "Format-Serving"
-TFLITE_FILENAME = "model.tflite"
-# TFMA's Evaluator with model_type='tf_lite' reads exactly <serving model dir>/tflite.
-TFMA_TFLITE_FILENAME = "tflite"
-REPORT_FILENAME = "quantization_report.json"
-STAGING_DIRNAME = ".staging"
 
 def load_calibration_inputs(representative_dataset_uri: str, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     """The representative examples as signature inputs; an empty dataset is an error naming the artifact."""
@@ -63,7 +60,7 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
             raise ValueError(f"Quantizer: mode {options.mode!r} needs a representative_dataset input.")
         inputs = load_calibration_inputs(representative_dataset_uri, specs)
     with tempfile.TemporaryDirectory(prefix="quantgate-quantizer-") as tmp:
-        local_model = os.path.join(tmp, TFLITE_FILENAME)
+        local_model = os.path.join(tmp, properties.TFLITE_FILENAME)
         seconds = run_isolated(
             convert_to_file,
             {"saved_model_dir": saved_model_dir, "signature_name": signature, "options": options,
@@ -85,32 +82,35 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
 
 
 def _publish(output_uri: str, content: bytes, quantization_report: dict[str, Any]) -> None:
-    staging = os.path.join(output_uri, STAGING_DIRNAME)
-    if fileio.exists(staging):
-        fileio.rmtree(staging)
-    fileio.makedirs(os.path.join(staging, SERVING_DIR))
-    for name in (TFLITE_FILENAME, TFMA_TFLITE_FILENAME):
-        with fileio.open(os.path.join(staging, SERVING_DIR, name), "wb") as f:
-            f.write(content)
-    with fileio.open(os.path.join(staging, REPORT_FILENAME), "w") as f:
-        json.dump(quantization_report, f, indent=2, sort_keys=True)
-    for name in (SERVING_DIR, REPORT_FILENAME):
-        fileio.rename(os.path.join(staging, name), os.path.join(output_uri, name), overwrite=True)
-    fileio.rmtree(staging)
+    with staged_output(output_uri, (properties.SERVING_DIR, properties.QUANTIZATION_REPORT_FILENAME)) as staging:
+        fileio.makedirs(os.path.join(staging, properties.SERVING_DIR))
+        for name in (properties.TFLITE_FILENAME, properties.TFMA_TFLITE_FILENAME):
+            with fileio.open(os.path.join(staging, properties.SERVING_DIR, name), "wb") as f:
+                f.write(content)
+        with fileio.open(os.path.join(staging, properties.QUANTIZATION_REPORT_FILENAME), "w") as f:
+            json.dump(quantization_report, f, indent=2, sort_keys=True)
 
 
 def set_artifact_properties(artifact: Artifact, quantization_report: dict[str, Any], output_uri: str) -> None:
     """Writes the numbers people filter and gate on as MLMD custom properties."""
-    artifact.set_string_custom_property("quantization_mode", quantization_report["mode"])
-    artifact.set_string_custom_property("engine", quantization_report["engine"])
-    artifact.set_string_custom_property("signature_name", quantization_report["signature_name"])
-    artifact.set_string_custom_property("io_dtype", quantization_report["io_dtype"])
-    artifact.set_int_custom_property("size_bytes", quantization_report["sizes"]["tflite_bytes"])
-    artifact.set_int_custom_property("float_size_bytes", quantization_report["sizes"]["float_variables_bytes"])
-    artifact.set_string_custom_property("sha256", quantization_report["sha256"])
-    artifact.set_int_custom_property("float_op_count", quantization_report["ops"]["float_op_count"])
-    artifact.set_int_custom_property("coarse_input_count", len(quantization_report["warnings"]))
-    artifact.set_string_custom_property("report_path", os.path.join(output_uri, REPORT_FILENAME))
+    strings = {
+        properties.QUANTIZATION_MODE: quantization_report["mode"],
+        properties.ENGINE: quantization_report["engine"],
+        properties.SIGNATURE_NAME: quantization_report["signature_name"],
+        properties.IO_DTYPE: quantization_report["io_dtype"],
+        properties.SHA256: quantization_report["sha256"],
+        properties.REPORT_PATH: os.path.join(output_uri, properties.QUANTIZATION_REPORT_FILENAME),
+    }
+    ints = {
+        properties.SIZE_BYTES: quantization_report["sizes"]["tflite_bytes"],
+        properties.FLOAT_SIZE_BYTES: quantization_report["sizes"]["float_variables_bytes"],
+        properties.FLOAT_OP_COUNT: quantization_report["ops"]["float_op_count"],
+        properties.COARSE_INPUT_COUNT: len(quantization_report["warnings"]),
+    }
+    for name, text in strings.items():
+        artifact.set_string_custom_property(name, text)
+    for name, number in ints.items():
+        artifact.set_int_custom_property(name, number)
 
 
 class Executor(base_executor.BaseExecutor):

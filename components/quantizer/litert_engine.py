@@ -13,7 +13,7 @@ from ai_edge_quantizer import quantizer, recipe
 
 from components.quantizer.options import QuantizationOptions
 from components.quantizer.report import unexpected_float_ops
-from components.quantizer.runners import TFLITE_SIGNATURE
+from components.shared.model_runners import TFLITE_SIGNATURE
 
 _RECIPES = {
     "int8": recipe.static_wi8_ai8,

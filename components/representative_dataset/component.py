@@ -4,41 +4,25 @@ from __future__ import annotations
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
-from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.representative_dataset import executor
 from components.representative_dataset.sampling import UNIFORM, SamplingConfig
+from components.representative_dataset.spec import RepresentativeDatasetGenSpec
 from components.types import RepresentativeDataset
-
-
-class RepresentativeDatasetGenSpec(ComponentSpec):
-    """Inputs, parameters and output of RepresentativeDatasetGen."""
-
-    PARAMETERS = {
-        executor.SPLIT_KEY: ExecutionParameter(type=str),
-        executor.NUM_EXAMPLES_KEY: ExecutionParameter(type=int),
-        executor.STRATEGY_KEY: ExecutionParameter(type=str),
-        executor.LABEL_KEY_KEY: ExecutionParameter(type=str, optional=True),
-        executor.SEED_KEY: ExecutionParameter(type=int),
-        # An int, not a bool: MLMD stores execution properties as int, double or string.
-        executor.ALLOW_EVAL_SPLIT_KEY: ExecutionParameter(type=int),
-    }
-    INPUTS = {
-        executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
-        executor.SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema, optional=True),
-    }
-    OUTPUTS = {
-        executor.REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset),
-    }
 
 
 class RepresentativeDatasetGen(base_beam_component.BaseBeamComponent):
     """Samples ``num_examples`` tf.Examples of one split, the same ones for the same data and seed on any runner.
 
-    Output ``representative_dataset`` (``components.RepresentativeDataset``): ``data.tfrecord.gz`` (the sampled
-    serialized tf.Examples, bytes unchanged, in rank order) and ``manifest.json``; read them with
-    ``components.representative_dataset.storage.read_examples`` / ``read_manifest``.
+    Inputs: ``examples`` (Examples, tf.Example payload), optional ``schema`` (Schema: ``label_key`` is checked
+    against it). Parameters: ``split``, ``num_examples``, ``strategy``, ``label_key``, ``seed``,
+    ``allow_eval_split`` (see ``__init__``).
+
+    Output ``representative_dataset`` (``components.RepresentativeDataset``):
+      files: ``data.tfrecord.gz`` (the sampled serialized tf.Examples, bytes unchanged, in rank order) and
+        ``manifest.json`` (written last; read both with ``components.representative_dataset.storage``);
+      custom properties: ``num_examples``, ``strategy``, ``seed``, ``split``, ``sha256`` (of the data file),
+        ``num_examples_requested``, ``source_num_examples``, ``source_examples_id``, ``label_key`` (when given).
     """
 
     SPEC_CLASS = RepresentativeDatasetGenSpec

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
 import apache_beam as beam
-import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import Artifact, artifact_utils
@@ -17,20 +15,21 @@ from tfx_bsl.public import tfxio
 
 from components.representative_dataset import storage
 from components.representative_dataset.sampling import Sample, SampleExamples, SamplingConfig
+from components.representative_dataset.spec import (
+    ALLOW_EVAL_SPLIT_KEY,
+    EXAMPLES_KEY,
+    LABEL_KEY_KEY,
+    NUM_EXAMPLES_KEY,
+    REPRESENTATIVE_DATASET_KEY,
+    SCHEMA_KEY,
+    SEED_KEY,
+    SPLIT_KEY,
+    STRATEGY_KEY,
+)
 from components.representative_dataset.validation import check_label_key, check_split
+from components.shared import properties
+from components.shared.staged_output import staged_output
 
-EXAMPLES_KEY = "examples"
-SCHEMA_KEY = "schema"
-REPRESENTATIVE_DATASET_KEY = "representative_dataset"
-SPLIT_KEY = "split"
-NUM_EXAMPLES_KEY = "num_examples"
-STRATEGY_KEY = "strategy"
-LABEL_KEY_KEY = "label_key"
-SEED_KEY = "seed"
-ALLOW_EVAL_SPLIT_KEY = "allow_eval_split"
-
-# Inside the output directory; removed whatever happens, so a failed run leaves no partial artifact behind.
-STAGING_DIRNAME = ".staging"
 _TELEMETRY = ["quantgate", "RepresentativeDatasetGen"]
 
 
@@ -71,24 +70,24 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
     """Runs ``pipeline`` (not yet run) to sample ``split`` of ``examples`` into ``output_uri``; returns the manifest.
 
     The inputs are checked before Beam starts. The sample is written into a staging folder and moved into place
-    (manifest last) only when complete; the staging folder is removed on failure.
+    (manifest last) only when complete (``staged_output``).
     """
     patterns = check_split(examples, split, allow_eval_split)
     check_label_key(schema, config.label_key)
-    staging = os.path.join(output_uri, STAGING_DIRNAME)
     source = {
-        "split": split,
-        "strategy": config.strategy,
-        "seed": config.seed,
-        "label_key": config.label_key,
-        "num_examples_requested": config.num_examples,
-        "source_examples_id": examples.id,
+        properties.SPLIT: split,
+        properties.STRATEGY: config.strategy,
+        properties.SEED: config.seed,
+        properties.LABEL_KEY: config.label_key,
+        properties.NUM_EXAMPLES_REQUESTED: config.num_examples,
+        properties.SOURCE_EXAMPLES_ID: examples.id,
         "source_examples_uri": examples.uri,
     }
     logging.info("RepresentativeDatasetGen: sampling %d examples (%s, seed %d) from split %r of %s",
                  config.num_examples, config.strategy, config.seed, split, examples.uri)
     started = time.monotonic()
-    try:
+    with staged_output(output_uri, (properties.REPRESENTATIVE_DATA_FILENAME,
+                                    properties.REPRESENTATIVE_MANIFEST_FILENAME)) as staging:
         with pipeline as p:
             _ = (
                 p
@@ -97,11 +96,6 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
                 | "Write" >> beam.Map(_write_sample, staging_dir=staging, manifest=source, examples_uri=examples.uri)
             )
         manifest = storage.read_manifest(staging)
-        for name in (storage.DATA_FILENAME, storage.MANIFEST_FILENAME):
-            tf.io.gfile.rename(os.path.join(staging, name), os.path.join(output_uri, name), overwrite=True)
-    finally:
-        if tf.io.gfile.exists(staging):
-            tf.io.gfile.rmtree(staging)
     elapsed = time.monotonic() - started
     logging.info("RepresentativeDatasetGen: sampled %d of %d examples of split %r (%s, seed %d) in %.1f s, "
                  "%.0f examples/s read", manifest["num_examples"], manifest["source_num_examples"], split,
@@ -120,8 +114,8 @@ def _write_sample(sample: Sample, staging_dir: str, manifest: dict[str, Any], ex
         )
     storage.write_representative_dataset(staging_dir, sample.records, {
         **manifest,
-        "num_examples": len(sample.records),
-        "source_num_examples": sample.source_num_examples,
+        properties.NUM_EXAMPLES: len(sample.records),
+        properties.SOURCE_NUM_EXAMPLES: sample.source_num_examples,
         "class_counts": sample.class_counts,
         "source_class_counts": sample.source_class_counts,
     })
@@ -129,13 +123,10 @@ def _write_sample(sample: Sample, staging_dir: str, manifest: dict[str, Any], ex
 
 def set_artifact_properties(artifact: Artifact, manifest: dict[str, Any]) -> None:
     """Copies the manifest's numbers onto the artifact, where MLMD and the Kubeflow / Vertex UIs show them."""
-    artifact.set_int_custom_property("num_examples", manifest["num_examples"])
-    artifact.set_string_custom_property("strategy", manifest["strategy"])
-    artifact.set_int_custom_property("seed", manifest["seed"])
-    artifact.set_string_custom_property("split", manifest["split"])
-    artifact.set_int_custom_property("num_examples_requested", manifest["num_examples_requested"])
-    artifact.set_int_custom_property("source_num_examples", manifest["source_num_examples"])
-    artifact.set_int_custom_property("source_examples_id", manifest["source_examples_id"])
-    artifact.set_string_custom_property("sha256", manifest["sha256"])
-    if manifest["label_key"]:
-        artifact.set_string_custom_property("label_key", manifest["label_key"])
+    for name in (properties.NUM_EXAMPLES, properties.SEED, properties.NUM_EXAMPLES_REQUESTED,
+                 properties.SOURCE_NUM_EXAMPLES, properties.SOURCE_EXAMPLES_ID):
+        artifact.set_int_custom_property(name, manifest[name])
+    for name in (properties.STRATEGY, properties.SPLIT, properties.SHA256):
+        artifact.set_string_custom_property(name, manifest[name])
+    if manifest[properties.LABEL_KEY]:
+        artifact.set_string_custom_property(properties.LABEL_KEY, manifest[properties.LABEL_KEY])

@@ -143,13 +143,52 @@ def _stratified_choice(per_class_top: list[tuple[str, list[Rank]]], source_class
     return [ranked for cls, top in per_class_top for ranked in top[: quotas[cls]]]
 
 
+def _labelled(records: beam.PCollection, label_key: str) -> beam.PCollection:
+    return records | "Label" >> beam.Map(lambda record: (label_class(record, label_key), record))
+
+
+def _class_counts(labelled: beam.PCollection) -> beam.pvalue.AsDict:
+    return beam.pvalue.AsDict(labelled | "CountPerClass" >> beam.combiners.Count.PerKey())
+
+
+class KeepSmallestRanks(beam.PTransform):
+    """Serialized tf.Examples -> one list of the ``num_examples`` smallest ranks (``uniform``)."""
+
+    def __init__(self, num_examples: int, seed: int) -> None:
+        super().__init__()
+        self._num_examples, self._seed = num_examples, seed
+
+    def expand(self, records: beam.PCollection) -> beam.PCollection:
+        return (records
+                | "Rank" >> beam.Map(rank, seed=self._seed)
+                | "KeepSmallest" >> beam.combiners.Top.Smallest(self._num_examples))
+
+
+class KeepSmallestRanksPerClass(beam.PTransform):
+    """``(class, record)`` pairs -> one list of ranks: each class's smallest, as many as its quota (``stratified``).
+
+    Each class keeps its ``num_examples`` smallest ranks until the class counts fix the quotas.
+    """
+
+    def __init__(self, num_examples: int, seed: int, class_counts: beam.pvalue.AsDict) -> None:
+        super().__init__()
+        self._num_examples, self._seed, self._class_counts = num_examples, seed, class_counts
+
+    def expand(self, labelled: beam.PCollection) -> beam.PCollection:
+        return (labelled
+                | "Rank" >> beam.MapTuple(lambda cls, record: (cls, rank(record, self._seed)))
+                | "KeepSmallestPerClass" >> beam.combiners.Top.SmallestPerKey(self._num_examples)
+                | "GatherClasses" >> beam.combiners.ToList()
+                | "ApplyQuotas" >> beam.Map(_stratified_choice, source_class_counts=self._class_counts,
+                                            num_examples=self._num_examples))
+
+
 class SampleExamples(beam.PTransform):
     """PCollection of serialized tf.Examples -> PCollection of exactly one ``Sample``.
 
     One pass over the data; memory O(num_examples) for ``uniform`` and O(num_examples x classes) for
-    ``stratified`` (each class keeps its ``num_examples`` smallest ranks until the class counts, computed in the
-    same pipeline, fix the quotas). With a label key, the classes are counted in the split and in the sample.
-    An empty input gives a ``Sample`` with no records.
+    ``stratified`` (the class counts are computed in the same pipeline). With a label key, the classes are counted
+    in the split and in the sample. An empty input gives a ``Sample`` with no records.
     """
 
     def __init__(self, config: SamplingConfig) -> None:
@@ -159,25 +198,14 @@ class SampleExamples(beam.PTransform):
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         config = self._config
         count = records | "CountExamples" >> beam.combiners.Count.Globally()
-        class_counts = None
+        labelled = class_counts = None
         if config.label_key is not None:
-            labelled = records | "Label" >> beam.Map(lambda record: (label_class(record, config.label_key), record))
-            class_counts = beam.pvalue.AsDict(labelled | "CountPerClass" >> beam.combiners.Count.PerKey())
+            labelled = _labelled(records, config.label_key)
+            class_counts = _class_counts(labelled)
         if config.strategy == UNIFORM:
-            chosen = (
-                records
-                | "Rank" >> beam.Map(rank, seed=config.seed)
-                | "KeepSmallest" >> beam.combiners.Top.Smallest(config.num_examples)
-            )
+            chosen = records | "Choose" >> KeepSmallestRanks(config.num_examples, config.seed)
         else:
-            chosen = (
-                labelled
-                | "Rank" >> beam.MapTuple(lambda cls, record: (cls, rank(record, config.seed)))
-                | "KeepSmallestPerClass" >> beam.combiners.Top.SmallestPerKey(config.num_examples)
-                | "GatherClasses" >> beam.combiners.ToList()
-                | "ApplyQuotas" >> beam.Map(_stratified_choice, source_class_counts=class_counts,
-                                            num_examples=config.num_examples)
-            )
+            chosen = labelled | "Choose" >> KeepSmallestRanksPerClass(config.num_examples, config.seed, class_counts)
         return chosen | "ToSample" >> beam.Map(
             _to_sample, source_num_examples=beam.pvalue.AsSingleton(count), source_class_counts=class_counts,
             label_key=config.label_key,

@@ -16,8 +16,10 @@ from typing import Any
 
 import tensorflow as tf
 
-DATA_FILENAME = "data.tfrecord.gz"
-MANIFEST_FILENAME = "manifest.json"
+from components.shared import properties
+
+DATA_FILENAME = properties.REPRESENTATIVE_DATA_FILENAME
+MANIFEST_FILENAME = properties.REPRESENTATIVE_MANIFEST_FILENAME
 MANIFEST_FORMAT_VERSION = 1
 _HASH_CHUNK_BYTES = 1 << 20
 

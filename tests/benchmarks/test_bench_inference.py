@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.quantizer.calibration import dense_signature_specs, examples_to_inputs
-from components.quantizer.runners import SavedModelRunner, TFLiteRunner, quantize_array
+from components.shared.model_runners import SavedModelRunner, TFLiteRunner, quantize_array
+from components.shared.signature_inputs import dense_signature_specs, examples_to_inputs
 from pipelines import lineage
 from pipelines.local_runner import LocalRunPaths
 

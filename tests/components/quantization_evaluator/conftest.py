@@ -15,8 +15,8 @@ from tfx.utils import path_utils
 
 from components import QuantizationEvaluator
 from components.quantization_evaluator import executor
-from components.quantizer.calibration import InputSpec, dense_signature_specs
 from components.representative_dataset.storage import read_examples
+from components.shared.signature_inputs import InputSpec, dense_signature_specs
 from components.types import QuantizationEvaluation
 
 
@@ -44,7 +44,7 @@ class DemoQuantized:
 
 @pytest.fixture(scope="session")
 def demo_quantized(demo_run) -> DemoQuantized:
-    from components.quantizer.runners import TFLiteRunner
+    from components.shared.model_runners import TFLiteRunner
 
     model = to_artifact(demo_run, demo_run.output("Trainer", "model"))
     quantized = to_artifact(demo_run, demo_run.output("Quantizer", "quantized_model"))

@@ -10,7 +10,7 @@ from tfx import types
 from tfx.types import standard_artifacts
 
 from components import QuantizationEvaluator
-from components.quantization_evaluator.executor import config_from_exec_properties
+from components.quantization_evaluator.config import config_from_exec_properties
 from components.types import QuantizationEvaluation
 
 

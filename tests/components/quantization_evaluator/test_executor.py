@@ -15,8 +15,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components.quantizer.calibration import examples_to_inputs
-from components.quantizer.runners import TFLiteRunner
+from components.shared.model_runners import TFLiteRunner
+from components.shared.signature_inputs import examples_to_inputs
 
 
 def labels_and_islands(records: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

@@ -16,9 +16,9 @@ from components.quantization_evaluator.inference import (
     parse_examples,
 )
 from components.quantizer import tflite_engine
-from components.quantizer.calibration import InputSpec, examples_to_inputs
 from components.quantizer.options import resolve_options
-from components.quantizer.runners import TFLiteRunner, quantize_array
+from components.shared.model_runners import TFLiteRunner, quantize_array
+from components.shared.signature_inputs import InputSpec, examples_to_inputs
 
 
 def _example(**features: list) -> bytes:

@@ -15,10 +15,10 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.types import standard_artifacts
 
 from components.quantizer import executor, tflite_engine
-from components.quantizer.calibration import dense_signature_specs
 from components.quantizer.options import resolve_options
-from components.quantizer.runners import SavedModelRunner, TFLiteRunner
 from components.representative_dataset.storage import read_examples, write_representative_dataset
+from components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from components.shared.signature_inputs import dense_signature_specs
 from pipelines.models.penguin.penguin_trainer import DENSE_SIGNATURE, FEATURE_KEYS
 
 

@@ -8,7 +8,7 @@ import pytest
 from components.quantizer import tflite_engine
 from components.quantizer.options import resolve_options
 from components.quantizer.report import op_summary
-from components.quantizer.runners import SavedModelRunner, TFLiteRunner
+from components.shared.model_runners import SavedModelRunner, TFLiteRunner
 
 
 def _run(tmp_path, content: bytes, inputs: dict[str, np.ndarray]) -> tuple[TFLiteRunner, np.ndarray]:

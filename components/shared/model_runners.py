@@ -1,6 +1,6 @@
 """Batched model runners with one ``predict(inputs) -> outputs`` for the float SavedModel and the TFLite model.
 
-Both take the dict that ``calibration.examples_to_inputs`` makes (float arrays, one per feature) and return float32
+Both take the dict that ``signature_inputs.examples_to_inputs`` makes (float arrays, one per feature) and return float32
 outputs, so callers compare the two models without caring how either is quantized.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
-from components.quantizer.calibration import InputSpec, dense_signature_specs
+from components.shared.signature_inputs import InputSpec, dense_signature_specs
 
 TFLITE_SIGNATURE = "serving_default"
 _QUANTIZED_DTYPES = (np.int8, np.uint8, np.int16)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.examples_split import tf_example_split_patterns
+from components.shared.examples_split import tf_example_split_patterns
 
-from .conftest import penguin_like_example
+from ..conftest import penguin_like_example
 
 
 def test_patterns_of_an_existing_split(make_examples) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.quantizer.calibration import InputSpec, dense_signature_specs, examples_to_inputs
+from components.shared.signature_inputs import InputSpec, dense_signature_specs, examples_to_inputs
 
 A = InputSpec(name="a", dtype=np.dtype(np.float32), shape=(None, 2))
 B = InputSpec(name="b", dtype=np.dtype(np.float32), shape=(None, 1))

@@ -1,18 +1,16 @@
 """Bad inputs are refused before Beam runs, with errors naming the artifact, the field and the fix; nothing is
-written and nothing is blessed. Plus the pure helpers of the evaluation module."""
+written and nothing is blessed. Plus the validation of the evaluator's parameters."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
-import numpy as np
 import pytest
 import tensorflow as tf
 from tfx.types import Artifact, artifact_utils, standard_artifacts
 
-from components.quantization_evaluator.evaluation import EvaluatorConfig, _json_safe
+from components.quantization_evaluator.config import EvaluatorConfig
 from components.quantization_evaluator.gate import Thresholds
 from pipelines.models.penguin.penguin_trainer import FEATURE_KEYS
 
@@ -129,14 +127,7 @@ def test_regression_metric_needs_one_output(run_evaluator, tmp_path) -> None:
 @pytest.mark.parametrize(("config", "message"), [
     (EvaluatorConfig(label_key="y", thresholds=Thresholds(max_delta=math.nan)), "max_delta must be a finite"),
     (EvaluatorConfig(label_key="y", thresholds=Thresholds(), split=""), "split must name a split"),
-    (EvaluatorConfig(label_key="y", thresholds=Thresholds(), max_batch_size=0), "max_batch_size must be >= 1"),
 ])
 def test_config_validation(config: EvaluatorConfig, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         config.validate()
-
-
-def test_json_safe_writes_strict_json() -> None:
-    value = _json_safe({"a": math.nan, "b": [np.float32(0.5), math.inf], ("c",): np.int64(3)})
-    assert value == {"a": None, "b": [0.5, None], "('c',)": 3}
-    json.dumps(value, allow_nan=False)

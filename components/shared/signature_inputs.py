@@ -168,3 +168,18 @@ def examples_to_inputs(serialized: Sequence[bytes], specs: Sequence[InputSpec], 
             )
         inputs[spec.name] = values.to_numpy(zero_copy_only=False).astype(spec.dtype, copy=False).reshape((n, *dims))
     return inputs
+
+
+def nonfinite_counts(inputs: dict[str, np.ndarray]) -> dict[str, int]:
+    """Per input, how many examples hold a NaN or infinite value (inputs without any are left out).
+
+    The int8 input quantization turns NaN into some integer and the quantized model answers as if nothing were
+    wrong, so both the calibration and the evaluation count non-finite *inputs*, not only non-finite predictions.
+    """
+    counts = {}
+    for name, values in inputs.items():
+        if np.issubdtype(values.dtype, np.floating):
+            bad = int(np.count_nonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1)))
+            if bad:
+                counts[name] = bad
+    return counts

@@ -1,0 +1,145 @@
+"""Everything the QuantizationEvaluator can refuse before Beam starts, each refusal naming artifact, field and fix.
+
+``check_inputs`` returns the ``EvaluationPlan`` the Beam pipeline runs: file patterns, model paths, the signature
+and the outputs to compare.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from tfx.dsl.io import fileio
+from tfx.types import Artifact
+from tfx.utils import path_utils
+from tfx_bsl.coders import example_coder
+
+from components.quantization_evaluator.config import EvaluatorConfig
+from components.quantization_evaluator.gate import REGRESSION
+from components.quantization_evaluator.inference import parse_examples, single_output
+from components.shared import properties
+from components.shared.examples_split import tf_example_split_patterns
+from components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from components.shared.signature_inputs import InputSpec, dense_signature_specs
+
+# How many records of the split are read up front to check labels, slicing features and both models' outputs.
+PEEK_RECORDS = 64
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What ``check_inputs`` resolved: file patterns, model paths, the signature, the outputs to compare."""
+
+    patterns: list[str]
+    source: str
+    saved_model_dir: str
+    signature_name: str
+    specs: list[InputSpec]
+    tflite_path: str
+    float_output: str
+    quant_output: str
+    sample_inputs: dict[str, np.ndarray]
+    # Loaded in the driver for the checks and reused for latency; the Beam DoFns load their own copies.
+    float_runner: SavedModelRunner
+    quant_runner: TFLiteRunner
+
+
+def fail(message: str) -> ValueError:
+    """A ValueError with the component's name in front, for the caller to raise."""
+    return ValueError(f"QuantizationEvaluator: {message}")
+
+
+def _peek(patterns: Sequence[str], limit: int) -> list[bytes]:
+    files = sorted(f for pattern in patterns for f in fileio.glob(pattern))
+    records: list[bytes] = []
+    for path in files:
+        compression = "GZIP" if path.endswith(".gz") else ""
+        for record in tf.data.TFRecordDataset(path, compression_type=compression).take(limit - len(records)):
+            records.append(record.numpy())
+        if len(records) >= limit:
+            break
+    return records
+
+
+def check_split(examples: Artifact, split: str) -> tuple[list[str], list[bytes]]:
+    """The split's file patterns and its first records; refuses a missing, empty or non-tf.Example split."""
+    patterns = tf_example_split_patterns(examples, split, component="QuantizationEvaluator")
+    records = _peek(patterns, PEEK_RECORDS)
+    if not records:
+        raise fail(f"split {split!r} of Examples artifact {examples.uri!r} is empty (no record in {patterns}); "
+                    "pass a split that has examples")
+    return patterns, records
+
+
+def _load_tflite(quantized_model: Artifact) -> tuple[str, TFLiteRunner]:
+    path = os.path.join(path_utils.serving_model_dir(quantized_model.uri), properties.TFLITE_FILENAME)
+    if not fileio.exists(path):
+        raise fail(f"quantized_model artifact {quantized_model.uri!r} (id {quantized_model.id}) has no {path}; "
+                    "wire the Quantizer's quantized_model output")
+    try:
+        return path, TFLiteRunner(path)
+    except ValueError as e:
+        raise fail(f"quantized_model artifact (id {quantized_model.id}) cannot be loaded: {e}. Re-run the "
+                    "Quantizer to rewrite it") from e
+
+
+def _pick_output(names: Sequence[str], model: str) -> str:
+    if len(names) != 1:
+        raise fail(f"the {model} has outputs {sorted(names)}; the evaluator compares a single output: export a "
+                    "signature with one output (e.g. probabilities)")
+    return names[0]
+
+
+def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
+                 config: EvaluatorConfig) -> EvaluationPlan:
+    """Checks everything that can be checked before Beam runs; raises ``ValueError`` naming artifact and fix.
+
+    Refused: a missing or empty split; a label or slicing feature absent from the split's first records; a float
+    model without the dense signature; a quantized model that is missing or cannot be loaded; the two models
+    disagreeing on inputs (names, shapes) or outputs (count, width); AUC on a model that is not binary.
+    """
+    patterns, records = check_split(examples, config.split)
+    source = f"Examples artifact {examples.uri!r} split {config.split!r}"
+    features = set(example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records).schema.names)
+    for role, key in [("label_key", config.label_key)] + [("slicing_feature_keys", k)
+                                                          for k in config.slicing_feature_keys]:
+        if key not in features:
+            raise fail(f"{role} {key!r} is not a feature of the first {len(records)} examples of {source}; "
+                        f"features present: {sorted(features)}. Pass one of them")
+    saved_model_dir = path_utils.serving_model_path(model.uri)
+    try:
+        signature_name, specs = dense_signature_specs(saved_model_dir, config.signature_name)
+    except (OSError, ValueError) as e:
+        raise fail(f"model artifact {model.uri!r} (id {model.id}): {e}") from e
+    tflite_path, quant_runner = _load_tflite(quantized_model)
+    float_shapes = {s.name: s.example_dims for s in specs}
+    quant_shapes = {s.name: s.example_dims for s in quant_runner.input_specs}
+    if float_shapes != quant_shapes:
+        raise fail(f"signature mismatch: the float model's {signature_name!r} takes {float_shapes} but the "
+                    f"quantized model ({tflite_path}) takes {quant_shapes} (name: per-example shape). Quantize the "
+                    "same signature (the Quantizer's signature_name) or pass it here as signature_name")
+    float_runner = SavedModelRunner(saved_model_dir, signature_name)
+    parsed = parse_examples(records, specs, config.label_key, (), source)
+    float_output = _pick_output(float_runner.output_names, f"float model's {signature_name!r} signature")
+    quant_output = _pick_output(quant_runner.output_names, f"quantized model {tflite_path}")
+    float_width = single_output(float_runner.predict(parsed.inputs), float_output).shape[1]
+    quant_width = single_output(quant_runner.predict(parsed.inputs), quant_output).shape[1]
+    if float_width != quant_width:
+        raise fail(f"signature mismatch: the float model gives {float_width} values per example "
+                    f"({float_output!r}) but the quantized model gives {quant_width} ({quant_output!r}); quantize "
+                    "the float model this evaluator is given")
+    if config.thresholds.metric == "auc" and float_width > 2:
+        raise fail(f"metric='auc' needs a binary classifier (1 or 2 outputs per example); the model gives "
+                    f"{float_width}: use metric='accuracy'")
+    if config.thresholds.info.task == REGRESSION and float_width != 1:
+        raise fail(f"metric={config.thresholds.metric!r} is a regression metric and needs one prediction per "
+                    f"example; the model gives {float_width}: use metric='accuracy' or 'auc'")
+    return EvaluationPlan(patterns=patterns, source=source, saved_model_dir=saved_model_dir,
+                          signature_name=signature_name, specs=specs, tflite_path=tflite_path,
+                          float_output=float_output, quant_output=quant_output,
+                          sample_inputs=parsed.inputs, float_runner=float_runner, quant_runner=quant_runner)
+
+

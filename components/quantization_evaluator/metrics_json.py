@@ -1,0 +1,107 @@
+"""``metrics.json``: the per-slice results of the Beam run, the sizes and latencies, assembled and gated."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from tfx.dsl.io import fileio
+from tfx.types import Artifact
+
+from components.quantization_evaluator.checks import EvaluationPlan, fail
+from components.quantization_evaluator.config import EvaluatorConfig
+from components.quantization_evaluator.gate import (
+    CLASSIFICATION,
+    GateInputs,
+    GateResult,
+    SliceValues,
+    Thresholds,
+    degradation,
+    gate,
+)
+from components.quantization_evaluator.inference import Latency
+from components.quantization_evaluator.metrics import OVERALL, SliceKey, slice_name
+from components.shared import properties
+from components.shared.strict_json import json_safe
+
+SCHEMA_VERSION = 1
+
+
+def _size_bytes(artifact: Artifact, name: str, fallback_path: str | None = None) -> int | None:
+    if artifact.has_custom_property(name):
+        return int(artifact.get_int_custom_property(name))
+    return int(fileio.stat(fallback_path).length) if fallback_path else None
+
+
+def _slice_entry(key: SliceKey, values: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
+    metric = thresholds.metric
+    float_value, quant_value = values["float"].get(metric), values["quantized"].get(metric)
+    delta = None
+    if float_value is not None and quant_value is not None:
+        delta = degradation(float_value, quant_value, thresholds.info, thresholds.delta_type)
+    entry = {"feature": key[0], "value": key[1]} if key != OVERALL else {}
+    return {**entry, **values, "delta": delta}
+
+
+def _slice_values(name: str, entry: dict[str, Any], metric: str) -> SliceValues:
+    def number(v: float | None) -> float:
+        return math.nan if v is None else float(v)
+
+    return SliceValues(name, entry["num_examples"], number(entry["float"].get(metric)),
+                       number(entry["quantized"].get(metric)))
+
+
+def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConfig, plan: EvaluationPlan,
+                  model: Artifact, quantized_model: Artifact, latency: dict[str, Latency]) -> tuple[dict, GateResult]:
+    """Assembles ``metrics.json`` (schema in the README) and decides the gate."""
+    thresholds = config.thresholds
+    if OVERALL not in results:  # the split's files held no record that reached the combiner
+        raise fail(f"{plan.source} produced no predictions; pass a split that has examples")
+    overall = _slice_entry(OVERALL, results[OVERALL], thresholds)
+    slices, skipped = [], []
+    for key in sorted(k for k in results if k != OVERALL):
+        entry = _slice_entry(key, results[key], thresholds)
+        if entry["num_examples"] >= thresholds.min_slice_size:
+            slices.append(entry)
+        else:
+            skipped.append({"feature": key[0], "value": key[1], "num_examples": entry["num_examples"]})
+    sizes = {"float_bytes": _size_bytes(quantized_model, properties.FLOAT_SIZE_BYTES),
+             "quantized_bytes": _size_bytes(quantized_model, properties.SIZE_BYTES, plan.tflite_path)}
+    verdict = gate(GateInputs(
+        overall=_slice_values("overall", overall, thresholds.metric),
+        slices=[_slice_values(slice_name((s["feature"], s["value"])), s, thresholds.metric) for s in slices],
+        agreement=overall["agreement"] if thresholds.info.task == CLASSIFICATION else None,
+        nonfinite_predictions=overall["nonfinite"],
+        missing_predictions=overall["missing"],
+        model_bytes=sizes["quantized_bytes"],
+        latency_p95_ms=latency["quantized"].p95_ms,
+    ), thresholds)
+    metrics = {
+        "schema_version": SCHEMA_VERSION,
+        "metric": thresholds.metric,
+        "task": thresholds.info.task,
+        "higher_is_better": thresholds.info.higher_is_better,
+        "split": config.split,
+        "label_key": config.label_key,
+        "slicing_feature_keys": list(config.slicing_feature_keys),
+        "models": {
+            "float": {"id": model.id, "uri": model.uri, "signature_name": plan.signature_name,
+                      "output": plan.float_output},
+            "quantized": {"id": quantized_model.id, "uri": quantized_model.uri, "path": plan.tflite_path,
+                          "output": plan.quant_output,
+                          "quantization_mode": quantized_model.get_string_custom_property(properties.QUANTIZATION_MODE) or None,
+                          "sha256": quantized_model.get_string_custom_property(properties.SHA256) or None},
+        },
+        "overall": overall,
+        "slices": slices,
+        "skipped_slices": skipped,
+        "latency_ms": {name: dataclasses.asdict(value) for name, value in latency.items()},
+        "sizes": sizes,
+        "thresholds": dataclasses.asdict(thresholds),
+        "verdict": {"blessed": verdict.blessed, "reason": verdict.reason, "reasons": verdict.reasons,
+                    "delta": verdict.delta, "threshold": verdict.threshold},
+    }
+    return json_safe(metrics), verdict
+
+

@@ -1,0 +1,64 @@
+"""Publishing the QuantizationEvaluator's outputs: the evaluation's files, the blessing's marker, the properties."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+from tfx.components.evaluator import constants as evaluator_constants
+from tfx.dsl.io import fileio
+from tfx.types import Artifact
+
+from components.quantization_evaluator import report
+from components.quantization_evaluator.gate import GateResult
+from components.shared import properties
+
+
+def write_evaluation_files(staging_dir: str, metrics: dict[str, Any]) -> None:
+    """Writes ``metrics.json`` and ``report.html`` into the evaluation's staging folder (see ``staged_output``)."""
+    for name, content in ((properties.METRICS_FILENAME, json.dumps(metrics, indent=2, sort_keys=True)),
+                          (properties.EVALUATION_REPORT_FILENAME, report.render_html(metrics))):
+        with fileio.open(os.path.join(staging_dir, name), "w") as f:
+            f.write(content)
+
+
+def write_blessing_marker(blessing_uri: str, verdict: GateResult) -> None:
+    """The blessing's ``BLESSED`` / ``NOT_BLESSED`` file, as TFX's Evaluator writes it."""
+    marker = evaluator_constants.BLESSED_FILE_NAME if verdict.blessed else evaluator_constants.NOT_BLESSED_FILE_NAME
+    fileio.makedirs(blessing_uri)
+    with fileio.open(os.path.join(blessing_uri, marker), "w") as f:
+        f.write("")
+
+
+def set_properties(evaluation: Artifact, blessing: Artifact, metrics: dict[str, Any], verdict: GateResult,
+                   quantized_model: Artifact) -> None:
+    """The numbers people gate on, as custom properties (MLMD, Vertex and KFP show them; the stock Pusher and
+    ``LatestBlessedModelStrategy`` read ``blessed`` and ``current_model_id``, as TFX's Evaluator writes them)."""
+    delta = math.nan if verdict.delta is None else verdict.delta
+    blessing.set_int_custom_property(properties.BLESSED, int(verdict.blessed))
+    blessing.set_string_custom_property(properties.CURRENT_MODEL_URI, quantized_model.uri)
+    blessing.set_int_custom_property(properties.CURRENT_MODEL_ID, quantized_model.id)
+    metric = metrics["metric"]
+    overall = metrics["overall"]
+    for artifact in (blessing, evaluation):
+        artifact.set_string_custom_property(properties.REASON, verdict.reason)
+        artifact.set_float_custom_property(properties.DELTA, delta)
+        artifact.set_float_custom_property(properties.THRESHOLD, verdict.threshold)
+        artifact.set_string_custom_property(properties.METRIC, metric)
+        artifact.set_string_custom_property(properties.DELTA_TYPE, metrics["thresholds"]["delta_type"])
+    for name, value in ((properties.float_metric(metric), overall["float"].get(metric)),
+                        (properties.quantized_metric(metric), overall["quantized"].get(metric)),
+                        (properties.AGREEMENT, overall["agreement"]),
+                        (properties.QUANTIZED_LATENCY_P95_MS, metrics["latency_ms"]["quantized"]["p95_ms"]),
+                        (properties.FLOAT_LATENCY_P95_MS, metrics["latency_ms"]["float"]["p95_ms"])):
+        evaluation.set_float_custom_property(name, math.nan if value is None else value)
+    evaluation.set_int_custom_property(properties.BLESSED, int(verdict.blessed))
+    evaluation.set_int_custom_property(properties.NUM_EXAMPLES, overall["num_examples"])
+    if metrics["sizes"]["quantized_bytes"] is not None:
+        evaluation.set_int_custom_property(properties.QUANTIZED_SIZE_BYTES, metrics["sizes"]["quantized_bytes"])
+    evaluation.set_string_custom_property(properties.REPORT_PATH,
+                                          os.path.join(evaluation.uri, properties.EVALUATION_REPORT_FILENAME))
+    evaluation.set_string_custom_property(properties.METRICS_PATH,
+                                          os.path.join(evaluation.uri, properties.METRICS_FILENAME))

@@ -1,0 +1,56 @@
+"""The QuantizationEvaluator's keys and spec, as data: the component builds it, the executor reads by these keys."""
+
+from __future__ import annotations
+
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.shared import properties
+from components.types import QuantizationEvaluation
+
+MODEL_KEY = properties.MODEL_KEY
+QUANTIZED_MODEL_KEY = "quantized_model"
+EXAMPLES_KEY = properties.EXAMPLES_KEY
+EVALUATION_KEY = properties.EVALUATION_KEY
+BLESSING_KEY = "blessing"
+LABEL_KEY_KEY = "label_key"
+SPLIT_KEY = "split"
+METRIC_KEY = "metric"
+MAX_DELTA_KEY = "max_delta"
+DELTA_TYPE_KEY = "delta_type"
+# A JSON list: Kubeflow v2 carries execution parameters as strings, ints and doubles only.
+SLICING_FEATURE_KEYS_KEY = "slicing_feature_keys"
+MIN_SLICE_SIZE_KEY = "min_slice_size"
+MAX_SLICE_DELTA_KEY = "max_slice_delta"
+MIN_AGREEMENT_KEY = "min_agreement"
+MAX_MODEL_BYTES_KEY = "max_model_bytes"
+MAX_LATENCY_MS_KEY = "max_latency_ms"
+SIGNATURE_NAME_KEY = "signature_name"
+
+
+class QuantizationEvaluatorSpec(ComponentSpec):
+    """Inputs, parameters and outputs of QuantizationEvaluator."""
+
+    PARAMETERS = {
+        LABEL_KEY_KEY: ExecutionParameter(type=str),
+        SPLIT_KEY: ExecutionParameter(type=str),
+        METRIC_KEY: ExecutionParameter(type=str),
+        MAX_DELTA_KEY: ExecutionParameter(type=float),
+        DELTA_TYPE_KEY: ExecutionParameter(type=str),
+        SLICING_FEATURE_KEYS_KEY: ExecutionParameter(type=str),
+        MIN_SLICE_SIZE_KEY: ExecutionParameter(type=int),
+        MAX_SLICE_DELTA_KEY: ExecutionParameter(type=float, optional=True),
+        MIN_AGREEMENT_KEY: ExecutionParameter(type=float, optional=True),
+        MAX_MODEL_BYTES_KEY: ExecutionParameter(type=int, optional=True),
+        MAX_LATENCY_MS_KEY: ExecutionParameter(type=float, optional=True),
+        SIGNATURE_NAME_KEY: ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        QUANTIZED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+    }
+    OUTPUTS = {
+        EVALUATION_KEY: ChannelParameter(type=QuantizationEvaluation),
+        BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+    }

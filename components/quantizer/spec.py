@@ -1,0 +1,39 @@
+"""The Quantizer's keys and spec, as data: the component builds it, the executor reads by these keys."""
+
+from __future__ import annotations
+
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.shared import properties
+from components.types import RepresentativeDataset
+
+MODEL_KEY = properties.MODEL_KEY
+REPRESENTATIVE_DATASET_KEY = properties.REPRESENTATIVE_DATASET_KEY
+QUANTIZED_MODEL_KEY = "quantized_model"
+MODE_KEY = "mode"
+ENGINE_KEY = "engine"
+SIGNATURE_NAME_KEY = "signature_name"
+IO_DTYPE_KEY = "io_dtype"
+DENYLISTED_OPS_KEY = "denylisted_ops"  # a JSON list: execution properties are int, float or string
+ALLOW_FLOAT_FALLBACK_KEY = "allow_float_fallback"  # int 0/1, for the same reason
+
+
+class QuantizerSpec(ComponentSpec):
+    """Inputs, parameters and output of the Quantizer."""
+
+    PARAMETERS = {
+        MODE_KEY: ExecutionParameter(type=str),
+        ENGINE_KEY: ExecutionParameter(type=str),
+        SIGNATURE_NAME_KEY: ExecutionParameter(type=str, optional=True),
+        IO_DTYPE_KEY: ExecutionParameter(type=str, optional=True),
+        DENYLISTED_OPS_KEY: ExecutionParameter(type=str),
+        ALLOW_FLOAT_FALLBACK_KEY: ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
+    }
+    OUTPUTS = {
+        QUANTIZED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+    }

@@ -1,0 +1,40 @@
+"""RepresentativeDatasetGen's keys and spec, as data: the component builds it, the executor reads by these keys."""
+
+from __future__ import annotations
+
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.shared import properties
+from components.types import RepresentativeDataset
+
+EXAMPLES_KEY = properties.EXAMPLES_KEY
+SCHEMA_KEY = "schema"
+REPRESENTATIVE_DATASET_KEY = properties.REPRESENTATIVE_DATASET_KEY
+SPLIT_KEY = "split"
+NUM_EXAMPLES_KEY = "num_examples"
+STRATEGY_KEY = "strategy"
+LABEL_KEY_KEY = "label_key"
+SEED_KEY = "seed"
+# An int, not a bool: MLMD stores execution properties as int, double or string.
+ALLOW_EVAL_SPLIT_KEY = "allow_eval_split"
+
+
+class RepresentativeDatasetGenSpec(ComponentSpec):
+    """Inputs, parameters and output of RepresentativeDatasetGen."""
+
+    PARAMETERS = {
+        SPLIT_KEY: ExecutionParameter(type=str),
+        NUM_EXAMPLES_KEY: ExecutionParameter(type=int),
+        STRATEGY_KEY: ExecutionParameter(type=str),
+        LABEL_KEY_KEY: ExecutionParameter(type=str, optional=True),
+        SEED_KEY: ExecutionParameter(type=int),
+        ALLOW_EVAL_SPLIT_KEY: ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema, optional=True),
+    }
+    OUTPUTS = {
+        REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset),
+    }

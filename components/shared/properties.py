@@ -1,0 +1,85 @@
+"""Every name one quantgate component (or the lineage CLI) writes and another reads, defined once.
+
+Custom-property names of the output artifacts, the files inside them, and the channel keys the lineage walk
+follows. Plain strings only, importable without TensorFlow or TFX: the lineage CLI stays a one-second command.
+The few names TFX itself defines (``blessed``, ``current_model_id``, ``pushed`` ...) are repeated here for that
+reason; ``tests/components/shared/test_properties.py`` checks they still equal TFX's.
+"""
+
+from __future__ import annotations
+
+# --- properties several artifacts carry --------------------------------------------------------------------------
+SHA256 = "sha256"  # of the artifact's main file: the sample's TFRecord, the model.tflite, the pushed model
+REASON = "reason"  # why the verdict (blessing, evaluation) or the push (pushed model) went as it did
+REPORT_PATH = "report_path"  # the human-readable report (the UIs show properties, not HTML)
+NUM_EXAMPLES = "num_examples"
+LABEL_KEY = "label_key"
+
+# --- RepresentativeDatasetGen: components.RepresentativeDataset ------------------------------------------------
+REPRESENTATIVE_DATA_FILENAME = "data.tfrecord.gz"
+REPRESENTATIVE_MANIFEST_FILENAME = "manifest.json"
+STRATEGY = "strategy"
+SEED = "seed"
+SPLIT = "split"
+NUM_EXAMPLES_REQUESTED = "num_examples_requested"
+SOURCE_NUM_EXAMPLES = "source_num_examples"
+SOURCE_EXAMPLES_ID = "source_examples_id"
+
+# --- Quantizer: the quantized Model ------------------------------------------------------------------------------
+SERVING_DIR = "Format-Serving"  # tfx.utils.path_utils' serving model folder, which the stock Pusher copies
+TFLITE_FILENAME = "model.tflite"
+TFMA_TFLITE_FILENAME = "tflite"  # TFMA's Evaluator with model_type='tf_lite' reads exactly <serving dir>/tflite
+QUANTIZATION_REPORT_FILENAME = "quantization_report.json"
+QUANTIZATION_MODE = "quantization_mode"
+ENGINE = "engine"
+SIGNATURE_NAME = "signature_name"
+IO_DTYPE = "io_dtype"
+SIZE_BYTES = "size_bytes"
+FLOAT_SIZE_BYTES = "float_size_bytes"
+FLOAT_OP_COUNT = "float_op_count"
+COARSE_INPUT_COUNT = "coarse_input_count"
+
+# --- QuantizationEvaluator: the ModelBlessing and components.QuantizationEvaluation -----------------------------
+METRICS_FILENAME = "metrics.json"
+EVALUATION_REPORT_FILENAME = "report.html"
+BLESSED = "blessed"  # = tfx.components.evaluator.constants.ARTIFACT_PROPERTY_BLESSED_KEY
+CURRENT_MODEL_ID = "current_model_id"  # = ...ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY
+CURRENT_MODEL_URI = "current_model"  # = ...ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY
+METRIC = "metric"
+DELTA = "delta"
+DELTA_TYPE = "delta_type"
+THRESHOLD = "threshold"
+AGREEMENT = "agreement"
+QUANTIZED_SIZE_BYTES = "quantized_size_bytes"
+FLOAT_LATENCY_P95_MS = "float_latency_p95_ms"
+QUANTIZED_LATENCY_P95_MS = "quantized_latency_p95_ms"
+METRICS_PATH = "metrics_path"
+# On the blessing: the sha256 of the model.tflite bytes the verdict was computed on; the pusher pushes only those.
+EVALUATED_SHA256 = "evaluated_sha256"
+
+
+def float_metric(metric: str) -> str:
+    """The evaluation's property holding the float model's value of ``metric`` (e.g. ``float_accuracy``)."""
+    return f"float_{metric}"
+
+
+def quantized_metric(metric: str) -> str:
+    """The evaluation's property holding the quantized model's value of ``metric``."""
+    return f"quantized_{metric}"
+
+
+# --- QuantizedModelPusher: the PushedModel and the pushed version ------------------------------------------------
+PUSH_MANIFEST_FILENAME = "manifest.json"
+PUSHED = "pushed"  # = the stock Pusher's _PUSHED_KEY (1 pushed, 0 not)
+PUSHED_DESTINATION = "pushed_destination"
+PUSHED_VERSION = "pushed_version"
+
+# --- channel keys the lineage walk follows (input keys of the pusher and the Quantizer) --------------------------
+MODEL_KEY = "model"  # = tfx.types.standard_component_specs.MODEL_KEY
+MODEL_BLESSING_KEY = "model_blessing"  # = ...MODEL_BLESSING_KEY
+PUSHED_MODEL_KEY = "pushed_model"  # = ...PUSHED_MODEL_KEY
+EXAMPLES_KEY = "examples"  # = ...EXAMPLES_KEY
+FLOAT_BLESSING_KEY = "float_blessing"
+FLOAT_MODEL_KEY = "float_model"
+REPRESENTATIVE_DATASET_KEY = "representative_dataset"
+EVALUATION_KEY = "evaluation"

@@ -1,0 +1,82 @@
+"""Lineage answers as text: the end-of-run summary table, the chain of a pushed model, the refusals of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.shared import properties
+
+# The properties worth a glance, by artifact type, in the text rendering (JSON carries them all).
+SHOWN_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "PushedModel": (properties.PUSHED, properties.PUSHED_VERSION, properties.PUSHED_DESTINATION,
+                    properties.SHA256, properties.REASON),
+    "ModelBlessing": (properties.BLESSED, properties.METRIC, properties.DELTA_TYPE, properties.DELTA,
+                      properties.THRESHOLD, properties.REASON, properties.CURRENT_MODEL_ID),
+    "Model": (properties.QUANTIZATION_MODE, properties.ENGINE, properties.SIZE_BYTES, properties.FLOAT_SIZE_BYTES,
+              properties.SHA256),
+    "components.RepresentativeDataset": (properties.SEED, properties.NUM_EXAMPLES, properties.STRATEGY,
+                                         properties.SPLIT, properties.SHA256),
+    "Examples": ("span", "split_names"),  # ExampleGen's own PROPERTIES
+}
+
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _size(value: Any) -> str:
+    return "n/a" if value is None else f"{value:,} bytes"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The end-of-run table of ``run_summary``."""
+    mode = summary["quantization_mode"] or "quantized"
+    metric = summary["metric"] or "metric"
+    outcome = ("pushed to", summary["pushed_destination"]) if summary["pushed"] else ("not pushed", summary["reason"])
+    rows = [
+        (f"float {metric}", _number(summary["float_metric"])),
+        (f"{mode} {metric}", _number(summary["quantized_metric"])),
+        ("delta", _number(summary["delta"])),
+        ("threshold", _number(summary["threshold"])),
+        ("float size", _size(summary["float_size_bytes"])),
+        (f"{mode} size", _size(summary["quantized_size_bytes"])),
+        ("verdict", summary["verdict"]),
+        outcome,
+    ]
+    width = max(len(name) for name, _ in rows)
+    rule = "-" * min(100, width + 3 + max(len(str(value)) for _, value in rows))
+    lines = [f"quantgate summary, run {summary['run_id']}", rule]
+    lines += [f"{name:<{width}} | {value}" for name, value in rows]
+    return "\n".join([*lines, rule])
+
+
+def _shown(artifact: dict[str, Any]) -> str:
+    keys = SHOWN_PROPERTIES.get(artifact["type"], ())
+    values = [f"{k}={artifact['properties'][k]}" for k in keys if k in artifact["properties"]]
+    return " ".join(values)
+
+
+def format_chain(result: dict[str, Any]) -> str:
+    """The chain of ``pushed_chain`` as text, one artifact and its producer per entry."""
+    lines = []
+    for entry in result["chain"]:
+        artifact, execution = entry["artifact"], entry["producer"]
+        lines.append(f"{entry['role']:<23} #{artifact['id']} {artifact['type']}  {_shown(artifact)}".rstrip())
+        lines.append(f"{'':<23} uri {artifact['uri']}")
+        if execution:
+            lines.append(f"{'':<23} by {execution['component_id']} (execution #{execution['id']}, "
+                         f"{execution['state']}, run {execution['run_id']}, {execution['finished']})")
+    return "\n".join(lines)
+
+
+def format_why_not(result: dict[str, Any]) -> str:
+    """The refusals of ``why_not`` as text."""
+    lines = [f"pipeline run {result['run_id']} pushed nothing:"]
+    for refusal in result["refused"]:
+        pusher, pushed = refusal["pusher"], refusal["pushed_model"]
+        lines.append(f"  {pusher['component_id']} (execution #{pusher['id']}): "
+                     f"{pushed['properties'].get(properties.REASON) or 'not blessed'}")
+        for blessing in refusal["blessings"]:
+            lines.append(f"    blessing #{blessing['id']}: {_shown(blessing)}")
+    return "\n".join(lines)
