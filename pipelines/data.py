@@ -1,9 +1,16 @@
-"""Demo data that ships in a package: the Palmer penguins, written as the CSV that CsvExampleGen reads."""
+"""Demo data that ships in a package: the Palmer penguins, written as the CSV that CsvExampleGen reads.
+
+The CSV is written only when its content changes. TFX fingerprints an ExampleGen's input files by size and mtime,
+so rewriting identical bytes would still make ``CsvExampleGen`` and everything downstream re-execute on every
+``make demo``; keeping the file (and its mtime) untouched lets a re-run resume entirely from the cache.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
 
 import palmerpenguins
 
@@ -11,6 +18,23 @@ from pipelines.models.penguin.penguin_trainer import FEATURE_KEYS, LABEL_KEY
 
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 SLICE_KEYS = ("island", "sex")
+CSV_NAME = "penguins.csv"
+
+
+def render_penguins_csv() -> tuple[bytes, int]:
+    """The CSV's bytes and its number of rows (the penguins with complete rows)."""
+    frame = palmerpenguins.load_penguins().dropna()
+    frame = frame.assign(**{LABEL_KEY: frame[LABEL_KEY].map(SPECIES.index)})
+    frame = frame[[LABEL_KEY, *SLICE_KEYS, *FEATURE_KEYS]].astype({k: "float64" for k in FEATURE_KEYS})
+    return frame.to_csv(index=False, float_format="%.1f", lineterminator="\n").encode(), len(frame)
+
+
+def _sha256_of_file(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def write_penguins_csv(data_root: str) -> str:
@@ -18,12 +42,29 @@ def write_penguins_csv(data_root: str) -> str:
 
     The label is the species index (``SPECIES``); numeric features are written as floats so that
     SchemaGen infers FLOAT for all of them; ``island`` and ``sex`` are kept as strings for slicing.
+
+    An existing file with the same sha256 is kept as it is, mtime included, so that TFX's cache holds; otherwise
+    the new content replaces it atomically (a temporary file in the same folder, then ``os.replace``).
     """
-    frame = palmerpenguins.load_penguins().dropna()
-    frame = frame.assign(**{LABEL_KEY: frame[LABEL_KEY].map(SPECIES.index)})
-    frame = frame[[LABEL_KEY, *SLICE_KEYS, *FEATURE_KEYS]].astype({k: "float64" for k in FEATURE_KEYS})
+    content, rows = render_penguins_csv()
     os.makedirs(data_root, exist_ok=True)
-    path = os.path.join(data_root, "penguins.csv")
-    frame.to_csv(path, index=False, float_format="%.1f")
-    logging.info("wrote %d penguins to %s", len(frame), path)
+    path = os.path.join(data_root, CSV_NAME)
+    if _sha256_of_file(path) == hashlib.sha256(content).hexdigest():
+        logging.info("unchanged, kept %s (%d penguins; mtime untouched so TFX's cache holds)", path, rows)
+        return path
+    fd, temp = tempfile.mkstemp(dir=data_root, prefix=f".{CSV_NAME}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp, 0o644)  # mkstemp creates 0600; the CSV stays readable as before
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.remove(temp)
+        except FileNotFoundError:
+            pass
+        raise
+    logging.info("wrote %d penguins to %s", rows, path)
     return path

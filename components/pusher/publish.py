@@ -9,6 +9,12 @@ file systems. (Object stores such as GCS have no atomic directory rename; there,
 A push is identified by its ``push_key`` (the MLMD ids of the model and blessings, and the model's sha256). A
 re-run of the same push finds its version through the key in ``manifest.json`` and publishes nothing new; it also
 removes staging directories that an earlier, killed attempt of the same push left behind.
+
+Clean-up never follows a symbolic link: a link found where a staging folder would be is unlinked itself, and links
+inside a staging folder are removed, not descended into (for local paths; object stores have no links). A push
+destination that is a dangling link, a link to a file, or a file is refused with a ``ValueError`` saying what to
+fix. A write that fails (read-only or full destination) raises ``PushDestinationError`` naming the destination,
+after removing the staging folder it created, so nothing partial is left.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -24,11 +32,17 @@ from typing import Any
 
 from tfx.dsl.io import fileio
 
-MODEL_FILE = "model.tflite"
-MANIFEST_FILE = "manifest.json"
+from components.shared import properties
+
+MODEL_FILE = properties.TFLITE_FILENAME
+MANIFEST_FILE = properties.PUSH_MANIFEST_FILENAME
 STAGING_PREFIX = ".staging-"
 
 log = logging.getLogger(__name__)
+
+
+class PushDestinationError(OSError):
+    """The push destination could not be written (read-only, full, vanished...); the message names it."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +93,67 @@ def find_published(base_dir: str, push_key: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _local_path(uri: str) -> str | None:
+    """The POSIX path of a local URI (no scheme, or ``file://``); ``None`` for object stores, which have no links."""
+    if uri.startswith("file://"):
+        return uri[len("file://"):]
+    return None if "://" in uri else uri
+
+
+def _remove(path: str) -> None:
+    """Removes a file, a folder tree or a symbolic link, never following a link (a link is unlinked itself)."""
+    local = _local_path(path)
+    if local is None:
+        if fileio.isdir(path):
+            fileio.rmtree(path)
+        else:
+            fileio.remove(path)
+        return
+    try:
+        if os.path.islink(local.rstrip("/")) or not os.path.isdir(local):
+            os.remove(local)
+        else:
+            shutil.rmtree(local)  # unlinks links found inside the tree, does not descend into them
+    except FileNotFoundError:
+        pass  # already gone
+
+
 def _remove_stale_staging(base_dir: str, digest: str) -> None:
     for name in fileio.listdir(base_dir):
         name = name.rstrip("/")
         if name.startswith(f"{STAGING_PREFIX}{digest}-"):
-            log.warning("removing %s, left by an earlier attempt of this push that did not finish", name)
-            fileio.rmtree(_join(base_dir, name))
+            path = _join(base_dir, name)
+            local = _local_path(path)
+            if local is not None and os.path.islink(local):
+                log.warning("removing the symbolic link %s (to %s) where a staging folder of this push would be; "
+                            "its target is left alone", path, os.readlink(local))
+            else:
+                log.warning("removing %s, left by an earlier attempt of this push that did not finish", name)
+            _remove(path)
+
+
+def _check_destination(base_dir: str) -> None:
+    """Refuses a destination that cannot hold versions: a dangling link, a link to a non-folder, a file."""
+    local = _local_path(base_dir)
+    local = local.rstrip("/") or "/" if local is not None else None  # "link/" would be read through the link
+    if local is not None and os.path.islink(local):
+        target = os.path.realpath(local)
+        if not os.path.exists(local):
+            raise ValueError(f"QuantizedModelPusher: push destination {base_dir} is a symlink to {target}, which "
+                             f"does not exist; create {target} or point base_directory elsewhere")
+        if not os.path.isdir(local):
+            raise ValueError(f"QuantizedModelPusher: push destination {base_dir} is a symlink to {target}, which "
+                             f"is not a directory; point base_directory at a directory")
+        return  # a link to a folder: versions are published into the folder
+    if fileio.exists(base_dir) and not fileio.isdir(base_dir):
+        raise ValueError(f"QuantizedModelPusher: push destination {base_dir} exists and is a file, not a "
+                         f"directory; remove it or point base_directory elsewhere")
+
+
+def _destination_error(base_dir: str, doing: str, cause: BaseException) -> PushDestinationError:
+    return PushDestinationError(
+        f"QuantizedModelPusher: could not {doing} in push destination {base_dir}: {cause or type(cause).__name__}; "
+        f"check that it is writable and has free space (nothing was published)")
 
 
 def _next_version(base_dir: str, now: float) -> int:
@@ -113,36 +182,63 @@ def publish(
         atomicity test uses it to kill the process at the worst moment.
       clock: seconds since the epoch, for version names.
     """
-    fileio.makedirs(base_dir)
+    _check_destination(base_dir)
+    try:
+        fileio.makedirs(base_dir)
+    except Exception as e:  # the plugins raise OSError or tf.errors.OpError
+        raise PushDestinationError(
+            f"QuantizedModelPusher: could not create push destination {base_dir}: {e or type(e).__name__}; "
+            f"check that its parent folders exist and are writable") from e
     existing = find_published(base_dir, push_key)
     if existing is not None:
         log.info("version %s of %s already holds this push (same model and blessings): not publishing again",
                  existing, base_dir)
         return Published(existing, _join(base_dir, existing), reused=True)
     digest = _key_digest(push_key)
-    _remove_stale_staging(base_dir, digest)
+    try:
+        _remove_stale_staging(base_dir, digest)
+    except Exception as e:
+        raise _destination_error(base_dir, "remove the staging folder an earlier attempt left", e) from e
     staging = _join(base_dir, f"{STAGING_PREFIX}{digest}-{uuid.uuid4().hex}")
-    fileio.makedirs(staging)
-    with fileio.open(_join(staging, MODEL_FILE), "wb") as f:
-        f.write(model_bytes)
-    version = _next_version(base_dir, clock())
-    while True:
-        # The manifest goes last: on stores without atomic rename its presence marks a complete version.
-        content = {**manifest, "version": str(version), "push_key": dict(push_key)}
-        with fileio.open(_join(staging, MANIFEST_FILE), "w") as f:
-            json.dump(content, f, indent=2, sort_keys=True)
-        if on_staged is not None:
-            on_staged(staging)
-        final = _join(base_dir, str(version))
-        if not fileio.exists(final):
+    try:
+        try:
+            fileio.makedirs(staging)
+            with fileio.open(_join(staging, MODEL_FILE), "wb") as f:
+                f.write(model_bytes)
+        except Exception as e:
+            raise _destination_error(base_dir, f"write {MODEL_FILE} into {staging}", e) from e
+        version = _next_version(base_dir, clock())
+        while True:
+            # The manifest goes last: on stores without atomic rename its presence marks a complete version.
+            # Serialized first, so that a manifest that is not JSON is not reported as a destination error.
+            text = json.dumps({**manifest, "version": str(version), "push_key": dict(push_key)},
+                              indent=2, sort_keys=True)
             try:
-                fileio.rename(staging, final)
-                break
-            except Exception:  # the plugins raise OSError or tf.errors.OpError; only a lost race is ours to handle
-                if not fileio.exists(final):
-                    raise
-        # Another pusher took this version name between our check and the rename: take the next one.
-        log.info("version %s of %s was taken concurrently; trying %s", version, base_dir, version + 1)
-        version += 1
+                with fileio.open(_join(staging, MANIFEST_FILE), "w") as f:
+                    f.write(text)
+            except Exception as e:
+                raise _destination_error(base_dir, f"write {MANIFEST_FILE} into {staging}", e) from e
+            if on_staged is not None:
+                on_staged(staging)
+            final = _join(base_dir, str(version))
+            if not fileio.exists(final):
+                try:
+                    fileio.rename(staging, final)
+                    break
+                except Exception as e:  # the plugins raise OSError or tf.errors.OpError
+                    if not fileio.exists(final):  # only a lost race is ours to handle
+                        raise _destination_error(base_dir, f"rename {staging} to {final}", e) from e
+            # Another pusher took this version name between our check and the rename: take the next one.
+            log.info("version %s of %s was taken concurrently; trying %s", version, base_dir, version + 1)
+            version += 1
+    except BaseException:
+        # Leave nothing partial: the staging folder we created goes (the next attempt would remove it anyway).
+        try:
+            if _local_path(staging) is not None or fileio.exists(staging):
+                _remove(staging)
+        except Exception as cleanup:
+            log.warning("could not remove %s after the failed push (%s); the next attempt of this push will",
+                        staging, cleanup)
+        raise
     log.info("published %d bytes of model and its manifest as %s", len(model_bytes), final)
     return Published(str(version), final, reused=False)
