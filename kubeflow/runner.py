@@ -4,6 +4,8 @@
 an Artifact Registry image of ``your-project``) into ``out/kubeflow/pipeline.json``; override them with the flags.
 Compiling never touches the pipeline root: the Trainer imports its ``run_fn`` from the image instead of a wheel
 uploaded at compile time (pass ``--module-file`` for TFX's wheel packaging). ML Metadata is the platform's.
+Local paths (``--pipeline-root``, ``--data-root``, ``--module-file``, ``--set push_destination=...``) are made absolute
+when compiling: every task runs from its own folder, where a relative path would point somewhere else.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ DEFAULT_IMAGE = "us-central1-docker.pkg.dev/your-project/quantgate/quantgate:lat
 DEFAULT_OUTPUT_DIR = os.path.join("out", "kubeflow")
 PENGUIN_RUN_FN = "pipelines.models.penguin.penguin_trainer.run_fn"
 BEAM_RUNNERS = ("DirectRunner", "DataflowRunner")
+# A location with a scheme (gs://, s3://, hdfs://, minio://, file://, ...) is left as it is; anything else is a local path.
+URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# create_pipeline parameters (reachable with --set) that hold a location.
+LOCATION_KWARGS = ("push_destination",)
 # create_pipeline parameters that have their own flag (or belong to the platform) and cannot be --set.
 _RESERVED_KWARGS = frozenset({"pipeline_name", "pipeline_root", "data_root", "module_file", "trainer_run_fn",
                               "beam_pipeline_args", "metadata_connection_config", "enable_cache"})
@@ -72,6 +78,36 @@ def validate_pipeline_name(name: str) -> str:
     raise ValueError(
         f"--pipeline-name {name!r} is not a valid Kubeflow / Vertex AI pipeline name: use only lowercase letters, "
         f"digits and '-', starting with a letter or digit, at most 128 characters (e.g. {suggestion!r})"
+    )
+
+
+def absolute_location(location: str, flag: str) -> str:
+    """``location`` as the tasks need it: a URI unchanged, a local path made absolute (and logged when it changes).
+
+    The compiled spec is read by containers that each run from their own working directory (the pod's, or a task
+    folder under ``spec_runner.py``), so a relative path such as ``out/demo/data`` would not find the data.
+    """
+    if URI_RE.match(location) or os.path.isabs(location):
+        return location
+    resolved = os.path.abspath(os.path.expanduser(location))
+    logging.info("%s %s is a relative local path: resolved to %s (every task runs from its own folder)",
+                 flag, location, resolved)
+    return resolved
+
+
+def with_absolute_locations(options: KubeflowOptions) -> KubeflowOptions:
+    """A copy of ``options`` whose local locations (pipeline root, data root, module file, push destination) are
+    absolute; URIs (``gs://``, ``s3://``, ...) are kept as they are."""
+    kwargs = dict(options.pipeline_kwargs)
+    for key in LOCATION_KWARGS:
+        if isinstance(kwargs.get(key), str):
+            kwargs[key] = absolute_location(kwargs[key], f"--set {key}")
+    return dataclasses.replace(
+        options,
+        pipeline_root=absolute_location(options.pipeline_root, "--pipeline-root"),
+        data_root=absolute_location(options.data_root, "--data-root"),
+        module_file=absolute_location(options.module_file, "--module-file") if options.module_file else None,
+        pipeline_kwargs=kwargs,
     )
 
 
@@ -116,10 +152,14 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def build_pipeline(options: KubeflowOptions) -> Any:
-    """``create_pipeline`` for Kubeflow: the platform's MLMD, Beam args from ``options``, Trainer code from the image."""
+    """``create_pipeline`` for Kubeflow: the platform's MLMD, Beam args from ``options``, Trainer code from the image.
+
+    Local locations in ``options`` are made absolute first (``with_absolute_locations``).
+    """
     from pipelines.pipeline import create_pipeline
 
     validate_pipeline_name(options.pipeline_name)
+    options = with_absolute_locations(options)
     trainer_code: dict[str, Any] = ({"module_file": options.module_file, "trainer_run_fn": None}
                                     if options.module_file else {"trainer_run_fn": options.trainer_run_fn})
     return create_pipeline(
@@ -199,10 +239,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="lowercase letters, digits and '-' (Vertex AI's rule); default %(default)s")
     where.add_argument("--display-name", help="name shown in the UI (default: the pipeline name)")
     where.add_argument("--pipeline-root", default=defaults.pipeline_root,
-                       help="where the artifacts go: gs://... on Vertex, or any URI the pods can write; "
-                            "default %(default)s")
+                       help="where the artifacts go: gs://... on Vertex, or any URI the pods can write (a local "
+                            "path is made absolute); default %(default)s")
     where.add_argument("--data-root", default=defaults.data_root,
-                       help="folder of CSV files for CsvExampleGen; default %(default)s")
+                       help="folder of CSV files for CsvExampleGen (a local path is made absolute); "
+                            "default %(default)s")
     where.add_argument("--image", default=defaults.image,
                        help="container image built from kubeflow/Dockerfile, for every task; default %(default)s")
     where.add_argument("--output-dir", default=defaults.output_dir,

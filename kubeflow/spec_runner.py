@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from runner import URI_RE, absolute_location  # a sibling entry point (kubeflow/ is on sys.path)
+
 # One Keras for the executors, as the image's ENV sets it.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -142,6 +144,35 @@ class PipelineJob:
             return definition["defaultValue"]
         raise SpecRunError(f"pipeline parameter {name!r} has no value in runtimeConfig and no default: "
                            "set it in the PipelineJob's runtimeConfig")
+
+
+def job_locations(job: PipelineJob) -> dict[str, str]:
+    """Where the compiled job reads and writes: the pipeline root, every ``input_base`` (ExampleGen's data) and every
+    ``push_destination``'s filesystem ``base_directory``, keyed by where they sit in the spec."""
+    locations = {}
+    root = job.job.get("runtimeConfig", {}).get("gcsOutputDirectory")
+    if root:
+        locations["runtimeConfig.gcsOutputDirectory"] = root
+    for name, task in job.tasks.items():
+        for key, source in task.spec.get("inputs", {}).get("parameters", {}).items():
+            if "runtimeValue" not in source:
+                continue
+            value = constant_value(source)
+            if key == "input_base" and isinstance(value, str):
+                locations[f"{name}.input_base"] = value
+            elif key == "push_destination":
+                destination = json.loads(value) if isinstance(value, str) else value
+                base = destination.get("filesystem", {}).get("base_directory")
+                if base:
+                    locations[f"{name}.push_destination.filesystem.base_directory"] = base
+    return locations
+
+
+def relative_locations(job: PipelineJob) -> dict[str, str]:
+    """The job's local locations that are not absolute: every task runs from its own folder, so they would not be
+    found (CsvExampleGen: ``Split pattern ... does not match any files``)."""
+    return {where: value for where, value in job_locations(job).items()
+            if not URI_RE.match(value) and not os.path.isabs(value)}
 
 
 def constant_value(source: dict[str, Any]) -> Any:
@@ -282,7 +313,17 @@ class TaskResult:
 
 
 def run_pipeline_job(job: PipelineJob, pipeline_root: str, job_id: str | None = None) -> dict[str, TaskResult]:
-    """Runs every task of ``job`` in dependency order under ``<pipeline_root>/<job_id>``; stops at the first failure."""
+    """Runs every task of ``job`` in dependency order under ``<pipeline_root>/<job_id>``; stops at the first failure.
+
+    A relative local ``pipeline_root`` is made absolute; a job compiled with relative local paths is refused.
+    """
+    relative = relative_locations(job)
+    if relative:
+        listed = ", ".join(f"{where} = {value!r}" for where, value in sorted(relative.items()))
+        raise SpecRunError(f"the compiled job holds relative local paths ({listed}), which each task would resolve "
+                           "from its own folder: recompile with kubeflow/runner.py, which makes local paths "
+                           "absolute, or pass absolute paths")
+    pipeline_root = absolute_location(pipeline_root, "--pipeline-root")
     job_id = job_id or f"{job.name}-{time.strftime('%Y%m%d%H%M%S')}"
     results: dict[str, TaskResult] = {}
     tasks = job.tasks
@@ -334,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("pipeline_job", help="the compiled PipelineJob JSON (kubeflow/runner.py --output-dir)")
     parser.add_argument("--pipeline-root", required=True,
-                        help="local folder (or any URI the executors can write) for the tasks' outputs")
+                        help="local folder (made absolute) or any URI the executors can write, for the tasks' "
+                             "outputs")
     parser.add_argument("--job-id", help="folder name of this run under the pipeline root (default: name-timestamp)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -6,8 +6,11 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shlex
+import tomllib
 
 import yaml
+from packaging.requirements import Requirement
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCKERFILE = os.path.join(REPO, "kubeflow", "Dockerfile")
@@ -48,6 +51,22 @@ def test_image_ships_every_package_the_spec_imports(compiled) -> None:
     (install,) = [args for op, args in _instructions() if op == "RUN" and "pip install --no-deps" in args]
     smoke_import = install.split("python -c", 1)[1]
     assert all(re.search(rf"\b{root}\b", smoke_import) for root in ours)
+
+
+def test_quantgate_installs_without_ignoring_requires_python_and_pip_check_runs() -> None:
+    runs = [args for op, args in _instructions() if op == "RUN"]
+    assert not [run for run in runs if "--ignore-requires-python" in run]
+    (install,) = [run for run in runs if "pip install --no-deps ." in run]
+    assert install.index("pip install --no-deps .") < install.index("pip check") < install.index("python -c")
+
+
+def test_the_packages_the_image_adds_are_pinned_as_pyproject_declares_them() -> None:
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        declared = {Requirement(text).name: str(Requirement(text)) for text in tomllib.load(f)["project"]["dependencies"]}
+    (added,) = [args for op, args in _instructions() if op == "RUN" and "-c /tmp/image-constraints.txt" in args]
+    names = shlex.split(added.split("-c /tmp/image-constraints.txt", 1)[1])
+    assert {"ai-edge-litert", "ai-edge-quantizer"} <= {Requirement(text).name for text in names}
+    assert {str(Requirement(text)) for text in names} <= set(declared.values())
 
 
 # Standard-library names that are new in Python 3.11 (the TFX 1.16 image runs 3.10): (module, name or None).

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
 import pytest
 import runner
+import spec_runner
 from spec_runner import constant_value
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.types import artifact, channel, component_spec
 from tfx.utils import import_utils, proto_utils
 
-RUNNER_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                           "kubeflow", "runner.py")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNNER_PATH = os.path.join(REPO, "kubeflow", "runner.py")
+KUBEFLOW_README = os.path.join(REPO, "kubeflow", "README.md")
 ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 
 
@@ -69,6 +72,30 @@ def test_bad_overrides_are_refused(item: str, message: str) -> None:
         runner.parse_overrides([item])
 
 
+@pytest.mark.parametrize("uri", ["gs://b/root", "s3://b/root", "hdfs://nn/root", "minio://b/root", "file:///x"])
+def test_uris_are_kept_as_they_are(uri: str) -> None:
+    assert runner.absolute_location(uri, "--pipeline-root") == uri
+
+
+def test_relative_local_paths_are_made_absolute_and_logged(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    cwd = os.getcwd()
+    options = runner.with_absolute_locations(runner.KubeflowOptions(
+        pipeline_root="rel/root", data_root="./data", module_file="m/trainer.py",
+        pipeline_kwargs={"push_destination": "serving", "train_steps": 5}))
+    assert options.pipeline_root == os.path.join(cwd, "rel", "root")
+    assert options.data_root == os.path.join(cwd, "data")
+    assert options.module_file == os.path.join(cwd, "m", "trainer.py")
+    assert options.pipeline_kwargs == {"push_destination": os.path.join(cwd, "serving"), "train_steps": 5}
+    assert "--data-root ./data is a relative local path: resolved to " + os.path.join(cwd, "data") in caplog.text
+    # absolute paths and URIs are left exactly as given (no normalization), and nothing is logged for them
+    caplog.clear()
+    kept = runner.KubeflowOptions(pipeline_root="/abs/root/", data_root="gs://b/data")
+    assert runner.with_absolute_locations(kept) == kept
+    assert "relative local path" not in caplog.text
+
+
 # --- the CLI ----------------------------------------------------------------------------------------------------
 
 def test_help_documents_every_option_without_importing_tensorflow() -> None:
@@ -98,6 +125,44 @@ def test_cli_without_flags_compiles_the_demo_with_placeholders_offline(tmp_path)
     assert "_wheels" not in json.dumps(job)
     images = {e["container"]["image"] for e in job["pipelineSpec"]["deploymentSpec"]["executors"].values()}
     assert images == {runner.DEFAULT_IMAGE}
+
+
+def _readme_spec_run_commands() -> tuple[list[str], list[str]]:
+    """The compile and spec-run commands of kubeflow/README.md's section 5 (its first bash block), as argv lists."""
+    with open(KUBEFLOW_README) as f:
+        readme = f.read()
+    section = readme.split("## 5. Prove the compiled spec runs, without a cluster", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [shlex.split(line) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    (compile_cmd,) = [c for c in commands if "kubeflow/runner.py" in c]
+    (run_cmd,) = [c for c in commands if "kubeflow/spec_runner.py" in c]
+    return (compile_cmd[compile_cmd.index("kubeflow/runner.py") + 1:],
+            run_cmd[run_cmd.index("kubeflow/spec_runner.py") + 1:])
+
+
+def _flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_readme_spec_run_command_compiles_a_job_with_only_absolute_local_paths(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The README's commands run from the repository root; the job itself is not run here (that is the opt-in
+    # end-to-end test): compiling shows whether every task would find its paths from its own folder.
+    compile_args, run_args = _readme_spec_run_commands()
+    output_dir = _flag(compile_args, "--output-dir")
+    assert run_args[0] == os.path.join(output_dir, "pipeline.json")
+    assert _flag(run_args, "--pipeline-root") == _flag(compile_args, "--pipeline-root")
+    monkeypatch.chdir(REPO)
+    # Written into tmp_path instead of the README's folder (the last --output-dir wins).
+    assert runner.main([*compile_args, "--output-dir", str(tmp_path)]) == 0
+    job = spec_runner.PipelineJob.load(str(tmp_path / "pipeline.json"))
+    locations = spec_runner.job_locations(job)
+    assert {"runtimeConfig.gcsOutputDirectory", "CsvExampleGen.input_base"} <= set(locations)
+    assert any(where.endswith(".push_destination.filesystem.base_directory") for where in locations), locations
+    assert spec_runner.relative_locations(job) == {}
+    assert all(os.path.isabs(value) for value in locations.values()), locations
+    assert locations["CsvExampleGen.input_base"] == os.path.join(REPO, _flag(compile_args, "--data-root"))
+    assert locations["runtimeConfig.gcsOutputDirectory"] == os.path.abspath(_flag(compile_args, "--pipeline-root"))
 
 
 # --- the compiled job (session fixture `compiled`, see conftest) --------------------------------------------------
