@@ -31,41 +31,79 @@ from components.quantizer.spec import (
 )
 from components.representative_dataset.storage import read_examples
 from components.shared import properties
-from components.shared.signature_inputs import InputSpec, dense_signature_specs, examples_to_inputs
+from components.shared.signature_inputs import (
+    InputSpec,
+    dense_signature_specs,
+    examples_to_inputs,
+    nonfinite_counts,
+)
 from components.shared.staged_output import staged_output
+from components.shared.strict_json import dumps
 
 
-def load_calibration_inputs(representative_dataset_uri: str, specs: list[InputSpec]) -> dict[str, np.ndarray]:
-    """The representative examples as signature inputs; an empty dataset is an error naming the artifact."""
-    source = f"representative_dataset {representative_dataset_uri}"
+def artifact_label(key: str, uri: str, artifact_id: int | None) -> str:
+    """How errors name an input artifact: its channel key, uri and (once registered in MLMD) id."""
+    return f"{key} {uri}" + (f" (artifact id {artifact_id})" if artifact_id else "")
+
+
+def load_calibration_inputs(representative_dataset_uri: str, specs: list[InputSpec], *,
+                            artifact_id: int | None = None) -> dict[str, np.ndarray]:
+    """The representative examples as signature inputs.
+
+    Raises:
+      ValueError naming the artifact: the dataset is empty, or a feature holds NaN or infinite values (the
+        converter derives each input's scale from its calibration range: NaN is accepted silently and inf ends in
+        ``illegal scale: INF`` or a crash of the converter, neither naming the feature).
+    """
+    source = artifact_label(REPRESENTATIVE_DATASET_KEY, representative_dataset_uri, artifact_id)
     serialized = read_examples(representative_dataset_uri)
     if not serialized:
         raise ValueError(f"{source} holds no examples; calibration needs at least one (check RepresentativeDatasetGen).")
     logging.info("calibration set: %d examples from %s", len(serialized), representative_dataset_uri)
-    return examples_to_inputs(serialized, specs, source=source)
+    inputs = examples_to_inputs(serialized, specs, source=source)
+    nonfinite = nonfinite_counts(inputs)
+    if nonfinite:
+        counts = ", ".join(f"{name!r} in {count} of {len(serialized)} examples" for name, count in sorted(nonfinite.items()))
+        raise ValueError(
+            f"{source}: calibration values must be finite, but features hold NaN or infinite values: {counts}. "
+            "Impute or drop non-finite values upstream (ExampleGen/Transform) and re-run RepresentativeDatasetGen."
+        )
+    return inputs
+
+
+def describe_conversion(options: QuantizationOptions, signature: str, saved_model_dir: str, model_label: str,
+                        dataset_label: str | None) -> str:
+    """Names the conversion in the error of a crashed child: mode, engine, signature, SavedModel, input artifacts."""
+    what = f"{options.mode} conversion ({options.engine}) of signature {signature!r} of {model_label}, SavedModel " \
+           f"{saved_model_dir}"
+    return what + (f", calibrated on {dataset_label}" if dataset_label else "")
 
 
 def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri: str,
-             options: QuantizationOptions, signature_name: str | None) -> dict[str, Any]:
+             options: QuantizationOptions, signature_name: str | None, *, model_id: int | None = None,
+             representative_dataset_id: int | None = None) -> dict[str, Any]:
     """Quantizes the Model artifact at ``model_uri`` into ``output_uri`` and returns the report.
 
     Everything is computed before the first write to ``output_uri``; files are written to a staging folder and
-    moved into place last, so a failure leaves no artifact content behind.
+    moved into place last, so a failure leaves no artifact content behind. The ids, when given, are named in errors.
     """
     saved_model_dir = path_utils.serving_model_path(model_uri)
     signature, specs = dense_signature_specs(saved_model_dir, signature_name)
     inputs = None
+    dataset_label = None
     if options.calibrated:
         if not representative_dataset_uri:
             raise ValueError(f"Quantizer: mode {options.mode!r} needs a representative_dataset input.")
-        inputs = load_calibration_inputs(representative_dataset_uri, specs)
+        inputs = load_calibration_inputs(representative_dataset_uri, specs, artifact_id=representative_dataset_id)
+        dataset_label = artifact_label(REPRESENTATIVE_DATASET_KEY, representative_dataset_uri, representative_dataset_id)
     with tempfile.TemporaryDirectory(prefix="quantgate-quantizer-") as tmp:
         local_model = os.path.join(tmp, properties.TFLITE_FILENAME)
         seconds = run_isolated(
             convert_to_file,
             {"saved_model_dir": saved_model_dir, "signature_name": signature, "options": options,
              "inputs": inputs, "output_path": local_model},
-            what=f"{options.mode} conversion ({options.engine}) of signature {signature!r} of {saved_model_dir}",
+            what=describe_conversion(options, signature, saved_model_dir,
+                                     artifact_label(MODEL_KEY, model_uri, model_id), dataset_label),
         )
         with open(local_model, "rb") as f:
             content = f.read()
@@ -88,7 +126,7 @@ def _publish(output_uri: str, content: bytes, quantization_report: dict[str, Any
             with fileio.open(os.path.join(staging, properties.SERVING_DIR, name), "wb") as f:
                 f.write(content)
         with fileio.open(os.path.join(staging, properties.QUANTIZATION_REPORT_FILENAME), "w") as f:
-            json.dump(quantization_report, f, indent=2, sort_keys=True)
+            f.write(dumps(quantization_report, indent=2, sort_keys=True))
 
 
 def set_artifact_properties(artifact: Artifact, quantization_report: dict[str, Any], output_uri: str) -> None:
@@ -129,11 +167,15 @@ class Executor(base_executor.BaseExecutor):
             has_representative_dataset=bool(representative),
         )
         output = artifact_utils.get_single_instance(output_dict[QUANTIZED_MODEL_KEY])
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        dataset = artifact_utils.get_single_instance(representative) if representative else None
         quantization_report = quantize(
-            model_uri=artifact_utils.get_single_instance(input_dict[MODEL_KEY]).uri,
-            representative_dataset_uri=artifact_utils.get_single_instance(representative).uri if representative else None,
+            model_uri=model.uri,
+            representative_dataset_uri=dataset.uri if dataset else None,
             output_uri=output.uri,
             options=options,
             signature_name=exec_properties.get(SIGNATURE_NAME_KEY) or None,
+            model_id=model.id,
+            representative_dataset_id=dataset.id if dataset else None,
         )
         set_artifact_properties(output, quantization_report, output.uri)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import importlib.metadata
+import math
 import os
 from typing import Any
 
@@ -13,6 +14,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from components.quantizer.options import QuantizationOptions
+from components.shared.strict_json import json_safe
 
 # Ops that only move values between float and quantized domains (model boundaries, float islands).
 CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")
@@ -103,6 +105,7 @@ def input_steps(io: dict[str, Any], inputs: dict[str, np.ndarray] | None) -> dic
     Inputs are quantized raw, before any normalization inside the model, and the range always includes 0: a feature
     far from 0 with a small spread gets few levels. ``coarse`` is true when the step exceeds
     ``COARSE_STEP_FRACTION`` of the input's standard deviation; the fix is centring and scaling the feature upstream.
+    Undefined numbers (``step_over_std`` of a constant input, statistics of non-finite values) are ``None``.
     """
     steps = {}
     for name, entry in io["inputs"].items():
@@ -110,10 +113,12 @@ def input_steps(io: dict[str, Any], inputs: dict[str, np.ndarray] | None) -> dic
         if not scale or inputs is None or name not in inputs:
             continue
         values = np.asarray(inputs[name], dtype=np.float64)
-        std = float(values.std())
+        with np.errstate(invalid="ignore"):  # inf - inf inside std: the NaN it gives becomes None below
+            std = float(values.std())
         levels = np.unique(np.round(values / scale)).size
-        relative = scale / std if std > 0 else float("inf")
-        steps[name] = {
+        # A constant feature (std 0) has no spread to resolve: its step ratio is undefined and it is not coarse.
+        relative = scale / std if std > 0 and math.isfinite(std) else None
+        steps[name] = json_safe({
             "step": scale,
             "std": std,
             "min": float(values.min()),
@@ -121,8 +126,8 @@ def input_steps(io: dict[str, Any], inputs: dict[str, np.ndarray] | None) -> dic
             "step_over_std": relative,
             "distinct_levels": int(levels),
             "distinct_values": int(np.unique(values).size),
-            "coarse": bool(relative > COARSE_STEP_FRACTION),
-        }
+            "coarse": relative is not None and relative > COARSE_STEP_FRACTION,
+        })
     return steps
 
 

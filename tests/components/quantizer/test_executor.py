@@ -1,10 +1,13 @@
-"""Quantizer executor on the demo run: the pipeline's int8 model, every mode on the penguin model, bad inputs."""
+"""Quantizer executor on the demo run: the pipeline's int8 model, every mode on the penguin model, bad inputs; on the
+tiny model: non-finite calibration values, a constant feature, the crash message."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ from components.quantizer.options import resolve_options
 from components.representative_dataset.storage import read_examples, write_representative_dataset
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
 from components.shared.signature_inputs import dense_signature_specs
+from components.types import RepresentativeDataset
 from pipelines.models.penguin.penguin_trainer import DENSE_SIGNATURE, FEATURE_KEYS
 
 
@@ -155,3 +159,76 @@ def test_the_executor_refuses_int8_without_a_representative_dataset(penguin, tmp
     with pytest.raises(ValueError, match=r"mode 'int8' quantizes activations and needs representative_dataset"):
         executor.Executor().Do({executor.MODEL_KEY: [model]}, {executor.QUANTIZED_MODEL_KEY: [output]}, properties)
     assert not (tmp_path / "out").exists()
+
+
+# --- the tiny hand-built model (tests/components/conftest.py): fast, no pipeline ------------------------------------
+
+def _tiny_model_artifact(tiny_models: dict, tmp_path) -> standard_artifacts.Model:
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    model.id = 5
+    shutil.copytree(tiny_models["one_dense"], os.path.join(model.uri, "Format-Serving"))
+    return model
+
+
+def _tiny_dataset(tmp_path, example, a_values: list[list[float]], b_values: list[float]) -> RepresentativeDataset:
+    dataset = RepresentativeDataset()
+    dataset.uri = str(tmp_path / "rep")
+    dataset.id = 4
+    records = [example(a=a, b=[b]) for a, b in zip(a_values, b_values, strict=True)]
+    write_representative_dataset(dataset.uri, records, {"num_examples": len(records)})
+    return dataset
+
+
+def _normal_pairs(n: int) -> list[list[float]]:
+    return np.random.default_rng(0).normal(size=(n, 2)).tolist()
+
+
+def _do(model, dataset, output_uri: str) -> None:
+    output = standard_artifacts.Model()
+    output.uri = output_uri
+    properties = {executor.MODE_KEY: "int8", executor.ENGINE_KEY: "tflite_converter", executor.SIGNATURE_NAME_KEY: "dense",
+                  executor.DENYLISTED_OPS_KEY: "[]", executor.ALLOW_FLOAT_FALLBACK_KEY: 0}
+    executor.Executor().Do({executor.MODEL_KEY: [model], executor.REPRESENTATIVE_DATASET_KEY: [dataset]},
+                           {executor.QUANTIZED_MODEL_KEY: [output]}, properties)
+
+
+def test_non_finite_calibration_values_are_refused_before_the_conversion_child(
+        tiny_models, example, tmp_path, caplog) -> None:
+    model = _tiny_model_artifact(tiny_models, tmp_path)
+    # Two NaNs in one example of 'a' count once (examples are counted), inf in two examples of 'b'.
+    a_values = [[float("nan"), float("nan")], *_normal_pairs(7)]
+    dataset = _tiny_dataset(tmp_path, example, a_values, [1.0] * 6 + [float("inf"), -float("inf")])
+    out = tmp_path / "out"
+    out.mkdir()  # as the launcher creates it
+    caplog.set_level(logging.INFO)
+    with pytest.raises(ValueError) as error:
+        _do(model, dataset, str(out))
+    text = str(error.value)
+    assert text.startswith(f"representative_dataset {dataset.uri} (artifact id 4): calibration values must be finite")
+    assert "'a' in 1 of 8 examples, 'b' in 2 of 8 examples" in text
+    assert "Impute or drop non-finite values upstream (ExampleGen/Transform) and re-run RepresentativeDatasetGen" in text
+    assert not any("started child process" in record.getMessage() for record in caplog.records)
+    assert os.listdir(out) == []
+
+
+def test_a_constant_calibration_feature_gives_a_strict_json_report(tiny_models, example, tmp_path) -> None:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"quantization_report.json is not strict JSON: {constant}")
+
+    out = tmp_path / "out"
+    _do(_tiny_model_artifact(tiny_models, tmp_path), _tiny_dataset(tmp_path, example, _normal_pairs(16), [3.0] * 16), str(out))
+    report = json.loads((out / "quantization_report.json").read_text(), parse_constant=refuse)
+    step = report["input_steps"]["b"]
+    assert step["std"] == 0 and step["step_over_std"] is None and step["coarse"] is False
+    assert report["input_steps"]["a"]["step_over_std"] > 0
+    assert not any("inf" in warning or "nan" in warning for warning in report["warnings"])
+
+
+def test_a_crashed_conversion_names_the_model_and_the_representative_dataset() -> None:
+    what = executor.describe_conversion(
+        resolve_options("int8"), "dense", "/m/5/Format-Serving", executor.artifact_label("model", "/m/5", 5),
+        executor.artifact_label("representative_dataset", "/r/4", 4))
+    assert what == ("int8 conversion (tflite_converter) of signature 'dense' of model /m/5 (artifact id 5), "
+                    "SavedModel /m/5/Format-Serving, calibrated on representative_dataset /r/4 (artifact id 4)")
+    assert executor.artifact_label("model", "/m/5", None) == "model /m/5"  # not registered in MLMD (yet)

@@ -1,12 +1,16 @@
-"""report: input steps vs spread (pure), I/O summary incl. the QUANTIZE right after a float input."""
+"""report: input steps vs spread (pure; null for undefined numbers), I/O summary incl. the QUANTIZE right after a
+float input."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
 from components.quantizer import tflite_engine
 from components.quantizer.options import resolve_options
 from components.quantizer.report import coarse_input_warnings, input_steps, io_summary, op_summary
+from components.shared import strict_json
 
 
 def _io(**scales: float | None) -> dict:
@@ -41,3 +45,28 @@ def test_float_io_int8_model_reports_the_internal_quantization_of_each_input(tin
     assert op_summary(content)["ops"]["QUANTIZE"] == {"conversion": 2}
     steps = input_steps(io, tiny_inputs)
     assert set(steps) == {"a", "b"} and not any(s["coarse"] for s in steps.values())
+
+
+def _strict(text: str) -> object:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_constant_input_has_no_step_ratio_and_is_not_coarse() -> None:
+    inputs = {"const": np.full((50, 1), 3.0), "zero": np.zeros((50, 1))}
+    steps = input_steps(_io(const=3.0 / 127, zero=1 / 255), inputs)
+    for name in ("const", "zero"):
+        assert steps[name]["std"] == 0 and steps[name]["step_over_std"] is None
+        assert steps[name]["coarse"] is False and steps[name]["distinct_values"] == 1
+    assert coarse_input_warnings(steps) == []
+    assert _strict(strict_json.dumps(steps)) == steps
+
+
+def test_non_finite_values_give_null_statistics_not_nan() -> None:
+    inputs = {"x": np.array([[1.0], [np.nan], [np.inf]]), "y": np.array([[-np.inf], [2.0]])}
+    steps = input_steps(_io(x=0.1, y=0.1), inputs)
+    assert steps["x"]["std"] is None and steps["x"]["step_over_std"] is None and steps["x"]["max"] is None
+    assert steps["y"]["min"] is None and steps["y"]["max"] == 2.0
+    assert not any(s["coarse"] for s in steps.values()) and coarse_input_warnings(steps) == []
+    _strict(strict_json.dumps(steps))
