@@ -16,7 +16,10 @@ class QuantizedModelPusher(base_component.BaseComponent):
 
     Only when ``model_blessing`` (the QuantizationEvaluator's) and, when wired, ``float_blessing`` (the stock
     Evaluator's) say ``blessed=1``; otherwise nothing is written and the ``PushedModel`` has ``pushed=0`` and a
-    ``reason``. Inputs and the ``push_destination`` parameter: see ``__init__``.
+    ``reason``. Before anything is written, the bytes must load in the LiteRT interpreter with a
+    ``serving_default`` signature and match the blessing's ``evaluated_sha256`` and ``current_model_id`` when it
+    has them; otherwise the execution fails with an error saying what to fix. Inputs and the ``push_destination``
+    parameter: see ``__init__``.
 
     Output ``pushed_model`` (standard ``PushedModel``):
       files: a copy of the pushed ``model.tflite`` and ``manifest.json`` (as the stock Pusher archives what it

@@ -13,7 +13,7 @@ from tfx.types import artifact_utils
 from tfx.utils import proto_utils
 
 from components.pusher import manifest as manifest_lib
-from components.pusher import publish
+from components.pusher import publish, verify
 from components.pusher.spec import (
     BLESSING_KEYS,
     EVALUATION_KEY,
@@ -46,8 +46,12 @@ def base_directory(push_destination_json: str) -> str:
     return fs.base_directory
 
 
-def read_model(model: types.Artifact, serving_path: str) -> bytes:
-    """The TFLite bytes of the quantized ``model``, checked against its ``sha256`` property when it has one."""
+def read_model(model: types.Artifact, serving_path: str) -> tuple[bytes, dict[str, Any]]:
+    """The TFLite bytes of the quantized ``model`` and their signature's inputs and outputs.
+
+    The bytes are checked against the ``sha256`` property when the artifact has one, and loaded with the LiteRT
+    interpreter in any case (an imported model has no ``sha256``): the very bytes that will be published.
+    """
     path = serving_path.rstrip("/") + "/" + publish.MODEL_FILE
     if not fileio.exists(path):
         raise ValueError(f"QuantizedModelPusher: input 'model' (artifact {model.id}, {model.uri}) has no "
@@ -59,7 +63,7 @@ def read_model(model: types.Artifact, serving_path: str) -> bytes:
     if recorded is not None and recorded != publish.sha256_of(data):
         raise ValueError(f"QuantizedModelPusher: {path} does not match the sha256 custom property of input 'model' "
                          f"(artifact {model.id}): the file changed after the Quantizer wrote it; re-run the Quantizer")
-    return data
+    return data, verify.tflite_io(model, path, data)
 
 
 class Executor(pusher_executor.Executor):
@@ -84,8 +88,9 @@ class Executor(pusher_executor.Executor):
             return
 
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-        model_bytes = read_model(model, self.GetModelPath(input_dict))
+        model_bytes, model_io = read_model(model, self.GetModelPath(input_dict))
         sha256 = publish.sha256_of(model_bytes)
+        verify.check_blessing_is_about(model, sha256, MODEL_BLESSING_KEY, blessings[MODEL_BLESSING_KEY])
         manifest = manifest_lib.build_manifest(
             model=model,
             blessing=blessings[MODEL_BLESSING_KEY],
@@ -95,6 +100,7 @@ class Executor(pusher_executor.Executor):
             evaluation=_optional_single(input_dict, EVALUATION_KEY),
             sha256=sha256,
             size_bytes=len(model_bytes),
+            io=model_io,
             pipeline_run_id=self._context.pipeline_run_id if self._context else None,
         )
         published = publish.publish(base_dir, model_bytes, manifest, manifest_lib.push_key(model, blessings, sha256))

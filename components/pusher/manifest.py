@@ -59,6 +59,7 @@ def build_manifest(
     blessing: types.Artifact,
     sha256: str,
     size_bytes: int,
+    io: dict[str, list[dict[str, Any]]],
     float_blessing: types.Artifact | None = None,
     float_model: types.Artifact | None = None,
     representative_dataset: types.Artifact | None = None,
@@ -67,7 +68,8 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The ``manifest.json`` of a push: what was pushed, how good it is, and where it came from in MLMD.
 
-    The metric values come from ``evaluation`` (the QuantizationEvaluator's), falling back to the blessing.
+    The metric values come from ``evaluation`` (the QuantizationEvaluator's), falling back to the blessing; ``io``
+    is the model's inputs and outputs as ``verify.tflite_io`` reads them: how an app quantizes its inputs.
     """
     metric = property_value(blessing, properties.METRIC)
 
@@ -82,6 +84,7 @@ def build_manifest(
         "size_bytes": size_bytes,
         "float_size_bytes": property_value(model, properties.FLOAT_SIZE_BYTES),
         "quantization_mode": property_value(model, properties.QUANTIZATION_MODE),
+        "io": io,
         "metric": {
             "name": metric,
             "float": metric_value(properties.float_metric(metric)),

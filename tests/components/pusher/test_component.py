@@ -6,8 +6,11 @@ import json
 import os
 
 import pytest
+import tensorflow as tf
+from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
+from tfx import v1 as tfx
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 
@@ -72,3 +75,51 @@ def test_demo_run_pushed_the_quantized_model_with_its_provenance(demo_run) -> No
     })
     assert manifest["sha256"] == sha256 and manifest["quantization_mode"] == "int8"
     assert manifest["size_bytes"] == quantized.custom_properties["size_bytes"].int_value
+    # The int8 model's inputs, as an app must quantize them: one [batch, 1] int8 tensor per penguin feature.
+    inputs = manifest["io"]["inputs"]
+    assert [i["name"] for i in inputs] == sorted(["bill_length_mm", "bill_depth_mm", "flipper_length_mm",
+                                                  "body_mass_g"])
+    assert all(i["dtype"] == "int8" and i["shape"] == [None, 1] and i["scale"] > 0 for i in inputs)
+    assert [o["dtype"] for o in manifest["io"]["outputs"]] == ["int8"]
+
+
+
+class _Identity(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+    def identity(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"y": x + 0.0}
+
+
+def test_truncated_imported_model_fails_the_pusher_execution_and_pushes_nothing(tmp_path) -> None:
+    """Importer(model) + Importer(blessed blessing) -> QuantizedModelPusher on LocalDagRunner: an imported model
+    has no sha256 property, so only the pusher's own load check stands between a truncated file and the push."""
+    module = _Identity()
+    tflite = tf.lite.TFLiteConverter.from_concrete_functions([module.identity.get_concrete_function()],
+                                                             module).convert()
+    model_uri, blessing_uri, base = (str(tmp_path / name) for name in ("imported_model", "blessing", "serving"))
+    os.makedirs(os.path.join(model_uri, "Format-Serving"))
+    with open(os.path.join(model_uri, "Format-Serving", "model.tflite"), "wb") as f:
+        f.write(tflite[: len(tflite) // 2])
+    os.makedirs(blessing_uri)
+    model = tfx.dsl.Importer(source_uri=model_uri, artifact_type=standard_artifacts.Model).with_id("model")
+    blessing = tfx.dsl.Importer(source_uri=blessing_uri, artifact_type=standard_artifacts.ModelBlessing,
+                                custom_properties={"blessed": 1}).with_id("blessing")
+    pusher = QuantizedModelPusher(model=model.outputs["result"], model_blessing=blessing.outputs["result"],
+                                  push_destination=pusher_pb2.PushDestination(
+                                      filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base)))
+    metadata_path = str(tmp_path / "metadata.sqlite")
+
+    with pytest.raises(ValueError, match=r"input 'model' \(artifact \d+, .*imported_model\): .* is not a loadable"):
+        tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+            pipeline_name="imported-push", pipeline_root=str(tmp_path / "pipeline_root"),
+            components=[model, blessing, pusher],
+            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)))
+
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    store = metadata_store.MetadataStore(config)
+    type_names = {t.id: t.name for t in store.get_execution_types()}
+    (execution,) = [e for e in store.get_executions() if type_names[e.type_id].endswith(".QuantizedModelPusher")]
+    assert execution.last_known_state == metadata_store_pb2.Execution.FAILED
+    assert not os.path.exists(base)
+    assert not [a for a in store.get_artifacts_by_type("PushedModel") if "pushed" in a.custom_properties]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from ml_metadata import metadata_store
@@ -25,15 +26,17 @@ from components.pusher import publish
 from components.types import QuantizationEvaluation, RepresentativeDataset
 
 
+class _Double(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+    def double(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"y": 2.0 * x}
+
+
 @pytest.fixture(scope="module")
 def tflite_bytes() -> bytes:
-    """A real (tiny) TFLite flatbuffer."""
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32)])
-    def double(x: tf.Tensor) -> tf.Tensor:
-        return 2.0 * x
-
-    return tf.lite.TFLiteConverter.from_concrete_functions([double.get_concrete_function()], double).convert()
+    """A real (tiny) TFLite flatbuffer with a ``serving_default`` signature, as the Quantizer writes them."""
+    module = _Double()
+    return tf.lite.TFLiteConverter.from_concrete_functions([module.double.get_concrete_function()], module).convert()
 
 
 class Artifacts:
@@ -59,9 +62,12 @@ class Artifacts:
         (artifact.id,) = self.store.put_artifacts([artifact.mlmd_artifact])
         return artifact
 
-    def quantized_model(self, data: bytes, sha256: str | None = None) -> standard_artifacts.Model:
+    def quantized_model(self, data: bytes, sha256: str | None = None,
+                        record_sha256: bool = True) -> standard_artifacts.Model:
+        """The Quantizer's layout; ``record_sha256=False`` is a model imported with an Importer (no ``sha256``)."""
         model = standard_artifacts.Model()
-        model.set_string_custom_property("sha256", sha256 or publish.sha256_of(data))
+        if record_sha256:
+            model.set_string_custom_property("sha256", sha256 or publish.sha256_of(data))
         model.set_string_custom_property("quantization_mode", "int8")
         model.set_int_custom_property("size_bytes", len(data))
         model.set_int_custom_property("float_size_bytes", 10 * len(data))
@@ -71,11 +77,16 @@ class Artifacts:
             f.write(data)
         return model
 
-    def blessing(self, blessed: int, reason: str = "", **numbers: float) -> standard_artifacts.ModelBlessing:
+    def blessing(self, blessed: int, reason: str = "", evaluated_sha256: str | None = None,
+                 current_model_id: int | None = None, **numbers: float) -> standard_artifacts.ModelBlessing:
         blessing = standard_artifacts.ModelBlessing()
         blessing.set_int_custom_property("blessed", blessed)
         if reason:
             blessing.set_string_custom_property("reason", reason)
+        if evaluated_sha256 is not None:
+            blessing.set_string_custom_property("evaluated_sha256", evaluated_sha256)
+        if current_model_id is not None:
+            blessing.set_int_custom_property("current_model_id", current_model_id)
         for key, value in numbers.items():
             blessing.set_float_custom_property(key, value)
         return self.register(blessing, self.name("blessing"))
@@ -191,6 +202,74 @@ def test_file_that_changed_after_quantization_is_refused(arts, tflite_bytes, tmp
     with pytest.raises(ValueError, match=rf"sha256 custom property of input 'model' \(artifact {model.id}\)"):
         _run(pusher.Executor, {"model": model, "model_blessing": arts.blessing(1)}, base, arts.pushed_model())
     assert not os.path.exists(base)
+
+
+def _assert_nothing_pushed(base: str, pushed: standard_artifacts.PushedModel) -> None:
+    assert not os.path.exists(base)
+    assert not os.path.exists(pushed.uri)
+    assert "pushed" not in _props(pushed)  # the execution fails: TFX records it FAILED, not "not pushed"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "empty"])
+def test_corrupt_model_without_sha256_property_is_refused(arts, tflite_bytes, tmp_path, damage: str) -> None:
+    data = {"truncated": tflite_bytes[:len(tflite_bytes) // 2],
+            "random bytes": np.random.default_rng(0).bytes(len(tflite_bytes)),
+            "empty": b""}[damage]
+    model = arts.quantized_model(data, record_sha256=False)  # e.g. imported: nothing to compare the bytes with
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    expected = "is empty" if damage == "empty" else "is not a loadable TFLite model"
+    with pytest.raises(ValueError, match=rf"input 'model' \(artifact {model.id}, .*\): .*model.tflite.* {expected}"
+                       r".*re-run the Quantizer, or re-import a valid TFLite model"):
+        _run(pusher.Executor, {"model": model, "model_blessing": arts.blessing(1)}, base, pushed)
+    _assert_nothing_pushed(base, pushed)
+
+
+def test_tflite_model_without_serving_default_signature_is_refused(arts, tmp_path) -> None:
+    # A bare concrete function converts to a valid flatbuffer with no signature at all.
+    double = tf.function(lambda x: 2.0 * x, input_signature=[tf.TensorSpec([None, 2], tf.float32)])
+    data = tf.lite.TFLiteConverter.from_concrete_functions([double.get_concrete_function()]).convert()
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    with pytest.raises(ValueError, match=r"not a loadable TFLite model with a 'serving_default' signature"):
+        _run(pusher.Executor, {"model": arts.quantized_model(data), "model_blessing": arts.blessing(1)}, base, pushed)
+    _assert_nothing_pushed(base, pushed)
+
+
+def test_blessing_computed_on_other_bytes_is_refused(arts, tflite_bytes, tmp_path) -> None:
+    model = arts.quantized_model(tflite_bytes)
+    blessing = arts.blessing(1, evaluated_sha256="f" * 64, current_model_id=model.id)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    with pytest.raises(ValueError, match=(
+            rf"input 'model_blessing' \(artifact {blessing.id}\) was computed on model.tflite bytes with sha256 "
+            rf"f{{64}} \(evaluated_sha256\), but input 'model' \(artifact {model.id}, .*\) holds bytes with sha256 "
+            rf"{publish.sha256_of(tflite_bytes)}; wire the blessing")):
+        _run(pusher.Executor, {"model": model, "model_blessing": blessing}, base, pushed)
+    _assert_nothing_pushed(base, pushed)
+
+
+def test_blessing_of_another_model_is_refused(arts, tflite_bytes, tmp_path) -> None:
+    model, other = arts.quantized_model(tflite_bytes), arts.quantized_model(tflite_bytes)
+    blessing = arts.blessing(1, evaluated_sha256=publish.sha256_of(tflite_bytes), current_model_id=other.id)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    with pytest.raises(ValueError, match=(
+            rf"input 'model_blessing' \(artifact {blessing.id}\) is about model {other.id} \(current_model_id\), "
+            rf"not input 'model' \(artifact {model.id}\)")):
+        _run(pusher.Executor, {"model": model, "model_blessing": blessing}, base, pushed)
+    _assert_nothing_pushed(base, pushed)
+
+
+def test_imported_model_with_a_matching_blessing_is_pushed_with_its_io(arts, tflite_bytes, tmp_path) -> None:
+    model = arts.quantized_model(tflite_bytes, record_sha256=False)
+    blessing = arts.blessing(1, evaluated_sha256=publish.sha256_of(tflite_bytes), current_model_id=model.id)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": model, "model_blessing": blessing}, base, pushed)
+
+    assert _props(pushed)["pushed"] == 1
+    with open(os.path.join(_props(pushed)["pushed_destination"], "manifest.json")) as f:
+        manifest = json.load(f)
+    assert manifest["io"] == {
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 2], "scale": None, "zero_point": None}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [None, 2], "scale": None, "zero_point": None}],
+    }
 
 
 def test_float_savedmodel_instead_of_quantized_model_is_refused(arts, tmp_path) -> None:

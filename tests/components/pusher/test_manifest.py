@@ -58,10 +58,14 @@ def test_manifest_reads_metric_values_from_the_evaluation_and_drops_nan() -> Non
     evaluation.set_float_custom_property("float_auc", 0.9)
     evaluation.set_float_custom_property("quantized_auc", math.nan)
 
+    io = {"inputs": [{"name": "x", "dtype": "int8", "shape": [None, 2], "scale": 0.5, "zero_point": -3}],
+          "outputs": [{"name": "y", "dtype": "float32", "shape": [None, 1], "scale": None, "zero_point": None}]}
+
     built = manifest.build_manifest(model=model, blessing=blessing, evaluation=evaluation, sha256="s",
-                                    size_bytes=3)
+                                    size_bytes=3, io=io)
 
     assert built["metric"] == {"name": "auc", "float": 0.9, "quantized": None, "delta": None, "threshold": 0.01}
     assert built["quantization_mode"] == "int8" and built["float_size_bytes"] is None
+    assert built["io"] == io
     assert built["mlmd"]["quantized_model"] == {"id": 10, "uri": "/m"}
     assert built["mlmd"]["blessing"]["id"] == 11 and built["mlmd"]["float_model"] is None

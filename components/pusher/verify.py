@@ -1,0 +1,93 @@
+"""What the pusher checks on the bytes it is about to push: a loadable TFLite model, the one its blessing is about.
+
+The Quantizer's ``sha256`` property catches a file changed after quantization, but a model imported with an
+Importer (or written by another converter) has none; loading the bytes with the LiteRT interpreter catches a
+truncated or corrupt file whatever produced it. The blessing's ``evaluated_sha256`` and ``current_model_id`` tie
+the verdict to these bytes and this artifact; a blessing without them (the stock Evaluator's) is not checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+from tfx import types
+
+from components.pusher import manifest as manifest_lib
+from components.shared import properties
+from components.shared.model_runners import TFLITE_SIGNATURE
+
+_INT64_MAX = 1 << 63
+
+
+def kubeflow_artifact_id(name: str) -> int:
+    """The int id TFX's Kubeflow v2 entrypoint gives the artifact named ``name`` (``_get_hashed_id`` there).
+
+    Repeated here because importing that module pulls in the Vertex AI clients; tests check it still matches.
+    """
+    return int(hashlib.sha256(name.encode("utf-8")).hexdigest(), 16) % _INT64_MAX
+
+
+def _tensor_io(name: str, details: dict[str, Any]) -> dict[str, Any]:
+    scale, zero_point = details["quantization"]
+    quantized = bool(scale)  # TFLite marks a tensor without quantization parameters with scale 0
+    return {
+        "name": name,
+        "dtype": np.dtype(details["dtype"]).name,
+        "shape": [None if s < 0 else int(s) for s in details["shape_signature"]],
+        "scale": float(scale) if quantized else None,
+        "zero_point": int(zero_point) if quantized else None,
+    }
+
+
+def tflite_io(model: types.Artifact, path: str, data: bytes) -> dict[str, list[dict[str, Any]]]:
+    """The ``serving_default`` inputs and outputs of the TFLite ``data`` (read from ``path`` of input ``model``).
+
+    Raises ``ValueError`` when the LiteRT interpreter cannot load the bytes, allocate the tensors, or find the
+    signature: a truncated or corrupt file, or not a TFLite model.
+    """
+    where = f"QuantizedModelPusher: input 'model' (artifact {model.id}, {model.uri}): {path}"
+    fix = "re-run the Quantizer, or re-import a valid TFLite model"
+    if not data:
+        raise ValueError(f"{where} is empty (0 bytes); {fix}")
+    try:
+        interpreter = Interpreter(model_content=data)
+        interpreter.allocate_tensors()
+        runner = interpreter.get_signature_runner(TFLITE_SIGNATURE)
+    except (ValueError, RuntimeError) as e:  # the interpreter raises either, depending on the damage
+        raise ValueError(f"{where} ({len(data)} bytes) is not a loadable TFLite model with a {TFLITE_SIGNATURE!r} "
+                         f"signature (LiteRT: {e}); the file is truncated or corrupt, or not the Quantizer's "
+                         f"output; {fix}") from e
+    return {
+        "inputs": [_tensor_io(n, d) for n, d in sorted(runner.get_input_details().items())],
+        "outputs": [_tensor_io(n, d) for n, d in sorted(runner.get_output_details().items())],
+    }
+
+
+def _is_model(current_model_id: Any, model: types.Artifact) -> bool:
+    """Whether a blessing's ``current_model_id`` names ``model``, in any form a runner hands it over."""
+    if isinstance(current_model_id, str):
+        # Kubeflow v2 rewrites the stock Evaluator's id into the model's artifact name.
+        return (int(current_model_id) if current_model_id.isdigit()
+                else kubeflow_artifact_id(current_model_id)) == model.id
+    if isinstance(current_model_id, float):
+        # On Kubeflow every property arrives as a JSON number: a 63-bit id keeps only a double's precision.
+        return current_model_id == float(model.id)
+    return int(current_model_id) == model.id
+
+
+def check_blessing_is_about(model: types.Artifact, sha256: str, blessing_key: str, blessing: types.Artifact) -> None:
+    """Refuses a blessing computed on another artifact (``current_model_id``) or other bytes (``evaluated_sha256``)."""
+    named = f"input '{blessing_key}' (artifact {blessing.id})"
+    fix = "wire the blessing the QuantizationEvaluator computed on this model, or re-run it on input 'model'"
+    current_model_id = manifest_lib.property_value(blessing, properties.CURRENT_MODEL_ID)
+    if current_model_id is not None and not _is_model(current_model_id, model):
+        raise ValueError(f"QuantizedModelPusher: {named} is about model {current_model_id} "
+                         f"({properties.CURRENT_MODEL_ID}), not input 'model' (artifact {model.id}); {fix}")
+    evaluated = manifest_lib.property_value(blessing, properties.EVALUATED_SHA256)
+    if evaluated is not None and evaluated != sha256:
+        raise ValueError(f"QuantizedModelPusher: {named} was computed on model.tflite bytes with sha256 {evaluated} "
+                         f"({properties.EVALUATED_SHA256}), but input 'model' (artifact {model.id}, {model.uri}) "
+                         f"holds bytes with sha256 {sha256}; {fix}")
