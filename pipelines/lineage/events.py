@@ -87,7 +87,8 @@ def plain(value: metadata_store_pb2.Value) -> Any:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)  # noqa: UP017 (datetime.UTC is 3.11+; the TFX image runs 3.10).isoformat(timespec="seconds")
+    # timezone.utc, not datetime.UTC (3.11+): the TFX image runs Python 3.10.
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds")  # noqa: UP017
 
 
 @dataclass
