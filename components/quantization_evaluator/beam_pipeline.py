@@ -39,7 +39,8 @@ def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: E
             | "Parse" >> beam.ParDo(ParseExamplesDoFn(plan.specs, config.label_key, config.slicing_feature_keys,
                                                       plan.source))
             | "Predict" >> beam.ParDo(PredictDoFn(plan.saved_model_dir, plan.signature_name, plan.tflite_path,
-                                                  plan.float_output, plan.quant_output))
+                                                  plan.float_output, plan.quant_output,
+                                                  tflite_sha256=plan.tflite_sha256))
             | "Metrics" >> ComputeSliceMetrics(task, config.slicing_feature_keys)
             | "ToJson" >> beam.Map(_to_json_line)
             | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")

@@ -19,7 +19,7 @@ from tfx_bsl.coders import example_coder
 
 from components.quantization_evaluator.config import EvaluatorConfig
 from components.quantization_evaluator.gate import REGRESSION
-from components.quantization_evaluator.inference import parse_examples, single_output
+from components.quantization_evaluator.inference import file_sha256, parse_examples, single_output
 from components.shared import properties
 from components.shared.examples_split import tf_example_split_patterns
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
@@ -39,6 +39,8 @@ class EvaluationPlan:
     signature_name: str
     specs: list[InputSpec]
     tflite_path: str
+    # Of the model.tflite bytes loaded here; the Beam workers check theirs against it, the blessing records it.
+    tflite_sha256: str
     float_output: str
     quant_output: str
     sample_inputs: dict[str, np.ndarray]
@@ -74,13 +76,15 @@ def check_split(examples: Artifact, split: str) -> tuple[list[str], list[bytes]]
     return patterns, records
 
 
-def _load_tflite(quantized_model: Artifact) -> tuple[str, TFLiteRunner]:
+def _load_tflite(quantized_model: Artifact) -> tuple[str, str, TFLiteRunner]:
+    """The model file's path, the sha256 of its bytes, and a runner loaded from it."""
     path = os.path.join(path_utils.serving_model_dir(quantized_model.uri), properties.TFLITE_FILENAME)
     if not fileio.exists(path):
         raise fail(f"quantized_model artifact {quantized_model.uri!r} (id {quantized_model.id}) has no {path}; "
                     "wire the Quantizer's quantized_model output")
+    sha256 = file_sha256(path)
     try:
-        return path, TFLiteRunner(path)
+        return path, sha256, TFLiteRunner(path)
     except ValueError as e:
         raise fail(f"quantized_model artifact (id {quantized_model.id}) cannot be loaded: {e}. Re-run the "
                     "Quantizer to rewrite it") from e
@@ -114,7 +118,7 @@ def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
         signature_name, specs = dense_signature_specs(saved_model_dir, config.signature_name)
     except (OSError, ValueError) as e:
         raise fail(f"model artifact {model.uri!r} (id {model.id}): {e}") from e
-    tflite_path, quant_runner = _load_tflite(quantized_model)
+    tflite_path, tflite_sha256, quant_runner = _load_tflite(quantized_model)
     float_shapes = {s.name: s.example_dims for s in specs}
     quant_shapes = {s.name: s.example_dims for s in quant_runner.input_specs}
     if float_shapes != quant_shapes:
@@ -139,6 +143,7 @@ def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
                     f"example; the model gives {float_width}: use metric='accuracy' or 'auc'")
     return EvaluationPlan(patterns=patterns, source=source, saved_model_dir=saved_model_dir,
                           signature_name=signature_name, specs=specs, tflite_path=tflite_path,
+                          tflite_sha256=tflite_sha256,
                           float_output=float_output, quant_output=quant_output,
                           sample_inputs=parsed.inputs, float_runner=float_runner, quant_runner=quant_runner)
 

@@ -11,7 +11,7 @@ from tfx.types import standard_artifacts
 
 from components.quantization_evaluator import executor
 from components.quantization_evaluator.config import EvaluatorConfig
-from components.quantization_evaluator.gate import Thresholds
+from components.quantization_evaluator.gate import REFUSE, Thresholds
 from components.quantization_evaluator.spec import QuantizationEvaluatorSpec
 from components.types import QuantizationEvaluation
 
@@ -22,17 +22,18 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
     Inputs: ``model`` (float Model), ``quantized_model`` (the Quantizer's Model), ``examples`` (Examples).
     Parameters: ``label_key``, ``split``, ``metric``, ``max_delta``, ``delta_type``, ``slicing_feature_keys``,
     ``min_slice_size``, ``max_slice_delta``, ``min_agreement``, ``max_model_bytes``, ``max_latency_ms``,
-    ``signature_name`` (see ``__init__``).
+    ``signature_name``, ``nonfinite_inputs`` (see ``__init__``).
 
     Outputs:
       ``evaluation`` (``components.QuantizationEvaluation``): files ``metrics.json`` (strict JSON, written last)
         and ``report.html`` (self-contained, with plots); custom properties ``blessed``, ``reason``, ``delta``,
         ``threshold``, ``metric``, ``delta_type``, ``float_<metric>``, ``quantized_<metric>``, ``agreement``,
         ``num_examples``, ``quantized_size_bytes``, ``float_latency_p95_ms``, ``quantized_latency_p95_ms``,
-        ``report_path``, ``metrics_path``.
+        ``evaluated_sha256``, ``report_path``, ``metrics_path``.
       ``blessing`` (standard ``ModelBlessing`` about the quantized model, readable by the stock Pusher and by
         ``LatestBlessedModelStrategy``): file ``BLESSED`` or ``NOT_BLESSED``; custom properties ``blessed`` (1/0),
-        ``current_model_id``, ``current_model``, ``reason``, ``delta``, ``threshold``, ``metric``, ``delta_type``.
+        ``current_model_id``, ``current_model``, ``reason``, ``delta``, ``threshold``, ``metric``, ``delta_type``,
+        ``evaluated_sha256`` (of the ``model.tflite`` bytes that were scored).
     """
 
     SPEC_CLASS = QuantizationEvaluatorSpec
@@ -55,6 +56,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         max_model_bytes: int | None = None,
         max_latency_ms: float | None = None,
         signature_name: str | None = None,
+        nonfinite_inputs: str = REFUSE,
     ) -> None:
         """Builds the component; bad parameter values fail here, before any pipeline runs.
 
@@ -75,10 +77,12 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
           max_model_bytes: if set, a budget on the quantized model's size.
           max_latency_ms: if set, a budget on the quantized model's batch-1 p95 latency on the evaluating machine.
           signature_name: the float model's dense signature (default: the only dense one, as the Quantizer picks).
+          nonfinite_inputs: examples with a NaN/inf input are never scored; ``'refuse'`` withholds the blessing
+            when there are any, ``'drop'`` gates on the other examples and records how many were dropped.
         """
         EvaluatorConfig(
             label_key=label_key, split=split, slicing_feature_keys=tuple(slicing_feature_keys),
-            signature_name=signature_name,
+            signature_name=signature_name, nonfinite_inputs=nonfinite_inputs,
             thresholds=Thresholds(metric=metric, max_delta=max_delta, delta_type=delta_type,
                                   min_slice_size=min_slice_size, max_slice_delta=max_slice_delta,
                                   min_agreement=min_agreement, max_model_bytes=max_model_bytes,
@@ -100,6 +104,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
             max_model_bytes=max_model_bytes,
             max_latency_ms=None if max_latency_ms is None else float(max_latency_ms),
             signature_name=signature_name,
+            nonfinite_inputs=nonfinite_inputs,
             evaluation=types.Channel(type=QuantizationEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         )

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from components.quantization_evaluator.gate import Thresholds
+from components.quantization_evaluator.gate import NONFINITE_INPUT_POLICIES, REFUSE, Thresholds
 from components.quantization_evaluator.spec import (
     DELTA_TYPE_KEY,
     LABEL_KEY_KEY,
@@ -18,6 +18,7 @@ from components.quantization_evaluator.spec import (
     METRIC_KEY,
     MIN_AGREEMENT_KEY,
     MIN_SLICE_SIZE_KEY,
+    NONFINITE_INPUTS_KEY,
     SIGNATURE_NAME_KEY,
     SLICING_FEATURE_KEYS_KEY,
     SPLIT_KEY,
@@ -33,6 +34,7 @@ class EvaluatorConfig:
     split: str = "eval"
     slicing_feature_keys: tuple[str, ...] = ()
     signature_name: str | None = None
+    nonfinite_inputs: str = REFUSE
 
     def validate(self) -> EvaluatorConfig:
         """Raises ``ValueError`` naming the parameter and the fix; returns ``self``."""
@@ -47,8 +49,10 @@ class EvaluatorConfig:
         if self.label_key in keys:
             raise ValueError(f"QuantizationEvaluator: slicing on the label {self.label_key!r} makes every slice "
                              "single-class; remove it from slicing_feature_keys (per-class recall covers it)")
+        if self.nonfinite_inputs not in NONFINITE_INPUT_POLICIES:
+            raise ValueError(f"QuantizationEvaluator: nonfinite_inputs must be one of {NONFINITE_INPUT_POLICIES} "
+                             f"(what examples with NaN/inf inputs do to the verdict), got {self.nonfinite_inputs!r}")
         return self
-
 
 
 def config_from_exec_properties(exec_properties: dict[str, Any]) -> EvaluatorConfig:
@@ -63,6 +67,7 @@ def config_from_exec_properties(exec_properties: dict[str, Any]) -> EvaluatorCon
         split=exec_properties[SPLIT_KEY],
         slicing_feature_keys=tuple(json.loads(exec_properties.get(SLICING_FEATURE_KEYS_KEY) or "[]")),
         signature_name=exec_properties.get(SIGNATURE_NAME_KEY) or None,
+        nonfinite_inputs=exec_properties[NONFINITE_INPUTS_KEY],
         thresholds=Thresholds(
             metric=exec_properties[METRIC_KEY],
             max_delta=float(exec_properties[MAX_DELTA_KEY]),

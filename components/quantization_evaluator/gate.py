@@ -30,6 +30,10 @@ METRICS: Mapping[str, MetricInfo] = {
     "mae": MetricInfo(REGRESSION, higher_is_better=False),
 }
 DELTA_TYPES = ("absolute", "relative")
+# What to do with examples whose inputs hold NaN/inf: either way they are not scored (int8 input quantization turns
+# NaN into a number, so the two models' scores on them mean nothing); 'refuse' also withholds the blessing.
+REFUSE, DROP = "refuse", "drop"
+NONFINITE_INPUT_POLICIES = (REFUSE, DROP)
 
 
 @dataclass(frozen=True)
@@ -109,25 +113,35 @@ class GateInputs:
     agreement: float | None = None
     nonfinite_predictions: int = 0
     missing_predictions: int = 0
+    # Of the missing ones, those whose label is not a class index (fractional, negative, >= the number of classes).
+    invalid_labels: int = 0
+    # Examples with a NaN/inf input (none of them scored), per input feature, and how many in all.
+    nonfinite_inputs: Mapping[str, int] = field(default_factory=dict)
+    nonfinite_input_examples: int = 0
+    nonfinite_input_policy: str = REFUSE
+    split: str = "eval"
     model_bytes: int | None = None
     latency_p95_ms: float | None = None
 
 
 @dataclass(frozen=True)
 class GateResult:
-    """The verdict. ``delta`` is the overall degradation (``None`` if undefined); ``reasons`` explain a refusal."""
+    """The verdict. ``delta`` is the overall degradation (``None`` if undefined); ``reasons`` explain a refusal;
+    ``notes`` record what the verdict left out (examples dropped by ``nonfinite_inputs='drop'``)."""
 
     blessed: bool
     delta: float | None
     threshold: float
     reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def reason(self) -> str:
-        """One line for the blessing's ``reason`` property."""
+        """One line for the blessing's ``reason`` property (the notes too: the pusher quotes it)."""
+        notes = f" ({'; '.join(self.notes)})" if self.notes else ""
         if self.blessed:
-            return "blessed: every threshold passed"
-        return "not blessed: " + "; ".join(self.reasons)
+            return "blessed: every threshold passed" + notes
+        return "not blessed: " + "; ".join(self.reasons) + notes
 
 
 def degradation(float_value: float, quant_value: float, info: MetricInfo, delta_type: str) -> float | None:
@@ -161,15 +175,29 @@ def _check_slice(values: SliceValues, thresholds: Thresholds, max_delta: float, 
     return delta
 
 
+def _per_feature(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{name}: {count}" for name, count in sorted(counts.items()))
+
+
 def gate(inputs: GateInputs, thresholds: Thresholds) -> GateResult:
     """Decides the blessing. Every failed rule adds a reason; blessed only when there is none."""
     reasons: list[str] = []
+    notes: list[str] = []
     if inputs.overall.num_examples == 0:
         reasons.append("no examples were evaluated")
+    if inputs.nonfinite_input_examples:
+        found = (f"{inputs.split} split has {inputs.nonfinite_input_examples} examples with non-finite inputs "
+                 f"({_per_feature(inputs.nonfinite_inputs)})")
+        if inputs.nonfinite_input_policy == DROP:
+            notes.append(f"dropped: {found}, left out of both models' scores (nonfinite_inputs='drop')")
+        else:
+            reasons.append(f"{found}; fix the data upstream or pass nonfinite_inputs='drop'")
     if inputs.nonfinite_predictions:
         reasons.append(f"{inputs.nonfinite_predictions} examples got NaN or infinite predictions")
     if inputs.missing_predictions:
-        reasons.append(f"{inputs.missing_predictions} examples got no prediction or no label")
+        invalid = (f" ({inputs.invalid_labels} of them have a label that is not a class index, an integer in "
+                   "[0, number of classes): map the label to class indices upstream)") if inputs.invalid_labels else ""
+        reasons.append(f"{inputs.missing_predictions} examples got no prediction or no label{invalid}")
     delta = _check_slice(inputs.overall, thresholds, thresholds.max_delta, reasons)
     if thresholds.max_slice_delta is not None:
         for values in inputs.slices:
@@ -191,4 +219,4 @@ def gate(inputs: GateInputs, thresholds: Thresholds) -> GateResult:
         elif inputs.latency_p95_ms > thresholds.max_latency_ms:
             reasons.append(f"quantized model p95 latency {inputs.latency_p95_ms:.4g} ms > max "
                            f"{thresholds.max_latency_ms:.4g} ms")
-    return GateResult(blessed=not reasons, delta=delta, threshold=thresholds.max_delta, reasons=reasons)
+    return GateResult(blessed=not reasons, delta=delta, threshold=thresholds.max_delta, reasons=reasons, notes=notes)

@@ -9,6 +9,7 @@ once per worker in ``setup``; every call handles a whole ``BatchElements`` batch
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -18,22 +19,25 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from tfx.dsl.io import fileio
 from tfx_bsl.coders import example_coder
 
 from components.quantization_evaluator.metrics import PredictionBatch
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import InputSpec, examples_to_inputs
+from components.shared.signature_inputs import InputSpec, examples_to_inputs, nonfinite_rows
 
 _NAMESPACE = "quantgate.QuantizationEvaluator"
 
 
 @dataclass
 class ParsedBatch:
-    """A batch of examples decoded once: model inputs, labels (NaN when absent) and slicing values."""
+    """A batch of examples decoded once: model inputs, labels (NaN when absent), slicing values, and per input
+    feature with a NaN/inf value the mask of those examples."""
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray
     slice_values: dict[str, np.ndarray]
+    nonfinite_inputs: dict[str, np.ndarray]
 
 
 def first_values(batch: pa.RecordBatch, feature: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -69,13 +73,29 @@ def decode_labels(batch: pa.RecordBatch, label_key: str, source: str) -> np.ndar
     return labels
 
 
-def decode_slice_values(batch: pa.RecordBatch, feature: str) -> np.ndarray:
-    """Each example's first value of a slicing feature as ``str`` (object array), ``None`` where absent."""
+def decode_slice_values(batch: pa.RecordBatch, feature: str, source: str) -> np.ndarray:
+    """Each example's first value of a slicing feature as ``str`` (object array), ``None`` where absent.
+
+    Bytes that are not UTF-8 are decoded with ``errors='backslashreplace'`` (``b'\\xff'`` becomes the text
+    ``\\xff``): a slice value is a label for people, and one bad byte must not stop the evaluation.
+    """
     out = np.full(batch.num_rows, None, dtype=object)
     found = first_values(batch, feature)
-    if found is not None:
-        values, present = found
-        out[present] = pc.cast(values, pa.string()).to_numpy(zero_copy_only=False)
+    if found is None:
+        return out
+    values, present = found
+    try:
+        try:
+            text = pc.cast(values, pa.string())
+        except pa.ArrowInvalid:  # invalid UTF-8: the vectorized cast refuses the whole batch
+            if not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
+                raise
+            text = pa.array([v.decode("utf-8", errors="backslashreplace") for v in values.to_pylist()], pa.string())
+        out[present] = text.to_numpy(zero_copy_only=False)
+    except pa.ArrowException as e:
+        raise ValueError(f"QuantizationEvaluator: {source}: slicing feature {feature!r} ({values.type} values) "
+                         f"cannot be turned into slice names: {e}. Slice on a string or integer feature, or drop "
+                         f"{feature!r} from slicing_feature_keys") from e
     return out
 
 
@@ -89,7 +109,8 @@ def parse_examples(serialized: Sequence[bytes], specs: Sequence[InputSpec], labe
     return ParsedBatch(
         inputs=inputs,
         labels=decode_labels(batch, label_key, source),
-        slice_values={key: decode_slice_values(batch, key) for key in slicing_feature_keys},
+        slice_values={key: decode_slice_values(batch, key, source) for key in slicing_feature_keys},
+        nonfinite_inputs=nonfinite_rows(inputs),
     )
 
 
@@ -116,14 +137,17 @@ def single_output(outputs: dict[str, np.ndarray], output_name: str) -> np.ndarra
 class PredictDoFn(beam.DoFn):
     """``ParsedBatch`` -> ``PredictionBatch``: the float SavedModel and the TFLite model on the same inputs.
 
-    Logs progress (examples, batches, examples/s) at most every ``log_every_s`` seconds per worker.
+    Logs progress (examples, batches, examples/s) at most every ``log_every_s`` seconds per worker. With
+    ``tflite_sha256`` the worker refuses a ``model.tflite`` whose bytes changed since the driver hashed them: the
+    blessing names the bytes that were scored.
     """
 
     def __init__(self, saved_model_dir: str, signature_name: str, tflite_path: str, float_output: str,
-                 quant_output: str, log_every_s: float = 10.0) -> None:
+                 quant_output: str, log_every_s: float = 10.0, tflite_sha256: str | None = None) -> None:
         self._saved_model_dir = saved_model_dir
         self._signature_name = signature_name
         self._tflite_path = tflite_path
+        self._tflite_sha256 = tflite_sha256
         self._float_output = float_output
         self._quant_output = quant_output
         self._log_every_s = log_every_s
@@ -132,6 +156,13 @@ class PredictDoFn(beam.DoFn):
 
     def setup(self) -> None:
         self._float_runner = SavedModelRunner(self._saved_model_dir, self._signature_name)
+        if self._tflite_sha256 is not None:
+            found = file_sha256(self._tflite_path)
+            if found != self._tflite_sha256:
+                raise ValueError(
+                    f"QuantizationEvaluator: {self._tflite_path} changed during the evaluation (sha256 "
+                    f"{self._tflite_sha256} when checked, {found} on a worker); nothing was blessed. Re-run the "
+                    "evaluator once the quantized model stops changing")
         self._quant_runner = TFLiteRunner(self._tflite_path)
         self._seen_examples = 0
         self._seen_batches = 0
@@ -149,7 +180,7 @@ class PredictDoFn(beam.DoFn):
         if now - self._last_log >= self._log_every_s:
             self._last_log = now
             self._log_progress(now)
-        yield PredictionBatch(batch.labels, float_pred, quant_pred, batch.slice_values)
+        yield PredictionBatch(batch.labels, float_pred, quant_pred, batch.slice_values, batch.nonfinite_inputs)
 
     def teardown(self) -> None:
         if getattr(self, "_seen_batches", 0):
@@ -159,6 +190,12 @@ class PredictDoFn(beam.DoFn):
         elapsed = max(now - self._started, 1e-9)
         logging.info("QuantizationEvaluator: predicted %d examples in %d batches with both models, %.0f examples/s",
                      self._seen_examples, self._seen_batches, self._seen_examples / elapsed)
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 (hex) of a file's bytes, read through ``fileio`` (``gs://`` works)."""
+    with fileio.open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 @dataclass(frozen=True)

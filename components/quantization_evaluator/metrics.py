@@ -7,7 +7,7 @@ semantics are kept: every example counts once in the overall slice and once in e
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,13 +30,15 @@ class PredictionBatch:
     """A batch of examples with both models' predictions.
 
     ``labels`` is float64 with NaN where an example has no label; predictions are ``[n, k]``; ``slice_values`` maps
-    each slicing feature to an object array of its (first) value per example as ``str``, ``None`` when absent.
+    each slicing feature to an object array of its (first) value per example as ``str``, ``None`` when absent;
+    ``nonfinite_inputs`` maps each input feature with a NaN/inf value to a boolean mask of those examples.
     """
 
     labels: np.ndarray
     float_predictions: np.ndarray
     quant_predictions: np.ndarray
     slice_values: dict[str, np.ndarray] = field(default_factory=dict)
+    nonfinite_inputs: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -44,7 +46,8 @@ class PredictionBatch:
     def take(self, rows: np.ndarray) -> PredictionBatch:
         """The sub-batch of ``rows`` (a boolean mask or indices)."""
         return PredictionBatch(self.labels[rows], self.float_predictions[rows], self.quant_predictions[rows],
-                               {k: v[rows] for k, v in self.slice_values.items()})
+                               {k: v[rows] for k, v in self.slice_values.items()},
+                               {k: m for k, v in self.nonfinite_inputs.items() if (m := v[rows]).any()})
 
 
 def slice_name(key: SliceKey) -> str:
@@ -65,19 +68,60 @@ def slice_batch(batch: PredictionBatch, slicing_feature_keys: Sequence[str]) -> 
             yield (feature, value), batch.take(values == value)
 
 
-def _usable_rows(batch: PredictionBatch) -> tuple[np.ndarray, np.ndarray]:
-    """(rows with a label and finite predictions from both models, rows with non-finite predictions)."""
-    finite = (np.isfinite(batch.float_predictions).all(axis=1) & np.isfinite(batch.quant_predictions).all(axis=1))
-    return finite & ~np.isnan(batch.labels), ~finite
-
-
 @dataclass
-class ClassificationAccumulator:
-    """Counts for accuracy, per-class recall, top-1 agreement and (binary) histogram AUC of both models."""
+class RowCounts:
+    """What happened to the examples, the same for every task. An example counts in exactly one of: scored
+    (``num_examples``), a NaN/inf input (``nonfinite_input_examples``; per feature in ``nonfinite_inputs``), a
+    NaN/inf prediction from either model (``nonfinite``), no usable label (``missing``)."""
 
     num_examples: int = 0
     missing: int = 0
     nonfinite: int = 0
+    nonfinite_input_examples: int = 0
+    nonfinite_inputs: dict[str, int] = field(default_factory=dict)
+
+    def count(self, batch: PredictionBatch,
+              is_label: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Adds the batch's rows to the counts; returns (the rows to score, the rows left out only because their
+        label, present, is not one ``is_label`` accepts)."""
+        bad_input = np.zeros(len(batch), dtype=bool)
+        for name, rows in batch.nonfinite_inputs.items():
+            bad_input |= rows
+            self.nonfinite_inputs[name] = self.nonfinite_inputs.get(name, 0) + int(rows.sum())
+        finite = np.isfinite(batch.float_predictions).all(axis=1) & np.isfinite(batch.quant_predictions).all(axis=1)
+        nonfinite = ~finite & ~bad_input
+        predicted = finite & ~bad_input
+        usable = predicted & is_label(batch.labels)
+        self.nonfinite_input_examples += int(bad_input.sum())
+        self.nonfinite += int(nonfinite.sum())
+        self.missing += int(len(batch) - usable.sum() - bad_input.sum() - nonfinite.sum())
+        self.num_examples += int(usable.sum())
+        return usable, predicted & ~np.isnan(batch.labels) & ~usable
+
+    def merge(self, other: RowCounts) -> None:
+        for name in ("num_examples", "missing", "nonfinite", "nonfinite_input_examples"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name, count in other.nonfinite_inputs.items():
+            self.nonfinite_inputs[name] = self.nonfinite_inputs.get(name, 0) + count
+
+    def output(self) -> dict[str, Any]:
+        return {"num_examples": self.num_examples, "missing": self.missing, "nonfinite": self.nonfinite,
+                "nonfinite_input_examples": self.nonfinite_input_examples,
+                "nonfinite_inputs": dict(sorted(self.nonfinite_inputs.items()))}
+
+
+def _is_class_index(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Labels that are an integer in [0, num_classes); a fractional one (0.9) is no class, not class 0."""
+    with np.errstate(invalid="ignore"):
+        return (labels == np.floor(labels)) & (labels >= 0) & (labels < num_classes)
+
+
+@dataclass
+class ClassificationAccumulator(RowCounts):
+    """Counts for accuracy, per-class recall, top-1 agreement and (binary) histogram AUC of both models."""
+
+    # Labels that are not class indices (they are in ``missing`` too).
+    invalid_labels: int = 0
     float_correct: int = 0
     quant_correct: int = 0
     agree: int = 0
@@ -131,16 +175,12 @@ class ClassificationMetricsCombineFn(beam.CombineFn):
 
     def add_input(self, acc: ClassificationAccumulator, batch: PredictionBatch) -> ClassificationAccumulator:
         num_classes = max(2, batch.float_predictions.shape[1])
-        usable, nonfinite = _usable_rows(batch)
-        labels = np.where(usable, batch.labels, -1).astype(np.int64)
-        # A label that is not a class index of the model cannot be scored: count it with the missing ones.
-        usable &= (labels >= 0) & (labels < num_classes)
-        acc.missing += int(len(batch) - usable.sum() - nonfinite.sum())
-        acc.nonfinite += int(nonfinite.sum())
-        labels = labels[usable]
+        # A label that is not a class index of the model cannot be scored: it counts with the missing ones.
+        usable, invalid = acc.count(batch, lambda labels: _is_class_index(labels, num_classes))
+        acc.invalid_labels += int(invalid.sum())
+        labels = batch.labels[usable].astype(np.int64)
         float_pred, quant_pred = batch.float_predictions[usable], batch.quant_predictions[usable]
         float_cls, quant_cls = _classes(float_pred), _classes(quant_pred)
-        acc.num_examples += int(len(labels))
         acc.float_correct += int((float_cls == labels).sum())
         acc.quant_correct += int((quant_cls == labels).sum())
         acc.agree += int((float_cls == quant_cls).sum())
@@ -160,7 +200,8 @@ class ClassificationMetricsCombineFn(beam.CombineFn):
     def merge_accumulators(self, accumulators: Iterator[ClassificationAccumulator]) -> ClassificationAccumulator:
         merged = ClassificationAccumulator()
         for acc in accumulators:
-            for name in ("num_examples", "missing", "nonfinite", "float_correct", "quant_correct", "agree"):
+            merged.merge(acc)
+            for name in ("invalid_labels", "float_correct", "quant_correct", "agree"):
                 setattr(merged, name, getattr(merged, name) + getattr(acc, name))
             for name in ("support", "float_hits", "quant_hits", "auc_histogram"):
                 setattr(merged, name, _add_arrays(getattr(merged, name), getattr(acc, name)))
@@ -168,7 +209,7 @@ class ClassificationMetricsCombineFn(beam.CombineFn):
 
     def extract_output(self, acc: ClassificationAccumulator) -> dict[str, Any]:
         n = acc.num_examples
-        result: dict[str, Any] = {"num_examples": n, "missing": acc.missing, "nonfinite": acc.nonfinite,
+        result: dict[str, Any] = {**acc.output(), "invalid_labels": acc.invalid_labels,
                                   "agreement": acc.agree / n if n else float("nan"), "agreement_kind": "top1"}
         for model, correct, hits, index in (("float", acc.float_correct, acc.float_hits, 0),
                                             ("quantized", acc.quant_correct, acc.quant_hits, 1)):
@@ -183,12 +224,9 @@ class ClassificationMetricsCombineFn(beam.CombineFn):
 
 
 @dataclass
-class RegressionAccumulator:
+class RegressionAccumulator(RowCounts):
     """Sums for MSE, MAE and the mean relative error between the two models."""
 
-    num_examples: int = 0
-    missing: int = 0
-    nonfinite: int = 0
     float_squared: float = 0.0
     quant_squared: float = 0.0
     float_absolute: float = 0.0
@@ -206,13 +244,10 @@ class RegressionMetricsCombineFn(beam.CombineFn):
         if batch.float_predictions.shape[1] != 1:
             raise ValueError(f"QuantizationEvaluator: a regression metric needs one prediction per example, the "
                              f"model gives {batch.float_predictions.shape[1]}; use metric='accuracy' or 'auc'")
-        usable, nonfinite = _usable_rows(batch)
-        acc.missing += int(len(batch) - usable.sum() - nonfinite.sum())
-        acc.nonfinite += int(nonfinite.sum())
+        usable, _ = acc.count(batch, np.isfinite)
         labels = batch.labels[usable]
         float_pred = batch.float_predictions[usable, 0].astype(np.float64)
         quant_pred = batch.quant_predictions[usable, 0].astype(np.float64)
-        acc.num_examples += int(len(labels))
         acc.float_squared += float(((float_pred - labels) ** 2).sum())
         acc.quant_squared += float(((quant_pred - labels) ** 2).sum())
         acc.float_absolute += float(np.abs(float_pred - labels).sum())
@@ -223,8 +258,10 @@ class RegressionMetricsCombineFn(beam.CombineFn):
 
     def merge_accumulators(self, accumulators: Iterator[RegressionAccumulator]) -> RegressionAccumulator:
         merged = RegressionAccumulator()
+        sums = [name for name in RegressionAccumulator.__dataclass_fields__ if name not in RowCounts.__dataclass_fields__]
         for acc in accumulators:
-            for name in RegressionAccumulator.__dataclass_fields__:
+            merged.merge(acc)
+            for name in sums:
                 setattr(merged, name, getattr(merged, name) + getattr(acc, name))
         return merged
 
@@ -234,7 +271,7 @@ class RegressionMetricsCombineFn(beam.CombineFn):
         def mean(total: float) -> float:
             return total / n if n else float("nan")
 
-        return {"num_examples": n, "missing": acc.missing, "nonfinite": acc.nonfinite,
+        return {**acc.output(),
                 "agreement": mean(acc.relative_error), "agreement_kind": "mean_relative_error",
                 "float": {"mse": mean(acc.float_squared), "mae": mean(acc.float_absolute)},
                 "quantized": {"mse": mean(acc.quant_squared), "mae": mean(acc.quant_absolute)}}

@@ -13,6 +13,7 @@ from components.quantization_evaluator.checks import EvaluationPlan, fail
 from components.quantization_evaluator.config import EvaluatorConfig
 from components.quantization_evaluator.gate import (
     CLASSIFICATION,
+    DROP,
     GateInputs,
     GateResult,
     SliceValues,
@@ -74,6 +75,11 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
         agreement=overall["agreement"] if thresholds.info.task == CLASSIFICATION else None,
         nonfinite_predictions=overall["nonfinite"],
         missing_predictions=overall["missing"],
+        invalid_labels=overall.get("invalid_labels", 0),
+        nonfinite_inputs=overall["nonfinite_inputs"],
+        nonfinite_input_examples=overall["nonfinite_input_examples"],
+        nonfinite_input_policy=config.nonfinite_inputs,
+        split=config.split,
         model_bytes=sizes["quantized_bytes"],
         latency_p95_ms=latency["quantized"].p95_ms,
     ), thresholds)
@@ -91,7 +97,8 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
             "quantized": {"id": quantized_model.id, "uri": quantized_model.uri, "path": plan.tflite_path,
                           "output": plan.quant_output,
                           "quantization_mode": quantized_model.get_string_custom_property(properties.QUANTIZATION_MODE) or None,
-                          "sha256": quantized_model.get_string_custom_property(properties.SHA256) or None},
+                          "sha256": quantized_model.get_string_custom_property(properties.SHA256) or None,
+                          "evaluated_sha256": plan.tflite_sha256},
         },
         "overall": overall,
         "slices": slices,
@@ -100,7 +107,12 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
         "sizes": sizes,
         "thresholds": dataclasses.asdict(thresholds),
         "verdict": {"blessed": verdict.blessed, "reason": verdict.reason, "reasons": verdict.reasons,
-                    "delta": verdict.delta, "threshold": verdict.threshold},
+                    "notes": verdict.notes, "delta": verdict.delta, "threshold": verdict.threshold,
+                    "nonfinite_inputs": config.nonfinite_inputs,
+                    # Under 'drop', what the verdict left out; under 'refuse' nothing is dropped (it is refused).
+                    "dropped": {"examples": overall["nonfinite_input_examples"],
+                                "nonfinite_inputs": overall["nonfinite_inputs"]}
+                    if config.nonfinite_inputs == DROP else {"examples": 0, "nonfinite_inputs": {}}},
     }
     return json_safe(metrics), verdict
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from typing import Any
@@ -13,12 +12,12 @@ from tfx.types import Artifact
 
 from components.quantization_evaluator import report
 from components.quantization_evaluator.gate import GateResult
-from components.shared import properties
+from components.shared import properties, strict_json
 
 
 def write_evaluation_files(staging_dir: str, metrics: dict[str, Any]) -> None:
     """Writes ``metrics.json`` and ``report.html`` into the evaluation's staging folder (see ``staged_output``)."""
-    for name, content in ((properties.METRICS_FILENAME, json.dumps(metrics, indent=2, sort_keys=True)),
+    for name, content in ((properties.METRICS_FILENAME, strict_json.dumps(metrics, indent=2, sort_keys=True)),
                           (properties.EVALUATION_REPORT_FILENAME, report.render_html(metrics))):
         with fileio.open(os.path.join(staging_dir, name), "w") as f:
             f.write(content)
@@ -48,6 +47,8 @@ def set_properties(evaluation: Artifact, blessing: Artifact, metrics: dict[str, 
         artifact.set_float_custom_property(properties.THRESHOLD, verdict.threshold)
         artifact.set_string_custom_property(properties.METRIC, metric)
         artifact.set_string_custom_property(properties.DELTA_TYPE, metrics["thresholds"]["delta_type"])
+        artifact.set_string_custom_property(properties.EVALUATED_SHA256,
+                                            metrics["models"]["quantized"]["evaluated_sha256"])
     for name, value in ((properties.float_metric(metric), overall["float"].get(metric)),
                         (properties.quantized_metric(metric), overall["quantized"].get(metric)),
                         (properties.AGREEMENT, overall["agreement"]),

@@ -15,6 +15,9 @@ from typing import Any
 from matplotlib.figure import Figure  # the object API needs no pyplot backend (no display on workers)
 
 _FLOAT_COLOR, _QUANT_COLOR, _FAIL_COLOR = "#4c72b0", "#dd8452", "#c44e52"
+# Slice names come from the data: matplotlib would parse `$...$` in them as mathtext (and fail on an unknown macro
+# after Beam has run) or hand them to LaTeX with text.usetex. Drawn as literal text instead.
+_LITERAL = {"parse_math": False, "usetex": False}
 
 
 def _png(fig: Figure) -> str:
@@ -43,7 +46,7 @@ def _metric_plot(metrics: dict[str, Any]) -> str:
         # Deltas are often a fraction of a percent: print the values, the bar heights alone do not show them.
         ax.bar_label(bars, fmt="%.4g", fontsize=7, rotation=90, padding=2)
     ax.margins(y=0.18)  # room for the labels below the title
-    ax.set_xticks(list(xs), [name for name, _ in rows], rotation=20, ha="right")
+    ax.set_xticks(list(xs), [name for name, _ in rows], rotation=20, ha="right", **_LITERAL)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric}: float vs quantized")
     ax.legend(loc="lower right")
@@ -62,7 +65,7 @@ def _delta_plot(metrics: dict[str, Any]) -> str:
         if limit is not None:
             ax.hlines(limit, x - 0.4, x + 0.4, colors="black", linestyles="dashed")
     ax.axhline(0.0, color="grey", linewidth=0.8)
-    ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=20, ha="right")
+    ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=20, ha="right", **_LITERAL)
     ax.set_ylabel(f"{thresholds['delta_type']} delta")
     ax.set_title("degradation (dashed: threshold; red: over it)")
     return _png(fig)

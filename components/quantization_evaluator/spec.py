@@ -26,6 +26,7 @@ MIN_AGREEMENT_KEY = "min_agreement"
 MAX_MODEL_BYTES_KEY = "max_model_bytes"
 MAX_LATENCY_MS_KEY = "max_latency_ms"
 SIGNATURE_NAME_KEY = "signature_name"
+NONFINITE_INPUTS_KEY = "nonfinite_inputs"
 
 
 class QuantizationEvaluatorSpec(ComponentSpec):
@@ -44,6 +45,7 @@ class QuantizationEvaluatorSpec(ComponentSpec):
         MAX_MODEL_BYTES_KEY: ExecutionParameter(type=int, optional=True),
         MAX_LATENCY_MS_KEY: ExecutionParameter(type=float, optional=True),
         SIGNATURE_NAME_KEY: ExecutionParameter(type=str, optional=True),
+        NONFINITE_INPUTS_KEY: ExecutionParameter(type=str),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

@@ -170,16 +170,21 @@ def examples_to_inputs(serialized: Sequence[bytes], specs: Sequence[InputSpec], 
     return inputs
 
 
-def nonfinite_counts(inputs: dict[str, np.ndarray]) -> dict[str, int]:
-    """Per input, how many examples hold a NaN or infinite value (inputs without any are left out).
+def nonfinite_rows(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per input, a boolean mask of the examples holding a NaN or infinite value (inputs without any are left out).
 
     The int8 input quantization turns NaN into some integer and the quantized model answers as if nothing were
     wrong, so both the calibration and the evaluation count non-finite *inputs*, not only non-finite predictions.
     """
-    counts = {}
+    rows = {}
     for name, values in inputs.items():
         if np.issubdtype(values.dtype, np.floating):
-            bad = int(np.count_nonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1)))
-            if bad:
-                counts[name] = bad
-    return counts
+            bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+            if bad.any():
+                rows[name] = bad
+    return rows
+
+
+def nonfinite_counts(inputs: dict[str, np.ndarray]) -> dict[str, int]:
+    """Per input, how many examples hold a NaN or infinite value (inputs without any are left out)."""
+    return {name: int(np.count_nonzero(bad)) for name, bad in nonfinite_rows(inputs).items()}

@@ -30,6 +30,8 @@ def test_parameters_round_trip_through_exec_properties() -> None:
     config = config_from_exec_properties(component.exec_properties)
     assert config.slicing_feature_keys == ("island", "sex")
     assert config.split == "eval" and config.label_key == "species" and config.signature_name is None
+    assert config.nonfinite_inputs == "refuse"
+    assert config_from_exec_properties(_component(nonfinite_inputs="drop").exec_properties).nonfinite_inputs == "drop"
     t = config.thresholds
     assert (t.max_delta, t.delta_type, t.min_agreement, t.max_model_bytes, t.max_latency_ms, t.min_slice_size,
             t.max_slice_delta, t.metric) == (-1.0, "relative", 0.95, 10_000, 2.0, 5, None, "accuracy")
@@ -53,6 +55,7 @@ def test_outputs_are_the_custom_evaluation_and_a_standard_blessing() -> None:
     ({"label_key": ""}, "label_key must name the label feature"),
     ({"slicing_feature_keys": ["island", "island"]}, "slicing_feature_keys must be distinct"),
     ({"slicing_feature_keys": ["species"]}, "slicing on the label"),
+    ({"nonfinite_inputs": "impute"}, r"nonfinite_inputs must be one of \('refuse', 'drop'\)"),
 ])
 def test_bad_parameters_fail_at_construction(params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

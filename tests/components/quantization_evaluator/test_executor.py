@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
+from components.quantization_evaluator.outputs import write_evaluation_files
 from components.shared.model_runners import TFLiteRunner
 from components.shared.signature_inputs import examples_to_inputs
 
@@ -176,3 +179,118 @@ def test_demo_pipeline_gates_the_quantizers_model(demo_run) -> None:
     assert metrics["slicing_feature_keys"] == ["island"] and metrics["slices"]
     assert evaluation.custom_properties["report_path"].string_value == os.path.join(evaluation.uri, "report.html")
     assert os.path.getsize(os.path.join(evaluation.uri, "report.html")) > 10_000
+
+
+def _edited(records: list[bytes], edit: Callable[[int, tf.train.Example], None]) -> list[bytes]:
+    """The records with ``edit(index, example)`` applied to each parsed example."""
+    out = []
+    for i, record in enumerate(records):
+        example = tf.train.Example.FromString(record)
+        edit(i, example)
+        out.append(example.SerializeToString())
+    return out
+
+
+def _strict_json(path: str) -> dict:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{path} holds {constant}, which strict JSON has not")
+
+    with open(path) as f:
+        return json.load(f, parse_constant=refuse)
+
+
+NAN_ROWS = (3, 10, 40)
+
+
+def _nan_bill_length(i: int, example: tf.train.Example) -> None:
+    if i in NAN_ROWS:
+        example.features.feature["bill_length_mm"].float_list.value[0] = float("nan")
+
+
+def test_nonfinite_inputs_refuse_the_blessing_and_nothing_is_pushed(run_evaluator, demo_quantized, make_examples,
+                                                                     tmp_path) -> None:
+    records = demo_quantized.eval_records
+    run = run_evaluator("nan_refused", examples=make_examples({"eval": _edited(records, _nan_bill_length)}),
+                        max_delta=1.0)
+    reason = run.blessing_property("reason")
+    assert run.blessing_property("blessed") == 0 and os.listdir(run.blessing.uri) == ["NOT_BLESSED"]
+    assert ("eval split has 3 examples with non-finite inputs (bill_length_mm: 3); fix the data upstream or pass "
+            "nonfinite_inputs='drop'") in reason
+    metrics = _strict_json(os.path.join(run.evaluation.uri, "metrics.json"))
+    overall = metrics["overall"]
+    assert overall["nonfinite_inputs"] == {"bill_length_mm": 3} and overall["nonfinite_input_examples"] == 3
+    assert overall["num_examples"] == len(records) - 3  # never scored, whatever the policy
+    assert metrics["verdict"]["nonfinite_inputs"] == "refuse" and metrics["verdict"]["dropped"]["examples"] == 0
+    pushed, destination = _push(demo_quantized, run.blessing, str(tmp_path))
+    assert pushed.get_int_custom_property("pushed") == 0 and not os.path.exists(destination)
+
+
+def test_nonfinite_inputs_dropped_are_left_out_and_recorded(run_evaluator, demo_quantized, make_examples,
+                                                            predictions) -> None:
+    records = demo_quantized.eval_records
+    run = run_evaluator("nan_dropped", examples=make_examples({"eval": _edited(records, _nan_bill_length)}),
+                        max_delta=1.0, nonfinite_inputs="drop")
+    assert run.blessing_property("blessed") == 1
+    assert "dropped: eval split has 3 examples with non-finite inputs (bill_length_mm: 3)" in \
+        run.blessing_property("reason")
+    metrics = _strict_json(os.path.join(run.evaluation.uri, "metrics.json"))
+    assert metrics["verdict"]["dropped"] == {"examples": 3, "nonfinite_inputs": {"bill_length_mm": 3}}
+    kept = np.ones(len(records), dtype=bool)
+    kept[list(NAN_ROWS)] = False
+    labels = predictions["labels"]
+    for model in ("float", "quantized"):
+        assert metrics["overall"][model]["accuracy"] == pytest.approx(
+            np.mean(predictions[model][kept] == labels[kept]))
+
+
+def test_labels_that_are_not_class_indices_count_as_missing(run_evaluator, demo_quantized, make_examples) -> None:
+    def fractional(i: int, example: tf.train.Example) -> None:
+        species = example.features.feature["species"]
+        (value,) = species.int64_list.value
+        species.Clear()  # one feature type for every example: float labels, five of them not class indices
+        species.float_list.value.append(value + (0.9 if i < 5 else 0.0))
+
+    run = run_evaluator("fractional_labels", max_delta=1.0,
+                        examples=make_examples({"eval": _edited(demo_quantized.eval_records, fractional)}))
+    assert run.blessing_property("blessed") == 0
+    assert "5 examples got no prediction or no label (5 of them have a label that is not a class index" in \
+        run.blessing_property("reason")
+    overall = _strict_json(os.path.join(run.evaluation.uri, "metrics.json"))["overall"]
+    assert (overall["missing"], overall["invalid_labels"]) == (5, 5)
+    assert overall["num_examples"] == len(demo_quantized.eval_records) - 5
+
+
+def test_slice_values_with_mathtext_and_bad_bytes_are_literal(run_evaluator, demo_quantized, make_examples) -> None:
+    def odd_islands(i: int, example: tf.train.Example) -> None:
+        island = example.features.feature["island"].bytes_list.value
+        if i % 2:
+            island[0] = rb"$\undefinedmacro{x}$"
+        elif i % 3 == 0:
+            island[0] = b"Dr\xffeam"
+
+    run = run_evaluator("odd_slices", slicing_feature_keys=["island"], min_slice_size=1,
+                        examples=make_examples({"eval": _edited(demo_quantized.eval_records, odd_islands)}))
+    metrics = _strict_json(os.path.join(run.evaluation.uri, "metrics.json"))
+    values = {s["value"] for s in metrics["slices"]}
+    assert {r"$\undefinedmacro{x}$", r"Dr\xffeam"} <= values
+    with open(os.path.join(run.evaluation.uri, "report.html")) as f:
+        page = f.read()
+    assert r"island=$\undefinedmacro{x}$" in page and r"island=Dr\xffeam" in page
+
+
+def test_blessing_names_the_sha256_of_the_scored_tflite_bytes(blessed, demo_quantized) -> None:
+    with open(demo_quantized.tflite_path, "rb") as f:
+        sha256 = hashlib.sha256(f.read()).hexdigest()
+    assert blessed.blessing_property("evaluated_sha256") == sha256
+    assert blessed.evaluation.get_string_custom_property("evaluated_sha256") == sha256
+    assert _metrics(blessed)["models"]["quantized"]["evaluated_sha256"] == sha256
+    assert sha256 == demo_quantized.quantized_model.get_string_custom_property("sha256")
+
+
+def test_metrics_json_is_strict_even_for_undefined_values(blessed, tmp_path) -> None:
+    metrics = _metrics(blessed)
+    metrics["overall"]["agreement"] = float("nan")
+    metrics["latency_ms"]["float"]["p95_ms"] = float("inf")
+    write_evaluation_files(str(tmp_path), metrics)
+    written = _strict_json(str(tmp_path / "metrics.json"))
+    assert written["overall"]["agreement"] is None and written["latency_ms"]["float"]["p95_ms"] is None

@@ -39,6 +39,17 @@ CASES = [
     ("missing-metric", _inputs(0.99, None), Thresholds(), False, "undefined"),
     ("nan-predictions", _inputs(nonfinite_predictions=3), Thresholds(), False, "3 examples got NaN"),
     ("missing-predictions", _inputs(missing_predictions=2), Thresholds(), False, "2 examples got no prediction"),
+    ("labels-not-class-indices", _inputs(missing_predictions=3, invalid_labels=2), Thresholds(), False,
+     "3 examples got no prediction or no label (2 of them have a label that is not a class index"),
+    ("nonfinite-inputs-refused", _inputs(nonfinite_inputs={"bill_length_mm": 3, "body_mass_g": 1},
+                                         nonfinite_input_examples=3), Thresholds(), False,
+     "eval split has 3 examples with non-finite inputs (bill_length_mm: 3, body_mass_g: 1); fix the data upstream "
+     "or pass nonfinite_inputs='drop'"),
+    ("nonfinite-inputs-dropped", _inputs(nonfinite_inputs={"bill_length_mm": 3}, nonfinite_input_examples=3,
+                                         nonfinite_input_policy="drop"), Thresholds(), True, ""),
+    ("nonfinite-inputs-dropped-still-gated", _inputs(0.99, 0.9, nonfinite_inputs={"x": 1},
+                                                     nonfinite_input_examples=1, nonfinite_input_policy="drop"),
+     Thresholds(), False, "absolute delta of accuracy"),
     ("no-examples", GateInputs(SliceValues("overall", 0, None, None)), Thresholds(), False, "no examples"),
     ("slice-over", _inputs(slices=ISLANDS), Thresholds(max_slice_delta=0.05), False, "island=Biscoe"),
     ("slice-ignored-without-budget", _inputs(slices=ISLANDS), Thresholds(), True, ""),
@@ -63,6 +74,11 @@ def test_gate_table(inputs: GateInputs, thresholds: Thresholds, blessed: bool, w
         assert result.reasons == [] and result.reason.startswith("blessed")
     else:
         assert result.reasons and why in result.reason and result.reason.startswith("not blessed")
+    # Examples dropped for non-finite inputs are recorded in the verdict, blessed or not.
+    dropped = inputs.nonfinite_input_policy == "drop" and inputs.nonfinite_input_examples
+    assert bool(result.notes) == bool(dropped)
+    if dropped:
+        assert "dropped: eval split has" in result.reason and "nonfinite_inputs='drop'" in result.notes[0]
 
 
 def test_every_failed_rule_is_reported() -> None:

@@ -52,8 +52,27 @@ def test_labels_are_float_with_nan_where_absent() -> None:
 
 
 def test_slice_values_are_strings_or_none() -> None:
-    assert list(decode_slice_values(_decoded(), "island")) == ["Biscoe", "Dream", None, "Dream"]
-    assert list(decode_slice_values(_decoded(), "year")) == ["2007", None, "2008", None]
+    assert list(decode_slice_values(_decoded(), "island", "test")) == ["Biscoe", "Dream", None, "Dream"]
+    assert list(decode_slice_values(_decoded(), "year", "test")) == ["2007", None, "2008", None]
+
+
+def test_slice_values_that_are_not_utf8_are_backslash_escaped() -> None:
+    records = [tf.train.Example(features=tf.train.Features(feature={
+        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0])),
+        "island": tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))})).SerializeToString()
+        for value in (b"Biscoe", b"Dr\xffeam", "Torgersen \u00e9".encode())]
+    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records)
+    assert list(decode_slice_values(batch, "island", "test")) == ["Biscoe", "Dr\\xffeam", "Torgersen \u00e9"]
+    parsed = parse_examples(records, SPECS, "species", ["island"], "test")
+    assert parsed.slice_values["island"][1] == "Dr\\xffeam"
+
+
+def test_nonfinite_inputs_are_masked_per_feature() -> None:
+    records = EXAMPLES + [_example(x=[float("nan")], species=[1]), _example(x=[float("-inf")], species=[0])]
+    parsed = parse_examples(records, SPECS, "species", [], "test")
+    assert list(parsed.nonfinite_inputs) == ["x"]
+    np.testing.assert_array_equal(parsed.nonfinite_inputs["x"], [False] * 4 + [True, True])
+    assert parse_examples(EXAMPLES, SPECS, "species", [], "test").nonfinite_inputs == {}
 
 
 def test_string_labels_are_refused_with_the_fix() -> None:

@@ -77,7 +77,50 @@ def test_missing_labels_and_nonfinite_predictions_are_counted_not_scored(three_c
     float_pred[4, 0] = np.inf
     got = _run(_batches(labels, float_pred, quant_pred, islands), CLASSIFICATION)[OVERALL]
     assert (got["missing"], got["nonfinite"], got["num_examples"]) == (3, 2, 45)
+    assert got["invalid_labels"] == 1
     assert np.isfinite(got["quantized"]["accuracy"])
+
+
+def test_fractional_labels_are_not_truncated_to_classes(three_classes) -> None:
+    labels, float_pred, quant_pred, islands = (a.copy() for a in three_classes)
+    # Each fractional label sits just under the class both models predict: truncated, it would score as correct.
+    rows = np.arange(6)
+    labels[rows] = float_pred[rows].argmax(1) + 0.9
+    labels[6], labels[7] = -1.0, 2.5
+    got = _run(_batches(labels, float_pred, quant_pred, islands), CLASSIFICATION)[OVERALL]
+    assert (got["missing"], got["invalid_labels"], got["num_examples"]) == (8, 8, 42)
+    lab, fp = three_classes[0][8:].astype(int), float_pred[8:]
+    assert got["float"]["accuracy"] == pytest.approx(np.mean(fp.argmax(1) == lab))
+
+
+def test_nonfinite_inputs_are_counted_per_feature_and_not_scored(three_classes) -> None:
+    labels, float_pred, quant_pred, islands = three_classes
+    bill = np.zeros(len(labels), dtype=bool)
+    bill[[0, 1, 3]] = True  # islands Biscoe, Dream, Biscoe
+    mass = np.zeros(len(labels), dtype=bool)
+    mass[[3, 4]] = True  # Biscoe, Dream
+    batches = [PredictionBatch(b.labels, b.float_predictions, b.quant_predictions, b.slice_values,
+                               {name: mask[i:i + 7] for name, mask in (("bill_length_mm", bill), ("body_mass_g", mass))
+                                if mask[i:i + 7].any()})
+               for i, b in zip(range(0, len(labels), 7), _batches(*three_classes), strict=True)]
+    results = _run(batches, CLASSIFICATION, ("island",))
+    got = results[OVERALL]
+    assert got["nonfinite_inputs"] == {"bill_length_mm": 3, "body_mass_g": 2}
+    assert (got["nonfinite_input_examples"], got["num_examples"], got["missing"], got["nonfinite"]) == (4, 46, 0, 0)
+    kept = ~(bill | mass)
+    assert got["float"]["accuracy"] == pytest.approx(np.mean(float_pred[kept].argmax(1) == labels[kept]))
+    assert got["quantized"]["accuracy"] == pytest.approx(np.mean(quant_pred[kept].argmax(1) == labels[kept]))
+    assert results[("island", "Biscoe")]["nonfinite_inputs"] == {"bill_length_mm": 2, "body_mass_g": 1}
+    assert results[("island", "Dream")]["nonfinite_inputs"] == {"bill_length_mm": 1, "body_mass_g": 1}
+    assert results[("island", "Dream")]["nonfinite_input_examples"] == 2
+
+
+def test_regression_counts_nonfinite_inputs_too() -> None:
+    labels = np.arange(4.0)
+    pred = labels[:, None].astype(np.float32)
+    batch = PredictionBatch(labels, pred, pred, {}, {"x": np.array([False, True, False, False])})
+    got = _run([batch], REGRESSION)[OVERALL]
+    assert (got["num_examples"], got["nonfinite_input_examples"], got["nonfinite_inputs"]) == (3, 1, {"x": 1})
 
 
 def test_binary_auc_matches_sklearn() -> None:

@@ -54,3 +54,12 @@ def test_report_lists_slices_escaped_and_skipped() -> None:
     assert "island=Biscoe" in page and "island=&lt;Dream&gt;" in page and "<Dream>" not in page
     assert "Torgersen: 10 examples" in page
     assert "n/a" in page  # the missing quantized value and the unknown float size
+
+
+def test_slice_values_are_drawn_as_literal_text() -> None:
+    """A slice value is data: `$...$` in it is no mathtext (an unknown macro used to crash after Beam had run)."""
+    metrics = _metrics(False)
+    metrics["slices"][1]["value"] = r"$\undefinedmacro{x}$"
+    metrics["slices"].append({**metrics["slices"][0], "value": "cost $5 or $6"})
+    page = render_html(metrics)
+    assert r"island=$\undefinedmacro{x}$" in page and "island=cost $5 or $6" in page
