@@ -7,40 +7,74 @@ import json
 import logging
 import os
 import sys
+from typing import TextIO
 
 from ml_metadata import metadata_store
 
-from pipelines import lineage
+from pipelines import console, lineage
+
+log = logging.getLogger(__name__)
 
 PUSHER_ID = "QuantizedModelPusher"
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Imported here: it loads TensorFlow and TFX, which the lineage command does not need.
-    from pipelines.local_runner import DEFAULT_PIPELINE_NAME, LocalRunConfig, LocalRunPaths, run_local
+    # Before TensorFlow and gRPC load: their native logging bypasses Python's.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    home = os.path.abspath(args.home)
+    log_file = console.log_path(home)
+    with console.run_console(log_file, verbose=args.verbose) as out:
+        print(f"log file      : {log_file}", file=out)
+        failure = _run_and_report(args, home, log_file, out)
+    if failure is not None:
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
+    return 0
 
-    paths = LocalRunPaths(home=os.path.abspath(args.home), pipeline_name=args.pipeline_name or DEFAULT_PIPELINE_NAME)
+
+def _run_and_report(args: argparse.Namespace, home: str, log_file: str, out: TextIO) -> str | None:
+    """Runs the pipeline and prints where everything is, the gate's summary and the lineage; an error message
+    (one line, the traceback goes to the log file) when the run failed."""
+    # Imported here: it loads TensorFlow and TFX, which the lineage command does not need.
+    from pipelines.local_runner import (
+        DEFAULT_PIPELINE_NAME,
+        DiskFullError,
+        LocalRunConfig,
+        LocalRunPaths,
+        run_local,
+    )
+
+    paths = LocalRunPaths(home=home, pipeline_name=args.pipeline_name or DEFAULT_PIPELINE_NAME)
     config = LocalRunConfig(paths=paths, num_workers=args.direct_num_workers,
                             running_mode=args.direct_running_mode, enable_cache=not args.no_cache)
-    run_local(config)
+    try:
+        run_local(config)
+    except DiskFullError as error:
+        log.error("the run stopped", exc_info=True, extra=console.FILE_ONLY)
+        return str(error)
+    except Exception as error:
+        log.error("the run failed", exc_info=True, extra=console.FILE_ONLY)
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        return f"{type(error).__name__}: {console.redact(first_line)} (traceback in {log_file})"
     store = lineage.open_sqlite_store(paths.metadata_path)
     trainer = lineage.latest_complete_execution(store, paths.pipeline_name, "Trainer")
     model_uri = lineage.output_artifacts(store, trainer.id)["model"][0].uri if trainer else "(no Trainer run)"
-    print(f"pipeline root : {paths.pipeline_root}")
-    print(f"MLMD (SQLite) : {paths.metadata_path}")
-    print(f"trained model : {model_uri}")
+    print(f"pipeline root : {paths.pipeline_root}", file=out)
+    print(f"MLMD (SQLite) : {paths.metadata_path}", file=out)
+    print(f"trained model : {model_uri}", file=out)
     summary = lineage.run_summary(store, paths.pipeline_name, PUSHER_ID)
     if summary is not None:
-        print()
-        print(lineage.format_summary(summary))
-        print()
+        print(file=out)
+        print(lineage.format_summary(summary), file=out)
+        print(file=out)
         if summary["pushed"]:
-            print(lineage.format_chain(lineage.pushed_chain(store, summary["pushed_model_id"])))
+            print(lineage.format_chain(lineage.pushed_chain(store, summary["pushed_model_id"])), file=out)
         else:
-            print(lineage.format_why_not(lineage.why_not(store, summary["run_id"])))
+            print(lineage.format_why_not(lineage.why_not(store, summary["run_id"])), file=out)
         print(f"\nask again: python -m pipelines lineage --metadata {paths.metadata_path} "
-              f"{'--pushed latest' if summary['pushed'] else '--why-not'}")
-    return 0
+              f"{'--pushed latest' if summary['pushed'] else '--why-not'}", file=out)
+    return None
 
 
 def _pushed_arg(value: str) -> str | int:
@@ -99,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--direct-running-mode", default="in_memory",
                      choices=["in_memory", "multi_threading", "multi_processing"])
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
+    run.add_argument("--verbose", action="store_true",
+                     help="library logs (TFX, Beam, TensorFlow) on the console too; they always go to "
+                          "<home>/logs/run-<time>.log")
     run.set_defaults(func=_run)
 
     query = commands.add_parser(
@@ -122,9 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     query.set_defaults(func=_lineage)
 
     args = parser.parse_args(argv)
-    # A run logs its progress; a lineage query prints its answer and nothing else.
-    level = logging.INFO if args.command == "run" else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "lineage":  # prints its answer and nothing else; a run sets up its own logging
+        logging.basicConfig(level=logging.WARNING, format=console.FILE_FORMAT)
     return args.func(args)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from dataclasses import dataclass, field
@@ -61,11 +62,49 @@ class LocalRunConfig:
     running_mode: str = "in_memory"
     enable_cache: bool = True
     pipeline_kwargs: dict = field(default_factory=dict)
-    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None
+    # repr=False: a MySQL connection config holds the password.
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = field(default=None, repr=False)
+
+
+class DiskFullError(Exception):
+    """The disk under the pipeline root or MLMD filled up during a run: a one-line message."""
+
+
+# What MLMD's SQLite layer raises (a RuntimeError, with the SQL statement after it) when the disk is full.
+_SQLITE_FULL = "database or disk is full"
+
+
+def disk_full_error(error: BaseException, paths: LocalRunPaths) -> DiskFullError | None:
+    """A ``DiskFullError`` naming where the disk is full, when ``error`` (or what caused it) is ENOSPC or SQLite's
+    "database or disk is full"; ``None`` for any other error."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        where = None
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            where = error.filename or paths.pipeline_root
+        elif isinstance(error, RuntimeError) and _SQLITE_FULL in str(error):
+            where = paths.metadata_path
+        if where is not None:
+            return DiskFullError(f"disk full at {where}: free space and re-run (finished components are cached)")
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def run_local(config: LocalRunConfig) -> None:
-    """Writes the penguin CSV into the data root and runs the whole pipeline with LocalDagRunner."""
+    """Writes the penguin CSV into the data root and runs the whole pipeline with LocalDagRunner.
+
+    A full disk (ENOSPC, or SQLite's "database or disk is full" from MLMD) is a ``DiskFullError``."""
+    try:
+        _run_local(config)
+    except Exception as error:  # the launcher may re-raise an executor's error wrapped: look down the chain
+        full = disk_full_error(error, config.paths)
+        if full is None:
+            raise
+        raise full from error
+
+
+def _run_local(config: LocalRunConfig) -> None:
     paths = config.paths
     write_penguins_csv(paths.data_root)
     metadata_connection_config = config.metadata_connection_config

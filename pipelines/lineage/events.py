@@ -22,6 +22,7 @@ NODE_CONTEXT_TYPE = "node"
 RUN_CONTEXT_TYPE = "pipeline_run"
 _Execution = metadata_store_pb2.Execution
 _Event = metadata_store_pb2.Event
+FINISHED_STATES = (_Execution.COMPLETE, _Execution.CACHED)
 OUTPUT_EVENTS = (_Event.OUTPUT, _Event.DECLARED_OUTPUT)
 INPUT_EVENTS = (_Event.INPUT, _Event.DECLARED_INPUT)
 
@@ -33,8 +34,7 @@ def latest_complete_execution(
     context = store.get_context_by_type_and_name(NODE_CONTEXT_TYPE, f"{pipeline_name}.{component_id}")
     if context is None:
         return None
-    done = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
-    executions = [e for e in store.get_executions_by_context(context.id) if e.last_known_state in done]
+    executions = [e for e in store.get_executions_by_context(context.id) if e.last_known_state in FINISHED_STATES]
     return max(executions, key=lambda e: (e.create_time_since_epoch, e.id), default=None)
 
 
@@ -180,3 +180,12 @@ def walk_upstream(store: metadata_store.MetadataStore, artifact_id: int) -> list
     return nodes
 
 
+def unfinished_executions(store: metadata_store.MetadataStore, run_name: str) -> list[ExecutionInfo]:
+    """The executions of a pipeline run that neither completed nor were cached (FAILED, and RUNNING or NEW ones
+    that a killed process or a full disk left behind), oldest first."""
+    run = store.get_context_by_type_and_name(RUN_CONTEXT_TYPE, run_name)
+    if run is None:
+        return []
+    reader = Reader(store)
+    executions = [e for e in store.get_executions_by_context(run.id) if e.last_known_state not in FINISHED_STATES]
+    return [reader.execution_info(e) for e in sorted(executions, key=lambda e: (e.create_time_since_epoch, e.id))]

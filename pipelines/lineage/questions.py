@@ -19,6 +19,7 @@ from pipelines.lineage.events import (
     latest_complete_execution,
     output_artifacts,
     producer,
+    unfinished_executions,
     walk_upstream,
 )
 from pipelines.lineage.store import LineageError
@@ -94,16 +95,15 @@ def _node_dict(node: LineageNode) -> dict[str, Any]:
 
 def _run_context(store: metadata_store.MetadataStore, run_id: str | None) -> metadata_store_pb2.Context:
     runs = store.get_contexts_by_type(RUN_CONTEXT_TYPE)
+    if not runs:
+        raise LineageError("no pipeline run in this ML Metadata store")
     if run_id is None:
-        # The newest run that tried to push.
-        runs = [r for r in runs if _pushes_of_run(store, r.id)]
-        if not runs:
-            raise LineageError("no pipeline run in this store has a pusher execution")
+        # The newest run, whether it reached the pusher or not: a killed run is the one to explain.
         return max(runs, key=lambda r: (r.create_time_since_epoch, r.id))
     for run in runs:
         if run.name == run_id:
             return run
-    names = ", ".join(sorted(r.name for r in runs)[-3:]) or "none"
+    names = ", ".join(sorted(r.name for r in runs)[-3:])
     raise LineageError(f"no pipeline run {run_id!r} in this store (newest runs: {names})")
 
 
@@ -118,15 +118,13 @@ def _pushes_of_run(
 
 
 def why_not(store: metadata_store.MetadataStore, run_id: str | None = None) -> dict[str, Any]:
-    """Why a pipeline run (default: the newest that tried) pushed nothing: the pushers' and blessings' reasons."""
+    """Why a pipeline run (default: the newest) pushed nothing: the pushers' and blessings' reasons, and the
+    executions that failed or did not finish (``unfinished``; a run killed before the gate has only those)."""
     _require_nonempty(store)
     run = _run_context(store, run_id)
-    pushes = _pushes_of_run(store, run.id)
-    if not pushes:
-        raise LineageError(f"pipeline run {run.name!r} has no pusher execution: nothing was gated")
     reader = Reader(store)
     refused = []
-    for execution, pushed_model in pushes:
+    for execution, pushed_model in _pushes_of_run(store, run.id):
         if pushed_model.custom_properties[properties.PUSHED].int_value == 1:
             destination = pushed_model.custom_properties[properties.PUSHED_DESTINATION].string_value
             raise LineageError(f"pipeline run {run.name!r} did push (PushedModel {pushed_model.id} at "
@@ -138,11 +136,13 @@ def why_not(store: metadata_store.MetadataStore, run_id: str | None = None) -> d
             "pusher": vars(reader.execution_info(execution)),
             "blessings": [vars(reader.artifact_info(b)) for b in blessings],
         })
-    return {"run_id": run.name, "refused": refused}
+    unfinished = [vars(e) for e in unfinished_executions(store, run.name)]
+    return {"run_id": run.name, "refused": refused, "unfinished": unfinished}
 
 
 def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_id: str) -> dict[str, Any] | None:
-    """The numbers a run gated on, from its newest pusher execution: metrics, delta, threshold, sizes, verdict.
+    """The numbers a run gated on, from its newest pusher execution: metrics, delta, threshold, sizes, verdict,
+    the evaluation's ``report_path``, and the run's executions that failed or did not finish (``unfinished``).
 
     The metric values are the ``float_<metric>`` / ``quantized_<metric>`` properties of the evaluation that the
     blessing's producer wrote beside it; ``None`` where a property is missing (e.g. a stock Evaluator's blessing).
@@ -161,6 +161,7 @@ def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_
     model = reader.artifact_info(inputs[properties.MODEL_KEY][0]).properties
     pushed = reader.artifact_info(pushed_model).properties
     metric = blessing.get(properties.METRIC)
+    run_id = reader.execution_info(execution).run_id
     return {
         "metric": metric,
         "float_metric": evaluation.get(properties.float_metric(metric)),
@@ -175,7 +176,9 @@ def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_
         "pushed_destination": pushed.get(properties.PUSHED_DESTINATION),
         "reason": pushed.get(properties.REASON),
         "pushed_model_id": pushed_model.id,
-        "run_id": reader.execution_info(execution).run_id,
+        "report_path": evaluation.get(properties.REPORT_PATH),
+        "run_id": run_id,
+        "unfinished": [vars(e) for e in unfinished_executions(store, run_id)] if run_id else [],
     }
 
 

@@ -44,6 +44,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("verdict", summary["verdict"]),
         outcome,
     ]
+    if summary.get("report_path"):
+        rows.append(("report", summary["report_path"]))
+    rows += [(_unfinished_state(e), _execution(e)) for e in summary.get("unfinished", ())]
     width = max(len(name) for name, _ in rows)
     rule = "-" * min(100, width + 3 + max(len(str(value)) for _, value in rows))
     lines = [f"quantgate summary, run {summary['run_id']}", rule]
@@ -70,13 +73,27 @@ def format_chain(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _unfinished_state(execution: dict[str, Any]) -> str:
+    # RUNNING / NEW after the run ended: the process was killed or MLMD could not record the end (full disk).
+    return "failed" if execution["state"] in ("FAILED", "CANCELED") else "did not finish"
+
+
+def _execution(execution: dict[str, Any]) -> str:
+    return f"{execution['component_id']} (execution #{execution['id']}, started {execution['started']})"
+
+
 def format_why_not(result: dict[str, Any]) -> str:
-    """The refusals of ``why_not`` as text."""
+    """The refusals of ``why_not`` as text, then the executions that failed or did not finish."""
     lines = [f"pipeline run {result['run_id']} pushed nothing:"]
+    if not result["refused"]:
+        lines.append("  no pusher ran: the run stopped before the gate")
     for refusal in result["refused"]:
         pusher, pushed = refusal["pusher"], refusal["pushed_model"]
         lines.append(f"  {pusher['component_id']} (execution #{pusher['id']}): "
                      f"{pushed['properties'].get(properties.REASON) or 'not blessed'}")
         for blessing in refusal["blessings"]:
             lines.append(f"    blessing #{blessing['id']}: {_shown(blessing)}")
+    for execution in result.get("unfinished", ()):
+        lines.append(f"  {execution['component_id']} (execution #{execution['id']}): "
+                     f"{_unfinished_state(execution)} (started {execution['started']})")
     return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -35,7 +35,7 @@ class MySQLConfig:
     database: str
     user: str
     port: int = 3306
-    password: str = ""
+    password: str = field(default="", repr=False)  # kept out of reprs, hence out of logs and tracebacks
 
     def connection_config(self) -> metadata_store_pb2.ConnectionConfig:
         config = metadata_store_pb2.ConnectionConfig()

@@ -79,7 +79,7 @@ def test_producer_is_the_complete_execution_not_a_later_cached_one(graph) -> Non
     assert lineage.producer(graph.store, examples) is None  # imported, nothing produced it
 
 
-def _pushed_graph(graph: Graph, pushed: int) -> dict[str, int]:
+def _pushed_graph(graph: Graph, pushed: int, report_path: str | None = None) -> dict[str, int]:
     ids = {name: graph.artifact(kind) for name, kind in (
         ("examples", "Examples"), ("trainer", "Model"), ("representative", "components.RepresentativeDataset"))}
     ids["quantized"] = graph.artifact("Model", quantization_mode="int8", sha256="abc")
@@ -92,9 +92,13 @@ def _pushed_graph(graph: Graph, pushed: int) -> dict[str, int]:
     graph.execution("Quantizer", "r", pb.Execution.COMPLETE,
                     {"model": ids["trainer"], "representative_dataset": ids["representative"]},
                     {"quantized_model": ids["quantized"]})
+    evaluator_outputs = {"blessing": ids["blessing"]}
+    if report_path is not None:
+        ids["evaluation"] = evaluator_outputs["evaluation"] = graph.artifact(
+            "components.QuantizationEvaluation", report_path=report_path)
     graph.execution("QuantizationEvaluator", "r", pb.Execution.COMPLETE,
                     {"model": ids["trainer"], "quantized_model": ids["quantized"], "examples": ids["examples"]},
-                    {"blessing": ids["blessing"]})
+                    evaluator_outputs)
     graph.execution("QuantizedModelPusher", "r", pb.Execution.COMPLETE,
                     {"model": ids["quantized"], "model_blessing": ids["blessing"]}, {"pushed_model": ids["pushed"]})
     return ids
@@ -142,6 +146,57 @@ def test_why_not_refuses_a_run_that_pushed(graph) -> None:
     ids = _pushed_graph(graph, pushed=1)
     with pytest.raises(lineage.LineageError, match=f"did push \\(PushedModel {ids['pushed']} at /srv/1\\)"):
         lineage.why_not(graph.store, "r")
+
+
+def test_why_not_explains_a_run_killed_before_the_gate(graph) -> None:
+    ids = _pushed_graph(graph, pushed=1)
+    # A second run: the Trainer failed, then a retry was killed (or the disk filled up) and stayed RUNNING;
+    # no pusher ever ran.
+    graph.execution("CsvExampleGen", "r2", pb.Execution.CACHED, {}, {"examples": ids["examples"]})
+    failed = graph.execution("Trainer", "r2", pb.Execution.FAILED, {"examples": ids["examples"]}, {})
+    running = graph.execution("Trainer", "r2", pb.Execution.RUNNING, {"examples": ids["examples"]}, {})
+    new = graph.execution("Quantizer", "r2", pb.Execution.NEW, {"model": ids["trainer"]}, {})
+    result = lineage.why_not(graph.store)  # the newest run, although it has no pusher
+    assert result["run_id"] == "r2" and result["refused"] == []
+    assert [(e["id"], e["component_id"], e["state"]) for e in result["unfinished"]] == [
+        (failed, "Trainer", "FAILED"), (running, "Trainer", "RUNNING"), (new, "Quantizer", "NEW")]
+    text = lineage.format_why_not(result)
+    started = result["unfinished"][1]["started"]
+    assert started[:4].isdigit() and started.endswith("+00:00")  # ISO 8601, UTC
+    assert f"Trainer (execution #{running}): did not finish (started {started})" in text
+    assert f"Trainer (execution #{failed}): failed (started " in text
+    assert f"Quantizer (execution #{new}): did not finish (started " in text
+    assert "no pusher ran: the run stopped before the gate" in text
+    assert json.loads(json.dumps(result)) == result  # --json prints it
+    with pytest.raises(lineage.LineageError, match="did push"):  # the earlier, finished run is still asked by id
+        lineage.why_not(graph.store, "r")
+
+
+def test_why_not_lists_unfinished_executions_beside_a_refusal(graph) -> None:
+    ids = _pushed_graph(graph, pushed=0)
+    stuck = graph.execution("Evaluator", "r", pb.Execution.RUNNING, {"model": ids["trainer"]}, {})
+    result = lineage.why_not(graph.store, "r")
+    assert len(result["refused"]) == 1 and [e["id"] for e in result["unfinished"]] == [stuck]
+    text = lineage.format_why_not(result)
+    assert "no pusher ran" not in text and f"Evaluator (execution #{stuck}): did not finish (started " in text
+
+
+def test_run_summary_names_the_report_and_what_did_not_finish(graph) -> None:
+    ids = _pushed_graph(graph, pushed=0, report_path="/p/QuantizationEvaluator/evaluation/7/report.html")
+    stuck = graph.execution("Evaluator", "r", pb.Execution.RUNNING, {"model": ids["trainer"]}, {})
+    summary = lineage.run_summary(graph.store, "pipe", "QuantizedModelPusher")
+    assert summary["report_path"] == "/p/QuantizationEvaluator/evaluation/7/report.html"
+    assert [e["id"] for e in summary["unfinished"]] == [stuck]
+    table = lineage.format_summary(summary)
+    assert "\nreport " in table and table.count("/p/QuantizationEvaluator/evaluation/7/report.html") == 1
+    assert f"did not finish | Evaluator (execution #{stuck}, started " in table
+
+
+def test_no_run_at_all(tmp_path) -> None:
+    graph = Graph(_new_store(str(tmp_path / "metadata.sqlite")))
+    graph.artifact("Examples")  # imported, never run
+    with pytest.raises(lineage.LineageError, match="no pipeline run in this ML Metadata store"):
+        lineage.why_not(graph.store)
 
 
 @pytest.mark.parametrize("question, message", [

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import subprocess
 import sys
 
@@ -31,6 +33,53 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
     metadata_store.MetadataStore(config)  # creates the schema, no artifacts
     return path
+
+
+@pytest.fixture
+def killed_run_store(tmp_path) -> tuple[str, int]:
+    """A store whose only run was killed in the Trainer: its execution stayed RUNNING, no pusher ran."""
+    path = str(tmp_path / "metadata.sqlite")
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = path
+    config.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    store = metadata_store.MetadataStore(config)
+    examples = store.put_artifacts([pb.Artifact(type_id=store.put_artifact_type(pb.ArtifactType(name="Examples")),
+                                                uri="/a/examples", state=pb.Artifact.LIVE)])[0]
+    contexts = [pb.Context(type_id=store.put_context_type(pb.ContextType(name=kind)), name=name)
+                for kind, name in (("node", "pipe.Trainer"), ("pipeline_run", "2026-12-01T10:00:00.000001"))]
+    execution = pb.Execution(type_id=store.put_execution_type(pb.ExecutionType(name="Trainer")),
+                             last_known_state=pb.Execution.RUNNING)
+    (stored,) = store.get_artifacts_by_id([examples])
+    execution_id, _, _ = store.put_execution(execution, [(stored, pb.Event(type=pb.Event.INPUT))], contexts)
+    return path, execution_id
+
+
+def test_why_not_on_a_killed_run(killed_run_store) -> None:
+    path, execution_id = killed_run_store
+    result = _cli("--metadata", path, "--why-not")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "pipeline run 2026-12-01T10:00:00.000001 pushed nothing:"
+    assert lines[1] == "  no pusher ran: the run stopped before the gate"
+    assert lines[2].startswith(f"  Trainer (execution #{execution_id}): did not finish (started 20")
+    as_json = json.loads(_cli("--metadata", path, "--why-not", "--json").stdout)
+    assert [(e["id"], e["state"]) for e in as_json["unfinished"]] == [(execution_id, "RUNNING")]
+
+
+def test_run_error_is_one_line_and_the_traceback_is_in_the_log(tmp_path) -> None:
+    home = tmp_path / "home"
+    result = subprocess.run([sys.executable, "-m", "pipelines", "run", "--home", str(home),
+                             "--direct-num-workers", "0"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result
+    (log_file,) = glob.glob(str(home / "logs" / "run-*.log"))
+    assert result.stderr == (f"error: ValueError: direct_num_workers must be >= 1, got 0 (traceback in "
+                             f"{log_file})\n")
+    # The quiet console: the log's path and quantgate's own lines, none of TensorFlow's start-up noise.
+    assert result.stdout.splitlines()[0] == f"log file      : {log_file}"
+    assert all(" penguins to " in line or "unchanged, kept" in line for line in result.stdout.splitlines()[1:])
+    log_text = open(log_file).read()
+    assert "Traceback" in log_text and "direct_num_workers must be >= 1" in log_text
+    assert os.path.exists(home / "data" / "penguins.csv")
 
 
 def test_help() -> None:
@@ -74,6 +123,12 @@ def test_bad_pushed_argument_is_a_usage_error() -> None:
     result = _cli("--metadata", "x", "--pushed", "newest")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "expected 'latest' or an artifact id, got 'newest'" in result.stderr
+
+
+def test_run_help_offers_verbose() -> None:
+    result = subprocess.run([sys.executable, "-m", "pipelines", "run", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "--verbose" in result.stdout and "logs/run-" in result.stdout
 
 
 def test_demo_run_lineage_json_matches_the_library(demo_run) -> None:
