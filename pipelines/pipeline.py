@@ -43,6 +43,7 @@ def create_pipeline(
     quantization_min_agreement: float | None = None,
     quantization_max_model_bytes: int | None = None,
     quantization_max_latency_ms: float | None = None,
+    quantization_nonfinite_inputs: str = "refuse",
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -71,8 +72,9 @@ def create_pipeline(
         ``signature_name`` (the Trainer's dense signature), ``io_dtype``, ``denylisted_ops``, ``allow_float_fallback``.
       quantization_metric / quantization_max_delta / quantization_delta_type / quantization_slicing_feature_keys /
         quantization_min_slice_size / quantization_max_slice_delta / quantization_min_agreement /
-        quantization_max_model_bytes / quantization_max_latency_ms: the QuantizationEvaluator's gate (``metric``,
-        ``max_delta``, ...) on the eval split; a negative ``quantization_max_delta`` forces a refusal.
+        quantization_max_model_bytes / quantization_max_latency_ms / quantization_nonfinite_inputs: the
+        QuantizationEvaluator's gate (``metric``, ``max_delta``, ...) on the eval split; a negative
+        ``quantization_max_delta`` forces a refusal.
       beam_pipeline_args: passed to every Beam-based component (e.g. ``--direct_num_workers=2``).
       metadata_connection_config: MLMD connection; ``None`` leaves it to the orchestrator (Kubeflow / Vertex).
       enable_cache: reuse executions whose inputs and parameters are unchanged.
@@ -126,6 +128,7 @@ def create_pipeline(
         max_model_bytes=quantization_max_model_bytes,
         max_latency_ms=quantization_max_latency_ms,
         signature_name=quantization_signature,
+        nonfinite_inputs=quantization_nonfinite_inputs,
     )
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
