@@ -1,0 +1,1 @@
+"""The Chicago taxi Transform and Trainer module files (one folder: TFX packages a module file's whole folder)."""

@@ -1,0 +1,198 @@
+"""The Chicago taxi pipeline: Transform before the Trainer, the model trained on transformed features.
+
+``create_taxi_pipeline`` mirrors ``pipelines/pipeline.py::create_pipeline`` (every knob a keyword parameter):
+
+    CsvExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer -> Evaluator (float, AUC >= threshold)
+    CsvExampleGen -> RepresentativeDatasetGen (raw train examples, uniform)
+
+and, with ``with_quantization=True``, Quantizer -> QuantizationEvaluator (AUC, sliced by payment_type) ->
+QuantizedModelPusher. The Quantizer and the QuantizationEvaluator take no transform graph yet, so with quantization
+they are fed Transform's materialized ``transformed_examples`` (which carry the ``*_xf`` features the dense signature
+reads) and RepresentativeDatasetGen samples those instead of the raw examples.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components import QuantizationEvaluator, QuantizedModelPusher, Quantizer, RepresentativeDatasetGen
+
+TAXI_MODULE_DIR = os.path.join(os.path.dirname(__file__), "models", "taxi")
+TAXI_TRANSFORM_MODULE_FILE = os.path.join(TAXI_MODULE_DIR, "taxi_transform.py")
+TAXI_TRAINER_MODULE_FILE = os.path.join(TAXI_MODULE_DIR, "taxi_trainer.py")
+RAW_LABEL_KEY = "tips"
+LABEL_KEY = "tips_xf"
+SLICE_KEY = "payment_type"
+
+
+def create_taxi_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    *,
+    transform_module_file: str = TAXI_TRANSFORM_MODULE_FILE,
+    transform_preprocessing_fn: str | None = None,
+    trainer_module_file: str = TAXI_TRAINER_MODULE_FILE,
+    trainer_run_fn: str | None = None,
+    train_steps: int = 300,
+    eval_steps: int = 50,
+    trainer_config: dict | None = None,
+    float_auc_threshold: float = 0.6,
+    float_slicing_feature_keys: tuple[str, ...] = (SLICE_KEY,),
+    calibration_num_examples: int = 300,
+    calibration_seed: int = 0,
+    with_quantization: bool = False,
+    quantization_mode: str = "int8",
+    quantization_engine: str = "tflite_converter",
+    quantization_signature: str | None = "serving_features",
+    quantization_io_dtype: str | None = None,
+    quantization_denylisted_ops: tuple[str, ...] = (),
+    quantization_allow_float_fallback: bool = False,
+    quantization_metric: str = "auc",
+    quantization_max_delta: float = 0.01,
+    quantization_delta_type: str = "absolute",
+    quantization_slicing_feature_keys: tuple[str, ...] = (f"{SLICE_KEY}_xf",),
+    quantization_min_slice_size: int = 30,
+    quantization_max_slice_delta: float | None = None,
+    quantization_min_agreement: float | None = None,
+    quantization_max_model_bytes: int | None = None,
+    quantization_max_latency_ms: float | None = None,
+    beam_pipeline_args: list[str] | None = None,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+    enable_cache: bool = True,
+    push_destination: str | None = None,
+) -> tfx.dsl.Pipeline:
+    """Builds the taxi DAG (see the module docstring).
+
+    Args:
+      pipeline_name / pipeline_root / data_root: as ``create_pipeline``; ``data_root`` holds the taxi CSV
+        (``pipelines.taxi_data.write_taxi_csv``).
+      transform_module_file / transform_preprocessing_fn: Transform's module file, or the import path of its
+        ``preprocessing_fn`` (``pipelines.models.taxi.taxi_transform.preprocessing_fn``) when the code ships in the
+        image; then the module file is not packaged.
+      trainer_module_file / trainer_run_fn: the same for the Trainer (``...taxi_trainer.run_fn``).
+      train_steps / eval_steps: Trainer steps (batches of 64).
+      trainer_config: ``custom_config`` for the Trainer (``hidden_units``, ``embedding_dim``, ``learning_rate``,
+        ``seed``).
+      float_auc_threshold: lower bound on the float model's AUC (label ``tips_xf``) for the Evaluator's blessing.
+      float_slicing_feature_keys: the Evaluator's slices besides overall (raw features, e.g. ``payment_type``).
+      calibration_num_examples / calibration_seed: RepresentativeDatasetGen's sample of the train split: raw examples,
+        uniform; with quantization, transformed examples stratified by ``tips_xf``.
+      with_quantization: add the Quantizer, the QuantizationEvaluator and the QuantizedModelPusher, fed the
+        transformed examples (until they take a transform graph).
+      quantization_*: the Quantizer's and the QuantizationEvaluator's knobs, as in ``create_pipeline``; the gate's
+        metric is AUC, sliced by the transformed ``payment_type_xf`` (vocabulary ids).
+      beam_pipeline_args / metadata_connection_config / enable_cache / push_destination: as ``create_pipeline``.
+    """
+    example_gen = tfx.components.CsvExampleGen(input_base=data_root)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        module_file=None if transform_preprocessing_fn else transform_module_file,
+        preprocessing_fn=transform_preprocessing_fn,
+    )
+    trainer = tfx.components.Trainer(
+        module_file=None if trainer_run_fn else trainer_module_file,
+        run_fn=trainer_run_fn,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=eval_steps),
+        custom_config=trainer_config or {},
+    )
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        eval_config=_float_eval_config(float_auc_threshold, float_slicing_feature_keys),
+    )
+    calibration_source = transform.outputs["transformed_examples"] if with_quantization else example_gen.outputs["examples"]
+    representative_dataset_gen = RepresentativeDatasetGen(
+        examples=calibration_source,
+        split="train",
+        num_examples=calibration_num_examples,
+        strategy="stratified" if with_quantization else "uniform",
+        label_key=LABEL_KEY if with_quantization else None,
+        seed=calibration_seed,
+    )
+    components = [example_gen, statistics_gen, schema_gen, transform, trainer, evaluator, representative_dataset_gen]
+    if with_quantization:
+        quantizer = Quantizer(
+            model=trainer.outputs["model"],
+            representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+            mode=quantization_mode,
+            engine=quantization_engine,
+            signature_name=quantization_signature,
+            io_dtype=quantization_io_dtype,
+            denylisted_ops=quantization_denylisted_ops,
+            allow_float_fallback=quantization_allow_float_fallback,
+        )
+        quantization_evaluator = QuantizationEvaluator(
+            model=trainer.outputs["model"],
+            quantized_model=quantizer.outputs["quantized_model"],
+            examples=transform.outputs["transformed_examples"],
+            label_key=LABEL_KEY,
+            split="eval",
+            metric=quantization_metric,
+            max_delta=quantization_max_delta,
+            delta_type=quantization_delta_type,
+            slicing_feature_keys=quantization_slicing_feature_keys,
+            min_slice_size=quantization_min_slice_size,
+            max_slice_delta=quantization_max_slice_delta,
+            min_agreement=quantization_min_agreement,
+            max_model_bytes=quantization_max_model_bytes,
+            max_latency_ms=quantization_max_latency_ms,
+            signature_name=quantization_signature,
+        )
+        pusher = QuantizedModelPusher(
+            model=quantizer.outputs["quantized_model"],
+            model_blessing=quantization_evaluator.outputs["blessing"],
+            float_blessing=evaluator.outputs["blessing"],
+            float_model=trainer.outputs["model"],
+            representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+            evaluation=quantization_evaluator.outputs["evaluation"],
+            push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model")),
+        )
+        components += [quantizer, quantization_evaluator, pusher]
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [],
+    )
+
+
+def _float_eval_config(auc_threshold: float, slicing_feature_keys: tuple[str, ...]) -> tfma.EvalConfig:
+    # The label tips_xf exists only after Transform: TFMA gets it from the model's transform_features signature.
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=LABEL_KEY,
+                                    preprocessing_function_names=["transform_features"])],
+        slicing_specs=[tfma.SlicingSpec(), *(tfma.SlicingSpec(feature_keys=[key]) for key in slicing_feature_keys)],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(class_name="BinaryAccuracy"),
+                    tfma.MetricConfig(
+                        class_name="AUC",
+                        # overall only: within a payment type the label is nearly constant (cash tips are not
+                        # recorded), and a slice's AUC says little there
+                        per_slice_thresholds=[tfma.PerSliceMetricThreshold(
+                            slicing_specs=[tfma.SlicingSpec()],
+                            threshold=tfma.MetricThreshold(
+                                value_threshold=tfma.GenericValueThreshold(lower_bound={"value": auc_threshold})),
+                        )],
+                    ),
+                ]
+            )
+        ],
+    )

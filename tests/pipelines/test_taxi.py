@@ -1,0 +1,173 @@
+"""The taxi pipeline, one real local run up to the float Evaluator (module-scoped), and what the Quantizer will need.
+
+Besides the pipeline's own outputs, it measures, with the shared input path and runners (no Beam): the dense
+``serving_features`` path (raw examples -> ``TransformedInputs`` -> ``SavedModelRunner``) against the model's own
+``serving_default`` (serialized examples -> TFT layer -> model), and a manual full-int8 conversion of
+``serving_features`` calibrated on the representative dataset through the transform, AUC against the float model's on
+the eval split. The numbers are printed (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from sklearn.metrics import roc_auc_score
+from tfx import v1 as tfx
+
+from components.representative_dataset.storage import read_examples
+from components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from components.shared.signature_inputs import InputSpec, dense_signature_specs
+from components.shared.transform_inputs import TransformedInputs, vocabulary_files
+from pipelines import lineage
+from pipelines.local_runner import LocalRunPaths, direct_runner_args
+from pipelines.models.taxi import taxi_trainer, taxi_transform
+from pipelines.taxi import create_taxi_pipeline
+from pipelines.taxi_data import write_taxi_csv
+
+PIPELINE_NAME = "taxi-quantgate"
+COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "Evaluator",
+              "RepresentativeDatasetGen")
+MAX_AUC_DELTA = 0.01
+BATCH = 1024
+
+
+@dataclass
+class TaxiRun:
+    paths: LocalRunPaths
+    store: metadata_store.MetadataStore
+
+    def output(self, component_id: str, key: str) -> metadata_store_pb2.Artifact:
+        execution = lineage.latest_complete_execution(self.store, PIPELINE_NAME, component_id)
+        assert execution is not None, f"no COMPLETE execution of {component_id}"
+        (artifact,) = lineage.output_artifacts(self.store, execution.id)[key]
+        return artifact
+
+    @property
+    def model_dir(self) -> str:
+        return os.path.join(self.output("Trainer", "model").uri, "Format-Serving")
+
+    @property
+    def transform_graph(self) -> str:
+        return self.output("Transform", "transform_graph").uri
+
+
+@pytest.fixture(scope="module")
+def taxi_run(tmp_path_factory: pytest.TempPathFactory) -> TaxiRun:
+    paths = LocalRunPaths(home=str(tmp_path_factory.mktemp("taxi")), pipeline_name=PIPELINE_NAME)
+    write_taxi_csv(paths.data_root)
+    pipeline = create_taxi_pipeline(
+        PIPELINE_NAME, paths.pipeline_root, paths.data_root,
+        beam_pipeline_args=direct_runner_args(),
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path),
+        push_destination=paths.serving_model_dir,
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    return TaxiRun(paths=paths, store=lineage.open_sqlite_store(paths.metadata_path))
+
+
+def _records(uri: str, split: str) -> list[bytes]:
+    files = tf.io.gfile.glob(os.path.join(uri, f"Split-{split}", "*"))
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def _batched(function, serialized: list[bytes]) -> dict[str, np.ndarray]:
+    parts = [function(serialized[i:i + BATCH]) for i in range(0, len(serialized), BATCH)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _transformed_names() -> list[str]:
+    keys = (*taxi_transform.DENSE_FLOAT_FEATURE_KEYS, *taxi_transform.VOCAB_FEATURE_KEYS,
+            *taxi_transform.BUCKET_FEATURE_KEYS)
+    return sorted(taxi_transform.transformed_name(k) for k in keys)
+
+
+@pytest.mark.parametrize("component_id", COMPONENTS)
+def test_every_component_completes(taxi_run: TaxiRun, component_id: str) -> None:
+    assert lineage.latest_complete_execution(taxi_run.store, PIPELINE_NAME, component_id) is not None
+
+
+def test_transform_outputs_exist(taxi_run: TaxiRun) -> None:
+    graph = taxi_run.transform_graph
+    for folder in ("transform_fn", "transformed_metadata", "metadata"):
+        assert tf.io.gfile.isdir(os.path.join(graph, folder)), folder
+    assert set(vocabulary_files(graph)) == {"payment_type", "company"}
+    transformed = taxi_run.output("Transform", "transformed_examples").uri
+    assert _records(transformed, "train") and _records(transformed, "eval")
+
+
+def test_float_evaluator_blesses_the_model(taxi_run: TaxiRun) -> None:
+    blessing = taxi_run.output("Evaluator", "blessing")
+    assert blessing.custom_properties["blessed"].int_value == 1
+
+
+def test_model_signatures(taxi_run: TaxiRun) -> None:
+    loaded = tf.saved_model.load(taxi_run.model_dir)
+    assert {"serving_default", taxi_trainer.TRANSFORM_SIGNATURE, taxi_trainer.DENSE_SIGNATURE} <= set(loaded.signatures)
+    name, specs = dense_signature_specs(taxi_run.model_dir, None)  # the only dense numeric signature
+    assert name == taxi_trainer.DENSE_SIGNATURE
+    assert [s.name for s in specs] == _transformed_names()
+    for spec in specs:
+        assert spec.shape == (None, 1)
+        expected = np.float32 if spec.name.removesuffix("_xf") in taxi_transform.DENSE_FLOAT_FEATURE_KEYS else np.int32
+        assert spec.dtype == expected, spec
+
+
+def test_serving_features_agree_with_serving_default_and_int8_auc(taxi_run: TaxiRun, tmp_path) -> None:
+    eval_examples = _records(taxi_run.output("CsvExampleGen", "examples").uri, "eval")
+    graph = taxi_run.transform_graph
+    runner = SavedModelRunner(taxi_run.model_dir, taxi_trainer.DENSE_SIGNATURE)
+    transformed = TransformedInputs(graph, runner.input_specs, source="CsvExampleGen eval")
+    labels = _batched(TransformedInputs(graph, [InputSpec(taxi_trainer.LABEL_KEY, np.dtype(np.int64), (None, 1))]),
+                      eval_examples)[taxi_trainer.LABEL_KEY][:, 0]
+    inputs = _batched(transformed, eval_examples)
+
+    # the dense path against the model's own serving signature
+    features_path = runner.predict(inputs)[taxi_trainer.OUTPUT_KEY][:, 0]
+    loaded = tf.saved_model.load(taxi_run.model_dir)
+    serving = loaded.signatures["serving_default"]
+    serving_path = np.concatenate([
+        serving(tf.constant(eval_examples[i:i + BATCH]))[taxi_trainer.OUTPUT_KEY].numpy()[:, 0]
+        for i in range(0, len(eval_examples), BATCH)])
+    max_abs_diff = float(np.max(np.abs(features_path - serving_path)))
+    agreement = float(np.mean((features_path > 0.5) == (serving_path > 0.5)))
+
+    # a manual full-int8 conversion, calibrated on the representative dataset through the transform
+    calibration = transformed(read_examples(taxi_run.output("RepresentativeDatasetGen", "representative_dataset").uri))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [loaded.signatures[taxi_trainer.DENSE_SIGNATURE]], loaded)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    n_calibration = len(next(iter(calibration.values())))
+    converter.representative_dataset = lambda: (
+        {name: values[i:i + 1] for name, values in calibration.items()} for i in range(n_calibration))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    model_path = tmp_path / "model.tflite"
+    model_path.write_bytes(converter.convert())
+    tflite = TFLiteRunner(str(model_path))
+    int8_path = tflite.predict(inputs)[taxi_trainer.OUTPUT_KEY][:, 0]
+    input_dtypes = {name: d["dtype"].__name__ for name, d in tflite.input_details.items()}
+
+    float_auc = float(roc_auc_score(labels, features_path))
+    int8_auc = float(roc_auc_score(labels, int8_path))
+    measured = {
+        "eval_examples": len(eval_examples), "positives": int(labels.sum()), "calibration_examples": n_calibration,
+        "serving_default_vs_serving_features_max_abs_diff": max_abs_diff,
+        "serving_default_vs_serving_features_label_agreement": agreement,
+        "float_auc": float_auc, "int8_auc": int8_auc, "auc_delta": float_auc - int8_auc,
+        "float_vs_int8_label_agreement": float(np.mean((features_path > 0.5) == (int8_path > 0.5))),
+        "int8_max_abs_prob_diff": float(np.max(np.abs(features_path - int8_path))),
+        "tflite_bytes": model_path.stat().st_size, "tflite_input_dtypes": input_dtypes,
+    }
+    print("\ntaxi measurements:", json.dumps(measured, indent=1, sort_keys=True))
+
+    assert max_abs_diff < 1e-5 and agreement == 1.0
+    assert all(input_dtypes[n] == ("int8" if n.removesuffix("_xf") in taxi_transform.DENSE_FLOAT_FEATURE_KEYS
+                                   else "int32") for n in input_dtypes)
+    assert abs(float_auc - int8_auc) <= MAX_AUC_DELTA
