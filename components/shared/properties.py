@@ -38,6 +38,9 @@ SIZE_BYTES = "size_bytes"
 FLOAT_SIZE_BYTES = "float_size_bytes"
 FLOAT_OP_COUNT = "float_op_count"
 COARSE_INPUT_COUNT = "coarse_input_count"
+# The Transform graph the model's inputs were calibrated through (absent when the signature reads raw features).
+TRANSFORM_GRAPH_ID = "transform_graph_id"
+TRANSFORM_GRAPH_URI = "transform_graph_uri"
 
 # --- QuantizationEvaluator: the ModelBlessing and components.QuantizationEvaluation -----------------------------
 METRICS_FILENAME = "metrics.json"
@@ -73,6 +76,7 @@ PUSH_MANIFEST_FILENAME = "manifest.json"
 PUSHED = "pushed"  # = the stock Pusher's _PUSHED_KEY (1 pushed, 0 not)
 PUSHED_DESTINATION = "pushed_destination"
 PUSHED_VERSION = "pushed_version"
+VOCABULARY_DIRNAME = "vocabularies"  # beside model.tflite: the transform's vocabulary files, for on-device lookups
 
 # --- channel keys the lineage walk follows (input keys of the pusher and the Quantizer) --------------------------
 MODEL_KEY = "model"  # = tfx.types.standard_component_specs.MODEL_KEY
@@ -83,3 +87,4 @@ FLOAT_BLESSING_KEY = "float_blessing"
 FLOAT_MODEL_KEY = "float_model"
 REPRESENTATIVE_DATASET_KEY = "representative_dataset"
 EVALUATION_KEY = "evaluation"
+TRANSFORM_GRAPH_KEY = "transform_graph"  # = ...TRANSFORM_GRAPH_KEY

@@ -24,6 +24,7 @@ def test_names_tfx_defines_are_tfx_s() -> None:
     assert properties.MODEL_BLESSING_KEY == standard_component_specs.MODEL_BLESSING_KEY
     assert properties.PUSHED_MODEL_KEY == standard_component_specs.PUSHED_MODEL_KEY
     assert properties.EXAMPLES_KEY == standard_component_specs.EXAMPLES_KEY
+    assert properties.TRANSFORM_GRAPH_KEY == standard_component_specs.TRANSFORM_GRAPH_KEY
     assert path_utils.serving_model_dir("/m").endswith(properties.SERVING_DIR)
 
 
