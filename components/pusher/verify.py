@@ -79,15 +79,22 @@ def _is_model(current_model_id: Any, model: types.Artifact) -> bool:
 
 
 def check_blessing_is_about(model: types.Artifact, sha256: str, blessing_key: str, blessing: types.Artifact) -> None:
-    """Refuses a blessing computed on another artifact (``current_model_id``) or other bytes (``evaluated_sha256``)."""
+    """Refuses a blessing computed on other bytes (``evaluated_sha256``) or, lacking that, another artifact.
+
+    The sha256 of the bytes the QuantizationEvaluator scored decides when the blessing has it: it holds on every
+    orchestrator, while ids are re-assigned when artifacts cross one (a Kubeflow container sees other ids than the
+    local MLMD). Without it (a stock Evaluator's blessing), ``current_model_id`` must name the model.
+    """
     named = f"input '{blessing_key}' (artifact {blessing.id})"
     fix = "wire the blessing the QuantizationEvaluator computed on this model, or re-run it on input 'model'"
+    evaluated = manifest_lib.property_value(blessing, properties.EVALUATED_SHA256)
+    if evaluated is not None:
+        if evaluated != sha256:
+            raise ValueError(f"QuantizedModelPusher: {named} was computed on model.tflite bytes with sha256 "
+                             f"{evaluated} ({properties.EVALUATED_SHA256}), but input 'model' (artifact {model.id}, "
+                             f"{model.uri}) holds bytes with sha256 {sha256}; {fix}")
+        return
     current_model_id = manifest_lib.property_value(blessing, properties.CURRENT_MODEL_ID)
     if current_model_id is not None and not _is_model(current_model_id, model):
         raise ValueError(f"QuantizedModelPusher: {named} is about model {current_model_id} "
                          f"({properties.CURRENT_MODEL_ID}), not input 'model' (artifact {model.id}); {fix}")
-    evaluated = manifest_lib.property_value(blessing, properties.EVALUATED_SHA256)
-    if evaluated is not None and evaluated != sha256:
-        raise ValueError(f"QuantizedModelPusher: {named} was computed on model.tflite bytes with sha256 {evaluated} "
-                         f"({properties.EVALUATED_SHA256}), but input 'model' (artifact {model.id}, {model.uri}) "
-                         f"holds bytes with sha256 {sha256}; {fix}")

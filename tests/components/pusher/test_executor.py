@@ -247,14 +247,24 @@ def test_blessing_computed_on_other_bytes_is_refused(arts, tflite_bytes, tmp_pat
 
 
 def test_blessing_of_another_model_is_refused(arts, tflite_bytes, tmp_path) -> None:
+    # Without evaluated_sha256 (a stock Evaluator's blessing), current_model_id must name the model.
     model, other = arts.quantized_model(tflite_bytes), arts.quantized_model(tflite_bytes)
-    blessing = arts.blessing(1, evaluated_sha256=publish.sha256_of(tflite_bytes), current_model_id=other.id)
+    blessing = arts.blessing(1, current_model_id=other.id)
     pushed, base = arts.pushed_model(), str(tmp_path / "serving")
     with pytest.raises(ValueError, match=(
             rf"input 'model_blessing' \(artifact {blessing.id}\) is about model {other.id} \(current_model_id\), "
             rf"not input 'model' \(artifact {model.id}\)")):
         _run(pusher.Executor, {"model": model, "model_blessing": blessing}, base, pushed)
     _assert_nothing_pushed(base, pushed)
+
+
+def test_the_evaluated_bytes_decide_over_ids_reassigned_by_an_orchestrator(arts, tflite_bytes, tmp_path) -> None:
+    # A Kubeflow container sees other artifact ids than the MLMD the blessing was written in.
+    model, other = arts.quantized_model(tflite_bytes), arts.quantized_model(tflite_bytes)
+    blessing = arts.blessing(1, evaluated_sha256=publish.sha256_of(tflite_bytes), current_model_id=other.id)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": model, "model_blessing": blessing}, base, pushed)
+    assert _props(pushed)["pushed"] == 1
 
 
 def test_imported_model_with_a_matching_blessing_is_pushed_with_its_io(arts, tflite_bytes, tmp_path) -> None:
