@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import apache_beam as beam
@@ -12,7 +13,8 @@ from tfx_bsl.public import tfxio
 
 from components.quantization_evaluator.checks import EvaluationPlan
 from components.quantization_evaluator.config import EvaluatorConfig
-from components.quantization_evaluator.inference import ParseExamplesDoFn, PredictDoFn
+from components.quantization_evaluator.gate import CLASSIFICATION
+from components.quantization_evaluator.inference import SERVING_TAG, ParseExamplesDoFn, PredictDoFn
 from components.quantization_evaluator.metrics import ComputeSliceMetrics, SliceKey
 from components.shared.strict_json import json_safe
 
@@ -26,31 +28,64 @@ def _to_json_line(row: tuple[SliceKey, dict[str, Any]]) -> str:
     return json.dumps({"slice": list(key), "metrics": json_safe(values)})
 
 
+def _sum_counts(rows: Iterable[tuple[int, int, float]]) -> tuple[int, int, float]:
+    agree = total = 0
+    worst = 0.0
+    for a, n, diff in rows:
+        agree, total, worst = agree + a, total + n, max(worst, diff)
+    return agree, total, worst
+
+
+def _read_lines(prefix: str) -> list[Any]:
+    rows = []
+    for path in fileio.glob(prefix + "*.jsonl"):
+        with fileio.open(path, "r") as f:
+            rows.extend(json.loads(line) for line in f)
+    return rows
+
+
 def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: EvaluatorConfig,
-                        staging_dir: str) -> dict[SliceKey, dict[str, Any]]:
-    """Runs ``pipeline`` (not yet run): read -> batch -> parse -> predict -> per-slice metrics. Returns them by slice."""
+                        staging_dir: str) -> tuple[dict[SliceKey, dict[str, Any]], dict[str, Any] | None]:
+    """Runs ``pipeline`` (not yet run): read -> batch -> parse -> predict -> per-slice metrics. Returns them by slice,
+    and, when ``plan.serving_signature`` is set, the serving-signature comparison (``signature``, ``agreement``,
+    ``max_abs_diff``, ``num_examples``; else ``None``)."""
     prefix = os.path.join(staging_dir, "slice_metrics")
+    serving_prefix = os.path.join(staging_dir, "serving_agreement")
     task = config.thresholds.info.task
     with pipeline as p:
-        _ = (
+        predictions = (
             p
             | "ReadSplit" >> tfxio.TFExampleRecord(plan.patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=MAX_BATCH_SIZE)
             | "Parse" >> beam.ParDo(ParseExamplesDoFn(plan.specs, config.label_key, config.slicing_feature_keys,
-                                                      plan.source))
+                                                      plan.source, transform=plan.transform,
+                                                      keep_serialized=plan.serving_signature is not None))
             | "Predict" >> beam.ParDo(PredictDoFn(plan.saved_model_dir, plan.signature_name, plan.tflite_path,
                                                   plan.float_output, plan.quant_output,
-                                                  tflite_sha256=plan.tflite_sha256))
+                                                  tflite_sha256=plan.tflite_sha256,
+                                                  serving_signature=plan.serving_signature,
+                                                  classification=task == CLASSIFICATION)
+                                      ).with_outputs(SERVING_TAG, main="predictions")
+        )
+        _ = (
+            predictions.predictions
             | "Metrics" >> ComputeSliceMetrics(task, config.slicing_feature_keys)
             | "ToJson" >> beam.Map(_to_json_line)
             | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
         )
-    results: dict[SliceKey, dict[str, Any]] = {}
-    for path in fileio.glob(prefix + "*.jsonl"):
-        with fileio.open(path, "r") as f:
-            for line in f:
-                row = json.loads(line)
-                results[tuple(row["slice"])] = row["metrics"]
-    return results
+        if plan.serving_signature is not None:
+            _ = (
+                predictions[SERVING_TAG]
+                | "SumServing" >> beam.CombineGlobally(_sum_counts)
+                | "ServingToJson" >> beam.Map(json.dumps)
+                | "WriteServing" >> beam.io.WriteToText(serving_prefix, file_name_suffix=".jsonl")
+            )
+    results = {tuple(row["slice"]): row["metrics"] for row in _read_lines(prefix)}
+    serving = None
+    if plan.serving_signature is not None:
+        agree, total, worst = _sum_counts(tuple(row) for row in _read_lines(serving_prefix))
+        serving = {"signature": plan.serving_signature, "agreement": agree / total if total else None,
+                   "max_abs_diff": worst if total else None, "num_examples": total}
+    return results, serving
 
 

@@ -6,6 +6,8 @@ and the outputs to compare.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,11 +21,18 @@ from tfx_bsl.coders import example_coder
 
 from components.quantization_evaluator.config import EvaluatorConfig
 from components.quantization_evaluator.gate import REGRESSION
-from components.quantization_evaluator.inference import file_sha256, parse_examples, single_output
+from components.quantization_evaluator.inference import (
+    SerializedExamplesRunner,
+    TransformSpec,
+    file_sha256,
+    parse_examples,
+    single_output,
+)
 from components.shared import properties
 from components.shared.examples_split import tf_example_split_patterns
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import InputSpec, dense_signature_specs
+from components.shared.signature_inputs import InputSpec, dense_signature_specs, serialized_example_signatures
+from components.shared.transform_inputs import transformed_feature_specs
 
 # How many records of the split are read up front to check labels, slicing features and both models' outputs.
 PEEK_RECORDS = 64
@@ -47,6 +56,11 @@ class EvaluationPlan:
     # Loaded in the driver for the checks and reused for latency; the Beam DoFns load their own copies.
     float_runner: SavedModelRunner
     quant_runner: TFLiteRunner
+    # With a transform_graph: the transform, the artifact (for metrics.json), and the float model's serving
+    # signature (serialized examples in) compared with the transformed-feature path, when it has one.
+    transform: TransformSpec | None = None
+    transform_graph: dict[str, object] | None = None
+    serving_signature: str | None = None
 
 
 def fail(message: str) -> ValueError:
@@ -97,22 +111,95 @@ def _pick_output(names: Sequence[str], model: str) -> str:
     return names[0]
 
 
+def _label(key: str, artifact: Artifact) -> str:
+    return f"{key} artifact {artifact.uri!r} (id {artifact.id})"
+
+
+def check_transform_graph(quantized_model: Artifact, transform_graph: Artifact | None) -> None:
+    """Refuses a transform graph wired to only one of the Quantizer and the evaluator, or two different ones: the
+    evaluator would then score other tensors than those the model was calibrated on."""
+    calibrated = (quantized_model.get_string_custom_property(properties.TRANSFORM_GRAPH_URI)
+                  if quantized_model.has_custom_property(properties.TRANSFORM_GRAPH_URI) else None)
+    wired = transform_graph.uri if transform_graph is not None else None
+    if calibrated == wired:
+        return
+    quantized = f"{_label('quantized_model', quantized_model)}"
+    fix = ("Wire the same transform_graph (Transform's output) to both the Quantizer and the QuantizationEvaluator, "
+           "or to neither")
+    if wired is None:
+        raise fail(f"{quantized} was calibrated through transform graph {calibrated!r} (its "
+                   f"{properties.TRANSFORM_GRAPH_URI} property) but no {properties.TRANSFORM_GRAPH_KEY} is wired to "
+                   f"the evaluator, which would feed the models raw features. {fix}")
+    if calibrated is None:
+        raise fail(f"{_label(properties.TRANSFORM_GRAPH_KEY, transform_graph)} is wired to the evaluator but "
+                   f"{quantized} has no {properties.TRANSFORM_GRAPH_URI} property: the Quantizer had no "
+                   f"{properties.TRANSFORM_GRAPH_KEY} and calibrated on other tensors. {fix}")
+    raise fail(f"{_label(properties.TRANSFORM_GRAPH_KEY, transform_graph)} is not the transform graph "
+               f"{quantized} was calibrated through ({calibrated!r}, its {properties.TRANSFORM_GRAPH_URI} property). "
+               f"{fix}")
+
+
+def _resolve_features(config: EvaluatorConfig, raw_features: set[str], transform_graph: Artifact | None,
+                      source: str, count: int) -> tuple[InputSpec, ...]:
+    """Where the label and slicing features come from: the raw examples when they carry them (slicing on the raw
+    ``payment_type`` is what a user expects), else the transform's outputs. Returns the specs of the latter."""
+    transformed: dict[str, InputSpec] = {}
+    if transform_graph is not None:
+        try:
+            transformed = transformed_feature_specs(transform_graph.uri)
+        except ValueError as e:
+            raise fail(f"{_label(properties.TRANSFORM_GRAPH_KEY, transform_graph)}: {e}") from e
+    extra = []
+    for role, key in [("label_key", config.label_key)] + [("slicing_feature_keys", k)
+                                                          for k in config.slicing_feature_keys]:
+        if key in raw_features:
+            continue
+        if key in transformed:
+            spec = transformed[key]
+            if role == "label_key":
+                if spec.dtype.kind not in "iuf":
+                    raise fail(f"label_key {key!r} is a {spec.dtype} output of the transform graph "
+                               f"{transform_graph.uri!r}; the evaluator needs numeric labels (class indices for "
+                               "classification). Pass a numeric label_key")
+                spec = dataclasses.replace(spec, dtype=np.dtype(np.float64))
+            extra.append(spec)
+            continue
+        after = (f"; transformed features ({_label(properties.TRANSFORM_GRAPH_KEY, transform_graph)}): "
+                 f"{sorted(transformed)}" if transform_graph is not None else "")
+        raise fail(f"{role} {key!r} is not a feature of the first {count} examples of {source}; "
+                   f"features present: {sorted(raw_features)}{after}. Pass one of them")
+    return tuple(extra)
+
+
+def _serving_signature(saved_model_dir: str, records: list[bytes], width: int) -> str | None:
+    """The float model's signature taking serialized examples whose output has ``width`` values, if any."""
+    for name in serialized_example_signatures(saved_model_dir):
+        try:
+            found = SerializedExamplesRunner(saved_model_dir, name).predict(records).shape[1]
+        except (tf.errors.OpError, ValueError, TypeError) as e:
+            logging.warning("QuantizationEvaluator: signature %r of %s cannot score the eval examples (%s); not "
+                            "compared with the transformed-feature path", name, saved_model_dir, e)
+            continue
+        if found == width:
+            return name
+    return None
+
+
 def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
-                 config: EvaluatorConfig) -> EvaluationPlan:
+                 config: EvaluatorConfig, transform_graph: Artifact | None = None) -> EvaluationPlan:
     """Checks everything that can be checked before Beam runs; raises ``ValueError`` naming artifact and fix.
 
-    Refused: a missing or empty split; a label or slicing feature absent from the split's first records; a float
-    model without the dense signature; a quantized model that is missing or cannot be loaded; the two models
-    disagreeing on inputs (names, shapes) or outputs (count, width); AUC on a model that is not binary.
+    Refused: a missing or empty split; a label or slicing feature absent from the split's first records (and from
+    the transform's outputs); a float model without the dense signature; a quantized model that is missing or
+    cannot be loaded; the two models disagreeing on inputs (names, shapes) or outputs (count, width); AUC on a
+    model that is not binary; a transform graph wired here and not to the Quantizer (or the reverse), one that does
+    not produce the signature's inputs, or whose raw features the examples lack.
     """
+    check_transform_graph(quantized_model, transform_graph)
     patterns, records = check_split(examples, config.split)
     source = f"Examples artifact {examples.uri!r} split {config.split!r}"
     features = set(example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records).schema.names)
-    for role, key in [("label_key", config.label_key)] + [("slicing_feature_keys", k)
-                                                          for k in config.slicing_feature_keys]:
-        if key not in features:
-            raise fail(f"{role} {key!r} is not a feature of the first {len(records)} examples of {source}; "
-                        f"features present: {sorted(features)}. Pass one of them")
+    extra_specs = _resolve_features(config, features, transform_graph, source, len(records))
     saved_model_dir = path_utils.serving_model_path(model.uri)
     try:
         signature_name, specs = dense_signature_specs(saved_model_dir, config.signature_name)
@@ -126,7 +213,18 @@ def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
                     f"quantized model ({tflite_path}) takes {quant_shapes} (name: per-example shape). Quantize the "
                     "same signature (the Quantizer's signature_name) or pass it here as signature_name")
     float_runner = SavedModelRunner(saved_model_dir, signature_name)
-    parsed = parse_examples(records, specs, config.label_key, (), source)
+    transform = transformer = None
+    if transform_graph is not None:
+        transform = TransformSpec(transform_graph.uri, extra_specs)
+        try:
+            transformer = transform.build(specs, source)
+            parsed = parse_examples(records, specs, config.label_key, config.slicing_feature_keys, source,
+                                    transformer)
+        except ValueError as e:
+            raise fail(f"signature {signature_name!r} of {_label('model', model)} through "
+                       f"{_label(properties.TRANSFORM_GRAPH_KEY, transform_graph)}: {e}") from e
+    else:
+        parsed = parse_examples(records, specs, config.label_key, config.slicing_feature_keys, source)
     float_output = _pick_output(float_runner.output_names, f"float model's {signature_name!r} signature")
     quant_output = _pick_output(quant_runner.output_names, f"quantized model {tflite_path}")
     float_width = single_output(float_runner.predict(parsed.inputs), float_output).shape[1]
@@ -141,10 +239,13 @@ def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
     if config.thresholds.info.task == REGRESSION and float_width != 1:
         raise fail(f"metric={config.thresholds.metric!r} is a regression metric and needs one prediction per "
                     f"example; the model gives {float_width}: use metric='accuracy' or 'auc'")
+    serving_signature = _serving_signature(saved_model_dir, records, float_width) if transformer else None
     return EvaluationPlan(patterns=patterns, source=source, saved_model_dir=saved_model_dir,
                           signature_name=signature_name, specs=specs, tflite_path=tflite_path,
                           tflite_sha256=tflite_sha256,
                           float_output=float_output, quant_output=quant_output,
-                          sample_inputs=parsed.inputs, float_runner=float_runner, quant_runner=quant_runner)
-
-
+                          sample_inputs=parsed.inputs, float_runner=float_runner, quant_runner=quant_runner,
+                          transform=transform,
+                          transform_graph=None if transform_graph is None else
+                          {"id": transform_graph.id, "uri": transform_graph.uri},
+                          serving_signature=serving_signature)

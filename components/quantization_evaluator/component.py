@@ -19,7 +19,8 @@ from components.types import QuantizationEvaluation
 class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
     """Scores the float SavedModel and the quantized TFLite model on the same split and gates the quantized one.
 
-    Inputs: ``model`` (float Model), ``quantized_model`` (the Quantizer's Model), ``examples`` (Examples).
+    Inputs: ``model`` (float Model), ``quantized_model`` (the Quantizer's Model), ``examples`` (Examples), optional
+    ``transform_graph`` (the one wired to the Quantizer).
     Parameters: ``label_key``, ``split``, ``metric``, ``max_delta``, ``delta_type``, ``slicing_feature_keys``,
     ``min_slice_size``, ``max_slice_delta``, ``min_agreement``, ``max_model_bytes``, ``max_latency_ms``,
     ``signature_name``, ``nonfinite_inputs`` (see ``__init__``).
@@ -29,7 +30,8 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         and ``report.html`` (self-contained, with plots); custom properties ``blessed``, ``reason``, ``delta``,
         ``threshold``, ``metric``, ``delta_type``, ``float_<metric>``, ``quantized_<metric>``, ``agreement``,
         ``num_examples``, ``quantized_size_bytes``, ``float_latency_p95_ms``, ``quantized_latency_p95_ms``,
-        ``evaluated_sha256``, ``report_path``, ``metrics_path``.
+        ``evaluated_sha256``, ``report_path``, ``metrics_path``, and with a transform graph
+        ``serving_signature_agreement``.
       ``blessing`` (standard ``ModelBlessing`` about the quantized model, readable by the stock Pusher and by
         ``LatestBlessedModelStrategy``): file ``BLESSED`` or ``NOT_BLESSED``; custom properties ``blessed`` (1/0),
         ``current_model_id``, ``current_model``, ``reason``, ``delta``, ``threshold``, ``metric``, ``delta_type``,
@@ -57,6 +59,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         max_latency_ms: float | None = None,
         signature_name: str | None = None,
         nonfinite_inputs: str = REFUSE,
+        transform_graph: types.BaseChannel | None = None,
     ) -> None:
         """Builds the component; bad parameter values fail here, before any pipeline runs.
 
@@ -79,6 +82,9 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
           signature_name: the float model's dense signature (default: the only dense one, as the Quantizer picks).
           nonfinite_inputs: examples with a NaN/inf input are never scored; ``'refuse'`` withholds the blessing
             when there are any, ``'drop'`` gates on the other examples and records how many were dropped.
+          transform_graph: Transform's ``transform_graph``, the same one wired to the Quantizer (refused otherwise):
+            raw examples go through it into the signature's transformed inputs; a label or slicing feature absent
+            from the raw examples is read from its outputs (e.g. ``tips_xf``).
         """
         EvaluatorConfig(
             label_key=label_key, split=split, slicing_feature_keys=tuple(slicing_feature_keys),
@@ -92,6 +98,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
             model=model,
             quantized_model=quantized_model,
             examples=examples,
+            transform_graph=transform_graph,
             label_key=label_key,
             split=split,
             metric=metric,

@@ -32,6 +32,7 @@ from components.quantization_evaluator.spec import (
     EXAMPLES_KEY,
     MODEL_KEY,
     QUANTIZED_MODEL_KEY,
+    TRANSFORM_GRAPH_KEY,
 )
 from components.shared import properties
 from components.shared.staged_output import staged_output
@@ -41,13 +42,14 @@ LATENCY_CALLS = 300
 
 
 def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_model: Artifact, examples: Artifact,
-             evaluation: Artifact, blessing: Artifact, config: EvaluatorConfig) -> dict[str, Any]:
+             evaluation: Artifact, blessing: Artifact, config: EvaluatorConfig,
+             transform_graph: Artifact | None = None) -> dict[str, Any]:
     """The whole run: check, evaluate with Beam, time both models, gate, publish. Returns ``metrics.json``."""
     config.validate()
-    plan = check_inputs(model, quantized_model, examples, config)
+    plan = check_inputs(model, quantized_model, examples, config, transform_graph)
     started = time.monotonic()
     with staged_output(evaluation.uri, (properties.EVALUATION_REPORT_FILENAME, properties.METRICS_FILENAME)) as staging:
-        results = run_beam_evaluation(pipeline, plan, config, staging)
+        results, serving = run_beam_evaluation(pipeline, plan, config, staging)
         n = results.get(OVERALL, {}).get("num_examples", 0)
         elapsed = time.monotonic() - started
         logging.info("QuantizationEvaluator: scored %d examples of %s in %.1f s (%.0f examples/s), %d slices",
@@ -59,7 +61,11 @@ def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_model: Artif
         logging.info("QuantizationEvaluator: batch-1 latency p50/p95 float %.3f/%.3f ms, quantized %.3f/%.3f ms "
                      "(%d calls each after warm-up)", latency["float"].p50_ms, latency["float"].p95_ms,
                      latency["quantized"].p50_ms, latency["quantized"].p95_ms, LATENCY_CALLS)
-        metrics, verdict = build_metrics(results, config, plan, model, quantized_model, latency)
+        if serving is not None:
+            logging.info("QuantizationEvaluator: serving signature %r agrees with the transformed-feature path on "
+                         "%s of %d examples (max |difference| %s)", serving["signature"], serving["agreement"],
+                         serving["num_examples"], serving["max_abs_diff"])
+        metrics, verdict = build_metrics(results, config, plan, model, quantized_model, latency, serving)
         write_evaluation_files(staging, metrics)
     write_blessing_marker(blessing.uri, verdict)
     set_properties(evaluation, blessing, metrics, verdict, quantized_model)
@@ -75,6 +81,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict: dict[str, list[Artifact]], output_dict: dict[str, list[Artifact]],
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
+        transform_graphs = input_dict.get(TRANSFORM_GRAPH_KEY) or []
         evaluate(
             self._make_beam_pipeline(),
             model=artifact_utils.get_single_instance(input_dict[MODEL_KEY]),
@@ -83,4 +90,5 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             evaluation=artifact_utils.get_single_instance(output_dict[EVALUATION_KEY]),
             blessing=artifact_utils.get_single_instance(output_dict[BLESSING_KEY]),
             config=config_from_exec_properties(exec_properties),
+            transform_graph=artifact_utils.get_single_instance(transform_graphs) if transform_graphs else None,
         )

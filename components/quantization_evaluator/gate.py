@@ -34,6 +34,9 @@ DELTA_TYPES = ("absolute", "relative")
 # NaN into a number, so the two models' scores on them mean nothing); 'refuse' also withholds the blessing.
 REFUSE, DROP = "refuse", "drop"
 NONFINITE_INPUT_POLICIES = (REFUSE, DROP)
+# The float model's serving signature (serialized examples -> its own transform -> model) must agree this much with
+# the float model fed by the wired transform graph: below it, the graph is not the one the model was trained with.
+MIN_SERVING_AGREEMENT = 0.99
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,11 @@ class GateInputs:
     split: str = "eval"
     model_bytes: int | None = None
     latency_p95_ms: float | None = None
+    # With a transform graph: the agreement of the float model's serving signature (named here) with the float
+    # model on the transformed features; None when not compared.
+    serving_agreement: float | None = None
+    serving_signature: str = "serving_default"
+    signature_name: str = "serving_features"
 
 
 @dataclass(frozen=True)
@@ -208,6 +216,11 @@ def gate(inputs: GateInputs, thresholds: Thresholds) -> GateResult:
             reasons.append("top-1 agreement is undefined")
         elif inputs.agreement < thresholds.min_agreement:
             reasons.append(f"top-1 agreement {inputs.agreement:.6g} < min {thresholds.min_agreement:.6g}")
+    if inputs.serving_agreement is not None and not inputs.serving_agreement >= MIN_SERVING_AGREEMENT:
+        reasons.append(
+            f"the model's serving path ({inputs.serving_signature}) and the transformed-feature path "
+            f"({inputs.signature_name}) disagree: agreement {inputs.serving_agreement:.6g} < "
+            f"{MIN_SERVING_AGREEMENT}: the transform graph wired here is not the one the model was trained with")
     if thresholds.max_model_bytes is not None:
         if inputs.model_bytes is None:
             reasons.append("quantized model size is unknown (no size_bytes property)")

@@ -1,7 +1,7 @@
 """Batched inference in Beam: serialized tf.Examples -> inputs, labels, slices -> both models' predictions.
 
-Inputs go through the input path the Quantizer calibrates with (``shared.signature_inputs.examples_to_inputs``) and
-both models run through the shared runners (``shared.model_runners.SavedModelRunner`` / ``TFLiteRunner``, which
+Inputs go through the input path the Quantizer calibrates with (``shared.signature_inputs.examples_to_inputs``, or
+with a transform graph ``shared.transform_inputs.TransformedInputs``) and both models run through the shared runners (``shared.model_runners.SavedModelRunner`` / ``TFLiteRunner``, which
 quantize int8 inputs with round and clip and dequantize outputs), so the evaluator scores exactly what the
 Quantizer calibrated. Each DoFn loads its models
 once per worker in ``setup``; every call handles a whole ``BatchElements`` batch.
@@ -19,14 +19,20 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import tensorflow as tf
 from tfx.dsl.io import fileio
 from tfx_bsl.coders import example_coder
 
-from components.quantization_evaluator.metrics import PredictionBatch
+from components.quantization_evaluator.metrics import PredictionBatch, top1_classes
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
 from components.shared.signature_inputs import InputSpec, examples_to_inputs, nonfinite_rows
+from components.shared.transform_inputs import TransformedInputs
 
 _NAMESPACE = "quantgate.QuantizationEvaluator"
+# The tagged output of PredictDoFn with the serving-signature comparison of each batch.
+SERVING_TAG = "serving"
+# A regression prediction agrees with the serving path's within this fraction of max(1, |value|).
+SERVING_RELATIVE_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -38,6 +44,8 @@ class ParsedBatch:
     labels: np.ndarray
     slice_values: dict[str, np.ndarray]
     nonfinite_inputs: dict[str, np.ndarray]
+    # The batch's bytes, kept only when the float model's serving signature is compared on them.
+    serialized: list[bytes] | None = None
 
 
 def first_values(batch: pa.RecordBatch, feature: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -84,6 +92,17 @@ def decode_slice_values(batch: pa.RecordBatch, feature: str, source: str) -> np.
     if found is None:
         return out
     values, present = found
+    out[present] = _slice_text(values, feature, source)
+    return out
+
+
+def transformed_slice_values(values: np.ndarray, feature: str, source: str) -> np.ndarray:
+    """Each example's first value of a slicing feature computed by the transform, as ``str`` (object array)."""
+    first = values.reshape(len(values), -1)[:, 0]
+    return _slice_text(pa.array(first.tolist()), feature, source)
+
+
+def _slice_text(values: pa.Array, feature: str, source: str) -> np.ndarray:
     try:
         try:
             text = pc.cast(values, pa.string())
@@ -91,41 +110,107 @@ def decode_slice_values(batch: pa.RecordBatch, feature: str, source: str) -> np.
             if not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
                 raise
             text = pa.array([v.decode("utf-8", errors="backslashreplace") for v in values.to_pylist()], pa.string())
-        out[present] = text.to_numpy(zero_copy_only=False)
+        return text.to_numpy(zero_copy_only=False)
     except pa.ArrowException as e:
         raise ValueError(f"QuantizationEvaluator: {source}: slicing feature {feature!r} ({values.type} values) "
                          f"cannot be turned into slice names: {e}. Slice on a string or integer feature, or drop "
                          f"{feature!r} from slicing_feature_keys") from e
-    return out
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """How a batch goes through a transform graph: its uri, and the label / slicing features that exist only after
+    the transform (read from its outputs with these specs; the others are read from the raw examples)."""
+
+    uri: str
+    extra_specs: tuple[InputSpec, ...] = ()
+
+    def build(self, specs: Sequence[InputSpec], source: str) -> TransformedInputs:
+        return TransformedInputs(self.uri, [*specs, *self.extra_specs], source=source)
 
 
 def parse_examples(serialized: Sequence[bytes], specs: Sequence[InputSpec], label_key: str,
-                   slicing_feature_keys: Sequence[str], source: str) -> ParsedBatch:
-    """Decodes one batch: model inputs via the shared input path, labels and slices via tfx_bsl."""
-    inputs = examples_to_inputs(serialized, specs, source=source)
+                   slicing_feature_keys: Sequence[str], source: str, transform: TransformedInputs | None = None,
+                   keep_serialized: bool = False) -> ParsedBatch:
+    """Decodes one batch: model inputs via the shared input path (through ``transform`` when given), labels and
+    slices from the raw examples via tfx_bsl, or from the transform's outputs for features that only it computes
+    (the ones ``transform`` produces beyond ``specs``)."""
+    names = {spec.name for spec in specs}
+    if transform is None:
+        inputs, extra = examples_to_inputs(serialized, specs, source=source), {}
+    else:
+        outputs = transform(serialized)
+        inputs = {name: value for name, value in outputs.items() if name in names}
+        extra = {name: value for name, value in outputs.items() if name not in names}
     # A second decode of the same bytes: examples_to_inputs keeps its Arrow batch to itself, and this C++ pass is
     # cheap next to inference.
     batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(serialized))
+    if label_key in extra:
+        labels = extra[label_key].reshape(len(serialized), -1)[:, 0].astype(np.float64)
+    else:
+        labels = decode_labels(batch, label_key, source)
     return ParsedBatch(
         inputs=inputs,
-        labels=decode_labels(batch, label_key, source),
-        slice_values={key: decode_slice_values(batch, key, source) for key in slicing_feature_keys},
+        labels=labels,
+        slice_values={key: transformed_slice_values(extra[key], key, source) if key in extra
+                      else decode_slice_values(batch, key, source) for key in slicing_feature_keys},
         nonfinite_inputs=nonfinite_rows(inputs),
+        serialized=list(serialized) if keep_serialized else None,
     )
 
 
 class ParseExamplesDoFn(beam.DoFn):
-    """``list[bytes]`` (a batch of serialized tf.Examples) -> ``ParsedBatch``."""
+    """``list[bytes]`` (a batch of serialized tf.Examples) -> ``ParsedBatch``; with ``transform`` the transform graph
+    is loaded once per worker, in ``setup``."""
 
     def __init__(self, specs: Sequence[InputSpec], label_key: str, slicing_feature_keys: Sequence[str],
-                 source: str) -> None:
+                 source: str, transform: TransformSpec | None = None, keep_serialized: bool = False) -> None:
         self._specs = list(specs)
         self._label_key = label_key
         self._slicing_feature_keys = tuple(slicing_feature_keys)
         self._source = source
+        self._transform_spec = transform
+        self._keep_serialized = keep_serialized
+
+    def setup(self) -> None:
+        spec = self._transform_spec
+        self._transform = spec.build(self._specs, self._source) if spec else None
 
     def process(self, serialized: list[bytes]) -> Iterator[ParsedBatch]:
-        yield parse_examples(serialized, self._specs, self._label_key, self._slicing_feature_keys, self._source)
+        yield parse_examples(serialized, self._specs, self._label_key, self._slicing_feature_keys, self._source,
+                             self._transform, self._keep_serialized)
+
+
+class SerializedExamplesRunner:
+    """A SavedModel signature taking serialized tf.Examples (the model's serving path), on whole batches."""
+
+    def __init__(self, saved_model_dir: str, signature_name: str) -> None:
+        self.signature_name = signature_name
+        self._model = tf.saved_model.load(saved_model_dir)  # kept alive: the signature holds weak refs to its vars
+        self._fn = self._model.signatures[signature_name]
+        (self._input,) = self._fn.structured_input_signature[1]
+        (self._output,) = self._fn.structured_outputs
+
+    def predict(self, serialized: Sequence[bytes]) -> np.ndarray:
+        """The single output as ``[n, k]`` float32."""
+        value = self._fn(**{self._input: tf.constant(list(serialized), dtype=tf.string)})[self._output].numpy()
+        return value.reshape(len(value), -1).astype(np.float32, copy=False)
+
+
+def serving_agreement(serving: np.ndarray, transformed: np.ndarray, classification: bool) -> tuple[int, int, float]:
+    """(agreeing examples, compared examples, max |difference|) between the serving path's predictions and the
+    float model's on transformed features, over the examples where both are finite. Agreeing: the same top-1 class
+    for classifiers, within ``SERVING_RELATIVE_TOLERANCE`` for regressors."""
+    finite = np.isfinite(serving).all(axis=1) & np.isfinite(transformed).all(axis=1)
+    serving, transformed = serving[finite], transformed[finite]
+    if not len(serving):
+        return 0, 0, 0.0
+    diff = np.abs(serving.astype(np.float64) - transformed)
+    if classification:
+        agree = top1_classes(serving) == top1_classes(transformed)
+    else:
+        agree = (diff <= SERVING_RELATIVE_TOLERANCE * np.maximum(1.0, np.abs(transformed))).all(axis=1)
+    return int(np.count_nonzero(agree)), len(serving), float(diff.max())
 
 
 def single_output(outputs: dict[str, np.ndarray], output_name: str) -> np.ndarray:
@@ -139,11 +224,15 @@ class PredictDoFn(beam.DoFn):
 
     Logs progress (examples, batches, examples/s) at most every ``log_every_s`` seconds per worker. With
     ``tflite_sha256`` the worker refuses a ``model.tflite`` whose bytes changed since the driver hashed them: the
-    blessing names the bytes that were scored.
+    blessing names the bytes that were scored. With ``serving_signature`` (batches keep their bytes) the float
+    model's serving path also runs on each batch and ``serving_agreement``'s counts go to the ``SERVING_TAG`` output.
     """
 
     def __init__(self, saved_model_dir: str, signature_name: str, tflite_path: str, float_output: str,
-                 quant_output: str, log_every_s: float = 10.0, tflite_sha256: str | None = None) -> None:
+                 quant_output: str, log_every_s: float = 10.0, tflite_sha256: str | None = None,
+                 serving_signature: str | None = None, classification: bool = True) -> None:
+        self._serving_signature = serving_signature
+        self._classification = classification
         self._saved_model_dir = saved_model_dir
         self._signature_name = signature_name
         self._tflite_path = tflite_path
@@ -164,12 +253,17 @@ class PredictDoFn(beam.DoFn):
                     f"{self._tflite_sha256} when checked, {found} on a worker); nothing was blessed. Re-run the "
                     "evaluator once the quantized model stops changing")
         self._quant_runner = TFLiteRunner(self._tflite_path)
+        self._serving_runner = (SerializedExamplesRunner(self._saved_model_dir, self._serving_signature)
+                                if self._serving_signature else None)
         self._seen_examples = 0
         self._seen_batches = 0
         self._started = self._last_log = time.monotonic()
 
-    def process(self, batch: ParsedBatch) -> Iterator[PredictionBatch]:
+    def process(self, batch: ParsedBatch) -> Iterator[PredictionBatch | beam.pvalue.TaggedOutput]:
         float_pred = single_output(self._float_runner.predict(batch.inputs), self._float_output)
+        if self._serving_runner is not None and batch.serialized is not None:
+            serving = self._serving_runner.predict(batch.serialized)
+            yield beam.pvalue.TaggedOutput(SERVING_TAG, serving_agreement(serving, float_pred, self._classification))
         quant_pred = single_output(self._quant_runner.predict(batch.inputs), self._quant_output)
         n = len(batch.labels)
         self._examples.inc(n)

@@ -142,7 +142,7 @@ def _add_arrays(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None
     return a + b
 
 
-def _classes(predictions: np.ndarray) -> np.ndarray:
+def top1_classes(predictions: np.ndarray) -> np.ndarray:
     """Top-1 class per row; a single column is a sigmoid probability of class 1."""
     if predictions.shape[1] == 1:
         return (predictions[:, 0] > 0.5).astype(np.int64)
@@ -180,7 +180,7 @@ class ClassificationMetricsCombineFn(beam.CombineFn):
         acc.invalid_labels += int(invalid.sum())
         labels = batch.labels[usable].astype(np.int64)
         float_pred, quant_pred = batch.float_predictions[usable], batch.quant_predictions[usable]
-        float_cls, quant_cls = _classes(float_pred), _classes(quant_pred)
+        float_cls, quant_cls = top1_classes(float_pred), top1_classes(quant_pred)
         acc.float_correct += int((float_cls == labels).sum())
         acc.quant_correct += int((quant_cls == labels).sum())
         acc.agree += int((float_cls == quant_cls).sum())

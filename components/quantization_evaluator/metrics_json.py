@@ -54,8 +54,10 @@ def _slice_values(name: str, entry: dict[str, Any], metric: str) -> SliceValues:
 
 
 def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConfig, plan: EvaluationPlan,
-                  model: Artifact, quantized_model: Artifact, latency: dict[str, Latency]) -> tuple[dict, GateResult]:
-    """Assembles ``metrics.json`` (schema in the README) and decides the gate."""
+                  model: Artifact, quantized_model: Artifact, latency: dict[str, Latency],
+                  serving: dict[str, Any] | None = None) -> tuple[dict, GateResult]:
+    """Assembles ``metrics.json`` (schema in the README) and decides the gate; ``serving`` is the serving-signature
+    comparison of ``run_beam_evaluation``."""
     thresholds = config.thresholds
     if OVERALL not in results:  # the split's files held no record that reached the combiner
         raise fail(f"{plan.source} produced no predictions; pass a split that has examples")
@@ -82,6 +84,9 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
         split=config.split,
         model_bytes=sizes["quantized_bytes"],
         latency_p95_ms=latency["quantized"].p95_ms,
+        serving_agreement=None if serving is None else serving["agreement"],
+        serving_signature=plan.serving_signature or "",
+        signature_name=plan.signature_name,
     ), thresholds)
     metrics = {
         "schema_version": SCHEMA_VERSION,
@@ -100,6 +105,8 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
                           "sha256": quantized_model.get_string_custom_property(properties.SHA256) or None,
                           "evaluated_sha256": plan.tflite_sha256},
         },
+        "transform_graph": plan.transform_graph,
+        "serving_signature_agreement": serving,
         "overall": overall,
         "slices": slices,
         "skipped_slices": skipped,

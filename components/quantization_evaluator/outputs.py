@@ -55,6 +55,11 @@ def set_properties(evaluation: Artifact, blessing: Artifact, metrics: dict[str, 
                         (properties.QUANTIZED_LATENCY_P95_MS, metrics["latency_ms"]["quantized"]["p95_ms"]),
                         (properties.FLOAT_LATENCY_P95_MS, metrics["latency_ms"]["float"]["p95_ms"])):
         evaluation.set_float_custom_property(name, math.nan if value is None else value)
+    serving = metrics.get("serving_signature_agreement")
+    if serving is not None:
+        agreement = serving["agreement"]
+        evaluation.set_float_custom_property(properties.SERVING_SIGNATURE_AGREEMENT,
+                                             math.nan if agreement is None else agreement)
     evaluation.set_int_custom_property(properties.BLESSED, int(verdict.blessed))
     evaluation.set_int_custom_property(properties.NUM_EXAMPLES, overall["num_examples"])
     if metrics["sizes"]["quantized_bytes"] is not None:

@@ -12,6 +12,7 @@ MODEL_KEY = properties.MODEL_KEY
 QUANTIZED_MODEL_KEY = "quantized_model"
 EXAMPLES_KEY = properties.EXAMPLES_KEY
 EVALUATION_KEY = properties.EVALUATION_KEY
+TRANSFORM_GRAPH_KEY = properties.TRANSFORM_GRAPH_KEY
 BLESSING_KEY = "blessing"
 LABEL_KEY_KEY = "label_key"
 SPLIT_KEY = "split"
@@ -51,6 +52,8 @@ class QuantizationEvaluatorSpec(ComponentSpec):
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         QUANTIZED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        # The graph the Quantizer calibrated through (raw examples -> the signature's transformed inputs).
+        TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
     }
     OUTPUTS = {
         EVALUATION_KEY: ChannelParameter(type=QuantizationEvaluation),

@@ -17,7 +17,8 @@ from components.quantizer.spec import QuantizerSpec
 class Quantizer(base_component.BaseComponent):
     """Converts a dense-input signature of the Trainer's model to TFLite in one post-training quantization mode.
 
-    Inputs: ``model`` (the Trainer's Model), optional ``representative_dataset`` (needed for int8 / int16x8).
+    Inputs: ``model`` (the Trainer's Model), optional ``representative_dataset`` (needed for int8 / int16x8),
+    optional ``transform_graph`` (Transform's output, when the signature takes transformed features).
     Parameters: ``mode``, ``engine``, ``signature_name``, ``io_dtype``, ``denylisted_ops``,
     ``allow_float_fallback`` (see ``__init__``).
 
@@ -26,7 +27,8 @@ class Quantizer(base_component.BaseComponent):
         same bytes as ``Format-Serving/tflite`` (what TFMA's ``tf_lite`` model type loads), and
         ``quantization_report.json`` (mode, engine, I/O quantization, input steps, op counts, sizes, versions);
       custom properties: ``quantization_mode``, ``engine``, ``signature_name``, ``io_dtype``, ``size_bytes``,
-        ``float_size_bytes``, ``sha256``, ``float_op_count``, ``coarse_input_count``, ``report_path``.
+        ``float_size_bytes``, ``sha256``, ``float_op_count``, ``coarse_input_count``, ``report_path``, and with a
+        ``transform_graph`` ``transform_graph_id`` / ``transform_graph_uri``.
     """
 
     SPEC_CLASS = QuantizerSpec
@@ -42,6 +44,7 @@ class Quantizer(base_component.BaseComponent):
         denylisted_ops: Sequence[str] = (),
         allow_float_fallback: bool = False,
         engine: str = "tflite_converter",
+        transform_graph: types.BaseChannel | None = None,
     ) -> None:
         """Builds the component; bad parameter combinations fail here, before any pipeline runs.
 
@@ -56,6 +59,9 @@ class Quantizer(base_component.BaseComponent):
           denylisted_ops: TFLite op names (e.g. ``FULLY_CONNECTED``) that stay float (int8 / int16x8 only).
           allow_float_fallback: let ops without a quantized kernel stay float instead of failing.
           engine: ``tflite_converter`` (TFLiteConverter) or ``litert_quantizer`` (ai-edge-quantizer recipes).
+          transform_graph: Transform's ``transform_graph``; when wired, the raw calibration examples are transformed
+            by it and the signature's inputs are transformed feature names (wire the same graph to the
+            QuantizationEvaluator).
         """
         resolve_options(mode, io_dtype, engine=engine, denylisted_ops=denylisted_ops,
                         allow_float_fallback=allow_float_fallback,
@@ -63,6 +69,7 @@ class Quantizer(base_component.BaseComponent):
         spec = QuantizerSpec(
             model=model,
             representative_dataset=representative_dataset,
+            transform_graph=transform_graph,
             mode=mode,
             engine=engine,
             signature_name=signature_name,

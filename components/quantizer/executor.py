@@ -28,6 +28,7 @@ from components.quantizer.spec import (
     QUANTIZED_MODEL_KEY,
     REPRESENTATIVE_DATASET_KEY,
     SIGNATURE_NAME_KEY,
+    TRANSFORM_GRAPH_KEY,
 )
 from components.representative_dataset.storage import read_examples
 from components.shared import properties
@@ -39,6 +40,7 @@ from components.shared.signature_inputs import (
 )
 from components.shared.staged_output import staged_output
 from components.shared.strict_json import dumps
+from components.shared.transform_inputs import TransformedInputs
 
 
 def artifact_label(key: str, uri: str, artifact_id: int | None) -> str:
@@ -46,21 +48,37 @@ def artifact_label(key: str, uri: str, artifact_id: int | None) -> str:
     return f"{key} {uri}" + (f" (artifact id {artifact_id})" if artifact_id else "")
 
 
+def transformed_inputs(transform_graph_uri: str, specs: list[InputSpec], *, transform_graph_id: int | None,
+                       signature: str, model_label: str, source: str) -> TransformedInputs:
+    """The transform graph's path to the signature's inputs; a refusal names both artifacts and the signature."""
+    try:
+        return TransformedInputs(transform_graph_uri, specs, source=source)
+    except ValueError as e:
+        raise ValueError(
+            f"Quantizer: signature {signature!r} of {model_label} cannot be fed through "
+            f"{artifact_label(TRANSFORM_GRAPH_KEY, transform_graph_uri, transform_graph_id)}: {e}"
+        ) from e
+
+
 def load_calibration_inputs(representative_dataset_uri: str, specs: list[InputSpec], *,
-                            artifact_id: int | None = None) -> dict[str, np.ndarray]:
-    """The representative examples as signature inputs.
+                            artifact_id: int | None = None,
+                            transform: TransformedInputs | None = None) -> dict[str, np.ndarray]:
+    """The representative examples as signature inputs (through ``transform`` when given: raw examples in,
+    transformed features out).
 
     Raises:
-      ValueError naming the artifact: the dataset is empty, or a feature holds NaN or infinite values (the
-        converter derives each input's scale from its calibration range: NaN is accepted silently and inf ends in
-        ``illegal scale: INF`` or a crash of the converter, neither naming the feature).
+      ValueError naming the artifact: the dataset is empty, lacks a (raw) feature, or a (transformed) feature holds
+        NaN or infinite values (the converter derives each input's scale from its calibration range: NaN is
+        accepted silently and inf ends in ``illegal scale: INF`` or a crash of the converter, neither naming the
+        feature).
     """
     source = artifact_label(REPRESENTATIVE_DATASET_KEY, representative_dataset_uri, artifact_id)
     serialized = read_examples(representative_dataset_uri)
     if not serialized:
         raise ValueError(f"{source} holds no examples; calibration needs at least one (check RepresentativeDatasetGen).")
-    logging.info("calibration set: %d examples from %s", len(serialized), representative_dataset_uri)
-    inputs = examples_to_inputs(serialized, specs, source=source)
+    logging.info("calibration set: %d examples from %s%s", len(serialized), representative_dataset_uri,
+                 f", transformed by {transform.uri}" if transform else "")
+    inputs = transform(serialized) if transform else examples_to_inputs(serialized, specs, source=source)
     nonfinite = nonfinite_counts(inputs)
     if nonfinite:
         counts = ", ".join(f"{name!r} in {count} of {len(serialized)} examples" for name, count in sorted(nonfinite.items()))
@@ -81,21 +99,30 @@ def describe_conversion(options: QuantizationOptions, signature: str, saved_mode
 
 def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri: str,
              options: QuantizationOptions, signature_name: str | None, *, model_id: int | None = None,
-             representative_dataset_id: int | None = None) -> dict[str, Any]:
+             representative_dataset_id: int | None = None, transform_graph_uri: str | None = None,
+             transform_graph_id: int | None = None) -> dict[str, Any]:
     """Quantizes the Model artifact at ``model_uri`` into ``output_uri`` and returns the report.
 
+    With ``transform_graph_uri`` the calibration examples are raw: they go through the transform graph (here, in
+    this process: the conversion child imports no TFT) into the signature's transformed inputs.
     Everything is computed before the first write to ``output_uri``; files are written to a staging folder and
     moved into place last, so a failure leaves no artifact content behind. The ids, when given, are named in errors.
     """
     saved_model_dir = path_utils.serving_model_path(model_uri)
     signature, specs = dense_signature_specs(saved_model_dir, signature_name)
+    dataset_label = (artifact_label(REPRESENTATIVE_DATASET_KEY, representative_dataset_uri, representative_dataset_id)
+                     if representative_dataset_uri else None)
+    # Built even for modes without calibration: a signature the transform does not produce is refused either way.
+    transform = transformed_inputs(
+        transform_graph_uri, specs, transform_graph_id=transform_graph_id, signature=signature,
+        model_label=artifact_label(MODEL_KEY, model_uri, model_id),
+        source=dataset_label or "the representative dataset") if transform_graph_uri else None
     inputs = None
-    dataset_label = None
     if options.calibrated:
         if not representative_dataset_uri:
             raise ValueError(f"Quantizer: mode {options.mode!r} needs a representative_dataset input.")
-        inputs = load_calibration_inputs(representative_dataset_uri, specs, artifact_id=representative_dataset_id)
-        dataset_label = artifact_label(REPRESENTATIVE_DATASET_KEY, representative_dataset_uri, representative_dataset_id)
+        inputs = load_calibration_inputs(representative_dataset_uri, specs, artifact_id=representative_dataset_id,
+                                         transform=transform)
     with tempfile.TemporaryDirectory(prefix="quantgate-quantizer-") as tmp:
         local_model = os.path.join(tmp, properties.TFLITE_FILENAME)
         seconds = run_isolated(
@@ -103,13 +130,15 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
             {"saved_model_dir": saved_model_dir, "signature_name": signature, "options": options,
              "inputs": inputs, "output_path": local_model},
             what=describe_conversion(options, signature, saved_model_dir,
-                                     artifact_label(MODEL_KEY, model_uri, model_id), dataset_label),
+                                     artifact_label(MODEL_KEY, model_uri, model_id), dataset_label if options.calibrated else None),
         )
         with open(local_model, "rb") as f:
             content = f.read()
     quantization_report = report.build_report(
         content, options=options, signature_name=signature, saved_model_dir=saved_model_dir, inputs=inputs,
         representative_dataset_uri=representative_dataset_uri, conversion_seconds=seconds)
+    quantization_report["transform_graph"] = (
+        {"uri": transform_graph_uri, "id": transform_graph_id} if transform_graph_uri else None)
     for warning in quantization_report["warnings"]:
         logging.warning("Quantizer: %s", warning)
     _publish(output_uri, content, quantization_report)
@@ -145,6 +174,11 @@ def set_artifact_properties(artifact: Artifact, quantization_report: dict[str, A
         properties.FLOAT_OP_COUNT: quantization_report["ops"]["float_op_count"],
         properties.COARSE_INPUT_COUNT: len(quantization_report["warnings"]),
     }
+    transform_graph = quantization_report.get("transform_graph")
+    if transform_graph:  # what the QuantizationEvaluator checks its own transform_graph against
+        strings[properties.TRANSFORM_GRAPH_URI] = transform_graph["uri"]
+        if transform_graph["id"]:
+            ints[properties.TRANSFORM_GRAPH_ID] = transform_graph["id"]
     for name, text in strings.items():
         artifact.set_string_custom_property(name, text)
     for name, number in ints.items():
@@ -169,6 +203,8 @@ class Executor(base_executor.BaseExecutor):
         output = artifact_utils.get_single_instance(output_dict[QUANTIZED_MODEL_KEY])
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         dataset = artifact_utils.get_single_instance(representative) if representative else None
+        transform_graphs = input_dict.get(TRANSFORM_GRAPH_KEY) or []
+        transform_graph = artifact_utils.get_single_instance(transform_graphs) if transform_graphs else None
         quantization_report = quantize(
             model_uri=model.uri,
             representative_dataset_uri=dataset.uri if dataset else None,
@@ -177,5 +213,7 @@ class Executor(base_executor.BaseExecutor):
             signature_name=exec_properties.get(SIGNATURE_NAME_KEY) or None,
             model_id=model.id,
             representative_dataset_id=dataset.id if dataset else None,
+            transform_graph_uri=transform_graph.uri if transform_graph else None,
+            transform_graph_id=transform_graph.id if transform_graph else None,
         )
         set_artifact_properties(output, quantization_report, output.uri)

@@ -10,6 +10,7 @@ from components.types import RepresentativeDataset
 
 MODEL_KEY = properties.MODEL_KEY
 REPRESENTATIVE_DATASET_KEY = properties.REPRESENTATIVE_DATASET_KEY
+TRANSFORM_GRAPH_KEY = properties.TRANSFORM_GRAPH_KEY
 QUANTIZED_MODEL_KEY = "quantized_model"
 MODE_KEY = "mode"
 ENGINE_KEY = "engine"
@@ -33,6 +34,8 @@ class QuantizerSpec(ComponentSpec):
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
+        # When wired, the signature takes transformed features: calibration examples go through this graph first.
+        TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
     }
     OUTPUTS = {
         QUANTIZED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

@@ -56,6 +56,8 @@ AGREEMENT = "agreement"
 QUANTIZED_SIZE_BYTES = "quantized_size_bytes"
 FLOAT_LATENCY_P95_MS = "float_latency_p95_ms"
 QUANTIZED_LATENCY_P95_MS = "quantized_latency_p95_ms"
+# With a transform graph: how often the float model's serving signature agrees with it fed transformed features.
+SERVING_SIGNATURE_AGREEMENT = "serving_signature_agreement"
 METRICS_PATH = "metrics_path"
 # On the blessing: the sha256 of the model.tflite bytes the verdict was computed on; the pusher pushes only those.
 EVALUATED_SHA256 = "evaluated_sha256"

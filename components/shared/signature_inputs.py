@@ -107,16 +107,37 @@ def dense_signature_specs(saved_model_dir: str, signature_name: str | None) -> t
     signature = signatures[signature_name]
     refused = sorted(name for name, info in signature.inputs.items() if not _is_dense_numeric(info))
     if refused or not signature.inputs:
+        strings = sorted(name for name in refused if signature.inputs[name].dtype == types_pb2.DT_STRING)
+        # Measured: a lookup from a vocabulary file (what TFT writes) converts, then fails at invoke ("hashtable
+        # need to be initialized"), and int8-only op sets leave string inputs unquantized: ids are the way in.
+        string_fixes = (
+            f"The string inputs {strings} cannot be fed to an int8 TFLite model: either move the lookup into "
+            "Transform and export a signature over the transformed ids (wire transform_graph), or export a "
+            "signature over integer ids. " if strings else ""
+        )
         raise ValueError(
             f"SavedModel {saved_model_dir}: signature {signature_name!r} {_describe(signature)} has inputs that are "
             f"not dense numeric tensors ({', '.join(refused) or 'it has no inputs'}); a signature taking serialized "
-            f"tf.Examples cannot be converted or calibrated. Signatures: {listing}. {guidance}"
+            f"tf.Examples cannot be converted or calibrated. {string_fixes}Signatures: {listing}. {guidance}"
         )
     specs = [
         InputSpec(name=name, dtype=np.dtype(dtypes.as_dtype(info.dtype).as_numpy_dtype), shape=_shape(info.tensor_shape))
         for name, info in sorted(signature.inputs.items())
     ]
     return signature_name, specs
+
+
+def serialized_example_signatures(saved_model_dir: str) -> list[str]:
+    """The signatures taking one dense string tensor (serialized tf.Examples) and giving one output,
+    ``serving_default`` first: the model's own serving path, which parses (and transforms) examples itself."""
+    saved_model = loader_impl.parse_saved_model(saved_model_dir)
+    names = [
+        key for key, sig in saved_model.meta_graphs[0].signature_def.items()
+        if not key.startswith("__") and len(sig.inputs) == 1 and len(sig.outputs) == 1
+        and all(info.WhichOneof("encoding") == "name" and info.dtype == types_pb2.DT_STRING
+                for info in sig.inputs.values())
+    ]
+    return sorted(names, key=lambda key: (key != "serving_default", key))
 
 
 def examples_to_inputs(serialized: Sequence[bytes], specs: Sequence[InputSpec], *, source: str) -> dict[str, np.ndarray]:

@@ -41,6 +41,33 @@ def _dummy_value(spec: object) -> object:
     return spec
 
 
+def _load(uri: str) -> tuple[tft.TFTransformOutput, dict[str, object], dict[str, object]]:
+    """The transform output and its raw and transformed feature specs."""
+    try:
+        output = tft.TFTransformOutput(uri)
+        return output, output.raw_feature_spec(), output.transformed_feature_spec()
+    except Exception as e:  # a missing folder or a damaged schema: say which artifact
+        raise ValueError(
+            f"cannot load the transform graph at {uri}: {e}. Wire Transform's transform_graph "
+            "output (a folder holding transform_fn/ and transformed_metadata/)."
+        ) from e
+
+
+def transformed_feature_specs(transform_graph_uri: str) -> dict[str, InputSpec]:
+    """The transform's dense outputs (``FixedLenFeature``) as input specs, by name: a label or slicing feature that
+    exists only after the transform is read through ``TransformedInputs`` with one of these.
+
+    Raises:
+      ValueError: the transform graph cannot be loaded.
+    """
+    _, _, transformed = _load(transform_graph_uri)
+    return {
+        name: InputSpec(name=name, dtype=np.dtype(spec.dtype.as_numpy_dtype), shape=(None, *spec.shape))
+        for name, spec in sorted(transformed.items())
+        if isinstance(spec, tf.io.FixedLenFeature)
+    }
+
+
 class TransformedInputs:
     """Serialized raw tf.Examples -> the transformed inputs of a dense signature, through a TFT transform graph.
 
@@ -63,15 +90,8 @@ class TransformedInputs:
         self.uri = transform_graph_uri
         self.source = source
         self._specs = list(specs)
-        try:
-            self._output = tft.TFTransformOutput(transform_graph_uri)
-            raw_spec = self._output.raw_feature_spec()
-            produced = set(self._output.transformed_feature_spec())
-        except Exception as e:  # a missing folder or a damaged schema: say which artifact
-            raise ValueError(
-                f"cannot load the transform graph at {transform_graph_uri}: {e}. Wire Transform's transform_graph "
-                "output (a folder holding transform_fn/ and transformed_metadata/)."
-            ) from e
+        self._output, raw_spec, transformed_spec = _load(transform_graph_uri)
+        produced = set(transformed_spec)
         names = [spec.name for spec in self._specs]
         missing = sorted(set(names) - produced)
         if missing:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -127,3 +128,115 @@ def tiny_inputs() -> dict[str, np.ndarray]:
 def example() -> object:
     """``make_example`` as a fixture (test modules cannot import conftest under --import-mode=importlib)."""
     return make_example
+
+
+# --- a real (tiny) TFT transform graph, a model over its outputs, and its int8 model: no pipeline -------------------
+
+@dataclass
+class TinyTransform:
+    """A tft_beam run on 120 raw rows (``x`` float, ``color`` string, ``tips`` float) and a model trained on nothing
+    but built over its outputs: ``serving_features`` takes ``x_xf`` (z-score) and ``color_xf`` (int32 vocabulary id),
+    ``serving_default`` takes serialized raw examples (parse -> the transform layer -> the model). ``label_xf``
+    (``tips > 0.5``) exists only after the transform; ``quantized`` is the Quantizer's int8 model of it."""
+
+    transform_graph: Artifact
+    model: Artifact
+    representative_dataset: Artifact
+    quantized: Artifact
+    records: list[bytes]
+
+
+TINY_COLORS = (b"red", b"green", b"blue")
+
+
+def tiny_raw_example(i: int, drop: tuple[str, ...] = ()) -> bytes:
+    """Raw row ``i``: ``x`` spread around 40 (far from 0, as a latitude), ``color`` one of three, ``tips``."""
+    rng = np.random.default_rng(i)
+    features = {"x": [float(40.0 + rng.normal())], "color": [TINY_COLORS[i % 3]],
+                "tips": [float(rng.uniform())]}
+    return make_example(**{k: v for k, v in features.items() if k not in drop})
+
+
+def _tiny_preprocessing_fn(inputs: dict) -> dict:
+    import tensorflow_transform as tft
+
+    return {
+        "x_xf": tft.scale_to_z_score(inputs["x"]),
+        "color_xf": tft.compute_and_apply_vocabulary(inputs["color"], num_oov_buckets=1, vocab_filename="color"),
+        "label_xf": tf.cast(inputs["tips"] > 0.5, tf.int64),
+    }
+
+
+class _TinyTransformModel(tf.Module):
+    def __init__(self, tft_output: object) -> None:
+        super().__init__()
+        self.w = tf.Variable([[2.0, -2.0]])
+        self.embedding = tf.Variable([[0.5, -0.5], [-1.0, 1.0], [0.2, 0.1], [0.0, 0.0]])
+        self.tft_layer = tft_output.transform_features_layer()  # tracked: its vocabulary asset is saved too
+        self.raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items() if k != "tips"}
+
+    @tf.function(input_signature=[{"x_xf": tf.TensorSpec([None, 1], tf.float32, name="x_xf"),
+                                   "color_xf": tf.TensorSpec([None, 1], tf.int32, name="color_xf")}])
+    def serving_features(self, features: dict) -> dict:
+        logits = tf.matmul(features["x_xf"], self.w) + tf.gather(self.embedding, features["color_xf"][:, 0])
+        return {"probabilities": tf.nn.softmax(logits)}
+
+    @tf.function(input_signature=[{"x": tf.TensorSpec([None, 1], tf.float32, name="x")}])
+    def raw_features(self, features: dict) -> dict:
+        return {"probabilities": tf.nn.softmax(tf.matmul(features["x"], self.w))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serving_default(self, examples: tf.Tensor) -> dict:
+        transformed = self.tft_layer(tf.io.parse_example(examples, self.raw_spec))
+        return self.serving_features({"x_xf": transformed["x_xf"], "color_xf": tf.cast(transformed["color_xf"],
+                                                                                      tf.int32)})
+
+
+@pytest.fixture(scope="session")
+def tiny_transform(tmp_path_factory: pytest.TempPathFactory) -> TinyTransform:
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+    from components.quantizer import executor as quantizer_executor
+    from components.quantizer.options import resolve_options
+    from components.representative_dataset.storage import write_representative_dataset
+    from components.types import RepresentativeDataset
+
+    root = tmp_path_factory.mktemp("tiny_transform")
+    raw_spec = {"x": tf.io.FixedLenFeature([1], tf.float32), "color": tf.io.FixedLenFeature([1], tf.string),
+                "tips": tf.io.FixedLenFeature([1], tf.float32)}
+    records = [tiny_raw_example(i) for i in range(120)]
+    rows = [{k: v.numpy() for k, v in tf.io.parse_single_example(r, raw_spec).items()} for r in records]
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
+    transform_graph = standard_artifacts.TransformGraph()
+    transform_graph.uri, transform_graph.id = str(root / "transform_graph"), 11
+    with tft_beam.Context(temp_dir=str(root / "tmp")):
+        _, transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(_tiny_preprocessing_fn)
+        _ = transform_fn | tft_beam.WriteTransformFn(transform_graph.uri)
+    metadata_io.write_metadata(metadata, os.path.join(transform_graph.uri, tft.TFTransformOutput.RAW_METADATA_DIR))
+
+    model = standard_artifacts.Model()
+    model.uri, model.id = str(root / "model"), 12
+    module = _TinyTransformModel(tft.TFTransformOutput(transform_graph.uri))
+    tf.saved_model.save(module, os.path.join(model.uri, "Format-Serving"), signatures={
+        "serving_default": module.serving_default, "serving_features": module.serving_features,
+        "raw_features": module.raw_features})
+    dataset = RepresentativeDataset()
+    dataset.uri, dataset.id = str(root / "rep"), 13
+    write_representative_dataset(dataset.uri, records[:60], {"num_examples": 60})
+
+    quantized = standard_artifacts.Model()
+    quantized.uri, quantized.id = str(root / "quantized"), 14
+    report = quantizer_executor.quantize(
+        model.uri, dataset.uri, quantized.uri, resolve_options("int8"), "serving_features", model_id=model.id,
+        representative_dataset_id=dataset.id, transform_graph_uri=transform_graph.uri,
+        transform_graph_id=transform_graph.id)
+    quantizer_executor.set_artifact_properties(quantized, report, quantized.uri)
+    return TinyTransform(transform_graph, model, dataset, quantized, records)
+
+
+@pytest.fixture(scope="session")
+def raw_example() -> Callable[..., bytes]:
+    """``tiny_raw_example`` as a fixture: ``raw_example(i, drop=("x",))``."""
+    return tiny_raw_example

@@ -119,3 +119,13 @@ def test_degradation_follows_the_metric_direction(metric: str, float_value: floa
 def test_invalid_thresholds_are_refused(thresholds: Thresholds, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         thresholds.validate()
+
+
+def test_a_serving_path_that_disagrees_with_the_transformed_feature_path_is_not_blessed() -> None:
+    base = dict(serving_signature="serving_default", signature_name="serving_features")
+    assert gate(_inputs(0.9, 0.9, serving_agreement=0.99, **base), Thresholds()).blessed
+    result = gate(_inputs(0.9, 0.9, serving_agreement=0.5, **base), Thresholds())
+    assert not result.blessed
+    assert result.reasons == [
+        "the model's serving path (serving_default) and the transformed-feature path (serving_features) disagree: "
+        "agreement 0.5 < 0.99: the transform graph wired here is not the one the model was trained with"]

@@ -81,7 +81,9 @@ def test_string_labels_are_refused_with_the_fix() -> None:
 
 
 def test_parse_dofn_decodes_inputs_labels_and_slices_in_one_batch() -> None:
-    (parsed,) = ParseExamplesDoFn(SPECS, "species", ["island"], "test").process(EXAMPLES)
+    dofn = ParseExamplesDoFn(SPECS, "species", ["island"], "test")
+    dofn.setup()  # as Beam does: it loads the transform graph when there is one
+    (parsed,) = dofn.process(EXAMPLES)
     np.testing.assert_array_equal(parsed.inputs["x"], [[1.0], [2.0], [3.0], [4.0]])
     assert parsed.inputs["x"].dtype == np.float32
     assert list(parsed.slice_values) == ["island"] and len(parsed.labels) == 4

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.shared.signature_inputs import InputSpec, dense_signature_specs, examples_to_inputs
+from components.shared.signature_inputs import (
+    InputSpec,
+    dense_signature_specs,
+    examples_to_inputs,
+    serialized_example_signatures,
+)
 
 A = InputSpec(name="a", dtype=np.dtype(np.float32), shape=(None, 2))
 B = InputSpec(name="b", dtype=np.dtype(np.float32), shape=(None, 1))
@@ -35,8 +40,17 @@ def test_no_dense_signature_is_an_error_with_guidance(tiny_models) -> None:
 
 
 def test_a_string_input_signature_is_refused(tiny_models) -> None:
-    with pytest.raises(ValueError, match=r"'parse'.*examples.*serialized tf.Examples.*Export a signature"):
+    with pytest.raises(ValueError, match=r"'parse'.*examples.*serialized tf.Examples.*Export a signature") as error:
         dense_signature_specs(tiny_models["one_dense"], "parse")
+    # The string input is named, with both fixes.
+    assert "The string inputs ['examples'] cannot be fed to an int8 TFLite model" in str(error.value)
+    assert "move the lookup into Transform and export a signature over the transformed ids" in str(error.value)
+    assert "export a signature over integer ids" in str(error.value)
+
+
+def test_serialized_example_signatures_are_the_string_input_ones(tiny_models) -> None:
+    assert serialized_example_signatures(tiny_models["two_dense"]) == ["parse"]
+    assert serialized_example_signatures(tiny_models["sine"]) == []
 
 
 def test_an_unknown_signature_lists_the_existing_ones(tiny_models) -> None:
