@@ -37,7 +37,7 @@ def create_taxi_pipeline(
     *,
     transform_module_file: str = TAXI_TRANSFORM_MODULE_FILE,
     transform_preprocessing_fn: str | None = None,
-    trainer_module_file: str = TAXI_TRAINER_MODULE_FILE,
+    module_file: str = TAXI_TRAINER_MODULE_FILE,
     trainer_run_fn: str | None = None,
     train_steps: int = 300,
     eval_steps: int = 50,
@@ -75,7 +75,8 @@ def create_taxi_pipeline(
       transform_module_file / transform_preprocessing_fn: Transform's module file, or the import path of its
         ``preprocessing_fn`` (``pipelines.models.taxi.taxi_transform.preprocessing_fn``) when the code ships in the
         image; then the module file is not packaged.
-      trainer_module_file / trainer_run_fn: the same for the Trainer (``...taxi_trainer.run_fn``).
+      module_file / trainer_run_fn: the same for the Trainer (``...taxi_trainer.run_fn``); named as in
+        ``create_pipeline``, so that a runner passes the Trainer's code to either pipeline alike.
       train_steps / eval_steps: Trainer steps (batches of 64).
       trainer_config: ``custom_config`` for the Trainer (``hidden_units``, ``embedding_dim``, ``learning_rate``,
         ``seed``).
@@ -99,7 +100,7 @@ def create_taxi_pipeline(
         preprocessing_fn=transform_preprocessing_fn,
     )
     trainer = tfx.components.Trainer(
-        module_file=None if trainer_run_fn else trainer_module_file,
+        module_file=None if trainer_run_fn else module_file,
         run_fn=trainer_run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
