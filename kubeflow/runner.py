@@ -1,9 +1,11 @@
-"""Compiles the quantgate pipeline for Kubeflow Pipelines v2 / Vertex AI into a PipelineJob JSON.
+"""Compiles a quantgate pipeline for Kubeflow Pipelines v2 / Vertex AI into a PipelineJob JSON.
 
 ``python kubeflow/runner.py`` with no flags compiles the penguin demo with placeholder locations (``gs://your-bucket``,
 an Artifact Registry image of ``your-project``) into ``out/kubeflow/pipeline.json``; override them with the flags.
-Compiling never touches the pipeline root: the Trainer imports its ``run_fn`` from the image instead of a wheel
-uploaded at compile time (pass ``--module-file`` for TFX's wheel packaging). ML Metadata is the platform's.
+``--pipeline taxi`` compiles the Chicago taxi pipeline (Transform) instead.
+Compiling never touches the pipeline root: the Trainer imports its ``run_fn`` (and the taxi Transform its
+``preprocessing_fn``) from the image instead of a wheel uploaded at compile time (pass ``--module-file`` for TFX's
+wheel packaging). ML Metadata is the platform's.
 Local paths (``--pipeline-root``, ``--data-root``, ``--module-file``, ``--set push_destination=...``) are made absolute
 when compiling: every task runs from its own folder, where a relative path would point somewhere else.
 """
@@ -21,6 +23,8 @@ import sys
 import time
 from typing import Any
 
+from pipelines.kinds import DEFAULT_PIPELINE, PIPELINES, PipelineKind, pipeline_kind
+
 # Before anything imports TensorFlow: one Keras (tf_keras) for the compiler and the executors it imports.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -30,26 +34,38 @@ PIPELINE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 # KubeflowV2DagRunner's rule for a custom artifact type's TYPE_NAME, which the container imports as module.Class.
 CUSTOM_TYPE_NAME_RE = re.compile(r"^[a-z][a-z0-9-_]{2,20}[.][A-Z][a-zA-Z0-9-_]{2,49}$")
 
-DEFAULT_PIPELINE_NAME = "penguin-quantgate"
 DEFAULT_PIPELINE_ROOT = "gs://your-bucket/quantgate/pipeline_root"
-DEFAULT_DATA_ROOT = "gs://your-bucket/quantgate/data/penguin"
 DEFAULT_IMAGE = "us-central1-docker.pkg.dev/your-project/quantgate/quantgate:latest"
 DEFAULT_OUTPUT_DIR = os.path.join("out", "kubeflow")
-PENGUIN_RUN_FN = "pipelines.models.penguin.penguin_trainer.run_fn"
+
+
+def default_data_root(kind: PipelineKind) -> str:
+    """The placeholder data root of a pipeline (``gs://your-bucket/quantgate/data/<pipeline>``)."""
+    return f"gs://your-bucket/quantgate/data/{kind.name}"
+
+
+DEFAULT_PIPELINE_NAME = PIPELINES[DEFAULT_PIPELINE].pipeline_name
+DEFAULT_DATA_ROOT = default_data_root(PIPELINES[DEFAULT_PIPELINE])
+PENGUIN_RUN_FN = PIPELINES["penguin"].trainer_run_fn
 BEAM_RUNNERS = ("DirectRunner", "DataflowRunner")
 # A location with a scheme (gs://, s3://, hdfs://, minio://, file://, ...) is left as it is; anything else is a local path.
 URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # create_pipeline parameters (reachable with --set) that hold a location.
 LOCATION_KWARGS = ("push_destination",)
-# create_pipeline parameters that have their own flag (or belong to the platform) and cannot be --set.
+# Factory parameters that have their own flag (or belong to the platform) and cannot be --set.
 _RESERVED_KWARGS = frozenset({"pipeline_name", "pipeline_root", "data_root", "module_file", "trainer_run_fn",
-                              "beam_pipeline_args", "metadata_connection_config", "enable_cache"})
+                              "transform_module_file", "transform_preprocessing_fn", "beam_pipeline_args",
+                              "metadata_connection_config", "enable_cache"})
 
 
 @dataclasses.dataclass
 class KubeflowOptions:
-    """Everything that goes into one compiled PipelineJob; ``pipeline_kwargs`` reach ``create_pipeline`` as is."""
+    """Everything that goes into one compiled PipelineJob; ``pipeline_kwargs`` reach the pipeline's factory as is.
 
+    The defaults are the penguin pipeline's; ``for_pipeline`` gives another pipeline's (name, data root, code paths).
+    """
+
+    pipeline: str = DEFAULT_PIPELINE
     pipeline_name: str = DEFAULT_PIPELINE_NAME
     pipeline_root: str = DEFAULT_PIPELINE_ROOT
     data_root: str = DEFAULT_DATA_ROOT
@@ -64,10 +80,20 @@ class KubeflowOptions:
     temp_location: str | None = None
     extra_beam_args: list[str] = dataclasses.field(default_factory=list)
     trainer_run_fn: str | None = PENGUIN_RUN_FN
+    transform_preprocessing_fn: str | None = None
     module_file: str | None = None
     pipeline_spec_2_1: bool = True
     enable_cache: bool = True
     pipeline_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def for_pipeline(cls, pipeline: str, **fields: Any) -> KubeflowOptions:
+        """Options of ``pipeline`` (a ``pipelines.kinds`` name) with its defaults, ``fields`` overriding them."""
+        kind = pipeline_kind(pipeline)
+        defaults = {"pipeline": kind.name, "pipeline_name": kind.pipeline_name, "data_root": default_data_root(kind),
+                    "trainer_run_fn": kind.trainer_run_fn,
+                    "transform_preprocessing_fn": kind.transform_preprocessing_fn}
+        return cls(**{**defaults, **fields})
 
 
 def validate_pipeline_name(name: str) -> str:
@@ -130,11 +156,12 @@ def beam_pipeline_args(options: KubeflowOptions) -> list[str]:
     return args + list(options.extra_beam_args)
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """Parses ``KEY=VALUE`` pairs for ``create_pipeline``; VALUE is JSON when it parses (numbers, lists), else text."""
-    from pipelines.pipeline import create_pipeline
-
-    allowed = {name: param.default for name, param in inspect.signature(create_pipeline).parameters.items()
+def parse_overrides(items: list[str], pipeline: str = DEFAULT_PIPELINE) -> dict[str, Any]:
+    """Parses ``KEY=VALUE`` pairs for the factory of ``pipeline`` (``create_pipeline``, ``create_taxi_pipeline``);
+    VALUE is JSON when it parses (numbers, lists), else text."""
+    factory = pipeline_kind(pipeline).factory
+    factory_name = f"{factory.__module__}.{factory.__name__}"
+    allowed = {name: param.default for name, param in inspect.signature(factory).parameters.items()
                if param.kind is inspect.Parameter.KEYWORD_ONLY and name not in _RESERVED_KWARGS}
     overrides: dict[str, Any] = {}
     for item in items:
@@ -143,7 +170,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train_steps=300")
         if key not in allowed:
             known = ", ".join(f"{name} (default {default!r})" for name, default in sorted(allowed.items()))
-            raise ValueError(f"--set {key}: not a parameter of pipelines.pipeline.create_pipeline; known: {known}")
+            raise ValueError(f"--set {key}: not a parameter of {factory_name}; known: {known}")
         try:
             overrides[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -152,24 +179,27 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def build_pipeline(options: KubeflowOptions) -> Any:
-    """``create_pipeline`` for Kubeflow: the platform's MLMD, Beam args from ``options``, Trainer code from the image.
+    """The pipeline's factory for Kubeflow: the platform's MLMD, Beam args from ``options``, the Trainer's (and
+    Transform's) code from the image.
 
-    Local locations in ``options`` are made absolute first (``with_absolute_locations``).
+    Local locations in ``options`` are made absolute first (``with_absolute_locations``). With ``module_file`` the
+    Trainer's module (and the taxi Transform's default module file) are packaged as wheels at compile time instead.
     """
-    from pipelines.pipeline import create_pipeline
-
+    kind = pipeline_kind(options.pipeline)
     validate_pipeline_name(options.pipeline_name)
     options = with_absolute_locations(options)
-    trainer_code: dict[str, Any] = ({"module_file": options.module_file, "trainer_run_fn": None}
-                                    if options.module_file else {"trainer_run_fn": options.trainer_run_fn})
-    return create_pipeline(
+    code: dict[str, Any] = ({"module_file": options.module_file, "trainer_run_fn": None}
+                            if options.module_file else {"trainer_run_fn": options.trainer_run_fn})
+    if kind.transform_preprocessing_fn is not None:  # a pipeline with Transform
+        code["transform_preprocessing_fn"] = None if options.module_file else options.transform_preprocessing_fn
+    return kind.factory(
         pipeline_name=options.pipeline_name,
         pipeline_root=options.pipeline_root,
         data_root=options.data_root,
         beam_pipeline_args=beam_pipeline_args(options),
         metadata_connection_config=None,
         enable_cache=options.enable_cache,
-        **trainer_code,
+        **code,
         **options.pipeline_kwargs,
     )
 
@@ -230,20 +260,25 @@ def compile_pipeline(options: KubeflowOptions) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     defaults = KubeflowOptions()
+    by_pipeline = PIPELINES.values()
     parser = argparse.ArgumentParser(
         prog="python kubeflow/runner.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Submit the file with google.cloud.aiplatform.PipelineJob (Vertex AI) or kfp.Client (Kubeflow "
                "Pipelines v2): see kubeflow/README.md.")
     where = parser.add_argument_group("pipeline and locations")
-    where.add_argument("--pipeline-name", default=defaults.pipeline_name,
-                       help="lowercase letters, digits and '-' (Vertex AI's rule); default %(default)s")
+    where.add_argument("--pipeline", choices=sorted(PIPELINES), default=DEFAULT_PIPELINE,
+                       help="which pipeline: penguin (the demo) or taxi (Chicago taxi, with Transform); "
+                            "default %(default)s")
+    where.add_argument("--pipeline-name",
+                       help="lowercase letters, digits and '-' (Vertex AI's rule); default "
+                            + ", ".join(f"{k.pipeline_name} for {k.name}" for k in by_pipeline))
     where.add_argument("--display-name", help="name shown in the UI (default: the pipeline name)")
     where.add_argument("--pipeline-root", default=defaults.pipeline_root,
                        help="where the artifacts go: gs://... on Vertex, or any URI the pods can write (a local "
                             "path is made absolute); default %(default)s")
-    where.add_argument("--data-root", default=defaults.data_root,
-                       help="folder of CSV files for CsvExampleGen (a local path is made absolute); "
-                            "default %(default)s")
+    where.add_argument("--data-root",
+                       help="folder of CSV files for CsvExampleGen (a local path is made absolute); default "
+                            + ", ".join(f"{default_data_root(k)} for {k.name}" for k in by_pipeline))
     where.add_argument("--image", default=defaults.image,
                        help="container image built from kubeflow/Dockerfile, for every task; default %(default)s")
     where.add_argument("--output-dir", default=defaults.output_dir,
@@ -263,15 +298,22 @@ def _parser() -> argparse.ArgumentParser:
                       help="extra Beam pipeline arg, repeatable, e.g. --beam-arg=--machine_type=n1-standard-4")
     knobs = parser.add_argument_group("pipeline parameters")
     knobs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                       help="any keyword parameter of pipelines.pipeline.create_pipeline (thresholds, steps, "
-                            "calibration...), VALUE as JSON or text, repeatable, e.g. --set train_steps=500 "
+                       help="any keyword parameter of the pipeline's factory (pipelines.pipeline.create_pipeline, "
+                            "pipelines.taxi.create_taxi_pipeline: thresholds, steps, calibration...), VALUE as JSON "
+                            "or text, repeatable, e.g. --set train_steps=500 "
                             "--set float_accuracy_threshold=0.8; unknown keys are rejected with the list of "
                             "known ones")
-    knobs.add_argument("--trainer-run-fn", default=defaults.trainer_run_fn,
-                       help="import path of the Trainer's run_fn inside the image; default %(default)s")
+    knobs.add_argument("--trainer-run-fn",
+                       help="import path of the Trainer's run_fn inside the image; default "
+                            + ", ".join(f"{k.trainer_run_fn} for {k.name}" for k in by_pipeline))
+    knobs.add_argument("--transform-preprocessing-fn",
+                       help="import path of Transform's preprocessing_fn inside the image (taxi only); default "
+                            + ", ".join(f"{k.transform_preprocessing_fn} for {k.name}" for k in by_pipeline
+                                        if k.transform_preprocessing_fn))
     knobs.add_argument("--module-file",
-                       help="package this Trainer module file as a wheel under the pipeline root at compile time "
-                            "(TFX's default; needs write access to the pipeline root) instead of --trainer-run-fn")
+                       help="package this Trainer module file (and, for taxi, Transform's module file) as wheels "
+                            "under the pipeline root at compile time (TFX's default; needs write access to the "
+                            "pipeline root) instead of --trainer-run-fn / --transform-preprocessing-fn")
     knobs.add_argument("--pipeline-spec-2-0", action="store_true",
                        help="emit PipelineSpec schema 2.0.0 instead of 2.1.0 (default: 2.1.0, which both Vertex "
                             "AI and the KFP v2 backend read)")
@@ -282,10 +324,16 @@ def _parser() -> argparse.ArgumentParser:
 def options_from_args(argv: list[str] | None = None) -> KubeflowOptions:
     """Parses the command line into ``KubeflowOptions`` (validated where no pipeline import is needed)."""
     args = _parser().parse_args(argv)
-    return KubeflowOptions(
-        pipeline_name=validate_pipeline_name(args.pipeline_name),
+    kind = pipeline_kind(args.pipeline)
+    if args.transform_preprocessing_fn and kind.transform_preprocessing_fn is None:
+        raise ValueError(f"--transform-preprocessing-fn: the {kind.name} pipeline has no Transform; drop the flag or "
+                         "pass --pipeline taxi")
+    defaults = KubeflowOptions.for_pipeline(kind.name)
+    return KubeflowOptions.for_pipeline(
+        kind.name,
+        pipeline_name=validate_pipeline_name(args.pipeline_name or defaults.pipeline_name),
         pipeline_root=args.pipeline_root,
-        data_root=args.data_root,
+        data_root=args.data_root or defaults.data_root,
         image=args.image,
         output_dir=args.output_dir,
         output_filename=args.output_filename,
@@ -296,11 +344,12 @@ def options_from_args(argv: list[str] | None = None) -> KubeflowOptions:
         region=args.region,
         temp_location=args.temp_location,
         extra_beam_args=args.beam_arg,
-        trainer_run_fn=args.trainer_run_fn,
+        trainer_run_fn=args.trainer_run_fn or defaults.trainer_run_fn,
+        transform_preprocessing_fn=args.transform_preprocessing_fn or defaults.transform_preprocessing_fn,
         module_file=args.module_file,
         pipeline_spec_2_1=not args.pipeline_spec_2_0,
         enable_cache=not args.no_cache,
-        pipeline_kwargs=parse_overrides(args.overrides),
+        pipeline_kwargs=parse_overrides(args.overrides, kind.name),
     )
 
 

@@ -1,4 +1,5 @@
-"""``python -m pipelines``: run the demo pipeline locally (``run``) and ask ML Metadata about it (``lineage``)."""
+"""``python -m pipelines``: run a pipeline locally (``run``: the penguin demo, or ``--pipeline taxi``) and ask ML
+Metadata about it (``lineage``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TextIO
 
 from ml_metadata import metadata_store
 
-from pipelines import console, lineage
+from pipelines import console, kinds, lineage
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
     # Before TensorFlow and gRPC load: their native logging bypasses Python's.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    home = os.path.abspath(args.home)
+    home = os.path.abspath(args.home or kinds.pipeline_kind(args.pipeline).home)
     log_file = console.log_path(home)
     with console.run_console(log_file, verbose=args.verbose) as out:
         print(f"log file      : {log_file}", file=out)
@@ -37,16 +38,10 @@ def _run_and_report(args: argparse.Namespace, home: str, log_file: str, out: Tex
     """Runs the pipeline and prints where everything is, the gate's summary and the lineage; an error message
     (one line, the traceback goes to the log file) when the run failed."""
     # Imported here: it loads TensorFlow and TFX, which the lineage command does not need.
-    from pipelines.local_runner import (
-        DEFAULT_PIPELINE_NAME,
-        DiskFullError,
-        LocalRunConfig,
-        LocalRunPaths,
-        run_local,
-    )
+    from pipelines.local_runner import DiskFullError, LocalRunConfig, LocalRunPaths, run_local
 
-    paths = LocalRunPaths(home=home, pipeline_name=args.pipeline_name or DEFAULT_PIPELINE_NAME)
-    config = LocalRunConfig(paths=paths, num_workers=args.direct_num_workers,
+    paths = LocalRunPaths(home=home, pipeline_name=args.pipeline_name or kinds.pipeline_kind(args.pipeline).pipeline_name)
+    config = LocalRunConfig(paths=paths, pipeline=args.pipeline, num_workers=args.direct_num_workers,
                             running_mode=args.direct_running_mode, enable_cache=not args.no_cache)
     try:
         run_local(config)
@@ -126,9 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the penguin demo pipeline locally (LocalDagRunner, SQLite MLMD)")
-    run.add_argument("--home", default="out/demo", help="folder for data, pipeline root and MLMD (default: out/demo)")
-    run.add_argument("--pipeline-name", help="default: penguin-quantgate")
+    run = commands.add_parser("run", help="run a pipeline locally (LocalDagRunner, SQLite MLMD): the penguin demo "
+                                          "or the taxi pipeline (Transform)")
+    run.add_argument("--pipeline", choices=sorted(kinds.PIPELINES), default=kinds.DEFAULT_PIPELINE,
+                     help="which pipeline (default: %(default)s)")
+    run.add_argument("--home", help="folder for data, pipeline root and MLMD (default: "
+                                    + ", ".join(f"{k.home} for {k.name}" for k in kinds.PIPELINES.values()) + ")")
+    run.add_argument("--pipeline-name", help="default: "
+                                             + ", ".join(f"{k.pipeline_name} for {k.name}"
+                                                         for k in kinds.PIPELINES.values()))
     run.add_argument("--direct-num-workers", type=int, default=1, help="Beam DirectRunner workers")
     run.add_argument("--direct-running-mode", default="in_memory",
                      choices=["in_memory", "multi_threading", "multi_processing"])

@@ -37,28 +37,25 @@ def _sha256_of_file(path: str) -> str | None:
         return None
 
 
-def write_penguins_csv(data_root: str) -> str:
-    """Writes the penguins with complete rows to ``<data_root>/penguins.csv`` and returns its path.
+def write_if_changed(path: str, content: bytes) -> bool:
+    """Writes ``content`` to ``path`` unless the file already holds exactly these bytes; True when it wrote.
 
-    The label is the species index (``SPECIES``); numeric features are written as floats so that
-    SchemaGen infers FLOAT for all of them; ``island`` and ``sex`` are kept as strings for slicing.
-
-    An existing file with the same sha256 is kept as it is, mtime included, so that TFX's cache holds; otherwise
-    the new content replaces it atomically (a temporary file in the same folder, then ``os.replace``).
+    An existing file with the same sha256 is kept as it is, mtime included, so that TFX's cache holds; otherwise the
+    new content replaces it atomically (a temporary file in the same folder, then ``os.replace``). The parent folder
+    is created when missing.
     """
-    content, rows = render_penguins_csv()
-    os.makedirs(data_root, exist_ok=True)
-    path = os.path.join(data_root, CSV_NAME)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
     if _sha256_of_file(path) == hashlib.sha256(content).hexdigest():
-        logging.info("unchanged, kept %s (%d penguins; mtime untouched so TFX's cache holds)", path, rows)
-        return path
-    fd, temp = tempfile.mkstemp(dir=data_root, prefix=f".{CSV_NAME}.", suffix=".tmp")
+        return False
+    name = os.path.basename(path)
+    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(content)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(temp, 0o644)  # mkstemp creates 0600; the CSV stays readable as before
+        os.chmod(temp, 0o644)  # mkstemp creates 0600; keep the file readable as a plain write would
         os.replace(temp, path)
     except BaseException:
         try:
@@ -66,5 +63,21 @@ def write_penguins_csv(data_root: str) -> str:
         except FileNotFoundError:
             pass
         raise
-    logging.info("wrote %d penguins to %s", rows, path)
+    return True
+
+
+def write_penguins_csv(data_root: str) -> str:
+    """Writes the penguins with complete rows to ``<data_root>/penguins.csv`` and returns its path.
+
+    The label is the species index (``SPECIES``); numeric features are written as floats so that
+    SchemaGen infers FLOAT for all of them; ``island`` and ``sex`` are kept as strings for slicing.
+
+    Written with ``write_if_changed``: identical bytes leave the file and its mtime untouched.
+    """
+    content, rows = render_penguins_csv()
+    path = os.path.join(data_root, CSV_NAME)
+    if write_if_changed(path, content):
+        logging.info("wrote %d penguins to %s", rows, path)
+    else:
+        logging.info("unchanged, kept %s (%d penguins; mtime untouched so TFX's cache holds)", path, rows)
     return path

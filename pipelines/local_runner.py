@@ -1,4 +1,5 @@
-"""Runs ``create_pipeline`` locally: LocalDagRunner, SQLite MLMD under the pipeline root, Beam DirectRunner."""
+"""Runs a pipeline of ``pipelines.kinds`` (penguin, taxi) locally: LocalDagRunner, SQLite MLMD under the pipeline
+root, Beam DirectRunner."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from dataclasses import dataclass, field
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from pipelines.data import write_penguins_csv
-from pipelines.pipeline import create_pipeline
+from pipelines.kinds import DEFAULT_PIPELINE, PIPELINES, pipeline_kind
 
-DEFAULT_PIPELINE_NAME = "penguin-quantgate"
+DEFAULT_PIPELINE_NAME = PIPELINES[DEFAULT_PIPELINE].pipeline_name
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,15 @@ def direct_runner_args(num_workers: int = 1, running_mode: str = "in_memory") ->
 
 @dataclass
 class LocalRunConfig:
-    """Knobs of a local demo run; ``pipeline_kwargs`` go to ``create_pipeline`` unchanged.
+    """Knobs of a local run of ``pipeline`` (a ``pipelines.kinds`` name); ``pipeline_kwargs`` go to its factory
+    (``create_pipeline``, ``create_taxi_pipeline``) unchanged.
 
     ``metadata_connection_config`` overrides the SQLite file under the pipeline root, e.g. with a MySQL store
     (``tfx.orchestration.metadata.mysql_metadata_connection_config``).
     """
 
     paths: LocalRunPaths
+    pipeline: str = DEFAULT_PIPELINE
     num_workers: int = 1
     running_mode: str = "in_memory"
     enable_cache: bool = True
@@ -92,7 +94,7 @@ def disk_full_error(error: BaseException, paths: LocalRunPaths) -> DiskFullError
 
 
 def run_local(config: LocalRunConfig) -> None:
-    """Writes the penguin CSV into the data root and runs the whole pipeline with LocalDagRunner.
+    """Writes the pipeline's CSV into the data root and runs the whole pipeline with LocalDagRunner.
 
     A full disk (ENOSPC, or SQLite's "database or disk is full" from MLMD) is a ``DiskFullError``."""
     try:
@@ -106,11 +108,12 @@ def run_local(config: LocalRunConfig) -> None:
 
 def _run_local(config: LocalRunConfig) -> None:
     paths = config.paths
-    write_penguins_csv(paths.data_root)
+    kind = pipeline_kind(config.pipeline)
+    kind.data_writer(paths.data_root)
     metadata_connection_config = config.metadata_connection_config
     if metadata_connection_config is None:
         metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path)
-    pipeline = create_pipeline(
+    pipeline = kind.factory(
         pipeline_name=paths.pipeline_name,
         pipeline_root=paths.pipeline_root,
         data_root=paths.data_root,

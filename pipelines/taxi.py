@@ -3,12 +3,13 @@
 ``create_taxi_pipeline`` mirrors ``pipelines/pipeline.py::create_pipeline`` (every knob a keyword parameter):
 
     CsvExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer -> Evaluator (float, AUC >= threshold)
-    CsvExampleGen -> RepresentativeDatasetGen (raw train examples, uniform)
+    CsvExampleGen -> RepresentativeDatasetGen (raw train examples, uniform) -> Quantizer (through the transform graph)
+      -> QuantizationEvaluator (raw eval examples through the transform graph; AUC, sliced by raw payment_type)
+      -> QuantizedModelPusher (ships the transform's vocabularies beside model.tflite)
 
-and, with ``with_quantization=True``, Quantizer -> QuantizationEvaluator (AUC, sliced by payment_type) ->
-QuantizedModelPusher. The Quantizer and the QuantizationEvaluator take no transform graph yet, so with quantization
-they are fed Transform's materialized ``transformed_examples`` (which carry the ``*_xf`` features the dense signature
-reads) and RepresentativeDatasetGen samples those instead of the raw examples.
+The quantgate components read RAW examples and the same ``transform_graph`` as the Trainer: calibration, the float
+model and the int8 model see the tensors Transform makes, and the pushed version says which graph that was.
+``with_quantization=False`` stops after the Evaluator and RepresentativeDatasetGen.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def create_taxi_pipeline(
     *,
     transform_module_file: str = TAXI_TRANSFORM_MODULE_FILE,
     transform_preprocessing_fn: str | None = None,
-    trainer_module_file: str = TAXI_TRAINER_MODULE_FILE,
+    module_file: str = TAXI_TRAINER_MODULE_FILE,
     trainer_run_fn: str | None = None,
     train_steps: int = 300,
     eval_steps: int = 50,
@@ -45,7 +46,7 @@ def create_taxi_pipeline(
     float_slicing_feature_keys: tuple[str, ...] = (SLICE_KEY,),
     calibration_num_examples: int = 300,
     calibration_seed: int = 0,
-    with_quantization: bool = False,
+    with_quantization: bool = True,
     quantization_mode: str = "int8",
     quantization_engine: str = "tflite_converter",
     quantization_signature: str | None = "serving_features",
@@ -55,7 +56,7 @@ def create_taxi_pipeline(
     quantization_metric: str = "auc",
     quantization_max_delta: float = 0.01,
     quantization_delta_type: str = "absolute",
-    quantization_slicing_feature_keys: tuple[str, ...] = (f"{SLICE_KEY}_xf",),
+    quantization_slicing_feature_keys: tuple[str, ...] = (SLICE_KEY,),
     quantization_min_slice_size: int = 30,
     quantization_max_slice_delta: float | None = None,
     quantization_min_agreement: float | None = None,
@@ -74,18 +75,19 @@ def create_taxi_pipeline(
       transform_module_file / transform_preprocessing_fn: Transform's module file, or the import path of its
         ``preprocessing_fn`` (``pipelines.models.taxi.taxi_transform.preprocessing_fn``) when the code ships in the
         image; then the module file is not packaged.
-      trainer_module_file / trainer_run_fn: the same for the Trainer (``...taxi_trainer.run_fn``).
+      module_file / trainer_run_fn: the same for the Trainer (``...taxi_trainer.run_fn``); named as in
+        ``create_pipeline``, so that a runner passes the Trainer's code to either pipeline alike.
       train_steps / eval_steps: Trainer steps (batches of 64).
       trainer_config: ``custom_config`` for the Trainer (``hidden_units``, ``embedding_dim``, ``learning_rate``,
         ``seed``).
       float_auc_threshold: lower bound on the float model's AUC (label ``tips_xf``) for the Evaluator's blessing.
       float_slicing_feature_keys: the Evaluator's slices besides overall (raw features, e.g. ``payment_type``).
       calibration_num_examples / calibration_seed: RepresentativeDatasetGen's sample of the train split: raw examples,
-        uniform; with quantization, transformed examples stratified by ``tips_xf``.
-      with_quantization: add the Quantizer, the QuantizationEvaluator and the QuantizedModelPusher, fed the
-        transformed examples (until they take a transform graph).
+        uniform (the label ``tips_xf`` exists only after the transform, so there is nothing to stratify on).
+      with_quantization: add the Quantizer, the QuantizationEvaluator and the QuantizedModelPusher (default), each
+        wired to Transform's ``transform_graph``.
       quantization_*: the Quantizer's and the QuantizationEvaluator's knobs, as in ``create_pipeline``; the gate's
-        metric is AUC, sliced by the transformed ``payment_type_xf`` (vocabulary ids).
+        metric is AUC on ``tips_xf``, sliced by raw features (``payment_type``).
       beam_pipeline_args / metadata_connection_config / enable_cache / push_destination: as ``create_pipeline``.
     """
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
@@ -98,7 +100,7 @@ def create_taxi_pipeline(
         preprocessing_fn=transform_preprocessing_fn,
     )
     trainer = tfx.components.Trainer(
-        module_file=None if trainer_run_fn else trainer_module_file,
+        module_file=None if trainer_run_fn else module_file,
         run_fn=trainer_run_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -112,13 +114,11 @@ def create_taxi_pipeline(
         model=trainer.outputs["model"],
         eval_config=_float_eval_config(float_auc_threshold, float_slicing_feature_keys),
     )
-    calibration_source = transform.outputs["transformed_examples"] if with_quantization else example_gen.outputs["examples"]
     representative_dataset_gen = RepresentativeDatasetGen(
-        examples=calibration_source,
+        examples=example_gen.outputs["examples"],
         split="train",
         num_examples=calibration_num_examples,
-        strategy="stratified" if with_quantization else "uniform",
-        label_key=LABEL_KEY if with_quantization else None,
+        strategy="uniform",
         seed=calibration_seed,
     )
     components = [example_gen, statistics_gen, schema_gen, transform, trainer, evaluator, representative_dataset_gen]
@@ -126,6 +126,7 @@ def create_taxi_pipeline(
         quantizer = Quantizer(
             model=trainer.outputs["model"],
             representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+            transform_graph=transform.outputs["transform_graph"],
             mode=quantization_mode,
             engine=quantization_engine,
             signature_name=quantization_signature,
@@ -136,7 +137,8 @@ def create_taxi_pipeline(
         quantization_evaluator = QuantizationEvaluator(
             model=trainer.outputs["model"],
             quantized_model=quantizer.outputs["quantized_model"],
-            examples=transform.outputs["transformed_examples"],
+            examples=example_gen.outputs["examples"],
+            transform_graph=transform.outputs["transform_graph"],
             label_key=LABEL_KEY,
             split="eval",
             metric=quantization_metric,
@@ -157,6 +159,7 @@ def create_taxi_pipeline(
             float_model=trainer.outputs["model"],
             representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
             evaluation=quantization_evaluator.outputs["evaluation"],
+            transform_graph=transform.outputs["transform_graph"],
             push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model")),
         )

@@ -1,16 +1,16 @@
 """The Chicago taxi CSV that ships in the tfx wheel (15,000 rows), copied into a data root for CsvExampleGen.
 
 Copied only when the content changes: TFX fingerprints an ExampleGen's input files by size and mtime, so rewriting
-identical bytes would make CsvExampleGen and everything downstream re-execute (the pattern of ``pipelines/data.py``).
+identical bytes would make CsvExampleGen and everything downstream re-execute (``pipelines.data.write_if_changed``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import tempfile
 from importlib import resources
+
+from pipelines.data import write_if_changed
 
 TAXI_PACKAGE = "tfx.examples.chicago_taxi_pipeline"
 TAXI_RESOURCE = ("data", "simple", "data.csv")
@@ -27,40 +27,14 @@ def taxi_csv_source() -> str:
     return str(path)
 
 
-def _sha256_of_file(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()  # not hashlib.file_digest: the TFX image runs 3.10
-    except FileNotFoundError:
-        return None
-
-
 def write_taxi_csv(data_root: str) -> str:
-    """Copies the taxi CSV to ``<data_root>/taxi.csv`` unless an identical file is there; returns its path.
-
-    An existing file with the same sha256 is kept as it is, mtime included, so that TFX's cache holds; otherwise the
-    new content replaces it atomically (a temporary file in the same folder, then ``os.replace``).
-    """
+    """Copies the taxi CSV to ``<data_root>/taxi.csv`` unless an identical file is there (``write_if_changed``);
+    returns its path."""
     with open(taxi_csv_source(), "rb") as f:
         content = f.read()
-    os.makedirs(data_root, exist_ok=True)
     path = os.path.join(data_root, CSV_NAME)
-    if _sha256_of_file(path) == hashlib.sha256(content).hexdigest():
+    if write_if_changed(path, content):
+        logging.info("wrote the taxi CSV (%d bytes) to %s", len(content), path)
+    else:
         logging.info("unchanged, kept %s (mtime untouched so TFX's cache holds)", path)
-        return path
-    fd, temp = tempfile.mkstemp(dir=data_root, prefix=f".{CSV_NAME}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temp, 0o644)  # mkstemp creates 0600
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.remove(temp)
-        except FileNotFoundError:
-            pass
-        raise
-    logging.info("wrote the taxi CSV (%d bytes) to %s", len(content), path)
     return path

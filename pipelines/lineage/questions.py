@@ -34,6 +34,8 @@ CHAIN = (
     ("float blessing", "pushed model", properties.FLOAT_BLESSING_KEY),
     ("quantized model", "pushed model", properties.MODEL_KEY),
     ("representative dataset", "quantized model", properties.REPRESENTATIVE_DATASET_KEY),
+    # the graph the Quantizer calibrated through (a pipeline with Transform); its producer is the Transform execution
+    ("transform graph", "quantized model", properties.TRANSFORM_GRAPH_KEY),
     ("trainer model", "quantized model", properties.MODEL_KEY),
 )
 EXAMPLES_ROLE, EXAMPLES_TYPE = "examples", "Examples"
@@ -60,7 +62,8 @@ def pushed_chain(store: metadata_store.MetadataStore, pushed: str | int = "lates
 
     ``pushed`` is ``"latest"`` or the MLMD id of a ``PushedModel``. The chain follows input keys from the pushed
     model (see ``CHAIN``) and ends with the nearest examples; roles that do not exist upstream (e.g. no
-    representative dataset behind a stock Trainer model) are left out. ``nodes`` is the whole upstream walk.
+    representative dataset behind a stock Trainer model, no transform graph without Transform) are left out.
+    ``nodes`` is the whole upstream walk.
     """
     reader = Reader(store)
     if pushed == "latest":

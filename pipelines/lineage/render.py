@@ -13,7 +13,7 @@ SHOWN_PROPERTIES: dict[str, tuple[str, ...]] = {
     "ModelBlessing": (properties.BLESSED, properties.METRIC, properties.DELTA_TYPE, properties.DELTA,
                       properties.THRESHOLD, properties.REASON, properties.CURRENT_MODEL_ID),
     "Model": (properties.QUANTIZATION_MODE, properties.ENGINE, properties.SIZE_BYTES, properties.FLOAT_SIZE_BYTES,
-              properties.SHA256),
+              properties.SHA256, properties.TRANSFORM_GRAPH_ID),
     "components.RepresentativeDataset": (properties.SEED, properties.NUM_EXAMPLES, properties.STRATEGY,
                                          properties.SPLIT, properties.SHA256),
     "Examples": ("span", "split_names"),  # ExampleGen's own PROPERTIES

@@ -101,9 +101,9 @@ def test_relative_local_paths_are_made_absolute_and_logged(tmp_path, monkeypatch
 def test_help_documents_every_option_without_importing_tensorflow() -> None:
     result = subprocess.run([sys.executable, RUNNER_PATH, "--help"], capture_output=True, text=True, timeout=60,
                             check=True)
-    for flag in ("--pipeline-name", "--pipeline-root", "--data-root", "--image", "--output-dir", "--beam-runner",
+    for flag in ("--pipeline", "--pipeline-name", "--pipeline-root", "--data-root", "--image", "--output-dir", "--beam-runner",
                  "--project", "--region", "--temp-location", "--beam-arg", "--set", "--trainer-run-fn",
-                 "--module-file", "--pipeline-spec-2-0", "--no-cache"):
+                 "--transform-preprocessing-fn", "--module-file", "--pipeline-spec-2-0", "--no-cache"):
         assert flag in result.stdout
     assert "kubeflow/README.md" in result.stdout
 
@@ -125,6 +125,47 @@ def test_cli_without_flags_compiles_the_demo_with_placeholders_offline(tmp_path)
     assert "_wheels" not in json.dumps(job)
     images = {e["container"]["image"] for e in job["pipelineSpec"]["deploymentSpec"]["executors"].values()}
     assert images == {runner.DEFAULT_IMAGE}
+
+
+def test_cli_compiles_the_taxi_pipeline_with_its_code_from_the_image(tmp_path) -> None:
+    assert runner.main(["--pipeline", "taxi", "--output-dir", str(tmp_path), "--set", "with_quantization=false"]) == 0
+    job = json.loads((tmp_path / "pipeline.json").read_text())
+    taxi = runner.PIPELINES["taxi"]
+    assert job["pipelineSpec"]["pipelineInfo"]["name"] == taxi.pipeline_name
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert constant_value(tasks["CsvExampleGen"]["inputs"]["parameters"]["input_base"]) == (
+        runner.default_data_root(taxi))
+    assert constant_value(tasks["Trainer"]["inputs"]["parameters"]["run_fn"]) == taxi.trainer_run_fn
+    transform = tasks["Transform"]["inputs"]["parameters"]
+    assert constant_value(transform["preprocessing_fn"]) == taxi.transform_preprocessing_fn
+    assert "module_file" not in transform and "_wheels" not in json.dumps(job)
+
+
+def test_taxi_overrides_are_checked_against_its_own_factory() -> None:
+    assert runner.parse_overrides(["float_auc_threshold=0.7"], "taxi") == {"float_auc_threshold": 0.7}
+    with pytest.raises(ValueError, match="not a parameter of pipelines.taxi.create_taxi_pipeline; known: "
+                                         ".*float_auc_threshold"):
+        runner.parse_overrides(["float_accuracy_threshold=0.7"], "taxi")  # penguin's knob
+    with pytest.raises(ValueError, match="not a parameter"):  # has its own flag
+        runner.parse_overrides(["transform_preprocessing_fn=x.y"], "taxi")
+
+
+def test_a_transform_flag_on_the_penguin_pipeline_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert runner.main(["--transform-preprocessing-fn", "m.preprocessing_fn"]) == 2
+    assert "the penguin pipeline has no Transform" in capsys.readouterr().err
+
+
+def test_a_module_file_packages_both_taxi_modules(tmp_path) -> None:
+    from pipelines.taxi import TAXI_TRAINER_MODULE_FILE
+
+    options = runner.KubeflowOptions.for_pipeline("taxi", pipeline_root=str(tmp_path / "root"),
+                                                  module_file=TAXI_TRAINER_MODULE_FILE,
+                                                  pipeline_kwargs={"with_quantization": False})
+    by_id = {c.id: c for c in runner.build_pipeline(options).components}
+    assert by_id["Trainer"].exec_properties["module_file"] == TAXI_TRAINER_MODULE_FILE
+    assert by_id["Trainer"].exec_properties["run_fn"] is None
+    assert by_id["Transform"].exec_properties["module_file"].endswith("taxi_transform.py")
+    assert by_id["Transform"].exec_properties["preprocessing_fn"] is None
 
 
 def _readme_spec_run_commands() -> tuple[list[str], list[str]]:

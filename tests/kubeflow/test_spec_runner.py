@@ -248,3 +248,30 @@ def test_the_compiled_job_runs_end_to_end(compiled, tmp_path) -> None:
     (pushed,) = results["QuantizedModelPusher"].outputs["pushed_model"]
     assert pushed["metadata"]["pushed"] == min(quantization_blessing["metadata"]["blessed"],
                                                blessing["metadata"]["blessed"])
+
+
+# --- the taxi job's tasks up to Transform, one by one ------------------------------------------------------------
+
+TAXI_TASKS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform")
+
+
+def test_the_taxi_spec_runs_up_to_its_transform_task(taxi_compiled, tmp_path) -> None:
+    job = taxi_compiled.job
+    assert set(TAXI_TASKS) <= set(job.tasks) and sorted(job.tasks["Transform"].dependencies) == ["CsvExampleGen", "SchemaGen"]
+    outputs: dict[str, dict[str, list[dict]]] = {}
+    for name in TAXI_TASKS:  # each a fresh container process, upstream outputs as their executor output files say
+        task = job.tasks[name]
+        executor_input = spec_runner.build_executor_input(
+            job, task, lambda producer, key: outputs[producer][key], str(tmp_path / name), "taxi")
+        outputs[name] = spec_runner.run_task(task, executor_input)
+    (graph,) = outputs["Transform"]["transform_graph"]
+    for folder in ("transform_fn", "transformed_metadata"):
+        assert fileio.isdir(os.path.join(graph["uri"], folder)), folder
+    # the vocabularies the pushed version ships, computed from the raw strings by the image's preprocessing_fn
+    assets = os.path.join(graph["uri"], "transform_fn", "assets")
+    assert {"payment_type", "company"} <= _listing(assets)
+    with fileio.open(os.path.join(assets, "payment_type")) as f:
+        assert "Cash" in f.read().splitlines()
+    (transformed,) = outputs["Transform"]["transformed_examples"]
+    for split in ("train", "eval"):
+        assert fileio.glob(os.path.join(transformed["uri"], f"Split-{split}", "*.gz")), split

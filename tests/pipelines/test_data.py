@@ -72,3 +72,15 @@ def test_the_content_has_the_complete_penguins_with_the_expected_columns(tmp_pat
     for key in FEATURE_KEYS:
         assert [float(r[key]) for r in rows] == [float(v) for v in penguins[key]]
         assert all("." in r[key] for r in rows)  # floats, so that SchemaGen infers FLOAT
+
+
+def test_write_if_changed_says_whether_it_wrote(tmp_path) -> None:
+    path = str(tmp_path / "new" / "file.csv")  # the folder is created
+    assert data.write_if_changed(path, b"a,b\n") is True
+    os.utime(path, ns=(OLD_MTIME_NS, OLD_MTIME_NS))
+    assert data.write_if_changed(path, b"a,b\n") is False
+    assert os.stat(path).st_mtime_ns == OLD_MTIME_NS
+    assert data.write_if_changed(path, b"a,b\n1,2\n") is True
+    assert open(path, "rb").read() == b"a,b\n1,2\n"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    assert os.listdir(os.path.dirname(path)) == ["file.csv"]

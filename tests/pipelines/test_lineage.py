@@ -129,6 +129,46 @@ def test_pushed_chain_follows_the_input_keys(graph) -> None:
     assert "by QuantizedModelPusher (execution #" in text
 
 
+def _transform_pushed_graph(graph: Graph) -> dict[str, int]:
+    """A pipeline with Transform: the Trainer reads transformed examples, the Quantizer the transform graph too."""
+    ids = {name: graph.artifact(kind) for name, kind in (
+        ("examples", "Examples"), ("schema", "Schema"), ("graph", "TransformGraph"), ("transformed", "Examples"),
+        ("trainer", "Model"), ("representative", "components.RepresentativeDataset"), ("blessing", "ModelBlessing"))}
+    ids["quantized"] = graph.artifact("Model", quantization_mode="int8", transform_graph_id=ids["graph"])
+    ids["pushed"] = graph.artifact("PushedModel", pushed=1, pushed_destination="/srv/1")
+    graph.execution("CsvExampleGen", "r", pb.Execution.COMPLETE, {}, {"examples": ids["examples"]})
+    ids["transform"] = graph.execution(
+        "Transform", "r", pb.Execution.COMPLETE, {"examples": ids["examples"], "schema": ids["schema"]},
+        {"transform_graph": ids["graph"], "transformed_examples": ids["transformed"]})
+    graph.execution("Trainer", "r", pb.Execution.COMPLETE,
+                    {"examples": ids["transformed"], "transform_graph": ids["graph"]}, {"model": ids["trainer"]})
+    graph.execution("RepresentativeDatasetGen", "r", pb.Execution.COMPLETE, {"examples": ids["examples"]},
+                    {"representative_dataset": ids["representative"]})
+    graph.execution("Quantizer", "r", pb.Execution.COMPLETE,
+                    {"model": ids["trainer"], "representative_dataset": ids["representative"],
+                     "transform_graph": ids["graph"]}, {"quantized_model": ids["quantized"]})
+    graph.execution("QuantizedModelPusher", "r", pb.Execution.COMPLETE,
+                    {"model": ids["quantized"], "model_blessing": ids["blessing"], "transform_graph": ids["graph"]},
+                    {"pushed_model": ids["pushed"]})
+    return ids
+
+
+def test_pushed_chain_includes_the_transform_graph_and_its_execution(graph) -> None:
+    ids = _transform_pushed_graph(graph)
+    chain = lineage.pushed_chain(graph.store, ids["pushed"])["chain"]
+    roles = [c["role"] for c in chain]
+    assert roles[:5] == ["pushed model", "blessing", "quantized model", "representative dataset", "transform graph"]
+    assert roles[5] == "trainer model" and roles[-1] == "examples"
+    transform = chain[4]
+    assert transform["artifact"]["id"] == ids["graph"] and transform["artifact"]["type"] == "TransformGraph"
+    assert transform["producer"]["id"] == ids["transform"] and transform["producer"]["component_id"] == "Transform"
+    assert transform["inputs"] == {"examples": [ids["examples"]], "schema": [ids["schema"]]}
+    text = lineage.format_chain({"chain": chain})
+    assert f"transform graph         #{ids['graph']} TransformGraph\n" in text
+    assert f"by Transform (execution #{ids['transform']}, COMPLETE, run r, " in text
+    assert f"quantization_mode=int8 transform_graph_id={ids['graph']}" in text
+
+
 def test_why_not_quotes_the_blessing(graph) -> None:
     ids = _pushed_graph(graph, pushed=0)
     result = lineage.why_not(graph.store)

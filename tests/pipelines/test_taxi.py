@@ -1,4 +1,6 @@
-"""The taxi pipeline, one real local run up to the float Evaluator (module-scoped), and what the Quantizer will need.
+"""The taxi pipeline, one real local run of the whole DAG (module-scoped): Transform, the float Evaluator, and the
+quantgate components wired to the transform graph (the Quantizer, the QuantizationEvaluator and the pusher take
+``transform_graph``); many facts are checked on that one run.
 
 Besides the pipeline's own outputs, it measures, with the shared input path and runners (no Beam): the dense
 ``serving_features`` path (raw examples -> ``TransformedInputs`` -> ``SavedModelRunner``) against the model's own
@@ -22,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 from tfx import v1 as tfx
 
 from components.representative_dataset.storage import read_examples
+from components.shared import properties
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
 from components.shared.signature_inputs import InputSpec, dense_signature_specs
 from components.shared.transform_inputs import TransformedInputs, vocabulary_files
@@ -33,7 +36,8 @@ from pipelines.taxi_data import write_taxi_csv
 
 PIPELINE_NAME = "taxi-quantgate"
 COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "Evaluator",
-              "RepresentativeDatasetGen")
+              "RepresentativeDatasetGen", "Quantizer", "QuantizationEvaluator", "QuantizedModelPusher")
+QUANTGATE = ("Quantizer", "QuantizationEvaluator", "QuantizedModelPusher")
 MAX_AUC_DELTA = 0.01
 BATCH = 1024
 
@@ -56,6 +60,9 @@ class TaxiRun:
     @property
     def transform_graph(self) -> str:
         return self.output("Transform", "transform_graph").uri
+
+    def properties_of(self, component_id: str, key: str) -> dict:
+        return {k: lineage.plain(v) for k, v in self.output(component_id, key).custom_properties.items()}
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +98,19 @@ def _transformed_names() -> list[str]:
 @pytest.mark.parametrize("component_id", COMPONENTS)
 def test_every_component_completes(taxi_run: TaxiRun, component_id: str) -> None:
     assert lineage.latest_complete_execution(taxi_run.store, PIPELINE_NAME, component_id) is not None
+
+
+def test_default_dag_wires_the_transform_graph_into_quantgate(tmp_path) -> None:
+    pipeline = create_taxi_pipeline("taxi", str(tmp_path / "root"), str(tmp_path / "data"))
+    assert sorted(c.id for c in pipeline.components) == sorted(COMPONENTS)
+    by_id = {c.id: c for c in pipeline.components}
+    for component_id in QUANTGATE:
+        graph = by_id[component_id].inputs[properties.TRANSFORM_GRAPH_KEY]
+        assert (graph.producer_component_id, graph.output_key) == ("Transform", "transform_graph"), component_id
+    # raw examples: the transform graph makes the model's inputs (and the label tips_xf) from them
+    for component_id in ("RepresentativeDatasetGen", "QuantizationEvaluator"):
+        examples = by_id[component_id].inputs[properties.EXAMPLES_KEY]
+        assert (examples.producer_component_id, examples.output_key) == ("CsvExampleGen", "examples"), component_id
 
 
 def test_transform_outputs_exist(taxi_run: TaxiRun) -> None:
@@ -171,3 +191,47 @@ def test_serving_features_agree_with_serving_default_and_int8_auc(taxi_run: Taxi
     assert all(input_dtypes[n] == ("int8" if n.removesuffix("_xf") in taxi_transform.DENSE_FLOAT_FEATURE_KEYS
                                    else "int32") for n in input_dtypes)
     assert abs(float_auc - int8_auc) <= MAX_AUC_DELTA
+
+
+def test_quantized_model_names_its_transform_graph(taxi_run: TaxiRun) -> None:
+    graph = taxi_run.output("Transform", "transform_graph")
+    quantized = taxi_run.properties_of("Quantizer", "quantized_model")
+    assert quantized[properties.TRANSFORM_GRAPH_ID] == graph.id
+    assert quantized[properties.TRANSFORM_GRAPH_URI] == graph.uri
+    assert quantized[properties.SIGNATURE_NAME] == taxi_trainer.DENSE_SIGNATURE
+
+
+def test_int8_auc_is_within_the_budget_and_pushed(taxi_run: TaxiRun) -> None:
+    evaluation = taxi_run.properties_of("QuantizationEvaluator", "evaluation")
+    float_auc = evaluation[properties.float_metric("auc")]
+    int8_auc = evaluation[properties.quantized_metric("auc")]
+    quantized = taxi_run.properties_of("Quantizer", "quantized_model")
+    print("\ntaxi pipeline:", json.dumps({
+        "float_auc": float_auc, "int8_auc": int8_auc, "eval_examples": evaluation.get(properties.NUM_EXAMPLES),
+        "int8_bytes": quantized[properties.SIZE_BYTES], "float_bytes": quantized[properties.FLOAT_SIZE_BYTES],
+        "coarse_inputs": quantized.get(properties.COARSE_INPUT_COUNT)}, sort_keys=True))
+    assert 0.9 < float_auc <= 1.0 and abs(float_auc - int8_auc) <= MAX_AUC_DELTA
+    assert evaluation[properties.NUM_EXAMPLES] == len(_records(taxi_run.output("CsvExampleGen", "examples").uri,
+                                                               "eval"))
+    assert taxi_run.properties_of("QuantizationEvaluator", "blessing")[properties.BLESSED] == 1
+    assert taxi_run.properties_of("QuantizedModelPusher", "pushed_model")[properties.PUSHED] == 1
+
+
+def test_the_pushed_version_carries_vocabularies_and_the_transform_graph(taxi_run: TaxiRun) -> None:
+    version = taxi_run.properties_of("QuantizedModelPusher", "pushed_model")[properties.PUSHED_DESTINATION]
+    graph = taxi_run.output("Transform", "transform_graph")
+    with open(os.path.join(version, properties.PUSH_MANIFEST_FILENAME)) as f:
+        manifest = json.load(f)
+    assert manifest["mlmd"][properties.TRANSFORM_GRAPH_KEY] == {"id": graph.id, "uri": graph.uri}
+    assert sorted(i["name"] for i in manifest["io"]["inputs"]) == _transformed_names()
+    vocabularies = os.path.join(version, properties.VOCABULARY_DIRNAME)
+    for name, source in vocabulary_files(graph.uri).items():
+        with open(os.path.join(vocabularies, name), "rb") as shipped, open(source, "rb") as original:
+            assert shipped.read() == original.read(), name
+
+
+def test_lineage_of_the_push_includes_the_transform(taxi_run: TaxiRun) -> None:
+    chain = {entry["role"]: entry for entry in lineage.pushed_chain(taxi_run.store)["chain"]}
+    graph = chain["transform graph"]
+    assert graph["artifact"]["id"] == taxi_run.output("Transform", "transform_graph").id
+    assert graph["producer"]["component_id"] == "Transform"

@@ -1,10 +1,12 @@
-"""create_taxi_pipeline's DAG (no run), the taxi data copy, and the names the taxi modules share."""
+"""create_taxi_pipeline's DAG without quantization (no run), the taxi data copy, and the names the taxi modules
+share. The default DAG (quantgate wired to the transform graph) is checked in test_taxi.py, beside its real run."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 
+from components.representative_dataset.spec import STRATEGY_KEY
 from pipelines.models.taxi import taxi_trainer, taxi_transform
 from pipelines.taxi import LABEL_KEY, RAW_LABEL_KEY, create_taxi_pipeline
 from pipelines.taxi_data import CSV_NAME, taxi_csv_source, write_taxi_csv
@@ -16,22 +18,16 @@ def _ids(pipeline) -> list[str]:
     return sorted(c.id for c in pipeline.components)
 
 
-def test_default_dag_stops_at_the_evaluator(tmp_path) -> None:
-    pipeline = create_taxi_pipeline("taxi", str(tmp_path / "root"), str(tmp_path / "data"))
+def test_without_quantization_the_dag_stops_at_the_evaluator(tmp_path) -> None:
+    pipeline = create_taxi_pipeline("taxi", str(tmp_path / "root"), str(tmp_path / "data"), with_quantization=False)
     assert _ids(pipeline) == sorted(BASE)
     by_id = {c.id: c for c in pipeline.components}
     trainer_inputs = by_id["Trainer"].inputs
     assert trainer_inputs["examples"].producer_component_id == "Transform"
     assert trainer_inputs["transform_graph"].producer_component_id == "Transform"
-    assert by_id["RepresentativeDatasetGen"].inputs["examples"].producer_component_id == "CsvExampleGen"
-
-
-def test_with_quantization_adds_the_quantgate_components(tmp_path) -> None:
-    pipeline = create_taxi_pipeline("taxi", str(tmp_path / "root"), str(tmp_path / "data"), with_quantization=True)
-    assert _ids(pipeline) == sorted([*BASE, "Quantizer", "QuantizationEvaluator", "QuantizedModelPusher"])
-    by_id = {c.id: c for c in pipeline.components}
-    assert by_id["QuantizationEvaluator"].inputs["examples"].output_key == "transformed_examples"
-    assert by_id["RepresentativeDatasetGen"].inputs["examples"].output_key == "transformed_examples"
+    calibration = by_id["RepresentativeDatasetGen"]
+    assert calibration.inputs["examples"].producer_component_id == "CsvExampleGen"
+    assert calibration.exec_properties[STRATEGY_KEY] == "uniform"
 
 
 def test_the_modules_agree_on_names() -> None:

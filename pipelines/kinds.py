@@ -1,0 +1,68 @@
+"""The pipelines quantgate ships, by name (``penguin``, ``taxi``): factory, data writer, defaults.
+
+Plain data, no TensorFlow or TFX import: the factory and the data writer are import paths, resolved when a run or a
+compile needs them, so ``python -m pipelines --help`` and ``kubeflow/runner.py --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PipelineKind:
+    """One pipeline: ``factory(pipeline_name, pipeline_root, data_root, **kwargs)`` and what runs it needs."""
+
+    name: str
+    factory_path: str  # module:function, e.g. pipelines.pipeline:create_pipeline
+    data_writer_path: str  # module:function taking the data root, returning the written CSV's path
+    pipeline_name: str  # default pipeline name (local runs and Kubeflow)
+    home: str  # default home of a local run
+    trainer_run_fn: str  # the Trainer's run_fn inside the image (Kubeflow)
+    transform_preprocessing_fn: str | None = None  # Transform's preprocessing_fn inside the image, when any
+
+    @property
+    def factory(self) -> Callable[..., Any]:
+        return _resolve(self.factory_path)
+
+    @property
+    def data_writer(self) -> Callable[[str], str]:
+        return _resolve(self.data_writer_path)
+
+
+def _resolve(path: str) -> Callable[..., Any]:
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+PIPELINES: dict[str, PipelineKind] = {
+    "penguin": PipelineKind(
+        name="penguin",
+        factory_path="pipelines.pipeline:create_pipeline",
+        data_writer_path="pipelines.data:write_penguins_csv",
+        pipeline_name="penguin-quantgate",
+        home="out/demo",
+        trainer_run_fn="pipelines.models.penguin.penguin_trainer.run_fn",
+    ),
+    "taxi": PipelineKind(
+        name="taxi",
+        factory_path="pipelines.taxi:create_taxi_pipeline",
+        data_writer_path="pipelines.taxi_data:write_taxi_csv",
+        pipeline_name="taxi-quantgate",
+        home="out/taxi",
+        trainer_run_fn="pipelines.models.taxi.taxi_trainer.run_fn",
+        transform_preprocessing_fn="pipelines.models.taxi.taxi_transform.preprocessing_fn",
+    ),
+}
+DEFAULT_PIPELINE = "penguin"
+
+
+def pipeline_kind(name: str) -> PipelineKind:
+    """The pipeline called ``name``; an unknown name is a ValueError listing the known ones."""
+    try:
+        return PIPELINES[name]
+    except KeyError:
+        raise ValueError(f"unknown pipeline {name!r}: choose one of {', '.join(sorted(PIPELINES))}") from None
