@@ -22,8 +22,9 @@ class QuantizedModelPusher(base_component.BaseComponent):
     parameter: see ``__init__``.
 
     Output ``pushed_model`` (standard ``PushedModel``):
-      files: a copy of the pushed ``model.tflite`` and ``manifest.json`` (as the stock Pusher archives what it
-        pushed); the push itself is ``<base_directory>/<version>/{model.tflite, manifest.json}``;
+      files: a copy of the pushed ``model.tflite``, ``manifest.json`` and, with a ``transform_graph``,
+        ``vocabularies/<name>`` (as the stock Pusher archives what it pushed); the push itself is
+        ``<base_directory>/<version>/{model.tflite, manifest.json, vocabularies/}``;
       custom properties: ``pushed`` (1/0), ``pushed_destination``, ``pushed_version``, ``sha256``, ``reason``.
     """
 
@@ -39,6 +40,7 @@ class QuantizedModelPusher(base_component.BaseComponent):
         float_model: types.BaseChannel | None = None,
         representative_dataset: types.BaseChannel | None = None,
         evaluation: types.BaseChannel | None = None,
+        transform_graph: types.BaseChannel | None = None,
     ) -> None:
         """Args:
           model: the Quantizer's ``quantized_model`` (a ``Model`` holding ``Format-Serving/model.tflite``).
@@ -50,6 +52,8 @@ class QuantizedModelPusher(base_component.BaseComponent):
           representative_dataset: the calibration set the Quantizer used, recorded in the manifest.
           evaluation: the QuantizationEvaluator's ``evaluation``, whose float and quantized metric values go into
             the manifest.
+          transform_graph: Transform's ``transform_graph`` (the one the Quantizer calibrated through): its
+            vocabulary files ship as ``vocabularies/<name>`` beside ``model.tflite``, listed in the manifest.
         """
         spec = QuantizedModelPusherSpec(
             model=model,
@@ -58,6 +62,7 @@ class QuantizedModelPusher(base_component.BaseComponent):
             float_model=float_model,
             representative_dataset=representative_dataset,
             evaluation=evaluation,
+            transform_graph=transform_graph,
             push_destination=push_destination,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
         )

@@ -24,8 +24,10 @@ from components.pusher.spec import (
     PUSH_DESTINATION_KEY,
     PUSHED_MODEL_KEY,
     REPRESENTATIVE_DATASET_KEY,
+    TRANSFORM_GRAPH_KEY,
 )
 from components.shared import properties
+from components.shared.transform_inputs import vocabulary_files
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,17 @@ def read_model(model: types.Artifact, serving_path: str) -> tuple[bytes, dict[st
     return data, verify.tflite_io(model, path, data)
 
 
+def read_vocabularies(transform_graph: types.Artifact | None) -> dict[str, bytes]:
+    """The transform graph's vocabulary files, name -> bytes (``transform_inputs.vocabulary_files``); none without one."""
+    if transform_graph is None:
+        return {}
+    vocabularies = {}
+    for name, path in vocabulary_files(transform_graph.uri).items():
+        with fileio.open(path, "rb") as f:
+            vocabularies[name] = f.read()
+    return vocabularies
+
+
 class Executor(pusher_executor.Executor):
     """Checks every wired blessing (the stock ``CheckBlessing`` rule, ``blessed == 1``), then publishes atomically."""
 
@@ -91,6 +104,13 @@ class Executor(pusher_executor.Executor):
         model_bytes, model_io = read_model(model, self.GetModelPath(input_dict))
         sha256 = publish.sha256_of(model_bytes)
         verify.check_blessing_is_about(model, sha256, MODEL_BLESSING_KEY, blessings[MODEL_BLESSING_KEY])
+        transform_graph = _optional_single(input_dict, TRANSFORM_GRAPH_KEY)
+        verify.check_transform_graph(model, transform_graph)
+        vocabularies = read_vocabularies(transform_graph)
+        if transform_graph is None and manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI):
+            log.warning("input 'model' (artifact %s) was quantized through transform graph %s, but input '%s' is not "
+                        "wired: its vocabularies were not shipped (wire transform_graph to ship them)", model.id,
+                        manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI), TRANSFORM_GRAPH_KEY)
         manifest = manifest_lib.build_manifest(
             model=model,
             blessing=blessings[MODEL_BLESSING_KEY],
@@ -102,13 +122,18 @@ class Executor(pusher_executor.Executor):
             size_bytes=len(model_bytes),
             io=model_io,
             pipeline_run_id=self._context.pipeline_run_id if self._context else None,
+            transform_graph=transform_graph,
+            vocabularies=vocabularies,
         )
-        published = publish.publish(base_dir, model_bytes, manifest, manifest_lib.push_key(model, blessings, sha256))
+        extra_files = {manifest_lib.vocabulary_file(name): data for name, data in vocabularies.items()}
+        published = publish.publish(base_dir, model_bytes, manifest, manifest_lib.push_key(model, blessings, sha256),
+                                    extra_files=extra_files)
 
         # Like the stock Pusher, the PushedModel artifact archives what was pushed.
-        fileio.makedirs(pushed_model.uri)
-        for name in (publish.MODEL_FILE, publish.MANIFEST_FILE):
-            fileio.copy(f"{published.path}/{name}", f"{pushed_model.uri.rstrip('/')}/{name}", overwrite=True)
+        archive = pushed_model.uri.rstrip("/")
+        for name in (publish.MODEL_FILE, publish.MANIFEST_FILE, *sorted(extra_files)):
+            fileio.makedirs(f"{archive}/{name}".rsplit("/", 1)[0])
+            fileio.copy(f"{published.path}/{name}", f"{archive}/{name}", overwrite=True)
         self._MarkPushed(pushed_model, pushed_destination=published.path, pushed_version=published.version)
         pushed_model.set_string_custom_property(properties.SHA256, sha256)
         pushed_model.set_string_custom_property(

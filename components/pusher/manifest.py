@@ -16,6 +16,9 @@ from components.pusher import publish
 from components.shared import properties
 
 MANIFEST_FORMAT = 1
+# What an app must do before feeding model.tflite when the model was calibrated through a transform graph.
+PREPROCESSING_NOTE = ("inputs are the transform graph's outputs; apply transform_graph to raw examples (or look ids "
+                      f"up in {properties.VOCABULARY_DIRNAME}/) before feeding {properties.TFLITE_FILENAME}")
 
 
 def property_value(artifact: types.Artifact | None, key: str) -> Any:
@@ -53,6 +56,33 @@ def _artifact_ref(artifact: types.Artifact | None) -> dict[str, Any] | None:
     return None if artifact is None else {"id": artifact.id, "uri": artifact.uri}
 
 
+def vocabulary_file(name: str) -> str:
+    """Where vocabulary ``name`` lands in a pushed version (relative to it)."""
+    return f"{properties.VOCABULARY_DIRNAME}/{name}"
+
+
+def transform_entries(model: types.Artifact, transform_graph: types.Artifact | None,
+                      vocabularies: dict[str, bytes]) -> dict[str, Any]:
+    """The manifest's ``transform_graph``, ``vocabularies`` and ``preprocessing``; empty for a model on raw features.
+
+    Without a wired ``transform_graph``, the graph the Quantizer recorded on the model (``transform_graph_id`` /
+    ``transform_graph_uri``) is named, and no vocabulary ships.
+    """
+    if transform_graph is not None:
+        graph = _artifact_ref(transform_graph)
+    elif property_value(model, properties.TRANSFORM_GRAPH_URI) is not None:
+        graph = {"id": property_value(model, properties.TRANSFORM_GRAPH_ID),
+                 "uri": property_value(model, properties.TRANSFORM_GRAPH_URI)}
+    else:
+        return {}
+    return {
+        "transform_graph": graph,
+        "vocabularies": [{"name": name, "file": vocabulary_file(name), "sha256": publish.sha256_of(data),
+                          "size": len(data)} for name, data in sorted(vocabularies.items())],
+        "preprocessing": PREPROCESSING_NOTE,
+    }
+
+
 def build_manifest(
     *,
     model: types.Artifact,
@@ -65,11 +95,14 @@ def build_manifest(
     representative_dataset: types.Artifact | None = None,
     evaluation: types.Artifact | None = None,
     pipeline_run_id: str | None = None,
+    transform_graph: types.Artifact | None = None,
+    vocabularies: dict[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """The ``manifest.json`` of a push: what was pushed, how good it is, and where it came from in MLMD.
 
     The metric values come from ``evaluation`` (the QuantizationEvaluator's), falling back to the blessing; ``io``
     is the model's inputs and outputs as ``verify.tflite_io`` reads them: how an app quantizes its inputs.
+    ``vocabularies`` (name -> bytes, from ``transform_graph``) are listed with their sha256 (``transform_entries``).
     """
     metric = property_value(blessing, properties.METRIC)
 
@@ -102,4 +135,5 @@ def build_manifest(
             "evaluation": _artifact_ref(evaluation),
             "pipeline_run_id": pipeline_run_id,
         },
+        **transform_entries(model, transform_graph, vocabularies or {}),
     }

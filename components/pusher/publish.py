@@ -1,4 +1,5 @@
-"""Atomic, idempotent publishing of a model version: ``<base>/<version>/{model.tflite, manifest.json}``.
+"""Atomic, idempotent publishing of a model version: ``<base>/<version>/{model.tflite, manifest.json}``, plus any
+extra files (the transform's vocabularies) written before the manifest, in the same staging folder.
 
 A version is written into a hidden staging sibling (``<base>/.staging-<key>-<uuid>``) and renamed into place, so a
 reader listing ``<base>`` sees either no version or a complete one: rename(2) of a directory is atomic on POSIX
@@ -156,6 +157,16 @@ def _destination_error(base_dir: str, doing: str, cause: BaseException) -> PushD
         f"check that it is writable and has free space (nothing was published)")
 
 
+def _check_extra_names(names: list[str]) -> None:
+    """Refuses extra-file names that would leave the version folder or overwrite the model or the manifest."""
+    for name in names:
+        if any(part in ("", ".", "..") for part in name.split("/")) or "\\" in name:
+            raise ValueError(f"QuantizedModelPusher: extra file name {name!r} must be a relative path inside the "
+                             "version folder (no '..', no leading '/', no empty part)")
+        if name in (MODEL_FILE, MANIFEST_FILE):
+            raise ValueError(f"QuantizedModelPusher: extra file name {name!r} is reserved for the push itself")
+
+
 def _next_version(base_dir: str, now: float) -> int:
     # Unix seconds, but always above the newest version, so two pushes in one second still get distinct names.
     versions = published_versions(base_dir)
@@ -168,6 +179,7 @@ def publish(
     manifest: Mapping[str, Any],
     push_key: Mapping[str, Any],
     *,
+    extra_files: Mapping[str, bytes] | None = None,
     on_staged: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Published:
@@ -178,10 +190,13 @@ def publish(
       model_bytes: the TFLite flatbuffer, written as ``model.tflite``.
       manifest: JSON-serializable facts about the push, written as ``manifest.json``.
       push_key: what identifies this push; a version already carrying it is reused instead of duplicated.
+      extra_files: relative name (``/``-separated) -> bytes, written into the version before the manifest.
       on_staged: called with the staging folder once everything is written and before the rename. The
         atomicity test uses it to kill the process at the worst moment.
       clock: seconds since the epoch, for version names.
     """
+    extra = dict(extra_files or {})
+    _check_extra_names(list(extra))
     _check_destination(base_dir)
     try:
         fileio.makedirs(base_dir)
@@ -207,6 +222,14 @@ def publish(
                 f.write(model_bytes)
         except Exception as e:
             raise _destination_error(base_dir, f"write {MODEL_FILE} into {staging}", e) from e
+        for name, data in sorted(extra.items()):
+            path = _join(staging, name)
+            try:
+                fileio.makedirs(path.rsplit("/", 1)[0])
+                with fileio.open(path, "wb") as f:
+                    f.write(data)
+            except Exception as e:
+                raise _destination_error(base_dir, f"write {name} into {staging}", e) from e
         version = _next_version(base_dir, clock())
         while True:
             # The manifest goes last: on stores without atomic rename its presence marks a complete version.
@@ -240,5 +263,6 @@ def publish(
             log.warning("could not remove %s after the failed push (%s); the next attempt of this push will",
                         staging, cleanup)
         raise
-    log.info("published %d bytes of model and its manifest as %s", len(model_bytes), final)
+    log.info("published %d bytes of model, %d extra file(s) and its manifest as %s", len(model_bytes), len(extra),
+             final)
     return Published(str(version), final, reused=False)

@@ -21,13 +21,15 @@ FLOAT_BLESSING_KEY = properties.FLOAT_BLESSING_KEY
 FLOAT_MODEL_KEY = properties.FLOAT_MODEL_KEY
 REPRESENTATIVE_DATASET_KEY = properties.REPRESENTATIVE_DATASET_KEY
 EVALUATION_KEY = properties.EVALUATION_KEY
+TRANSFORM_GRAPH_KEY = properties.TRANSFORM_GRAPH_KEY
 # Every blessing the push needs, in the order the refusals are reported.
 BLESSING_KEYS = (MODEL_BLESSING_KEY, FLOAT_BLESSING_KEY)
 
 
 class QuantizedModelPusherSpec(ComponentSpec):
-    """Inputs: the quantized model and its blessing (required), the float model's blessing and, for the manifest,
-    the float model, the representative dataset and the QuantizationEvaluator's evaluation (optional)."""
+    """Inputs: the quantized model and its blessing (required), the float model's blessing, for the manifest the
+    float model, the representative dataset and the QuantizationEvaluator's evaluation, and Transform's
+    transform graph, whose vocabularies ship beside the model (optional)."""
 
     PARAMETERS = {
         PUSH_DESTINATION_KEY: ExecutionParameter(type=pusher_pb2.PushDestination),
@@ -39,6 +41,7 @@ class QuantizedModelPusherSpec(ComponentSpec):
         FLOAT_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
         REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
         EVALUATION_KEY: ChannelParameter(type=QuantizationEvaluation, optional=True),
+        TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
     }
     OUTPUTS = {
         PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),

@@ -98,3 +98,14 @@ def check_blessing_is_about(model: types.Artifact, sha256: str, blessing_key: st
     if current_model_id is not None and not _is_model(current_model_id, model):
         raise ValueError(f"QuantizedModelPusher: {named} is about model {current_model_id} "
                          f"({properties.CURRENT_MODEL_ID}), not input 'model' (artifact {model.id}); {fix}")
+def check_transform_graph(model: types.Artifact, transform_graph: types.Artifact | None) -> None:
+    """Refuses a ``transform_graph`` other than the one the Quantizer calibrated the model through (its vocabularies
+    would map strings to ids the model was not trained on); a model without ``transform_graph_uri`` is not checked."""
+    recorded = manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI)
+    if transform_graph is None or recorded is None or recorded == transform_graph.uri:
+        return
+    raise ValueError(
+        f"QuantizedModelPusher: input '{properties.TRANSFORM_GRAPH_KEY}' (artifact {transform_graph.id}, "
+        f"{transform_graph.uri}) is not the transform graph input 'model' (artifact {model.id}) was quantized through "
+        f"({recorded}, its {properties.TRANSFORM_GRAPH_URI} property); wire the same Transform output into the "
+        "Quantizer and the pusher")

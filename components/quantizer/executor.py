@@ -14,7 +14,7 @@ from tfx.dsl.io import fileio
 from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
-from components.quantizer import report
+from components.quantizer import report, tflite_engine
 from components.quantizer.engines import convert_to_file
 from components.quantizer.isolation import run_isolated
 from components.quantizer.options import QuantizationOptions, resolve_options
@@ -110,6 +110,7 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
     """
     saved_model_dir = path_utils.serving_model_path(model_uri)
     signature, specs = dense_signature_specs(saved_model_dir, signature_name)
+    tflite_engine.refuse_crashing_layers(saved_model_dir, artifact_label(MODEL_KEY, model_uri, model_id))
     dataset_label = (artifact_label(REPRESENTATIVE_DATASET_KEY, representative_dataset_uri, representative_dataset_id)
                      if representative_dataset_uri else None)
     # Built even for modes without calibration: a signature the transform does not produce is refused either way.

@@ -5,7 +5,8 @@ TensorFlow's or Beam's threads nor re-imports the caller's ``__main__`` (which, 
 lacking a main guard), and it imports only what the function needs. Its stdout and stderr (the converter's C++
 logging included) go to a log file; the function and its arguments go in with cloudpickle (the caller's
 ``sys.path`` as PYTHONPATH), and the result or Python exception comes back pickled. A death by signal or a non-zero
-exit becomes ``IsolatedProcessError`` with the log's last lines.
+exit becomes ``IsolatedProcessError`` with the log's last lines that are not TensorFlow's start-up noise (CUDA
+plugin registration, oneDNN and CPU-feature notices), and with the last stage the child announced (``log_stage``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +27,14 @@ from typing import Any
 import cloudpickle
 
 LOG_TAIL_LINES = 30
+STAGE_MARKER = "quantgate-stage: "
+# What every TensorFlow import prints, whatever went wrong: on a machine without a GPU it fills the whole tail.
+_NOISE = re.compile(
+    r"cuda|cudnn|cufft|cublas|Unable to register|TF-TRT|oneDNN|computation placer|external/local_xla"
+    r"|This TensorFlow binary is optimized|To enable the following instructions|rebuild TensorFlow"
+    r"|absl::InitializeLog\(\)|FutureWarning|warnings\.warn\(",
+    re.IGNORECASE,
+)
 
 
 class IsolatedProcessError(RuntimeError):
@@ -48,12 +58,33 @@ def _child_main(request_path: str, result_path: str) -> None:
         f.write(payload)
 
 
-def _tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+def log_stage(stage: str) -> None:
+    """Announces, from the child, what it is doing now; a parent whose child dies by a signal names the last stage."""
+    print(f"{STAGE_MARKER}{stage}", file=sys.stderr, flush=True)
+
+
+def last_stage(lines: list[str]) -> str | None:
+    """The last stage ``log_stage`` announced in the child's log lines, if any."""
+    for line in reversed(lines):
+        if line.startswith(STAGE_MARKER):
+            return line[len(STAGE_MARKER):].strip()
+    return None
+
+
+def converter_tail(lines: list[str], count: int = LOG_TAIL_LINES) -> str:
+    """The last ``count`` log lines that are not TensorFlow's start-up noise (see ``_NOISE``) nor stage markers."""
+    kept = [line for line in lines if not _NOISE.search(line) and not line.startswith(STAGE_MARKER)]
+    dropped = len(lines) - len(kept)
+    text = "".join(kept[-count:]) or "(the child logged nothing but TensorFlow start-up noise)\n"
+    return text + (f"({dropped} lines of TensorFlow start-up noise and stage markers left out)\n" if dropped else "")
+
+
+def _read_lines(path: str) -> list[str]:
     try:
         with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
+            return f.readlines()
     except OSError:
-        return "(no log)"
+        return ["(no log)\n"]
 
 
 def _describe_exit(exitcode: int) -> str:
@@ -92,11 +123,13 @@ def run_isolated(fn: Callable[..., Any], kwargs: dict[str, Any], *, what: str) -
             logging.info("%s: started child process %d", what, child.pid)
             exitcode = child.wait()
         elapsed = time.monotonic() - start
-        tail = _tail(log_path)
+        lines = _read_lines(log_path)
+        tail = converter_tail(lines)
         if exitcode != 0 or not os.path.exists(result_path):
+            stage = last_stage(lines)
             raise IsolatedProcessError(
-                f"{what} failed: the child process {_describe_exit(exitcode)} after {elapsed:.1f}s. "
-                f"Last log lines:\n{tail}"
+                f"{what} failed: the child process {_describe_exit(exitcode)} after {elapsed:.1f}s"
+                + (f" while {stage}" if stage else "") + f". Last log lines:\n{tail}"
             )
         with open(result_path, "rb") as f:
             status, value = pickle.load(f)

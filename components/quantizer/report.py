@@ -19,14 +19,24 @@ from components.shared.strict_json import json_safe
 # Ops that only move values between float and quantized domains (model boundaries, float islands).
 CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")
 FLOAT_CATEGORIES = ("float32", "float16", "hybrid")
+# Hash-table ops (StringLookup / IntegerLookup, TFT vocabularies in the graph): table look-ups, not arithmetic, so
+# there is nothing to quantize in them whatever dtype they return.
+LOOKUP_OPS = ("HASHTABLE", "HASHTABLE_FIND", "HASHTABLE_IMPORT", "HASHTABLE_SIZE")
 # A step coarser than this fraction of an input's standard deviation leaves fewer than ten levels per std.
 COARSE_STEP_FRACTION = 0.1
 
 
-def _op_category(op_name: str, out_dtype: np.dtype, in_dtypes: list[np.dtype]) -> str:
+def _op_category(op_name: str, out_dtypes: list[np.dtype], in_dtypes: list[np.dtype]) -> str:
     if op_name in CONVERSION_OPS:
         return "conversion"
-    out = np.dtype(out_dtype)
+    if op_name in LOOKUP_OPS:
+        return "lookup"
+    # CALL_ONCE (runs a table's initializer subgraph) and the like write no tensor: no dtype to compute in.
+    if not out_dtypes:
+        return "no_output"
+    out = np.dtype(out_dtypes[0])
+    if out.kind == "O":  # a resource handle (a table, a variable), not a value
+        return "resource"
     # A float op fed int8 weights is a dynamic-range ("hybrid") kernel: int8 storage, float math on activations.
     if out.kind == "f" and any(np.dtype(d) == np.int8 for d in in_dtypes):
         return "hybrid"
@@ -36,17 +46,19 @@ def _op_category(op_name: str, out_dtype: np.dtype, in_dtypes: list[np.dtype]) -
 def op_summary(model_content: bytes) -> dict[str, Any]:
     """Counts the model's ops by type and compute dtype.
 
-    Returns ``{"ops": {op: {category: n}}, "by_dtype": {category: n}, "float_ops": [op, ...], "float_op_count": n}``
-    where the category is the op's output dtype (``int8``, ``int16``, ``float32`` ...), ``hybrid`` for float math on
-    int8 weights, or ``conversion`` for QUANTIZE/DEQUANTIZE; ``float_ops`` lists the op types computing in float.
+    Returns ``{"ops": {op: {category: n}}, "by_dtype": {category: n}, "float_ops": [op, ...], "float_op_count": n,
+    "lookup_ops": [op, ...]}`` where the category is the op's output dtype (``int8``, ``int16``, ``float32`` ...),
+    ``hybrid`` for float math on int8 weights, ``conversion`` for QUANTIZE/DEQUANTIZE, ``lookup`` for hash-table
+    ops, ``resource`` for an op returning a resource handle and ``no_output`` for one returning nothing
+    (``CALL_ONCE``); ``float_ops`` lists the op types computing in float, ``lookup_ops`` the hash-table op types.
     """
     interpreter = Interpreter(model_content=model_content)
     tensors = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
     ops: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for op in interpreter._get_ops_details():  # no public op listing; TF's own QuantizationDebugger uses this too
         in_dtypes = [tensors[i] for i in op["inputs"] if i >= 0]
-        category = _op_category(op["op_name"], tensors[op["outputs"][0]], in_dtypes)
-        ops[op["op_name"]][category] += 1
+        out_dtypes = [tensors[i] for i in op["outputs"] if i >= 0]
+        ops[op["op_name"]][_op_category(op["op_name"], out_dtypes, in_dtypes)] += 1
     by_dtype: collections.Counter = collections.Counter()
     for counts in ops.values():
         by_dtype.update(counts)
@@ -55,6 +67,7 @@ def op_summary(model_content: bytes) -> dict[str, Any]:
         "by_dtype": dict(sorted(by_dtype.items())),
         "float_ops": sorted(name for name, counts in ops.items() if any(c in counts for c in FLOAT_CATEGORIES)),
         "float_op_count": sum(by_dtype[c] for c in FLOAT_CATEGORIES),
+        "lookup_ops": sorted(name for name, counts in ops.items() if "lookup" in counts),
     }
 
 

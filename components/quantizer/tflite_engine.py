@@ -2,12 +2,16 @@
 
 ``from_concrete_functions`` (not ``from_saved_model``, which can abort the process with Keras 3) keeps the TFLite
 signature key ``serving_default`` and the input names of the SavedModel signature, i.e. the feature names.
-Run it in a child process (``isolation.run_isolated``): the converter can abort.
+Run it in a child process (``isolation.run_isolated``): the converter can abort. ``convert`` announces its stages
+(``isolation.log_stage``), so the error of a child killed by a signal says where it died; ``refuse_crashing_layers``
+runs in the parent, before the child starts, and refuses layers the converter is known to crash on.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,7 +19,9 @@ import tensorflow as tf
 from tensorflow.lite.python import convert as tflite_convert
 from tensorflow.lite.python import util as tflite_util
 from tensorflow.lite.toco import types_pb2
+from tf_keras.protobuf import saved_metadata_pb2
 
+from components.quantizer.isolation import log_stage
 from components.quantizer.options import QuantizationOptions
 from components.quantizer.report import op_summary, unexpected_float_ops
 
@@ -25,17 +31,64 @@ _QUANTIZED_OPS = {
     "int16x8": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
 }
 
+# Keras layer classes the converter cannot take, with the fix. Measured with TF 2.16: CategoryEncoding (the TFX
+# taxi example's one-hot layer, a tf.DenseBincount) kills it natively (SIGSEGV, no Python error) in int8 and int16x8
+# and fails in float16 and dynamic_range (DenseBincount has no TFLite kernel).
+CONVERTER_CRASH_LAYERS = {
+    "CategoryEncoding": "replace CategoryEncoding with tf.one_hot on int ids or an Embedding",
+}
+CRASH_DESCRIPTION = ("the TFLite converter crashes (SIGSEGV in int8 and int16x8) or fails (no TFLite kernel for its "
+                     "tf.DenseBincount in float16 and dynamic_range)")
+KERAS_METADATA_FILE = "keras_metadata.pb"  # written by Keras' model.save beside saved_model.pb
+
+
+def keras_layers(saved_model_dir: str) -> list[tuple[str, str]]:
+    """The ``(layer name, class name)`` of every Keras layer the SavedModel's ``keras_metadata.pb`` describes.
+
+    Read without loading the model (a fraction of a second); empty for a SavedModel Keras did not write.
+    """
+    path = os.path.join(saved_model_dir, KERAS_METADATA_FILE)
+    if not tf.io.gfile.exists(path):
+        return []
+    metadata = saved_metadata_pb2.SavedMetadata()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        metadata.ParseFromString(f.read())
+    layers = []
+    for node in metadata.nodes:
+        info = json.loads(node.metadata or "{}")
+        if info.get("class_name"):
+            layers.append((info.get("name") or node.node_path, info["class_name"]))
+    return layers
+
+
+def refuse_crashing_layers(saved_model_dir: str, model_label: str) -> None:
+    """Refuses, before any child starts, a SavedModel holding a layer in ``CONVERTER_CRASH_LAYERS``.
+
+    Raises:
+      ValueError: naming the model artifact, the SavedModel, each such layer with its class, and the fix.
+    """
+    found = [(name, cls) for name, cls in keras_layers(saved_model_dir) if cls in CONVERTER_CRASH_LAYERS]
+    if found:
+        layers = ", ".join(f"{name!r} ({cls})" for name, cls in found)
+        fixes = "; ".join(sorted({CONVERTER_CRASH_LAYERS[cls] for _, cls in found}))
+        raise ValueError(
+            f"{model_label}: SavedModel {saved_model_dir} has layer(s) {layers}, on which {CRASH_DESCRIPTION}. Fix the Trainer's model: {fixes}, and re-train."
+        )
+
 
 def representative_batches(inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
     """Yields the calibration inputs one example at a time (batch 1), as the converter's calibrator expects."""
     n = len(next(iter(inputs.values())))
+    log_stage(f"calibrating on {n} examples")
     for i in range(n):
         if i and i % 100 == 0:
             logging.info("calibration: %d/%d examples fed", i, n)
         yield {name: values[i:i + 1] for name, values in inputs.items()}
+    log_stage("quantizing the calibrated model")
 
 
 def _converter(saved_model_dir: str, signature_name: str) -> tf.lite.TFLiteConverter:
+    log_stage(f"loading SavedModel {saved_model_dir}")
     model = tf.saved_model.load(saved_model_dir)
     return tf.lite.TFLiteConverter.from_concrete_functions([model.signatures[signature_name]], model)
 
@@ -86,6 +139,7 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
     converter = _converter(saved_model_dir, signature_name)
     allow_float = options.allow_float_fallback or bool(options.denylisted_ops)
     _configure(converter, options, inputs, allow_float)
+    log_stage(f"converting signature {signature_name!r} ({options.mode})")
     try:
         content = _convert_with_denylist(converter, options) if options.denylisted_ops else converter.convert()
     except Exception as error:  # ConverterError: find out which ops lack a quantized kernel
@@ -94,12 +148,14 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
         logging.info("%s conversion failed (%s); converting with float fallback to name the ops", options.mode, error)
         retry = _converter(saved_model_dir, signature_name)
         _configure(retry, options, inputs, allow_float=True)
+        log_stage(f"converting signature {signature_name!r} ({options.mode}) with float fallback to name the ops")
         try:
             float_ops = op_summary(retry.convert())["float_ops"]
         except Exception:
             raise error from None
         raise ValueError(_no_kernel_message(signature_name, options, float_ops) + f" Converter error: {error}") from error
     # The converter may leave an op without a quantized kernel in float even with int8-only ops: check the result.
+    log_stage("checking the converted ops")
     float_ops = unexpected_float_ops(content, options)
     if float_ops:
         raise ValueError(_no_kernel_message(signature_name, options, float_ops))

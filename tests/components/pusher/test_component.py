@@ -26,7 +26,13 @@ def test_spec_inputs_and_output() -> None:
                                   push_destination=DESTINATION)
     assert pusher.outputs["pushed_model"].type is standard_artifacts.PushedModel
     assert {"model", "model_blessing"} <= set(pusher.inputs)
-    assert not ({"float_blessing", "float_model", "representative_dataset", "evaluation"} & set(pusher.inputs))
+    assert not ({"float_blessing", "float_model", "representative_dataset", "evaluation",
+                 "transform_graph"} & set(pusher.inputs))
+    with_graph = QuantizedModelPusher(model=types.Channel(type=standard_artifacts.Model),
+                                      model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+                                      transform_graph=types.Channel(type=standard_artifacts.TransformGraph),
+                                      push_destination=DESTINATION)
+    assert with_graph.inputs["transform_graph"].type is standard_artifacts.TransformGraph
 
 
 def test_wrong_channel_type_is_refused_when_the_pipeline_is_built() -> None:

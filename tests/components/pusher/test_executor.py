@@ -13,8 +13,11 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 from tfx.components.pusher import executor as stock_pusher
 from tfx.dsl.components.base import base_executor
 from tfx.proto import pusher_pb2
@@ -342,3 +345,104 @@ def test_stock_pusher_on_the_demo_quantizer_and_evaluator_outputs(demo_run, tmp_
             assert publish.sha256_of(f.read()) == model.get_string_custom_property("sha256")
     else:
         assert not os.path.exists(base)
+
+
+COLORS = ("red", "green", "blue")
+
+
+def _preprocessing_fn(inputs: dict) -> dict:
+    return {"color_xf": tft.compute_and_apply_vocabulary(inputs["color"], num_oov_buckets=1, vocab_filename="color"),
+            "x_xf": tft.scale_to_z_score(inputs["x"])}
+
+
+@pytest.fixture(scope="module")
+def transform_graph_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real (tiny) TFT transform graph with one vocabulary, as Transform's transform_graph output lays it out."""
+    root = tmp_path_factory.mktemp("tft")
+    output = str(root / "transform_graph")
+    feature_spec = {"color": tf.io.FixedLenFeature([1], tf.string), "x": tf.io.FixedLenFeature([1], tf.float32)}
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(feature_spec))
+    rows = [{"color": [COLORS[i % 5 % 3]], "x": [float(i)]} for i in range(20)]
+    with tft_beam.Context(temp_dir=str(root / "tmp")):
+        _, transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(_preprocessing_fn)
+        _ = transform_fn | tft_beam.WriteTransformFn(output)
+    return output
+
+
+def _transform_graph(arts: Artifacts, uri: str) -> standard_artifacts.TransformGraph:
+    graph = arts.register(standard_artifacts.TransformGraph(), arts.name("transform_graph"))
+    graph.uri = uri
+    return graph
+
+
+def _manifest(pushed: standard_artifacts.PushedModel) -> dict:
+    with open(os.path.join(_props(pushed)["pushed_destination"], "manifest.json")) as f:
+        return json.load(f)
+
+
+def test_the_transforms_vocabularies_ship_beside_the_model(arts, tflite_bytes, tmp_path, transform_graph_uri) -> None:
+    model = arts.quantized_model(tflite_bytes)
+    graph = _transform_graph(arts, transform_graph_uri)
+    model.set_int_custom_property("transform_graph_id", graph.id)
+    model.set_string_custom_property("transform_graph_uri", graph.uri)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": model, "model_blessing": arts.blessing(1), "transform_graph": graph}, base, pushed)
+
+    destination = _props(pushed)["pushed_destination"]
+    assert sorted(os.listdir(destination)) == ["manifest.json", "model.tflite", "vocabularies"]
+    with open(os.path.join(transform_graph_uri, "transform_fn", "assets", "color"), "rb") as f:
+        vocabulary = f.read()
+    assert sorted(vocabulary.split()) == sorted(c.encode() for c in COLORS)
+    with open(os.path.join(destination, "vocabularies", "color"), "rb") as f:
+        assert f.read() == vocabulary
+    manifest = _manifest(pushed)
+    assert manifest["transform_graph"] == {"id": graph.id, "uri": transform_graph_uri}
+    assert manifest["vocabularies"] == [{"name": "color", "file": "vocabularies/color",
+                                         "sha256": publish.sha256_of(vocabulary), "size": len(vocabulary)}]
+    assert manifest["preprocessing"].startswith("inputs are the transform graph's outputs")
+    assert [i["name"] for i in manifest["io"]["inputs"]] == ["x"]  # the io stays the model's
+    # The PushedModel archives the vocabularies too.
+    with open(os.path.join(pushed.uri, "vocabularies", "color"), "rb") as f:
+        assert f.read() == vocabulary
+    with open(os.path.join(pushed.uri, "manifest.json")) as f:
+        assert json.load(f) == manifest
+
+
+def test_without_transform_graph_the_push_is_unchanged(arts, tflite_bytes, tmp_path) -> None:
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": arts.quantized_model(tflite_bytes), "model_blessing": arts.blessing(1)},
+         base, pushed)
+    assert sorted(os.listdir(_props(pushed)["pushed_destination"])) == ["manifest.json", "model.tflite"]
+    assert not {"transform_graph", "vocabularies", "preprocessing"} & set(_manifest(pushed))
+    assert sorted(os.listdir(pushed.uri)) == ["manifest.json", "model.tflite"]
+
+
+def test_a_model_quantized_through_a_graph_that_is_not_wired_is_pushed_with_a_warning(arts, tflite_bytes, tmp_path,
+                                                                                      caplog) -> None:
+    model = arts.quantized_model(tflite_bytes)
+    model.set_int_custom_property("transform_graph_id", 77)
+    model.set_string_custom_property("transform_graph_uri", "/p/Transform/transform_graph/77")
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": model, "model_blessing": arts.blessing(1)}, base, pushed)
+
+    assert _props(pushed)["pushed"] == 1
+    assert sorted(os.listdir(_props(pushed)["pushed_destination"])) == ["manifest.json", "model.tflite"]
+    manifest = _manifest(pushed)
+    assert manifest["transform_graph"] == {"id": 77, "uri": "/p/Transform/transform_graph/77"}
+    assert manifest["vocabularies"] == []
+    assert "its vocabularies were not shipped (wire transform_graph to ship them)" in caplog.text
+
+
+def test_a_transform_graph_other_than_the_quantizers_is_refused(arts, tflite_bytes, tmp_path,
+                                                               transform_graph_uri) -> None:
+    model = arts.quantized_model(tflite_bytes)
+    model.set_string_custom_property("transform_graph_uri", "/p/Transform/transform_graph/1")
+    graph = _transform_graph(arts, transform_graph_uri)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    with pytest.raises(ValueError, match=(
+            rf"input 'transform_graph' \(artifact {graph.id}, .*\) is not the transform graph input 'model' "
+            rf"\(artifact {model.id}\) was quantized through \(/p/Transform/transform_graph/1, its "
+            r"transform_graph_uri property\); wire the same Transform output")):
+        _run(pusher.Executor, {"model": model, "model_blessing": arts.blessing(1), "transform_graph": graph},
+             base, pushed)
+    _assert_nothing_pushed(base, pushed)

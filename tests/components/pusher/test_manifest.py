@@ -69,3 +69,31 @@ def test_manifest_reads_metric_values_from_the_evaluation_and_drops_nan() -> Non
     assert built["io"] == io
     assert built["mlmd"]["quantized_model"] == {"id": 10, "uri": "/m"}
     assert built["mlmd"]["blessing"]["id"] == 11 and built["mlmd"]["float_model"] is None
+
+
+def test_transform_entries_list_the_graph_and_each_vocabulary() -> None:
+    model = standard_artifacts.Model()
+    graph = standard_artifacts.TransformGraph()
+    graph.id, graph.uri = 5, "/p/Transform/transform_graph/5"
+    entries = manifest.transform_entries(model, graph, {"company": b"Flash Cab\nTaxi Affiliation\n", "payment": b""})
+    assert entries == {
+        "transform_graph": {"id": 5, "uri": "/p/Transform/transform_graph/5"},
+        "vocabularies": [
+            {"name": "company", "file": "vocabularies/company", "size": 27,
+             "sha256": "1d9eea3f09bceb0b004b33daf84db7dc93a7fa727e16417e35de3449b289120f"},
+            {"name": "payment", "file": "vocabularies/payment", "size": 0,
+             "sha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        ],
+        "preprocessing": manifest.PREPROCESSING_NOTE,
+    }
+    assert manifest.PREPROCESSING_NOTE.startswith("inputs are the transform graph's outputs; apply transform_graph")
+
+
+def test_transform_entries_fall_back_on_the_models_properties_and_are_empty_on_raw_features() -> None:
+    model = standard_artifacts.Model()
+    assert manifest.transform_entries(model, None, {}) == {}  # a model on raw features: the manifest is unchanged
+    model.set_int_custom_property("transform_graph_id", 5)
+    model.set_string_custom_property("transform_graph_uri", "/p/Transform/transform_graph/5")
+    entries = manifest.transform_entries(model, None, {})
+    assert entries["transform_graph"] == {"id": 5, "uri": "/p/Transform/transform_graph/5"}
+    assert entries["vocabularies"] == []

@@ -236,3 +236,24 @@ def test_a_full_destination_gets_a_clear_error_and_leaves_nothing(tmp_path, mode
     # With room again, the same push goes through.
     assert publish.publish(base, b"x" * model_size, {"pad": "y" * manifest_pad}, {"model_id": 1}).reused is False
     assert len(publish.published_versions(base)) == 1 == len(os.listdir(base))
+
+
+def test_extra_files_land_in_the_version_beside_the_model(tmp_path) -> None:
+    base = str(tmp_path / "serving")
+    extra = {"vocabularies/color": b"red\ngreen\n", "vocabularies/company": b"Flash Cab\n"}
+    result = publish.publish(base, MODEL, {}, KEY, extra_files=extra, clock=lambda: 100)
+    version = tmp_path / "serving" / "100"
+    assert sorted(os.listdir(version)) == ["manifest.json", "model.tflite", "vocabularies"]
+    assert {f"vocabularies/{n}": (version / "vocabularies" / n).read_bytes()
+            for n in os.listdir(version / "vocabularies")} == extra
+    assert os.listdir(base) == ["100"]  # no staging folder left behind
+    assert publish.publish(base, MODEL, {}, KEY, extra_files=extra, clock=lambda: 200) == publish.Published(
+        result.version, result.path, reused=True)
+
+
+@pytest.mark.parametrize("name", ["../escape", "/abs", "vocabularies/../../x", "", "a//b", "model.tflite",
+                                  "manifest.json"])
+def test_extra_file_names_outside_the_version_or_over_its_files_are_refused(tmp_path, name: str) -> None:
+    with pytest.raises(ValueError, match=rf"extra file name {re.escape(repr(name))}"):
+        publish.publish(str(tmp_path / "serving"), MODEL, {}, KEY, extra_files={name: b"x"})
+    assert not os.path.exists(tmp_path / "serving")  # refused before the destination is touched

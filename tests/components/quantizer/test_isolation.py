@@ -1,14 +1,24 @@
-"""isolation: a child that aborts becomes an error with its last log lines; the test process lives on."""
+"""isolation: a child that aborts becomes an error with its last stage and last log lines (TensorFlow's start-up
+noise left out); the test process lives on."""
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import cloudpickle
 import pytest
 
-from components.quantizer.isolation import IsolatedProcessError, run_isolated
+from components.quantizer.isolation import (
+    LOG_TAIL_LINES,
+    STAGE_MARKER,
+    IsolatedProcessError,
+    converter_tail,
+    last_stage,
+    log_stage,
+    run_isolated,
+)
 
 # The child cannot import this test module by name: ship its functions by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -44,3 +54,49 @@ def test_the_result_comes_back_from_another_process() -> None:
 def test_a_python_exception_in_the_child_is_re_raised_as_is() -> None:
     with pytest.raises(ValueError, match="feature 'b' is missing"):
         run_isolated(_raise_value_error, {"name": "b"}, what="calibration")
+
+
+TF_START_UP_NOISE = [
+    "2026-12-01 18:29:06.062163: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:479] Unable to register "
+    "cuFFT factory: Attempting to register factory for plugin cuFFT when one has already been registered",
+    "2026-12-01 18:29:06.078655: E external/local_xla/xla/stream_executor/cuda/cuda_dnn.cc:10575] Unable to register "
+    "cuDNN factory: Attempting to register factory for plugin cuDNN when one has already been registered",
+    "I0000 00:00:17.1 1 cpu_feature_guard.cc:210] This TensorFlow binary is optimized to use available CPU "
+    "instructions in performance-critical operations.",
+    "W0000 00:00:17.2 1 TF-TRT Warning: Could not find TensorRT",
+]
+
+
+def _segfault_in_a_stage(stage: str, converter_line: str) -> None:
+    """Test-only child: TensorFlow's start-up noise, a converter line, a stage marker, then a real SIGSEGV."""
+    for line in TF_START_UP_NOISE:
+        print(line, file=sys.stderr)
+    print(converter_line, file=sys.stderr, flush=True)
+    log_stage(stage)
+    for line in TF_START_UP_NOISE:  # noise after the converter's line must not push it out of the tail
+        print(line, file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_a_segfault_names_the_last_stage_and_keeps_only_the_converters_lines() -> None:
+    converter_line = "loc(fused[\"DenseBincount:\", \"model/category_encoding\"]): error: 'tf.DenseBincount' op failed"
+    with pytest.raises(IsolatedProcessError) as error:
+        run_isolated(_segfault_in_a_stage, {"stage": "converting signature 'ids' (int8)",
+                                            "converter_line": converter_line}, what="int8 conversion")
+    text = str(error.value)
+    assert "killed by signal SIGSEGV" in text and "while converting signature 'ids' (int8). " in text
+    assert converter_line in text
+    for noise in ("cuFFT", "cuDNN", "Unable to register", "This TensorFlow binary", "TF-TRT", STAGE_MARKER):
+        assert noise not in text
+    assert f"({2 * len(TF_START_UP_NOISE) + 1} lines of TensorFlow start-up noise and stage markers left out)" in text
+
+
+def test_the_tail_says_so_when_the_child_logged_only_noise() -> None:
+    lines = [line + "\n" for line in TF_START_UP_NOISE]
+    assert converter_tail(lines) == ("(the child logged nothing but TensorFlow start-up noise)\n"
+                                     f"({len(lines)} lines of TensorFlow start-up noise and stage markers left out)\n")
+    assert last_stage(lines) is None
+    kept = [f"line {i}\n" for i in range(40)]
+    assert converter_tail(kept) == "".join(kept[-LOG_TAIL_LINES:])  # nothing left out: no count line
+    assert last_stage([f"{STAGE_MARKER}loading\n", "x\n", f"{STAGE_MARKER}calibrating on 3 examples\n"]) == \
+        "calibrating on 3 examples"

@@ -1,11 +1,20 @@
-"""tflite_engine: every mode converts (in-process here; the executor test goes through the child process)."""
+"""tflite_engine: every mode converts (in-process here; the executor test goes through the child process); a
+CategoryEncoding layer, which crashes the converter, is refused before the child starts."""
 
 from __future__ import annotations
 
+import logging
+import os
+
 import numpy as np
 import pytest
+import tensorflow as tf
+import tf_keras
 
 from components.quantizer import tflite_engine
+from components.quantizer.engines import convert_to_file
+from components.quantizer.executor import quantize
+from components.quantizer.isolation import IsolatedProcessError, run_isolated
 from components.quantizer.options import resolve_options
 from components.quantizer.report import op_summary
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
@@ -69,3 +78,60 @@ def test_float_fallback_keeps_such_an_op_float(tiny_models, tiny_inputs) -> None
                                     tiny_inputs)
     summary = op_summary(content)
     assert "SIN" in summary["float_ops"] and summary["ops"]["SIN"] == {"float32": 1}
+
+
+@pytest.fixture(scope="module")
+def category_encoding_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The TFX taxi example's pattern: int ids one-hot encoded by CategoryEncoding, saved by Keras' model.save with a
+    dense signature (serving dir laid out as the Trainer's: <uri>/Format-Serving)."""
+    uri = tmp_path_factory.mktemp("category_encoding") / "model"
+    ids = tf_keras.Input((1,), dtype=tf.int32, name="color_id")
+    x = tf_keras.Input((1,), dtype=tf.float32, name="x")
+    one_hot = tf_keras.layers.CategoryEncoding(num_tokens=4, output_mode="one_hot", name="color_one_hot")(ids)
+    hidden = tf_keras.layers.Concatenate()([one_hot, x])
+    model = tf_keras.Model([ids, x], tf_keras.layers.Dense(2, activation="softmax")(hidden))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.int32, name="color_id"),
+                                  tf.TensorSpec([None, 1], tf.float32, name="x")])
+    def dense(color_id: tf.Tensor, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"probabilities": model([color_id, x])}
+
+    model.save(str(uri / "Format-Serving"), signatures={"dense": dense})
+    return str(uri)
+
+
+def test_keras_layers_come_from_keras_metadata(category_encoding_model: str, tiny_models) -> None:
+    layers = tflite_engine.keras_layers(os.path.join(category_encoding_model, "Format-Serving"))
+    assert ("color_one_hot", "CategoryEncoding") in layers and "Dense" in {cls for _, cls in layers}
+    assert tflite_engine.keras_layers(tiny_models["one_dense"]) == []  # tf.saved_model.save: no Keras metadata
+    tflite_engine.refuse_crashing_layers(tiny_models["one_dense"], "model x")  # nothing to refuse
+
+
+def test_category_encoding_crashes_the_converter_child_and_the_error_says_where(category_encoding_model) -> None:
+    """The measured fact behind the up-front refusal: a real SIGSEGV of the int8 conversion child."""
+    saved_model = os.path.join(category_encoding_model, "Format-Serving")
+    inputs = {"color_id": (np.arange(40) % 4).astype(np.int32).reshape(-1, 1),
+              "x": np.linspace(0, 1, 40, dtype=np.float32).reshape(-1, 1)}
+    with pytest.raises(IsolatedProcessError) as error:
+        run_isolated(convert_to_file, {"saved_model_dir": saved_model, "signature_name": "dense",
+                                       "options": resolve_options("int8"), "inputs": inputs,
+                                       "output_path": os.path.join(category_encoding_model, "out.tflite")},
+                     what="int8 conversion")
+    text = str(error.value)
+    assert "killed by signal SIGSEGV" in text and "while converting signature 'dense' (int8). " in text
+    assert "Unable to register" not in text and "cuda" not in text.lower()
+
+
+@pytest.mark.parametrize("mode", ["int8", "float16"])
+def test_the_quantizer_refuses_category_encoding_before_starting_the_child(category_encoding_model, mode,
+                                                                          tmp_path, caplog) -> None:
+    output = str(tmp_path / "quantized_model")
+    caplog.set_level(logging.INFO)
+    with pytest.raises(ValueError) as error:
+        quantize(category_encoding_model, None, output, resolve_options(mode), "dense", model_id=7)
+    assert str(error.value) == (
+        f"model {category_encoding_model} (artifact id 7): SavedModel "
+        f"{os.path.join(category_encoding_model, 'Format-Serving')} has layer(s) 'color_one_hot' (CategoryEncoding), "
+        f"on which {tflite_engine.CRASH_DESCRIPTION}. Fix the Trainer's model: replace "
+        "CategoryEncoding with tf.one_hot on int ids or an Embedding, and re-train.")
+    assert "started child process" not in caplog.text and not os.path.exists(output)
