@@ -222,7 +222,8 @@ def test_the_pushed_version_carries_vocabularies_and_the_transform_graph(taxi_ru
     graph = taxi_run.output("Transform", "transform_graph")
     with open(os.path.join(version, properties.PUSH_MANIFEST_FILENAME)) as f:
         manifest = json.load(f)
-    assert manifest["mlmd"][properties.TRANSFORM_GRAPH_KEY] == {"id": graph.id, "uri": graph.uri}
+    assert manifest[properties.TRANSFORM_GRAPH_KEY] == {"id": graph.id, "uri": graph.uri}
+    assert sorted(v["name"] for v in manifest["vocabularies"]) == sorted(vocabulary_files(graph.uri))
     assert sorted(i["name"] for i in manifest["io"]["inputs"]) == _transformed_names()
     vocabularies = os.path.join(version, properties.VOCABULARY_DIRNAME)
     for name, source in vocabulary_files(graph.uri).items():
