@@ -9,7 +9,6 @@
 
 The quantgate components read RAW examples and the same ``transform_graph`` as the Trainer: calibration, the float
 model and the int8 model see the tensors Transform makes, and the pushed version says which graph that was.
-``with_quantization=False`` stops after the Evaluator and RepresentativeDatasetGen.
 """
 
 from __future__ import annotations
@@ -46,7 +45,6 @@ def create_taxi_pipeline(
     float_slicing_feature_keys: tuple[str, ...] = (SLICE_KEY,),
     calibration_num_examples: int = 300,
     calibration_seed: int = 0,
-    with_quantization: bool = True,
     quantization_mode: str = "int8",
     quantization_engine: str = "tflite_converter",
     quantization_signature: str | None = "serving_features",
@@ -84,8 +82,6 @@ def create_taxi_pipeline(
       float_slicing_feature_keys: the Evaluator's slices besides overall (raw features, e.g. ``payment_type``).
       calibration_num_examples / calibration_seed: RepresentativeDatasetGen's sample of the train split: raw examples,
         uniform (the label ``tips_xf`` exists only after the transform, so there is nothing to stratify on).
-      with_quantization: add the Quantizer, the QuantizationEvaluator and the QuantizedModelPusher (default), each
-        wired to Transform's ``transform_graph``.
       quantization_*: the Quantizer's and the QuantizationEvaluator's knobs, as in ``create_pipeline``; the gate's
         metric is AUC on ``tips_xf``, sliced by raw features (``payment_type``).
       beam_pipeline_args / metadata_connection_config / enable_cache / push_destination: as ``create_pipeline``.
@@ -121,53 +117,51 @@ def create_taxi_pipeline(
         strategy="uniform",
         seed=calibration_seed,
     )
-    components = [example_gen, statistics_gen, schema_gen, transform, trainer, evaluator, representative_dataset_gen]
-    if with_quantization:
-        quantizer = Quantizer(
-            model=trainer.outputs["model"],
-            representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
-            transform_graph=transform.outputs["transform_graph"],
-            mode=quantization_mode,
-            engine=quantization_engine,
-            signature_name=quantization_signature,
-            io_dtype=quantization_io_dtype,
-            denylisted_ops=quantization_denylisted_ops,
-            allow_float_fallback=quantization_allow_float_fallback,
-        )
-        quantization_evaluator = QuantizationEvaluator(
-            model=trainer.outputs["model"],
-            quantized_model=quantizer.outputs["quantized_model"],
-            examples=example_gen.outputs["examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            label_key=LABEL_KEY,
-            split="eval",
-            metric=quantization_metric,
-            max_delta=quantization_max_delta,
-            delta_type=quantization_delta_type,
-            slicing_feature_keys=quantization_slicing_feature_keys,
-            min_slice_size=quantization_min_slice_size,
-            max_slice_delta=quantization_max_slice_delta,
-            min_agreement=quantization_min_agreement,
-            max_model_bytes=quantization_max_model_bytes,
-            max_latency_ms=quantization_max_latency_ms,
-            signature_name=quantization_signature,
-        )
-        pusher = QuantizedModelPusher(
-            model=quantizer.outputs["quantized_model"],
-            model_blessing=quantization_evaluator.outputs["blessing"],
-            float_blessing=evaluator.outputs["blessing"],
-            float_model=trainer.outputs["model"],
-            representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
-            evaluation=quantization_evaluator.outputs["evaluation"],
-            transform_graph=transform.outputs["transform_graph"],
-            push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model")),
-        )
-        components += [quantizer, quantization_evaluator, pusher]
+    quantizer = Quantizer(
+        model=trainer.outputs["model"],
+        representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+        transform_graph=transform.outputs["transform_graph"],
+        mode=quantization_mode,
+        engine=quantization_engine,
+        signature_name=quantization_signature,
+        io_dtype=quantization_io_dtype,
+        denylisted_ops=quantization_denylisted_ops,
+        allow_float_fallback=quantization_allow_float_fallback,
+    )
+    quantization_evaluator = QuantizationEvaluator(
+        model=trainer.outputs["model"],
+        quantized_model=quantizer.outputs["quantized_model"],
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        label_key=LABEL_KEY,
+        split="eval",
+        metric=quantization_metric,
+        max_delta=quantization_max_delta,
+        delta_type=quantization_delta_type,
+        slicing_feature_keys=quantization_slicing_feature_keys,
+        min_slice_size=quantization_min_slice_size,
+        max_slice_delta=quantization_max_slice_delta,
+        min_agreement=quantization_min_agreement,
+        max_model_bytes=quantization_max_model_bytes,
+        max_latency_ms=quantization_max_latency_ms,
+        signature_name=quantization_signature,
+    )
+    pusher = QuantizedModelPusher(
+        model=quantizer.outputs["quantized_model"],
+        model_blessing=quantization_evaluator.outputs["blessing"],
+        float_blessing=evaluator.outputs["blessing"],
+        float_model=trainer.outputs["model"],
+        representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+        evaluation=quantization_evaluator.outputs["evaluation"],
+        transform_graph=transform.outputs["transform_graph"],
+        push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+            base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model")),
+    )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=components,
+        components=[example_gen, statistics_gen, schema_gen, transform, trainer, evaluator,
+                    representative_dataset_gen, quantizer, quantization_evaluator, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],

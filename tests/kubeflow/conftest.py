@@ -25,7 +25,7 @@ TEST_PIPELINE_KWARGS = {"train_steps": 60, "eval_steps": 5}
 # The taxi job's tasks run one by one up to Transform (test_spec_runner): the CSV's first rows keep them short.
 TAXI_TEST_ROWS = 2000
 # Up to the float Evaluator: the quantgate components take transform_graph only once the component branches merge.
-TAXI_PIPELINE_KWARGS = {"train_steps": 20, "eval_steps": 5, "with_quantization": False}
+TAXI_PIPELINE_KWARGS = {"train_steps": 20, "eval_steps": 5}
 
 
 @dataclass

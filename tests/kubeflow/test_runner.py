@@ -128,7 +128,7 @@ def test_cli_without_flags_compiles_the_demo_with_placeholders_offline(tmp_path)
 
 
 def test_cli_compiles_the_taxi_pipeline_with_its_code_from_the_image(tmp_path) -> None:
-    assert runner.main(["--pipeline", "taxi", "--output-dir", str(tmp_path), "--set", "with_quantization=false"]) == 0
+    assert runner.main(["--pipeline", "taxi", "--output-dir", str(tmp_path)]) == 0
     job = json.loads((tmp_path / "pipeline.json").read_text())
     taxi = runner.PIPELINES["taxi"]
     assert job["pipelineSpec"]["pipelineInfo"]["name"] == taxi.pipeline_name
@@ -159,8 +159,7 @@ def test_a_module_file_packages_both_taxi_modules(tmp_path) -> None:
     from pipelines.taxi import TAXI_TRAINER_MODULE_FILE
 
     options = runner.KubeflowOptions.for_pipeline("taxi", pipeline_root=str(tmp_path / "root"),
-                                                  module_file=TAXI_TRAINER_MODULE_FILE,
-                                                  pipeline_kwargs={"with_quantization": False})
+                                                  module_file=TAXI_TRAINER_MODULE_FILE)
     by_id = {c.id: c for c in runner.build_pipeline(options).components}
     assert by_id["Trainer"].exec_properties["module_file"] == TAXI_TRAINER_MODULE_FILE
     assert by_id["Trainer"].exec_properties["run_fn"] is None

@@ -21,8 +21,7 @@ def test_each_kind_builds_its_pipeline_with_what_the_local_runner_passes(name: s
     pipeline = kind.factory(pipeline_name=paths.pipeline_name, pipeline_root=paths.pipeline_root,
                             data_root=paths.data_root, beam_pipeline_args=direct_runner_args(),
                             metadata_connection_config=None, enable_cache=True,
-                            push_destination=paths.serving_model_dir,
-                            **({"with_quantization": False} if name == "taxi" else {}))
+                            push_destination=paths.serving_model_dir)
     ids = {c.id for c in pipeline.components}
     assert ("Transform" in ids) == (name == "taxi")
     assert pipeline.pipeline_info.pipeline_name == kind.pipeline_name

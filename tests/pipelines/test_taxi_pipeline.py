@@ -12,15 +12,16 @@ from pipelines.taxi import LABEL_KEY, RAW_LABEL_KEY, create_taxi_pipeline
 from pipelines.taxi_data import CSV_NAME, taxi_csv_source, write_taxi_csv
 
 BASE = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "Evaluator", "RepresentativeDatasetGen"]
+QUANTGATE = ["Quantizer", "QuantizationEvaluator", "QuantizedModelPusher"]
 
 
 def _ids(pipeline) -> list[str]:
     return sorted(c.id for c in pipeline.components)
 
 
-def test_without_quantization_the_dag_stops_at_the_evaluator(tmp_path) -> None:
-    pipeline = create_taxi_pipeline("taxi", str(tmp_path / "root"), str(tmp_path / "data"), with_quantization=False)
-    assert _ids(pipeline) == sorted(BASE)
+def test_the_dag_reads_transformed_examples_for_training_and_raw_ones_for_quantgate(tmp_path) -> None:
+    pipeline = create_taxi_pipeline("taxi", str(tmp_path / "root"), str(tmp_path / "data"))
+    assert _ids(pipeline) == sorted(BASE + QUANTGATE)
     by_id = {c.id: c for c in pipeline.components}
     trainer_inputs = by_id["Trainer"].inputs
     assert trainer_inputs["examples"].producer_component_id == "Transform"
