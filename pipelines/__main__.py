@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     query = commands.add_parser(
         "lineage", help="where a pushed model came from, or why a run pushed nothing (reads ML Metadata only)",
         description="Walks ML Metadata events upstream from a pushed model (blessing, quantized model, "
-                    "representative dataset, trainer model, examples), or explains a run that pushed nothing. "
+                    "transform graph, representative dataset, trainer model, examples), or explains a run that pushed "
+                    "nothing. "
                     "Errors are one line on stderr and exit 1.")
     store = query.add_argument_group("store (one of)")
     store.add_argument("--metadata", metavar="PATH", help="a SQLite MLMD file, e.g. the demo's metadata.sqlite")
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--pushed", type=_pushed_arg, default="latest", metavar="latest|ID",
                       help="the chain behind a PushedModel: 'latest' (default) or its artifact id")
     what.add_argument("--why-not", nargs="?", const="", metavar="RUN_ID",
-                      help="why a pipeline run (default: the newest with a pusher) pushed nothing")
+                      help="why a pipeline run (default: the newest) pushed nothing: refusals, and executions that "
+                           "failed (with the error) or did not finish")
     query.add_argument("--json", action="store_true", help="machine-readable output, every property included")
     query.set_defaults(func=_lineage)
 

@@ -45,15 +45,14 @@ def redact(text: str) -> str:
     return _PASSWORD.sub(hide, text)
 
 
-class RedactPasswords(logging.Filter):
-    """Redacts passwords in a record's message; installed on every handler, so no handler sees the original."""
+class RedactingFormatter(logging.Formatter):
+    """Formats a record, then redacts passwords in all of it: the message and any traceback or stack below it.
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        redacted = redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        return True
+    Every handler formats with one, so no handler, console or file, writes the original.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class QuietConsole(logging.Filter):
@@ -84,7 +83,7 @@ class QuietConsole(logging.Filter):
         return record.pathname.startswith(PROJECT_DIRS) and not getattr(record, "file_only", False)
 
 
-class ConsoleFormatter(logging.Formatter):
+class ConsoleFormatter(RedactingFormatter):
     """Short lines: a time, and the message (or the progress line ``QuietConsole`` put on the record)."""
 
     def __init__(self) -> None:
@@ -105,10 +104,10 @@ def log_path(home: str) -> str:
     return os.path.join(home, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
 
 
-def _handler(stream: TextIO, formatter: logging.Formatter, *filters: logging.Filter) -> logging.Handler:
+def _handler(stream: TextIO, formatter: RedactingFormatter, *filters: logging.Filter) -> logging.Handler:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
-    for item in (RedactPasswords(), *filters):
+    for item in filters:
         handler.addFilter(item)
     return handler
 
@@ -132,9 +131,9 @@ def run_console(path: str, *, verbose: bool) -> Iterator[TextIO]:
     previous = (root.level, list(root.handlers))
     for handler in previous[1]:
         root.removeHandler(handler)
-    handlers = [_handler(log_file, logging.Formatter(FILE_FORMAT))]
+    handlers = [_handler(log_file, RedactingFormatter(FILE_FORMAT))]
     if verbose:
-        handlers.append(_handler(sys.stderr, logging.Formatter(FILE_FORMAT)))
+        handlers.append(_handler(sys.stderr, RedactingFormatter(FILE_FORMAT)))
     else:
         handlers.append(_handler(console, ConsoleFormatter(), QuietConsole()))
         os.dup2(log_file.fileno(), 1)

@@ -6,12 +6,16 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 
+from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from components.shared import properties
 from pipelines.kinds import DEFAULT_PIPELINE, PIPELINES, pipeline_kind
+from pipelines.lineage.events import NODE_CONTEXT_TYPE
 
 DEFAULT_PIPELINE_NAME = PIPELINES[DEFAULT_PIPELINE].pipeline_name
 
@@ -93,26 +97,56 @@ def disk_full_error(error: BaseException, paths: LocalRunPaths) -> DiskFullError
     return None
 
 
+def record_failure(connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str, since_ms: int,
+                   error: BaseException) -> None:
+    """Writes ``error`` (one line) as ``failure_reason`` on the pipeline's executions that FAILED since ``since_ms``.
+
+    TFX marks an execution FAILED when its executor raises but keeps no message; the lineage CLI's ``--why-not``
+    reads this one. Best effort: a store that cannot be written (a full disk) leaves the executions as they are.
+    """
+    reason = " ".join(f"{type(error).__name__}: {error}".split())[:2000]
+    try:
+        store = metadata_store.MetadataStore(connection_config)
+        failed = []
+        for context in store.get_contexts_by_type(NODE_CONTEXT_TYPE):
+            if not context.name.startswith(f"{pipeline_name}."):
+                continue
+            failed += [e for e in store.get_executions_by_context(context.id)
+                       if e.last_known_state == metadata_store_pb2.Execution.FAILED
+                       and e.create_time_since_epoch >= since_ms
+                       and properties.FAILURE_REASON not in e.custom_properties]
+        for execution in failed:
+            execution.custom_properties[properties.FAILURE_REASON].string_value = reason
+        if failed:
+            store.put_executions(failed)
+    except Exception as record_error:  # the run's own error is what the caller must see
+        logging.warning("could not record the failure in MLMD: %s", record_error)
+
+
 def run_local(config: LocalRunConfig) -> None:
     """Writes the pipeline's CSV into the data root and runs the whole pipeline with LocalDagRunner.
 
-    A full disk (ENOSPC, or SQLite's "database or disk is full" from MLMD) is a ``DiskFullError``."""
+    A full disk (ENOSPC, or SQLite's "database or disk is full" from MLMD) is a ``DiskFullError``; any other
+    failure is recorded on the execution that failed (``record_failure``) and re-raised."""
+    metadata_connection_config = config.metadata_connection_config
+    if metadata_connection_config is None:
+        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.paths.metadata_path)
+    started_ms = int(time.time() * 1000)
     try:
-        _run_local(config)
+        _run_local(config, metadata_connection_config)
     except Exception as error:  # the launcher may re-raise an executor's error wrapped: look down the chain
         full = disk_full_error(error, config.paths)
-        if full is None:
-            raise
-        raise full from error
+        if full is not None:
+            raise full from error
+        record_failure(metadata_connection_config, config.paths.pipeline_name, started_ms, error)
+        raise
 
 
-def _run_local(config: LocalRunConfig) -> None:
+def _run_local(config: LocalRunConfig, metadata_connection_config: metadata_store_pb2.ConnectionConfig) -> None:
     paths = config.paths
     kind = pipeline_kind(config.pipeline)
     kind.data_writer(paths.data_root)
-    metadata_connection_config = config.metadata_connection_config
-    if metadata_connection_config is None:
-        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path)
     pipeline = kind.factory(
         pipeline_name=paths.pipeline_name,
         pipeline_root=paths.pipeline_root,

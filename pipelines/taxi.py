@@ -60,6 +60,7 @@ def create_taxi_pipeline(
     quantization_min_agreement: float | None = None,
     quantization_max_model_bytes: int | None = None,
     quantization_max_latency_ms: float | None = None,
+    quantization_nonfinite_inputs: str = "refuse",
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -145,6 +146,7 @@ def create_taxi_pipeline(
         max_model_bytes=quantization_max_model_bytes,
         max_latency_ms=quantization_max_latency_ms,
         signature_name=quantization_signature,
+        nonfinite_inputs=quantization_nonfinite_inputs,
     )
     pusher = QuantizedModelPusher(
         model=quantizer.outputs["quantized_model"],

@@ -27,6 +27,7 @@ from components.pusher.spec import (
     TRANSFORM_GRAPH_KEY,
 )
 from components.shared import properties
+from components.shared.digests import bytes_sha256
 from components.shared.transform_inputs import vocabulary_files
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def read_model(model: types.Artifact, serving_path: str) -> tuple[bytes, dict[st
     with fileio.open(path, "rb") as f:
         data = f.read()
     recorded = manifest_lib.property_value(model, properties.SHA256)
-    if recorded is not None and recorded != publish.sha256_of(data):
+    if recorded is not None and recorded != bytes_sha256(data):
         raise ValueError(f"QuantizedModelPusher: {path} does not match the sha256 custom property of input 'model' "
                          f"(artifact {model.id}): the file changed after the Quantizer wrote it; re-run the Quantizer")
     return data, verify.tflite_io(model, path, data)
@@ -102,7 +103,7 @@ class Executor(pusher_executor.Executor):
 
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
         model_bytes, model_io = read_model(model, self.GetModelPath(input_dict))
-        sha256 = publish.sha256_of(model_bytes)
+        sha256 = bytes_sha256(model_bytes)
         verify.check_blessing_is_about(model, sha256, MODEL_BLESSING_KEY, blessings[MODEL_BLESSING_KEY])
         transform_graph = _optional_single(input_dict, TRANSFORM_GRAPH_KEY)
         verify.check_transform_graph(model, transform_graph)

@@ -14,6 +14,7 @@ from tfx.components.util import model_utils
 
 from components.pusher import publish
 from components.shared import properties
+from components.shared.digests import bytes_sha256
 
 MANIFEST_FORMAT = 1
 # What an app must do before feeding model.tflite when the model was calibrated through a transform graph.
@@ -77,7 +78,7 @@ def transform_entries(model: types.Artifact, transform_graph: types.Artifact | N
         return {}
     return {
         "transform_graph": graph,
-        "vocabularies": [{"name": name, "file": vocabulary_file(name), "sha256": publish.sha256_of(data),
+        "vocabularies": [{"name": name, "file": vocabulary_file(name), "sha256": bytes_sha256(data),
                           "size": len(data)} for name, data in sorted(vocabularies.items())],
         "preprocessing": PREPROCESSING_NOTE,
     }

@@ -20,7 +20,6 @@ after removing the staging folder it created, so nothing partial is left.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,7 +32,8 @@ from typing import Any
 
 from tfx.dsl.io import fileio
 
-from components.shared import properties
+from components.shared import properties, strict_json
+from components.shared.digests import bytes_sha256
 
 MODEL_FILE = properties.TFLITE_FILENAME
 MANIFEST_FILE = properties.PUSH_MANIFEST_FILENAME
@@ -55,16 +55,12 @@ class Published:
     reused: bool
 
 
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _join(base: str, name: str) -> str:
     return base.rstrip("/") + "/" + name
 
 
 def _key_digest(push_key: Mapping[str, Any]) -> str:
-    return sha256_of(json.dumps(push_key, sort_keys=True).encode())[:16]
+    return bytes_sha256(json.dumps(push_key, sort_keys=True).encode())[:16]
 
 
 def read_manifest(version_dir: str) -> dict[str, Any] | None:
@@ -234,8 +230,8 @@ def publish(
         while True:
             # The manifest goes last: on stores without atomic rename its presence marks a complete version.
             # Serialized first, so that a manifest that is not JSON is not reported as a destination error.
-            text = json.dumps({**manifest, "version": str(version), "push_key": dict(push_key)},
-                              indent=2, sort_keys=True)
+            text = strict_json.dumps({**manifest, "version": str(version), "push_key": dict(push_key)},
+                                     indent=2, sort_keys=True)
             try:
                 with fileio.open(_join(staging, MANIFEST_FILE), "w") as f:
                     f.write(text)

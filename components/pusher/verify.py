@@ -2,8 +2,8 @@
 
 The Quantizer's ``sha256`` property catches a file changed after quantization, but a model imported with an
 Importer (or written by another converter) has none; loading the bytes with the LiteRT interpreter catches a
-truncated or corrupt file whatever produced it. The blessing's ``evaluated_sha256`` and ``current_model_id`` tie
-the verdict to these bytes and this artifact; a blessing without them (the stock Evaluator's) is not checked.
+truncated or corrupt file whatever produced it. The blessing's ``evaluated_sha256`` ties the verdict to these bytes;
+a blessing without it (the stock Evaluator's) must name this artifact in ``current_model_id``.
 """
 
 from __future__ import annotations
@@ -99,13 +99,21 @@ def check_blessing_is_about(model: types.Artifact, sha256: str, blessing_key: st
         raise ValueError(f"QuantizedModelPusher: {named} is about model {current_model_id} "
                          f"({properties.CURRENT_MODEL_ID}), not input 'model' (artifact {model.id}); {fix}")
 def check_transform_graph(model: types.Artifact, transform_graph: types.Artifact | None) -> None:
-    """Refuses a ``transform_graph`` other than the one the Quantizer calibrated the model through (its vocabularies
-    would map strings to ids the model was not trained on); a model without ``transform_graph_uri`` is not checked."""
-    recorded = manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI)
-    if transform_graph is None or recorded is None or recorded == transform_graph.uri:
+    """Refuses a ``transform_graph`` other than the one the Quantizer calibrated the model through, or one wired for
+    a model quantized over raw features: its vocabularies would map strings to ids the model was not trained on, and
+    the manifest would tell apps to transform inputs the model takes raw."""
+    if transform_graph is None:
         return
+    recorded = manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI)
+    if recorded == transform_graph.uri:
+        return
+    wired = f"input '{properties.TRANSFORM_GRAPH_KEY}' (artifact {transform_graph.id}, {transform_graph.uri})"
+    if recorded is None:
+        raise ValueError(
+            f"QuantizedModelPusher: {wired} is wired, but input 'model' (artifact {model.id}) was quantized over raw "
+            f"features (it has no {properties.TRANSFORM_GRAPH_URI} property); wire the same Transform output into "
+            "the Quantizer, or drop transform_graph from the pusher")
     raise ValueError(
-        f"QuantizedModelPusher: input '{properties.TRANSFORM_GRAPH_KEY}' (artifact {transform_graph.id}, "
-        f"{transform_graph.uri}) is not the transform graph input 'model' (artifact {model.id}) was quantized through "
-        f"({recorded}, its {properties.TRANSFORM_GRAPH_URI} property); wire the same Transform output into the "
-        "Quantizer and the pusher")
+        f"QuantizedModelPusher: {wired} is not the transform graph input 'model' (artifact {model.id}) was quantized "
+        f"through ({recorded}, its {properties.TRANSFORM_GRAPH_URI} property); wire the same Transform output into "
+        "the Quantizer and the pusher")

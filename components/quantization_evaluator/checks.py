@@ -24,11 +24,11 @@ from components.quantization_evaluator.gate import REGRESSION
 from components.quantization_evaluator.inference import (
     SerializedExamplesRunner,
     TransformSpec,
-    file_sha256,
     parse_examples,
     single_output,
 )
 from components.shared import properties
+from components.shared.digests import file_sha256
 from components.shared.examples_split import tf_example_split_patterns
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
 from components.shared.signature_inputs import InputSpec, dense_signature_specs, serialized_example_signatures

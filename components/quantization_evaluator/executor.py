@@ -37,9 +37,6 @@ from components.quantization_evaluator.spec import (
 from components.shared import properties
 from components.shared.staged_output import staged_output
 
-# Batch-1 calls timed per model, after warm-up: enough for a stable p95 on a tiny model, a second on a big one.
-LATENCY_CALLS = 300
-
 
 def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_model: Artifact, examples: Artifact,
              evaluation: Artifact, blessing: Artifact, config: EvaluatorConfig,
@@ -55,12 +52,12 @@ def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_model: Artif
         logging.info("QuantizationEvaluator: scored %d examples of %s in %.1f s (%.0f examples/s), %d slices",
                      n, plan.source, elapsed, n / max(elapsed, 1e-9), len(results) - 1)
         latency = {
-            "float": measure_latency(plan.float_runner, plan.sample_inputs, calls=LATENCY_CALLS),
-            "quantized": measure_latency(plan.quant_runner, plan.sample_inputs, calls=LATENCY_CALLS),
+            "float": measure_latency(plan.float_runner, plan.sample_inputs),
+            "quantized": measure_latency(plan.quant_runner, plan.sample_inputs),
         }
         logging.info("QuantizationEvaluator: batch-1 latency p50/p95 float %.3f/%.3f ms, quantized %.3f/%.3f ms "
                      "(%d calls each after warm-up)", latency["float"].p50_ms, latency["float"].p95_ms,
-                     latency["quantized"].p50_ms, latency["quantized"].p95_ms, LATENCY_CALLS)
+                     latency["quantized"].p50_ms, latency["quantized"].p95_ms, latency["quantized"].calls)
         if serving is not None:
             logging.info("QuantizationEvaluator: serving signature %r agrees with the transformed-feature path on "
                          "%s of %d examples (max |difference| %s)", serving["signature"], serving["agreement"],

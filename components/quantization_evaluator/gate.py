@@ -125,8 +125,9 @@ class GateInputs:
     split: str = "eval"
     model_bytes: int | None = None
     latency_p95_ms: float | None = None
-    # With a transform graph: the agreement of the float model's serving signature (named here) with the float
-    # model on the transformed features; None when not compared.
+    # With a transform graph: whether the float model's serving signature (named here) was compared with the float
+    # model on the transformed features, and their agreement (None when no example could be compared).
+    serving_compared: bool = False
     serving_agreement: float | None = None
     serving_signature: str = "serving_default"
     signature_name: str = "serving_features"
@@ -216,7 +217,10 @@ def gate(inputs: GateInputs, thresholds: Thresholds) -> GateResult:
             reasons.append("top-1 agreement is undefined")
         elif inputs.agreement < thresholds.min_agreement:
             reasons.append(f"top-1 agreement {inputs.agreement:.6g} < min {thresholds.min_agreement:.6g}")
-    if inputs.serving_agreement is not None and not inputs.serving_agreement >= MIN_SERVING_AGREEMENT:
+    if inputs.serving_compared and inputs.serving_agreement is None:
+        reasons.append(f"the model's serving path ({inputs.serving_signature}) could not be compared with the "
+                       f"transformed-feature path ({inputs.signature_name}) on any example (no finite output)")
+    elif inputs.serving_compared and not inputs.serving_agreement >= MIN_SERVING_AGREEMENT:
         reasons.append(
             f"the model's serving path ({inputs.serving_signature}) and the transformed-feature path "
             f"({inputs.signature_name}) disagree: agreement {inputs.serving_agreement:.6g} < "

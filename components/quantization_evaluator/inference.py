@@ -9,7 +9,6 @@ once per worker in ``setup``; every call handles a whole ``BatchElements`` batch
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -20,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
-from tfx.dsl.io import fileio
 from tfx_bsl.coders import example_coder
 
 from components.quantization_evaluator.metrics import PredictionBatch, top1_classes
+from components.shared.digests import file_sha256
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
 from components.shared.signature_inputs import InputSpec, examples_to_inputs, nonfinite_rows
 from components.shared.transform_inputs import TransformedInputs
@@ -286,12 +285,6 @@ class PredictDoFn(beam.DoFn):
                      self._seen_examples, self._seen_batches, self._seen_examples / elapsed)
 
 
-def file_sha256(path: str) -> str:
-    """The sha256 (hex) of a file's bytes, read through ``fileio`` (``gs://`` works)."""
-    with fileio.open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 @dataclass(frozen=True)
 class Latency:
     """Batch-1 latency of one model in milliseconds, measured after warm-up."""
@@ -301,8 +294,13 @@ class Latency:
     calls: int
 
 
-def measure_latency(runner: SavedModelRunner | TFLiteRunner, inputs: dict[str, np.ndarray], warmup: int = 50,
-                    calls: int = 300) -> Latency:
+# Batch-1 calls timed per model, after warm-up: enough for a stable p95 on a tiny model, a second on a big one.
+LATENCY_WARMUP_CALLS = 50
+LATENCY_CALLS = 300
+
+
+def measure_latency(runner: SavedModelRunner | TFLiteRunner, inputs: dict[str, np.ndarray],
+                    warmup: int = LATENCY_WARMUP_CALLS, calls: int = LATENCY_CALLS) -> Latency:
     """Times ``calls`` single-example ``predict`` calls on the first example of ``inputs`` after ``warmup`` calls."""
     one = {name: value[:1] for name, value in inputs.items()}
     for _ in range(warmup):

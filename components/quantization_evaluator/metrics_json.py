@@ -84,6 +84,7 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
         split=config.split,
         model_bytes=sizes["quantized_bytes"],
         latency_p95_ms=latency["quantized"].p95_ms,
+        serving_compared=serving is not None,
         serving_agreement=None if serving is None else serving["agreement"],
         serving_signature=plan.serving_signature or "",
         signature_name=plan.signature_name,

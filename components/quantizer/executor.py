@@ -173,7 +173,7 @@ def set_artifact_properties(artifact: Artifact, quantization_report: dict[str, A
         properties.SIZE_BYTES: quantization_report["sizes"]["tflite_bytes"],
         properties.FLOAT_SIZE_BYTES: quantization_report["sizes"]["float_variables_bytes"],
         properties.FLOAT_OP_COUNT: quantization_report["ops"]["float_op_count"],
-        properties.COARSE_INPUT_COUNT: len(quantization_report["warnings"]),
+        properties.COARSE_INPUT_COUNT: sum(s["coarse"] for s in quantization_report["input_steps"].values()),
     }
     transform_graph = quantization_report.get("transform_graph")
     if transform_graph:  # what the QuantizationEvaluator checks its own transform_graph against

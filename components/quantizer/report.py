@@ -113,7 +113,7 @@ def io_summary(model_content: bytes, signature: str = "serving_default") -> dict
 
 
 def input_steps(io: dict[str, Any], inputs: dict[str, np.ndarray] | None) -> dict[str, dict[str, Any]]:
-    """Each quantized input's step relative to its spread in the representative set (DESIGN.md "Known traps").
+    """Each quantized input's step relative to its spread in the representative set (README, "Quantizer": ``input_steps``).
 
     Inputs are quantized raw, before any normalization inside the model, and the range always includes 0: a feature
     far from 0 with a small spread gets few levels. ``coarse`` is true when the step exceeds

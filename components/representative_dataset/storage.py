@@ -8,20 +8,20 @@ The manifest is written last, so an artifact directory that has it is complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable
 from typing import Any
 
 import tensorflow as tf
+from tfx.dsl.io import fileio
 
-from components.shared import properties
+from components.shared import properties, strict_json
+from components.shared.digests import file_sha256
 
 DATA_FILENAME = properties.REPRESENTATIVE_DATA_FILENAME
 MANIFEST_FILENAME = properties.REPRESENTATIVE_MANIFEST_FILENAME
 MANIFEST_FORMAT_VERSION = 1
-_HASH_CHUNK_BYTES = 1 << 20
 
 
 def data_path(artifact_uri: str) -> str:
@@ -35,7 +35,7 @@ def manifest_path(artifact_uri: str) -> str:
 
 
 def _require_file(artifact_uri: str, path: str) -> None:
-    if not tf.io.gfile.exists(path):
+    if not fileio.exists(path):
         raise FileNotFoundError(
             f"RepresentativeDataset artifact at {artifact_uri!r} has no {os.path.basename(path)!r}: pass the uri of "
             "a representative_dataset output of RepresentativeDatasetGen (an incomplete artifact has no manifest)"
@@ -53,17 +53,8 @@ def read_manifest(artifact_uri: str) -> dict[str, Any]:
     """The parsed ``manifest.json`` of a RepresentativeDataset artifact."""
     path = manifest_path(artifact_uri)
     _require_file(artifact_uri, path)
-    with tf.io.gfile.GFile(path, "r") as f:
+    with fileio.open(path, "r") as f:
         return json.load(f)
-
-
-def file_sha256(path: str) -> str:
-    """Hex sha256 of a file, read in chunks (any filesystem tf.io.gfile supports)."""
-    digest = hashlib.sha256()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_representative_dataset(output_dir: str, records: Iterable[bytes], manifest: dict[str, Any]) -> dict[str, Any]:
@@ -72,13 +63,13 @@ def write_representative_dataset(output_dir: str, records: Iterable[bytes], mani
     TensorFlow's GZIP writer leaves the gzip header's mtime at 0, so the same records give the same bytes.
     Returns the manifest as written.
     """
-    tf.io.gfile.makedirs(output_dir)
+    fileio.makedirs(output_dir)
     path = data_path(output_dir)
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for record in records:
             writer.write(record)
     written = {"format_version": MANIFEST_FORMAT_VERSION, "data_file": DATA_FILENAME, **manifest,
                "sha256": file_sha256(path)}
-    with tf.io.gfile.GFile(manifest_path(output_dir), "w") as f:
-        f.write(json.dumps(written, indent=2, sort_keys=True) + "\n")
+    with fileio.open(manifest_path(output_dir), "w") as f:
+        f.write(strict_json.dumps(written, indent=2, sort_keys=True) + "\n")
     return written

@@ -90,3 +90,8 @@ FLOAT_MODEL_KEY = "float_model"
 REPRESENTATIVE_DATASET_KEY = "representative_dataset"
 EVALUATION_KEY = "evaluation"
 TRANSFORM_GRAPH_KEY = "transform_graph"  # = ...TRANSFORM_GRAPH_KEY
+
+# --- on executions -----------------------------------------------------------------------------------------------
+# A FAILED execution's error, one line, recorded by the local runner (TFX records none for an executor's exception)
+# so that `lineage --why-not` can say why it failed.
+FAILURE_REASON = "failure_reason"

@@ -187,8 +187,25 @@ def examples_to_inputs(serialized: Sequence[bytes], specs: Sequence[InputSpec], 
                 f"{source}: feature {spec.name!r} holds {values.type} values but the input is {spec.dtype}. "
                 "Encode it as a float_list or int64_list (or map it to numbers in Transform)."
             )
-        inputs[spec.name] = values.to_numpy(zero_copy_only=False).astype(spec.dtype, copy=False).reshape((n, *dims))
+        inputs[spec.name] = cast_to_input(values.to_numpy(zero_copy_only=False), spec, source).reshape((n, *dims))
     return inputs
+
+
+def cast_to_input(values: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
+    """``values`` as the input's dtype; float values for an integer input must be finite whole numbers.
+
+    A cast would turn NaN into some integer and 1.9 into 1, silently: the non-finite check, which looks at float
+    inputs, would never see them.
+    """
+    if np.issubdtype(spec.dtype, np.integer) and np.issubdtype(values.dtype, np.floating):
+        bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
+        if bad.size:
+            raise ValueError(
+                f"{source}: input {spec.name!r} is {spec.dtype} but the examples hold {bad.size} value(s) that are "
+                f"not whole numbers (e.g. {values[bad[0]]!r}); feed integer ids (an int64_list, or ids from "
+                "Transform), or export the signature with a float input."
+            )
+    return values.astype(spec.dtype, copy=False)
 
 
 def nonfinite_rows(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

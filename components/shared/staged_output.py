@@ -54,10 +54,18 @@ def staged_output(uri: str, publish_order: Sequence[str]) -> Iterator[str]:
         missing = [name for name in publish_order if not fileio.exists(_join(staging, name))]
         if missing:
             raise FileNotFoundError(f"{uri}: the staged output lacks {missing}; nothing was published")
-        for name in publish_order:
-            target = _join(uri, name)
-            _remove(target)
-            fileio.rename(_join(staging, name), target)
+        moved: list[str] = []
+        try:
+            for name in publish_order:
+                target = _join(uri, name)
+                _remove(target)
+                fileio.rename(_join(staging, name), target)
+                moved.append(target)
+        except Exception:
+            # A store without atomic renames can fail midway: take back what was moved, so no part stays behind.
+            for target in moved:
+                _remove(target)
+            raise
     finally:
         if fileio.exists(staging):
             fileio.rmtree(staging)

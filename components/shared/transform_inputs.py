@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.shared.signature_inputs import InputSpec
+from components.shared.signature_inputs import InputSpec, cast_to_input
 
 TRANSFORM_FN_DIR = "transform_fn"
 ASSETS_DIR = "assets"
@@ -176,15 +176,15 @@ class TransformedInputs:
                     f"for {n} examples, which does not fit the input shape {spec.shape}. Export the signature with "
                     "the transformed feature's shape."
                 )
-            inputs[spec.name] = array.reshape((n, *dims)).astype(spec.dtype, copy=False)
+            inputs[spec.name] = cast_to_input(array.reshape((n, *dims)), spec, f"transform graph {self.uri}")
         return inputs
 
 
 def vocabulary_files(transform_graph_uri: str) -> dict[str, str]:
     """The transform's vocabulary assets: vocabulary name -> path of its file in ``transform_fn/assets``.
 
-    The names are the asset file names (``vocab_filename`` in ``tft.compute_and_apply_vocabulary``), plus the keys
-    of ``tft.annotate_asset`` (the transform's asset map) when it has any. An empty dict when there are no assets.
+    A file is named by its ``tft.annotate_asset`` key when the transform's asset map has one, else by its file name
+    (``vocab_filename`` in ``tft.compute_and_apply_vocabulary``); each file once. An empty dict without assets.
     """
     assets = os.path.join(transform_graph_uri, TRANSFORM_FN_DIR, ASSETS_DIR)
     files = {}
@@ -197,6 +197,6 @@ def vocabulary_files(transform_graph_uri: str) -> dict[str, str]:
     if tf.io.gfile.exists(asset_map):
         with tf.io.gfile.GFile(asset_map) as f:
             for key, filename in json.load(f).items():
-                if filename in files:
-                    files[key] = files[filename]
+                if filename in files and key not in files:  # one name per file: the annotated one
+                    files[key] = files.pop(filename)
     return files

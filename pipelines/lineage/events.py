@@ -16,6 +16,7 @@ from typing import Any
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.shared import properties
 from pipelines.lineage.store import LineageError
 
 NODE_CONTEXT_TYPE = "node"
@@ -87,8 +88,7 @@ def plain(value: metadata_store_pb2.Value) -> Any:
 
 
 def _iso(ms: int) -> str:
-    # timezone.utc, not datetime.UTC (3.11+): the TFX image runs Python 3.10.
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds")  # noqa: UP017
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -102,6 +102,7 @@ class ExecutionInfo:
     run_id: str | None
     started: str
     finished: str
+    reason: str | None = None  # why a FAILED execution failed, when the runner recorded it
 
 
 @dataclass
@@ -149,9 +150,11 @@ class Reader:
                 component = context.name.split(".", 1)[-1]  # "<pipeline>.<component id>"
             elif kind == RUN_CONTEXT_TYPE:
                 run_id = context.name
+        reason = execution.custom_properties.get(properties.FAILURE_REASON)
         return ExecutionInfo(execution.id, component, execution.type,
                              _Execution.State.Name(execution.last_known_state), run_id,
-                             _iso(execution.create_time_since_epoch), _iso(execution.last_update_time_since_epoch))
+                             _iso(execution.create_time_since_epoch), _iso(execution.last_update_time_since_epoch),
+                             reason.string_value if reason is not None else None)
 
     def artifact(self, artifact_id: int) -> metadata_store_pb2.Artifact:
         found = self.store.get_artifacts_by_id([artifact_id])

@@ -132,8 +132,9 @@ def why_not(store: metadata_store.MetadataStore, run_id: str | None = None) -> d
             destination = pushed_model.custom_properties[properties.PUSHED_DESTINATION].string_value
             raise LineageError(f"pipeline run {run.name!r} did push (PushedModel {pushed_model.id} at "
                                f"{destination}): ask where it came from with --pushed {pushed_model.id}")
-        blessings = [a for key, arts in input_artifacts(store, producer(store, pushed_model.id).id).items()
-                     if "blessing" in key for a in arts]
+        inputs = input_artifacts(store, execution.id)
+        blessings = [a for key in (properties.MODEL_BLESSING_KEY, properties.FLOAT_BLESSING_KEY)
+                     for a in inputs.get(key, ())]
         refused.append({
             "pushed_model": vars(reader.artifact_info(pushed_model)),
             "pusher": vars(reader.execution_info(execution)),

@@ -85,7 +85,10 @@ def _execution(execution: dict[str, Any]) -> str:
 def format_why_not(result: dict[str, Any]) -> str:
     """The refusals of ``why_not`` as text, then the executions that failed or did not finish."""
     lines = [f"pipeline run {result['run_id']} pushed nothing:"]
-    if not result["refused"]:
+    unfinished = result.get("unfinished", ())
+    # Any Pusher (ours or TFX's) by its type name: a FAILED one recorded no output, so it is only here.
+    pusher_stopped = any(e["type"].endswith("Pusher") for e in unfinished)
+    if not result["refused"] and not pusher_stopped:
         lines.append("  no pusher ran: the run stopped before the gate")
     for refusal in result["refused"]:
         pusher, pushed = refusal["pusher"], refusal["pushed_model"]
@@ -93,7 +96,8 @@ def format_why_not(result: dict[str, Any]) -> str:
                      f"{pushed['properties'].get(properties.REASON) or 'not blessed'}")
         for blessing in refusal["blessings"]:
             lines.append(f"    blessing #{blessing['id']}: {_shown(blessing)}")
-    for execution in result.get("unfinished", ()):
+    for execution in unfinished:
+        why = f": {execution['reason']}" if execution.get("reason") else ""
         lines.append(f"  {execution['component_id']} (execution #{execution['id']}): "
-                     f"{_unfinished_state(execution)} (started {execution['started']})")
+                     f"{_unfinished_state(execution)} (started {execution['started']}){why}")
     return "\n".join(lines)

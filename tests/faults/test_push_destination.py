@@ -19,6 +19,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from components.pusher import publish
+from components.shared.digests import bytes_sha256
 from tests.faults.conftest import (
     COMPONENTS,
     PUSHER,
@@ -106,7 +107,7 @@ def _refused_then_published(resumed: ResumedHome, dest: str, name: str, error: s
     manifest = publish.read_manifest(f"{dest}/{versions[0]}")
     assert manifest["push_key"] == _push_key(resumed)
     with open(f"{dest}/{versions[0]}/{publish.MODEL_FILE}", "rb") as f:
-        assert publish.sha256_of(f.read()) == manifest["sha256"]
+        assert bytes_sha256(f.read()) == manifest["sha256"]
 
 
 def test_full_destination(resumed: ResumedHome, tmpfs: Callable[[str, str], str]) -> None:

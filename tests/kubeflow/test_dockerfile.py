@@ -7,8 +7,8 @@ import ast
 import os
 import re
 import shlex
-import tomllib
 
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 

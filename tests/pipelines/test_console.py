@@ -33,7 +33,6 @@ def captured() -> Iterator[tuple[logging.Logger, io.StringIO, console.QuietConso
     stream, quiet = io.StringIO(), console.QuietConsole()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(console.ConsoleFormatter())
-    handler.addFilter(console.RedactPasswords())
     handler.addFilter(quiet)
     logger = logging.getLogger("quantgate-test-console")
     logger.addHandler(handler)
@@ -74,12 +73,17 @@ def test_a_logged_connection_config_is_redacted_on_every_handler(tmp_path) -> No
         config = config.connection_config()
         with console.run_console({path!r}, verbose=True) as out:
             logging.getLogger("absl").info("Using connection config:\\n %s", config.mysql)
+            try:
+                raise RuntimeError(f"cannot connect with {{config.mysql}}")
+            except RuntimeError:
+                logging.getLogger("absl").exception("the traceback carries it too")
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     log_text = open(path).read()
     for text in (result.stderr, log_text):
         assert "Using connection config:" in text and 'password: "***"' in text
+        assert "the traceback carries it too" in text and "RuntimeError: cannot connect with" in text
         assert "s3cr" not in text and "pa55" not in text
 
 

@@ -1,4 +1,4 @@
-"""Lineage queries (pipelines/lineage.py): event walks on hand-built MLMD stores, then on the demo run (SQLite)
+"""Lineage queries (pipelines/lineage/): event walks on hand-built MLMD stores, then on the demo run (SQLite)
 and on a second, small run with MLMD on a real MariaDB server."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from tfx import v1 as tfx
 
 from pipelines import lineage
-from pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
+from pipelines.local_runner import LocalRunConfig, LocalRunPaths, record_failure, run_local
 
 
 def _new_store(path: str) -> metadata_store.MetadataStore:
@@ -42,8 +42,9 @@ class Graph:
         return self.store.put_artifacts([artifact])[0]
 
     def execution(self, component: str, run: str, state: int, inputs: dict[str, int],
-                  outputs: dict[str, int]) -> int:
-        execution = pb.Execution(type_id=self.execution_type, last_known_state=state)
+                  outputs: dict[str, int], type_name: str | None = None) -> int:
+        type_id = self.store.put_execution_type(pb.ExecutionType(name=type_name)) if type_name else self.execution_type
+        execution = pb.Execution(type_id=type_id, last_known_state=state)
         events = [(pb.Artifact(id=a), pb.Event(type=pb.Event.INPUT, path=_path(k))) for k, a in inputs.items()]
         events += [(pb.Artifact(id=a), pb.Event(type=pb.Event.OUTPUT, path=_path(k))) for k, a in outputs.items()]
         contexts = [self._context(lineage.NODE_CONTEXT_TYPE, f"pipe.{component}"),
@@ -219,6 +220,24 @@ def test_why_not_lists_unfinished_executions_beside_a_refusal(graph) -> None:
     assert len(result["refused"]) == 1 and [e["id"] for e in result["unfinished"]] == [stuck]
     text = lineage.format_why_not(result)
     assert "no pusher ran" not in text and f"Evaluator (execution #{stuck}): did not finish (started " in text
+
+
+def test_why_not_says_why_a_pusher_failed(graph, tmp_path) -> None:
+    ids = _pushed_graph(graph, pushed=1)
+    failed = graph.execution("QuantizedModelPusher", "r2", pb.Execution.FAILED, {"model": ids["trainer"]}, {},
+                             type_name="components.pusher.component.QuantizedModelPusher")
+    config = pb.ConnectionConfig()
+    config.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
+    record_failure(config, "pipe", 0, ValueError("QuantizedModelPusher: input 'model' (artifact 9) is not a\n"
+                                                   "loadable TFLite model"))
+    text = lineage.format_why_not(lineage.why_not(graph.store, "r2"))
+    assert "no pusher ran" not in text
+    assert (f"QuantizedModelPusher (execution #{failed}): failed (started ") in text
+    assert text.endswith("): ValueError: QuantizedModelPusher: input 'model' (artifact 9) is not a loadable TFLite "
+                         "model")
+    # Recorded once: a later failure of another execution does not overwrite it.
+    record_failure(config, "pipe", 0, RuntimeError("later"))
+    assert "later" not in lineage.format_why_not(lineage.why_not(graph.store, "r2"))
 
 
 def test_run_summary_names_the_report_and_what_did_not_finish(graph) -> None:

@@ -15,7 +15,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 
 from components import QuantizedModelPusher
-from components.pusher import publish
+from components.shared.digests import bytes_sha256
 
 DESTINATION = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory="/srv"))
 
@@ -55,7 +55,7 @@ def test_demo_run_pushed_the_quantized_model_with_its_provenance(demo_run) -> No
 
     quantized = demo_run.output("Quantizer", "quantized_model")
     with open(os.path.join(destination, "model.tflite"), "rb") as f:
-        sha256 = publish.sha256_of(f.read())
+        sha256 = bytes_sha256(f.read())
     assert sha256 == quantized.custom_properties["sha256"].string_value == pushed.custom_properties[
         "sha256"].string_value
     with open(os.path.join(destination, "manifest.json")) as f:

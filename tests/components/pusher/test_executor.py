@@ -25,7 +25,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
 from components.pusher import executor as pusher
-from components.pusher import publish
+from components.shared.digests import bytes_sha256
 from components.types import QuantizationEvaluation, RepresentativeDataset
 
 
@@ -70,7 +70,7 @@ class Artifacts:
         """The Quantizer's layout; ``record_sha256=False`` is a model imported with an Importer (no ``sha256``)."""
         model = standard_artifacts.Model()
         if record_sha256:
-            model.set_string_custom_property("sha256", sha256 or publish.sha256_of(data))
+            model.set_string_custom_property("sha256", sha256 or bytes_sha256(data))
         model.set_string_custom_property("quantization_mode", "int8")
         model.set_int_custom_property("size_bytes", len(data))
         model.set_int_custom_property("float_size_bytes", 10 * len(data))
@@ -141,12 +141,12 @@ def test_blessed_push_writes_model_and_manifest(arts, tflite_bytes, tmp_path) ->
     assert props["pushed"] == 1
     (version,) = os.listdir(base)
     assert props["pushed_version"] == version and props["pushed_destination"] == os.path.join(base, version)
-    assert props["sha256"] == publish.sha256_of(tflite_bytes)
+    assert props["sha256"] == bytes_sha256(tflite_bytes)
     with open(os.path.join(base, version, "model.tflite"), "rb") as f:
         assert f.read() == tflite_bytes
     with open(os.path.join(base, version, "manifest.json")) as f:
         manifest = json.load(f)
-    assert manifest["sha256"] == publish.sha256_of(tflite_bytes)
+    assert manifest["sha256"] == bytes_sha256(tflite_bytes)
     assert manifest["size_bytes"] == len(tflite_bytes) and manifest["float_size_bytes"] == 10 * len(tflite_bytes)
     assert manifest["quantization_mode"] == "int8"
     assert manifest["metric"] == pytest.approx(
@@ -244,7 +244,7 @@ def test_blessing_computed_on_other_bytes_is_refused(arts, tflite_bytes, tmp_pat
     with pytest.raises(ValueError, match=(
             rf"input 'model_blessing' \(artifact {blessing.id}\) was computed on model.tflite bytes with sha256 "
             rf"f{{64}} \(evaluated_sha256\), but input 'model' \(artifact {model.id}, .*\) holds bytes with sha256 "
-            rf"{publish.sha256_of(tflite_bytes)}; wire the blessing")):
+            rf"{bytes_sha256(tflite_bytes)}; wire the blessing")):
         _run(pusher.Executor, {"model": model, "model_blessing": blessing}, base, pushed)
     _assert_nothing_pushed(base, pushed)
 
@@ -264,7 +264,7 @@ def test_blessing_of_another_model_is_refused(arts, tflite_bytes, tmp_path) -> N
 def test_the_evaluated_bytes_decide_over_ids_reassigned_by_an_orchestrator(arts, tflite_bytes, tmp_path) -> None:
     # A Kubeflow container sees other artifact ids than the MLMD the blessing was written in.
     model, other = arts.quantized_model(tflite_bytes), arts.quantized_model(tflite_bytes)
-    blessing = arts.blessing(1, evaluated_sha256=publish.sha256_of(tflite_bytes), current_model_id=other.id)
+    blessing = arts.blessing(1, evaluated_sha256=bytes_sha256(tflite_bytes), current_model_id=other.id)
     pushed, base = arts.pushed_model(), str(tmp_path / "serving")
     _run(pusher.Executor, {"model": model, "model_blessing": blessing}, base, pushed)
     assert _props(pushed)["pushed"] == 1
@@ -272,7 +272,7 @@ def test_the_evaluated_bytes_decide_over_ids_reassigned_by_an_orchestrator(arts,
 
 def test_imported_model_with_a_matching_blessing_is_pushed_with_its_io(arts, tflite_bytes, tmp_path) -> None:
     model = arts.quantized_model(tflite_bytes, record_sha256=False)
-    blessing = arts.blessing(1, evaluated_sha256=publish.sha256_of(tflite_bytes), current_model_id=model.id)
+    blessing = arts.blessing(1, evaluated_sha256=bytes_sha256(tflite_bytes), current_model_id=model.id)
     pushed, base = arts.pushed_model(), str(tmp_path / "serving")
     _run(pusher.Executor, {"model": model, "model_blessing": blessing}, base, pushed)
 
@@ -342,7 +342,7 @@ def test_stock_pusher_on_the_demo_quantizer_and_evaluator_outputs(demo_run, tmp_
         (version,) = os.listdir(base)
         assert "model.tflite" in os.listdir(os.path.join(base, version))  # the whole Format-Serving folder
         with open(os.path.join(base, version, "model.tflite"), "rb") as f:
-            assert publish.sha256_of(f.read()) == model.get_string_custom_property("sha256")
+            assert bytes_sha256(f.read()) == model.get_string_custom_property("sha256")
     else:
         assert not os.path.exists(base)
 
@@ -398,7 +398,7 @@ def test_the_transforms_vocabularies_ship_beside_the_model(arts, tflite_bytes, t
     manifest = _manifest(pushed)
     assert manifest["transform_graph"] == {"id": graph.id, "uri": transform_graph_uri}
     assert manifest["vocabularies"] == [{"name": "color", "file": "vocabularies/color",
-                                         "sha256": publish.sha256_of(vocabulary), "size": len(vocabulary)}]
+                                         "sha256": bytes_sha256(vocabulary), "size": len(vocabulary)}]
     assert manifest["preprocessing"].startswith("inputs are the transform graph's outputs")
     assert [i["name"] for i in manifest["io"]["inputs"]] == ["x"]  # the io stays the model's
     # The PushedModel archives the vocabularies too.
@@ -443,6 +443,18 @@ def test_a_transform_graph_other_than_the_quantizers_is_refused(arts, tflite_byt
             rf"input 'transform_graph' \(artifact {graph.id}, .*\) is not the transform graph input 'model' "
             rf"\(artifact {model.id}\) was quantized through \(/p/Transform/transform_graph/1, its "
             r"transform_graph_uri property\); wire the same Transform output")):
+        _run(pusher.Executor, {"model": model, "model_blessing": arts.blessing(1), "transform_graph": graph},
+             base, pushed)
+    _assert_nothing_pushed(base, pushed)
+
+
+def test_a_transform_graph_wired_for_a_model_quantized_over_raw_features_is_refused(arts, tflite_bytes, tmp_path,
+                                                                                      transform_graph_uri) -> None:
+    model, graph = arts.quantized_model(tflite_bytes), _transform_graph(arts, transform_graph_uri)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    with pytest.raises(ValueError, match=(
+            rf"input 'transform_graph' \(artifact {graph.id}, .*\) is wired, but input 'model' \(artifact "
+            rf"{model.id}\) was quantized over raw features .*; wire the same Transform output into the Quantizer")):
         _run(pusher.Executor, {"model": model, "model_blessing": arts.blessing(1), "transform_graph": graph},
              base, pushed)
     _assert_nothing_pushed(base, pushed)

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from components.pusher import publish
+from components.shared.digests import bytes_sha256
 
 KEY = {"model_id": 7, "sha256": "ab" * 32, "model_blessing_id": 9}
 MODEL = b"TFL3 not really a model, bytes are bytes"
@@ -24,14 +25,14 @@ def _published(base: str) -> list[str]:
 
 def test_publish_writes_model_and_manifest_under_a_numeric_version(tmp_path) -> None:
     base = str(tmp_path / "serving")
-    result = publish.publish(base, MODEL, {"sha256": publish.sha256_of(MODEL)}, KEY, clock=lambda: 1_700_000_000)
+    result = publish.publish(base, MODEL, {"sha256": bytes_sha256(MODEL)}, KEY, clock=lambda: 1_700_000_000)
 
     assert (result.version, result.reused) == ("1700000000", False)
     assert result.path == os.path.join(base, "1700000000")
     assert _published(base) == ["1700000000"] == os.listdir(base)  # no staging folder left behind
     assert (tmp_path / "serving" / "1700000000" / "model.tflite").read_bytes() == MODEL
     manifest = json.loads((tmp_path / "serving" / "1700000000" / "manifest.json").read_text())
-    assert manifest == {"sha256": publish.sha256_of(MODEL), "version": "1700000000", "push_key": KEY}
+    assert manifest == {"sha256": bytes_sha256(MODEL), "version": "1700000000", "push_key": KEY}
 
 
 def test_same_push_twice_reuses_the_version(tmp_path) -> None:

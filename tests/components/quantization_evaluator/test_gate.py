@@ -122,10 +122,19 @@ def test_invalid_thresholds_are_refused(thresholds: Thresholds, message: str) ->
 
 
 def test_a_serving_path_that_disagrees_with_the_transformed_feature_path_is_not_blessed() -> None:
-    base = dict(serving_signature="serving_default", signature_name="serving_features")
+    base = dict(serving_compared=True, serving_signature="serving_default", signature_name="serving_features")
     assert gate(_inputs(0.9, 0.9, serving_agreement=0.99, **base), Thresholds()).blessed
     result = gate(_inputs(0.9, 0.9, serving_agreement=0.5, **base), Thresholds())
     assert not result.blessed
     assert result.reasons == [
         "the model's serving path (serving_default) and the transformed-feature path (serving_features) disagree: "
         "agreement 0.5 < 0.99: the transform graph wired here is not the one the model was trained with"]
+
+
+def test_a_serving_path_compared_on_no_example_is_not_blessed() -> None:
+    result = gate(_inputs(0.9, 0.9, serving_compared=True, serving_agreement=None), Thresholds())
+    assert not result.blessed
+    assert result.reasons == [
+        "the model's serving path (serving_default) could not be compared with the transformed-feature path "
+        "(serving_features) on any example (no finite output)"]
+    assert gate(_inputs(0.9, 0.9, serving_agreement=None), Thresholds()).blessed  # not compared: no rule

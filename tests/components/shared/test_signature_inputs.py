@@ -106,3 +106,16 @@ def test_an_unknown_inner_dimension_is_refused(example) -> None:
     ragged = InputSpec(name="a", dtype=np.dtype(np.float32), shape=(None, None))
     with pytest.raises(ValueError, match=r"only the batch dimension may be unknown"):
         examples_to_inputs([example(a=[1.0])], [ragged], source="src")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1.9])
+def test_a_float_that_is_not_a_whole_number_is_refused_for_an_integer_input(example, value: float) -> None:
+    spec = InputSpec(name="b", dtype=np.dtype(np.int64), shape=(None, 1))
+    with pytest.raises(ValueError, match=r"split x: input 'b' is int64 but the examples hold 1 value\(s\) that are "
+                                         r"not whole numbers .*; feed integer ids"):
+        examples_to_inputs([example(b=[2.0]), example(b=[value])], [spec], source="split x")
+
+
+def test_whole_floats_become_integer_ids(example) -> None:
+    spec = InputSpec(name="b", dtype=np.dtype(np.int64), shape=(None, 1))
+    assert examples_to_inputs([example(b=[2.0]), example(b=[7.0])], [spec], source="s")["b"].tolist() == [[2], [7]]

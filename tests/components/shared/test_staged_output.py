@@ -70,3 +70,14 @@ def test_an_existing_entry_of_the_same_name_is_replaced(tmp_path) -> None:
         os.makedirs(os.path.join(staging, "Format-Serving"))
         _write(os.path.join(staging, "Format-Serving", "model.tflite"), "new")
     assert os.listdir(uri / "Format-Serving") == ["model.tflite"]
+
+
+def test_a_move_that_fails_midway_takes_back_what_was_moved(tmp_path) -> None:
+    uri = str(tmp_path / "artifact")
+    # The second entry's target folder does not exist in <uri>: its rename fails after the first one was moved.
+    with pytest.raises(Exception):  # noqa: B017 - the file system's own error, whichever it raises
+        with staged_output(uri, ("data.bin", "sub/manifest.json")) as staging:
+            _write(os.path.join(staging, "data.bin"), "data")
+            os.makedirs(os.path.join(staging, "sub"))
+            _write(os.path.join(staging, "sub", "manifest.json"), "{}")
+    assert os.listdir(uri) == []
