@@ -56,14 +56,15 @@ def tflite_io(model: types.Artifact, path: str, data: bytes) -> dict[str, list[d
         interpreter = Interpreter(model_content=data)
         interpreter.allocate_tensors()
         runner = interpreter.get_signature_runner(TFLITE_SIGNATURE)
-    except (ValueError, RuntimeError) as e:  # the interpreter raises either, depending on the damage
+        # Inside the try: a damaged file can load and allocate and still hold tensor names that are not UTF-8.
+        return {
+            "inputs": [_tensor_io(n, d) for n, d in sorted(runner.get_input_details().items())],
+            "outputs": [_tensor_io(n, d) for n, d in sorted(runner.get_output_details().items())],
+        }
+    except (ValueError, RuntimeError, UnicodeDecodeError) as e:  # the interpreter raises any, by the damage
         raise ValueError(f"{where} ({len(data)} bytes) is not a loadable TFLite model with a {TFLITE_SIGNATURE!r} "
                          f"signature (LiteRT: {e}); the file is truncated or corrupt, or not the Quantizer's "
                          f"output; {fix}") from e
-    return {
-        "inputs": [_tensor_io(n, d) for n, d in sorted(runner.get_input_details().items())],
-        "outputs": [_tensor_io(n, d) for n, d in sorted(runner.get_output_details().items())],
-    }
 
 
 def _is_model(current_model_id: Any, model: types.Artifact) -> bool:

@@ -17,10 +17,9 @@ import tensorflow as tf
 from tfx.dsl.io import fileio
 from tfx.types import Artifact
 from tfx.utils import path_utils
-from tfx_bsl.coders import example_coder
 
 from components.quantization_evaluator.config import EvaluatorConfig
-from components.quantization_evaluator.gate import REGRESSION
+from components.quantization_evaluator.gate import CLASSIFICATION, REGRESSION
 from components.quantization_evaluator.inference import (
     SerializedExamplesRunner,
     TransformSpec,
@@ -31,7 +30,12 @@ from components.shared import properties
 from components.shared.digests import file_sha256
 from components.shared.examples_split import tf_example_split_patterns
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import InputSpec, dense_signature_specs, serialized_example_signatures
+from components.shared.signature_inputs import (
+    InputSpec,
+    decode_examples,
+    dense_signature_specs,
+    serialized_example_signatures,
+)
 from components.shared.transform_inputs import transformed_feature_specs
 
 # How many records of the split are read up front to check labels, slicing features and both models' outputs.
@@ -100,7 +104,7 @@ def _load_tflite(quantized_model: Artifact) -> tuple[str, str, TFLiteRunner]:
     try:
         return path, sha256, TFLiteRunner(path)
     except ValueError as e:
-        raise fail(f"quantized_model artifact (id {quantized_model.id}) cannot be loaded: {e}. Re-run the "
+        raise fail(f"quantized_model artifact (id {quantized_model.id}) cannot be loaded: {e}; re-run the "
                     "Quantizer to rewrite it") from e
 
 
@@ -185,6 +189,24 @@ def _serving_signature(saved_model_dir: str, records: list[bytes], width: int) -
     return None
 
 
+# Probabilities from a float32 softmax sum to 1 within rounding; logits are off by far more.
+_PROBABILITY_TOLERANCE = 1e-3
+
+
+def check_probabilities(scores: np.ndarray, what: str) -> None:
+    """Refuses classifier outputs that are not probabilities: accuracy thresholds one column at 0.5 and AUC ranks
+    scores in [0, 1], so logits would be scored wrong without a word."""
+    finite = scores[np.isfinite(scores).all(axis=1)]
+    if not finite.size:
+        return
+    outside = (finite < -_PROBABILITY_TOLERANCE) | (finite > 1 + _PROBABILITY_TOLERANCE)
+    unnormalized = finite.shape[1] > 1 and bool(np.any(np.abs(finite.sum(axis=1) - 1) > _PROBABILITY_TOLERANCE))
+    if outside.any() or unnormalized:
+        raise fail(f"{what} does not look like probabilities (values in [{finite.min():.4g}, {finite.max():.4g}]"
+                   f"{', rows not summing to 1' if unnormalized else ''}): logits? Export sigmoid / softmax "
+                   "probabilities from the signature, or use a regression metric")
+
+
 def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
                  config: EvaluatorConfig, transform_graph: Artifact | None = None) -> EvaluationPlan:
     """Checks everything that can be checked before Beam runs; raises ``ValueError`` naming artifact and fix.
@@ -198,7 +220,10 @@ def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
     check_transform_graph(quantized_model, transform_graph)
     patterns, records = check_split(examples, config.split)
     source = f"Examples artifact {examples.uri!r} split {config.split!r}"
-    features = set(example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records).schema.names)
+    try:
+        features = set(decode_examples(records, source=source).schema.names)
+    except ValueError as e:
+        raise fail(str(e)) from e
     extra_specs = _resolve_features(config, features, transform_graph, source, len(records))
     saved_model_dir = path_utils.serving_model_path(model.uri)
     try:
@@ -227,7 +252,8 @@ def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
         parsed = parse_examples(records, specs, config.label_key, config.slicing_feature_keys, source)
     float_output = _pick_output(float_runner.output_names, f"float model's {signature_name!r} signature")
     quant_output = _pick_output(quant_runner.output_names, f"quantized model {tflite_path}")
-    float_width = single_output(float_runner.predict(parsed.inputs), float_output).shape[1]
+    float_scores = single_output(float_runner.predict(parsed.inputs), float_output)
+    float_width = float_scores.shape[1]
     quant_width = single_output(quant_runner.predict(parsed.inputs), quant_output).shape[1]
     if float_width != quant_width:
         raise fail(f"signature mismatch: the float model gives {float_width} values per example "
@@ -236,6 +262,8 @@ def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
     if config.thresholds.metric == "auc" and float_width > 2:
         raise fail(f"metric='auc' needs a binary classifier (1 or 2 outputs per example); the model gives "
                     f"{float_width}: use metric='accuracy'")
+    if config.thresholds.info.task == CLASSIFICATION:
+        check_probabilities(float_scores, f"the float model's {signature_name!r} output {float_output!r}")
     if config.thresholds.info.task == REGRESSION and float_width != 1:
         raise fail(f"metric={config.thresholds.metric!r} is a regression metric and needs one prediction per "
                     f"example; the model gives {float_width}: use metric='accuracy' or 'auc'")

@@ -19,12 +19,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
-from tfx_bsl.coders import example_coder
 
 from components.quantization_evaluator.metrics import PredictionBatch, top1_classes
 from components.shared.digests import file_sha256
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import InputSpec, examples_to_inputs, nonfinite_rows
+from components.shared.signature_inputs import InputSpec, decode_examples, examples_to_inputs, nonfinite_rows
 from components.shared.transform_inputs import TransformedInputs
 
 _NAMESPACE = "quantgate.QuantizationEvaluator"
@@ -65,7 +64,7 @@ def first_values(batch: pa.RecordBatch, feature: str) -> tuple[np.ndarray, np.nd
 
 
 def decode_labels(batch: pa.RecordBatch, label_key: str, source: str) -> np.ndarray:
-    """The label of each example as float64, NaN where it has none; refuses non-numeric labels."""
+    """The label of each example as float64, NaN where it has none or several; refuses non-numeric labels."""
     labels = np.full(batch.num_rows, np.nan)
     found = first_values(batch, label_key)
     if found is None:
@@ -77,6 +76,9 @@ def decode_labels(batch: pa.RecordBatch, label_key: str, source: str) -> np.ndar
             "numeric labels (class indices for classification). Map the label to numbers upstream "
             "(ExampleGen or Transform) or pass the right label_key")
     labels[present] = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    # Several values are neither one class nor one target: such an example counts as missing, not as its first.
+    lengths = pc.fill_null(pc.list_value_length(batch.column(batch.schema.get_field_index(label_key))), 0)
+    labels[lengths.to_numpy(zero_copy_only=False) > 1] = np.nan
     return labels
 
 
@@ -143,7 +145,7 @@ def parse_examples(serialized: Sequence[bytes], specs: Sequence[InputSpec], labe
         extra = {name: value for name, value in outputs.items() if name not in names}
     # A second decode of the same bytes: examples_to_inputs keeps its Arrow batch to itself, and this C++ pass is
     # cheap next to inference.
-    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(serialized))
+    batch = decode_examples(serialized, source=source)
     if label_key in extra:
         labels = extra[label_key].reshape(len(serialized), -1)[:, 0].astype(np.float64)
     else:

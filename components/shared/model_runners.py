@@ -35,6 +35,14 @@ def _per_tensor_params(details: dict) -> tuple[float, int]:
     return float(scale), int(zero_point)
 
 
+def _check_quantization(*tensors: dict[str, dict]) -> None:
+    for details in tensors:
+        for name, detail in details.items():
+            scale, _ = _per_tensor_params(detail)
+            if not (np.isfinite(scale) and scale >= 0):
+                raise ValueError(f"tensor {name!r} has quantization scale {scale}")
+
+
 def _check_inputs(model: str, expected: Iterable[str], inputs: Mapping[str, np.ndarray]) -> None:
     missing = sorted(set(expected) - set(inputs))
     if missing:
@@ -55,14 +63,16 @@ class TFLiteRunner:
                 content = f.read()
             self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
             self._runner = self._interpreter.get_signature_runner(TFLITE_SIGNATURE)
-        except Exception as e:  # the interpreter raises ValueError or RuntimeError depending on the damage
+            # Read here, inside the try: a damaged file can load and still hold names that are not UTF-8.
+            self._input_details = self._runner.get_input_details()
+            self._output_details = self._runner.get_output_details()
+            _check_quantization(self._input_details, self._output_details)
+        except Exception as e:  # the interpreter raises ValueError, RuntimeError or UnicodeDecodeError by damage
             raise ValueError(
-                f"cannot load TFLite model {model_path}: {e}. Expected a TFLite flatbuffer with a "
-                f"{TFLITE_SIGNATURE!r} signature (the Quantizer's Format-Serving/model.tflite)."
+                f"cannot load TFLite model {model_path}: {e}; expected a TFLite flatbuffer with a "
+                f"{TFLITE_SIGNATURE!r} signature (the Quantizer's Format-Serving/model.tflite)"
             ) from e
         self.model_path = model_path
-        self._input_details = self._runner.get_input_details()
-        self._output_details = self._runner.get_output_details()
 
     @property
     def input_specs(self) -> list[InputSpec]:

@@ -140,6 +140,22 @@ def serialized_example_signatures(saved_model_dir: str) -> list[str]:
     return sorted(names, key=lambda key: (key != "serving_default", key))
 
 
+def decode_examples(serialized: Sequence[bytes], *, source: str) -> pa.RecordBatch:
+    """Decodes serialized tf.Examples into an Arrow batch (tfx_bsl's C++ decoder, one call).
+
+    tfx_bsl raises a bare ``RuntimeError`` (``Feature had wrong type ...``, ``Unable to parse example``) naming
+    neither the data nor the fix: it becomes a ``ValueError`` that names ``source`` and says what to change.
+    """
+    try:
+        return example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(serialized))
+    except RuntimeError as error:
+        detail = str(error).strip()
+        fix = ("encode every feature with one type in all examples (float_list, int64_list or bytes_list), e.g. "
+               "write a label as int64 everywhere" if "wrong type" in detail else
+               "the records are not serialized tf.Examples (a corrupt file, or another payload format)")
+        raise ValueError(f"{source}: cannot decode the examples ({detail}); {fix}") from error
+
+
 def examples_to_inputs(serialized: Sequence[bytes], specs: Sequence[InputSpec], *, source: str) -> dict[str, np.ndarray]:
     """Decodes a batch of serialized tf.Examples into one ``[n, *dims]`` array per spec, cast to the spec's dtype.
 
@@ -154,7 +170,7 @@ def examples_to_inputs(serialized: Sequence[bytes], specs: Sequence[InputSpec], 
     """
     if len(serialized) == 0:
         raise ValueError(f"{source}: no examples to decode; it must hold at least one tf.Example.")
-    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(serialized))
+    batch = decode_examples(serialized, source=source)
     n = batch.num_rows
     inputs = {}
     for spec in specs:
@@ -170,7 +186,7 @@ def examples_to_inputs(serialized: Sequence[bytes], specs: Sequence[InputSpec], 
         column = batch.column(index)
         if column.null_count:
             raise ValueError(
-                f"{source}: feature {spec.name!r} is missing from {column.null_count} of {n} examples; every "
+                f"{source}: feature {spec.name!r} is missing from {column.null_count} of a batch of {n} examples; every "
                 "example must carry it (impute missing values upstream, e.g. in ExampleGen or Transform)."
             )
         lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
@@ -178,7 +194,8 @@ def examples_to_inputs(serialized: Sequence[bytes], specs: Sequence[InputSpec], 
         if wrong.size:
             raise ValueError(
                 f"{source}: feature {spec.name!r} must have {per_example} value(s) per example (input shape "
-                f"{spec.shape}) but example #{wrong[0]} has {lengths[wrong[0]]} ({wrong.size} of {n} examples differ). "
+                f"{spec.shape}) but example #{wrong[0]} of a batch of {n} has {lengths[wrong[0]]} ({wrong.size} of the {n} "
+                "differ). "
                 "Fix the examples or export the signature with the matching input shape."
             )
         values = column.flatten()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tfx.types import Artifact, artifact_utils, standard_artifacts
 
+from components.quantization_evaluator.checks import check_probabilities
 from components.quantization_evaluator.config import EvaluatorConfig
 from components.quantization_evaluator.gate import Thresholds
 from pipelines.models.penguin.penguin_trainer import FEATURE_KEYS
@@ -89,7 +91,7 @@ def test_split_empty(run_evaluator, tmp_path) -> None:
 def test_quantized_model_corrupt(run_evaluator, demo_quantized, tmp_path) -> None:
     with open(demo_quantized.tflite_path, "rb") as f:
         truncated = f.read()[:200]
-    _refused(run_evaluator, tmp_path, r"quantized_model artifact \(id 7\) cannot be loaded: .*Re-run the Quantizer",
+    _refused(run_evaluator, tmp_path, r"quantized_model artifact \(id 7\) cannot be loaded: .*re-run the Quantizer",
              quantized_model=_model_artifact(str(tmp_path / "corrupt"), truncated))
 
 
@@ -131,3 +133,19 @@ def test_regression_metric_needs_one_output(run_evaluator, tmp_path) -> None:
 def test_config_validation(config: EvaluatorConfig, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         config.validate()
+
+
+@pytest.mark.parametrize("scores", [
+    np.array([[2.5], [-1.0]], dtype=np.float32),              # one logit column
+    np.array([[3.0, -1.0], [0.5, 0.2]], dtype=np.float32),    # two logit columns
+    np.array([[0.7, 0.7], [0.1, 0.2]], dtype=np.float32),     # in [0, 1] but not summing to 1
+])
+def test_classifier_outputs_that_are_not_probabilities_are_refused(scores: np.ndarray) -> None:
+    with pytest.raises(ValueError, match=r"QuantizationEvaluator: the model's output does not look like probabilities "
+                                         r".*Export sigmoid / softmax probabilities"):
+        check_probabilities(scores, "the model's output")
+
+
+def test_probabilities_pass_and_non_finite_rows_are_left_to_the_gate() -> None:
+    check_probabilities(np.array([[0.2, 0.8], [1.0, 0.0], [np.nan, np.nan]], dtype=np.float32), "output")
+    check_probabilities(np.array([[0.0], [1.0], [0.5]], dtype=np.float32), "output")

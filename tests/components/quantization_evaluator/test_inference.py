@@ -37,7 +37,7 @@ EXAMPLES = [
     _example(x=[1.0], species=[2], island=["Biscoe"], year=[2007]),
     _example(x=[2.0], island=["Dream"]),                     # no label
     _example(x=[3.0], species=[], year=[2008]),   # empty label, no island
-    _example(x=[4.0], species=[0, 1], island=["Dream", "x"]),  # first value counts
+    _example(x=[4.0], species=[0, 1], island=["Dream", "x"]),  # two labels: missing; a slice takes the first
 ]
 SPECS = [InputSpec("x", np.dtype(np.float32), (None, 1))]
 
@@ -47,7 +47,7 @@ def _decoded() -> object:
 
 
 def test_labels_are_float_with_nan_where_absent() -> None:
-    np.testing.assert_array_equal(decode_labels(_decoded(), "species", "test"), [2.0, np.nan, np.nan, 0.0])
+    np.testing.assert_array_equal(decode_labels(_decoded(), "species", "test"), [2.0, np.nan, np.nan, np.nan])
     assert np.isnan(decode_labels(_decoded(), "no_such_feature", "test")).all()
 
 

@@ -82,13 +82,13 @@ def test_a_missing_feature_is_named_with_the_source(example) -> None:
 
 def test_a_feature_missing_from_some_examples_is_counted(example) -> None:
     serialized = [example(a=[1.0, 2.0], b=[1.0]), example(a=[1.0, 2.0])]
-    with pytest.raises(ValueError, match=r"src: feature 'b' is missing from 1 of 2 examples"):
+    with pytest.raises(ValueError, match=r"src: feature 'b' is missing from 1 of a batch of 2 examples"):
         examples_to_inputs(serialized, [B], source="src")
 
 
 def test_a_wrong_length_is_named(example) -> None:
     serialized = [example(a=[1.0, 2.0]), example(a=[1.0, 2.0, 3.0])]
-    with pytest.raises(ValueError, match=r"src: feature 'a' must have 2 value\(s\) per example.*example #1 has 3"):
+    with pytest.raises(ValueError, match=r"src: feature 'a' must have 2 value\(s\) per example.*example #1 of a batch of 2 has 3"):
         examples_to_inputs(serialized, [A], source="src")
 
 
@@ -119,3 +119,16 @@ def test_a_float_that_is_not_a_whole_number_is_refused_for_an_integer_input(exam
 def test_whole_floats_become_integer_ids(example) -> None:
     spec = InputSpec(name="b", dtype=np.dtype(np.int64), shape=(None, 1))
     assert examples_to_inputs([example(b=[2.0]), example(b=[7.0])], [spec], source="s")["b"].tolist() == [[2], [7]]
+
+
+def test_a_feature_of_another_type_in_some_examples_is_a_clear_error(example) -> None:
+    spec = InputSpec(name="b", dtype=np.dtype(np.float32), shape=(None, 1))
+    with pytest.raises(ValueError, match=r"split x: cannot decode the examples \(.*wrong type.*\); encode every "
+                                         r"feature with one type in all examples"):
+        examples_to_inputs([example(b=[1.0]), example(b=[b"one"])], [spec], source="split x")
+
+
+def test_records_that_are_not_examples_are_a_clear_error() -> None:
+    spec = InputSpec(name="b", dtype=np.dtype(np.float32), shape=(None, 1))
+    with pytest.raises(ValueError, match=r"split x: cannot decode the examples .*not serialized tf.Examples"):
+        examples_to_inputs([b"\x0a\xff\xff garbage"], [spec], source="split x")
