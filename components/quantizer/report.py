@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import importlib.metadata
-import math
 import os
 from typing import Any
 
@@ -112,13 +111,54 @@ def io_summary(model_content: bytes, signature: str = "serving_default") -> dict
     return {"inputs": inputs, "outputs": outputs}
 
 
+# How many coarse column indices a vector input's entry (and its warning) lists.
+MAX_LISTED_COLUMNS = 20
+MAX_WARNED_COLUMNS = 8
+
+
+def _distinct_per_column(columns: np.ndarray) -> np.ndarray:
+    """Distinct values in each column of a 2-D array (NaNs count once, as ``np.unique`` counts them)."""
+    ordered = np.sort(columns, axis=0)  # NaNs sort last
+    new = ordered[1:] != ordered[:-1]
+    new &= ~(np.isnan(ordered[1:]) & np.isnan(ordered[:-1]))
+    return 1 + new.sum(axis=0)
+
+
+def _column_steps(columns: np.ndarray, scale: float) -> dict[str, np.ndarray]:
+    """Per column (axis 1) of ``[examples, columns]``: std, min, max, step/std, quantized levels, coarseness."""
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf inside std: NaN, i.e. undefined
+        std = columns.std(axis=0)
+        quantized = np.round(columns / scale)
+    defined = np.isfinite(std) & (std > 0)
+    relative = np.full(std.shape, np.nan)
+    relative[defined] = scale / std[defined]
+    levels = _distinct_per_column(quantized)
+    # A column whose finite values differ but all quantize to one level has lost everything, whatever its std says
+    # (a non-finite value leaves the std undefined). A constant column (one value) has nothing to lose.
+    finite = np.isfinite(columns)
+    masked = ~finite.all(axis=0)  # the NaN standing for the non-finite values counts once: take it back
+
+    def finite_distinct(a: np.ndarray) -> np.ndarray:
+        return _distinct_per_column(np.where(finite, a, np.nan)) - masked
+
+    collapsed = (finite_distinct(columns) > 1) & (finite_distinct(quantized) == 1)
+    coarse = (defined & (relative > COARSE_STEP_FRACTION)) | collapsed
+    return {"std": std, "relative": relative, "levels": levels, "coarse": coarse}
+
+
 def input_steps(io: dict[str, Any], inputs: dict[str, np.ndarray] | None) -> dict[str, dict[str, Any]]:
     """Each quantized input's step relative to its spread in the representative set (README, "Quantizer": ``input_steps``).
 
-    Inputs are quantized raw, before any normalization inside the model, and the range always includes 0: a feature
-    far from 0 with a small spread gets few levels. ``coarse`` is true when the step exceeds
-    ``COARSE_STEP_FRACTION`` of the input's standard deviation; the fix is centring and scaling the feature upstream.
-    Undefined numbers (``step_over_std`` of a constant input, statistics of non-finite values) are ``None``.
+    Inputs are quantized raw, before any normalization inside the model, with ONE scale per input tensor, and the
+    range always includes 0: a feature far from 0 with a small spread gets few levels, and so does a small feature
+    sharing a vector input with a large one. Each element of the per-example shape (axis 0 = examples, the rest
+    flattened into columns) is judged on its own: a column is coarse when the step exceeds ``COARSE_STEP_FRACTION``
+    of its standard deviation, or when its float values differ but quantize to a single level; the input is
+    ``coarse`` when any column is. The top-level ``std``/``min``/``max``/``distinct_values`` are over the whole
+    input, ``step_over_std`` is the worst column's and ``distinct_levels`` the fewest of any column; an input with
+    more than one column also has ``columns``, ``coarse_columns`` and ``coarse_column_indices`` (the first
+    ``MAX_LISTED_COLUMNS``). The fix is centring and scaling each feature upstream. Undefined numbers
+    (``step_over_std`` of a constant input, statistics of non-finite values) are ``None``.
     """
     steps = {}
     for name, entry in io["inputs"].items():
@@ -126,33 +166,51 @@ def input_steps(io: dict[str, Any], inputs: dict[str, np.ndarray] | None) -> dic
         if not scale or inputs is None or name not in inputs:
             continue
         values = np.asarray(inputs[name], dtype=np.float64)
-        with np.errstate(invalid="ignore"):  # inf - inf inside std: the NaN it gives becomes None below
+        if values.size == 0:
+            continue
+        columns = values.reshape(len(values), -1) if values.ndim > 1 else values.reshape(-1, 1)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf inside std: the NaN it gives becomes None
             std = float(values.std())
-        levels = np.unique(np.round(values / scale)).size
-        # A constant feature (std 0) has no spread to resolve: its step ratio is undefined and it is not coarse.
-        relative = scale / std if std > 0 and math.isfinite(std) else None
-        steps[name] = json_safe({
+        per_column = _column_steps(columns, float(scale))
+        relative = per_column["relative"]
+        coarse_indices = np.flatnonzero(per_column["coarse"])
+        step = {
             "step": scale,
             "std": std,
             "min": float(values.min()),
             "max": float(values.max()),
-            "step_over_std": relative,
-            "distinct_levels": int(levels),
+            # A constant feature (std 0) has no spread to resolve: its step ratio is undefined and it is not coarse.
+            "step_over_std": float(np.nanmax(relative)) if not np.isnan(relative).all() else None,
+            "distinct_levels": int(per_column["levels"].min()),
             "distinct_values": int(np.unique(values).size),
-            "coarse": relative is not None and relative > COARSE_STEP_FRACTION,
-        })
+            "coarse": bool(coarse_indices.size),
+        }
+        if columns.shape[1] > 1:
+            step.update(columns=int(columns.shape[1]), coarse_columns=int(coarse_indices.size),
+                        coarse_column_indices=[int(i) for i in coarse_indices[:MAX_LISTED_COLUMNS]])
+        steps[name] = json_safe(step)
     return steps
+
+
+def _coarse_warning(name: str, s: dict[str, Any]) -> str:
+    if "columns" not in s:
+        return (f"input {name!r}: quantization step {s['step']:.4g} is {s['step_over_std']:.2f} of its std "
+                f"{s['std']:.4g} ({s['distinct_levels']} levels for {s['distinct_values']} distinct values): it loses "
+                "information. Consider centring and scaling the feature upstream (e.g. in Transform) so its range "
+                "hugs 0.")
+    indices = s["coarse_column_indices"][:MAX_WARNED_COLUMNS]
+    listed = ", ".join(str(i) for i in indices) + (", ..." if s["coarse_columns"] > len(indices) else "")
+    worst = "undefined" if s["step_over_std"] is None else f"{s['step_over_std']:.2f}"
+    return (f"input {name!r}: {s['coarse_columns']} of its {s['columns']} columns are coarse (columns {listed}): at "
+            f"its one quantization step {s['step']:.4g} the worst column's step is {worst} of its std and the "
+            f"poorest keeps {s['distinct_levels']} level(s). Normalize each feature before the model input (e.g. in "
+            "Transform); io_dtype='float32' does not avoid it (the model quantizes a float input first, before its "
+            "own normalization layers).")
 
 
 def coarse_input_warnings(steps: dict[str, dict[str, Any]]) -> list[str]:
     """Human-readable warnings for the coarse inputs of ``input_steps``."""
-    return [
-        f"input {name!r}: quantization step {s['step']:.4g} is {s['step_over_std']:.2f} of its std {s['std']:.4g} "
-        f"({s['distinct_levels']} levels for {s['distinct_values']} distinct values): it loses information. Consider "
-        "centring and scaling the feature upstream (e.g. in Transform) so its range hugs 0."
-        for name, s in steps.items()
-        if s["coarse"]
-    ]
+    return [_coarse_warning(name, s) for name, s in steps.items() if s["coarse"]]
 
 
 _VERSIONED_PACKAGES = ("tensorflow", "ai-edge-litert", "ai-edge-quantizer", "tfx")

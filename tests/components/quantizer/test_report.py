@@ -1,5 +1,6 @@
-"""report: input steps vs spread (pure; null for undefined numbers), I/O summary incl. the QUANTIZE right after a
-float input, op summary of models with lookup tables and one-hot / embedding layers (real conversions)."""
+"""report: input steps vs spread (pure, column by column for a vector input; null for undefined numbers), I/O
+summary incl. the QUANTIZE right after a float input, op summary of models with lookup tables and one-hot /
+embedding layers (real conversions)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,98 @@ def test_non_finite_values_give_null_statistics_not_nan() -> None:
     assert steps["y"]["min"] is None and steps["y"]["max"] == 2.0
     assert not any(s["coarse"] for s in steps.values()) and coarse_input_warnings(steps) == []
     _strict(strict_json.dumps(steps))
+
+
+SCALAR_KEYS = {"step", "std", "min", "max", "step_over_std", "distinct_levels", "distinct_values", "coarse"}
+
+
+def _mixed_scale_features(rng: np.random.Generator, n: int = 400) -> tuple[np.ndarray, set[int], set[int]]:
+    """30 raw features of very different scales in one [n, 30] input (breast-cancer-like): 8 large, 4 medium
+    (coarse, several levels left), 17 small (all in one step), 1 constant.
+
+    Returns the array, the coarse indices and the collapsed (one-level) indices.
+    """
+    kinds = ["large"] * 8 + ["medium"] * 4 + ["small"] * 17 + ["constant"]
+    order = rng.permutation(len(kinds))
+    kinds = [kinds[i] for i in order]
+    spec = {"large": (1000.0, 200.0), "medium": (60.0, 10.0), "small": (0.1, 0.02), "constant": (5.0, 0.0)}
+    columns = [spec[k][0] + spec[k][1] * rng.normal(size=n) for k in kinds]
+    coarse = {i for i, k in enumerate(kinds) if k in ("medium", "small")}
+    return np.abs(np.stack(columns, axis=1)), coarse, {i for i, k in enumerate(kinds) if k == "small"}
+
+
+def test_a_vector_input_is_judged_column_by_column() -> None:
+    features, coarse, collapsed = _mixed_scale_features(np.random.default_rng(1))
+    step = features.max() / 255  # int8 over [0, max]: one scale for all 30 columns
+    assert step / features.std() < 0.1  # the whole-tensor measure says "fine": the bug
+    (entry,) = input_steps(_io(x=step), {"x": features}).values()
+    assert entry["coarse"] is True and entry["columns"] == 30
+    assert entry["coarse_columns"] == len(coarse) == 21
+    assert entry["coarse_column_indices"] == sorted(coarse)[:20]  # the first 20 only
+    assert entry["distinct_levels"] == 1  # the small ones collapse to a single level
+    per_column = [step / c.std() for c in features.T if c.std() > 0]
+    assert entry["step_over_std"] == pytest.approx(max(per_column)) and entry["step_over_std"] > 100
+    assert entry["std"] == pytest.approx(features.std()) and entry["max"] == features.max() and entry["min"] >= 0
+    for i in collapsed:  # what the report claims, checked on the quantized column itself
+        assert np.unique(np.round(features[:, i] / step)).size == 1
+    (warning,) = coarse_input_warnings({"x": entry})
+    assert warning.startswith("input 'x': 21 of its 30 columns are coarse (columns ")
+    assert ", ".join(str(i) for i in sorted(coarse)[:8]) + ", ...)" in warning
+    assert "Normalize each feature before the model input" in warning and "io_dtype='float32'" in warning
+    assert _strict(strict_json.dumps({"x": entry})) == {"x": entry}
+
+
+def test_a_well_scaled_vector_input_is_not_coarse() -> None:
+    features, _, _ = _mixed_scale_features(np.random.default_rng(2))
+    spread = features.std(axis=0)
+    features = (features - features.mean(axis=0)) / np.where(spread > 0, spread, 1)  # what Transform would do
+    step = (features.max() - features.min()) / 255
+    (entry,) = input_steps(_io(x=step), {"x": features}).values()
+    assert entry["coarse"] is False and entry["columns"] == 30
+    assert entry["coarse_columns"] == 0 and entry["coarse_column_indices"] == []
+    assert entry["step_over_std"] < 0.1 and entry["distinct_levels"] == 1  # the constant column: 1 level, not coarse
+    assert coarse_input_warnings({"x": entry}) == []
+
+
+def test_a_multi_dimensional_input_flattens_its_per_example_shape_into_columns() -> None:
+    rng = np.random.default_rng(3)
+    images = 200 * rng.normal(size=(200, 2, 3))
+    images[:, 1, 2] = 500 + 0.5 * rng.normal(size=200)  # element [1, 2] = column 5: far from 0, small spread
+    (entry,) = input_steps(_io(x=images.max() / 127), {"x": images}).values()
+    assert entry["columns"] == 6 and entry["coarse_columns"] == 1 and entry["coarse_column_indices"] == [5]
+
+
+def test_a_scalar_input_keeps_its_keys_and_numbers() -> None:
+    rng = np.random.default_rng(4)
+    for values in (41.9 + 0.05 * rng.normal(size=(300, 1)), 41.9 + 0.05 * rng.normal(size=300)):
+        step = 42 / 255
+        (entry,) = input_steps(_io(x=step), {"x": values}).values()
+        assert set(entry) == SCALAR_KEYS  # one column: no per-column keys
+        assert entry["step_over_std"] == pytest.approx(step / values.std())
+        assert entry["distinct_levels"] == np.unique(np.round(values / step)).size
+        assert entry["distinct_values"] == values.size and entry["coarse"] is True
+        (warning,) = coarse_input_warnings({"x": entry})
+        assert warning.startswith("input 'x': quantization step 0.1647 is ") and "centring and scaling" in warning
+
+
+def test_a_column_with_non_finite_values_that_collapses_is_coarse() -> None:
+    # Column 0: an undefined std (inf), but its finite values 0.1 .. 0.3 all quantize to 0. Column 1: fine.
+    # Column 2: one finite value and a NaN: nothing to lose. Column 3: constant.
+    inputs = {"x": np.array([[0.1, -50.0, 1.0, 7.0], [0.2, 0.0, np.nan, 7.0], [0.3, 50.0, 1.0, 7.0],
+                             [np.inf, 100.0, 1.0, 7.0]])}
+    (entry,) = input_steps(_io(x=1.0), inputs).values()
+    assert entry["coarse_column_indices"] == [0] and entry["coarse_columns"] == 1 and entry["coarse"] is True
+    assert entry["std"] is None and entry["max"] is None  # over the whole input, as before
+    assert entry["step_over_std"] == pytest.approx(1.0 / np.std([-50.0, 0.0, 50.0, 100.0]))
+    _strict(strict_json.dumps({"x": entry}))
+    (warning,) = coarse_input_warnings({"x": entry})
+    assert "1 of its 4 columns are coarse (columns 0)" in warning
+
+
+def test_a_constant_vector_input_is_not_coarse() -> None:
+    (entry,) = input_steps(_io(x=1 / 127), {"x": np.full((20, 3), 0.5)}).values()
+    assert entry["step_over_std"] is None and entry["coarse"] is False and entry["coarse_columns"] == 0
+    assert _strict(strict_json.dumps({"x": entry})) == {"x": entry}
 
 
 COLORS = ["red", "green", "blue"]
