@@ -8,7 +8,8 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import QuantizationEvaluator, QuantizedModelPusher, Quantizer, RepresentativeDatasetGen
+from components import RepresentativeDatasetGen
+from pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
 
 PENGUIN_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "penguin", "penguin_trainer.py")
 
@@ -81,6 +82,7 @@ def create_pipeline(
       push_destination: base directory of the QuantizedModelPusher (``<base>/<version>/model.tflite`` +
         ``manifest.json``, only when both blessings say blessed); default ``<pipeline_root>/serving_model``.
     """
+    knobs = QuantizationKnobs.from_arguments(locals())
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
@@ -102,48 +104,19 @@ def create_pipeline(
         label_key=label_key,
         seed=calibration_seed,
     )
-    quantizer = Quantizer(
-        model=trainer.outputs["model"],
-        representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
-        mode=quantization_mode,
-        engine=quantization_engine,
-        signature_name=quantization_signature,
-        io_dtype=quantization_io_dtype,
-        denylisted_ops=quantization_denylisted_ops,
-        allow_float_fallback=quantization_allow_float_fallback,
-    )
-    quantization_evaluator = QuantizationEvaluator(
-        model=trainer.outputs["model"],
-        quantized_model=quantizer.outputs["quantized_model"],
-        examples=example_gen.outputs["examples"],
-        label_key=label_key,
-        split="eval",
-        metric=quantization_metric,
-        max_delta=quantization_max_delta,
-        delta_type=quantization_delta_type,
-        slicing_feature_keys=quantization_slicing_feature_keys,
-        min_slice_size=quantization_min_slice_size,
-        max_slice_delta=quantization_max_slice_delta,
-        min_agreement=quantization_min_agreement,
-        max_model_bytes=quantization_max_model_bytes,
-        max_latency_ms=quantization_max_latency_ms,
-        signature_name=quantization_signature,
-        nonfinite_inputs=quantization_nonfinite_inputs,
-    )
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         eval_config=_float_eval_config(label_key, float_accuracy_threshold),
     )
-    pusher = QuantizedModelPusher(
-        model=quantizer.outputs["quantized_model"],
-        model_blessing=quantization_evaluator.outputs["blessing"],
+    quantizer, quantization_evaluator, pusher = quantgate_stage(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
         float_blessing=evaluator.outputs["blessing"],
-        float_model=trainer.outputs["model"],
         representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
-        evaluation=quantization_evaluator.outputs["evaluation"],
-        push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
-            base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model")),
+        label_key=label_key,
+        knobs=knobs,
+        push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
     )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

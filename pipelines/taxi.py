@@ -19,7 +19,8 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import QuantizationEvaluator, QuantizedModelPusher, Quantizer, RepresentativeDatasetGen
+from components import RepresentativeDatasetGen
+from pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
 
 TAXI_MODULE_DIR = os.path.join(os.path.dirname(__file__), "models", "taxi")
 TAXI_TRANSFORM_MODULE_FILE = os.path.join(TAXI_MODULE_DIR, "taxi_transform.py")
@@ -87,6 +88,7 @@ def create_taxi_pipeline(
         metric is AUC on ``tips_xf``, sliced by raw features (``payment_type``).
       beam_pipeline_args / metadata_connection_config / enable_cache / push_destination: as ``create_pipeline``.
     """
+    knobs = QuantizationKnobs.from_arguments(locals())
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
@@ -118,46 +120,15 @@ def create_taxi_pipeline(
         strategy="uniform",
         seed=calibration_seed,
     )
-    quantizer = Quantizer(
-        model=trainer.outputs["model"],
-        representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
-        transform_graph=transform.outputs["transform_graph"],
-        mode=quantization_mode,
-        engine=quantization_engine,
-        signature_name=quantization_signature,
-        io_dtype=quantization_io_dtype,
-        denylisted_ops=quantization_denylisted_ops,
-        allow_float_fallback=quantization_allow_float_fallback,
-    )
-    quantization_evaluator = QuantizationEvaluator(
-        model=trainer.outputs["model"],
-        quantized_model=quantizer.outputs["quantized_model"],
+    quantizer, quantization_evaluator, pusher = quantgate_stage(
         examples=example_gen.outputs["examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        label_key=LABEL_KEY,
-        split="eval",
-        metric=quantization_metric,
-        max_delta=quantization_max_delta,
-        delta_type=quantization_delta_type,
-        slicing_feature_keys=quantization_slicing_feature_keys,
-        min_slice_size=quantization_min_slice_size,
-        max_slice_delta=quantization_max_slice_delta,
-        min_agreement=quantization_min_agreement,
-        max_model_bytes=quantization_max_model_bytes,
-        max_latency_ms=quantization_max_latency_ms,
-        signature_name=quantization_signature,
-        nonfinite_inputs=quantization_nonfinite_inputs,
-    )
-    pusher = QuantizedModelPusher(
-        model=quantizer.outputs["quantized_model"],
-        model_blessing=quantization_evaluator.outputs["blessing"],
+        model=trainer.outputs["model"],
         float_blessing=evaluator.outputs["blessing"],
-        float_model=trainer.outputs["model"],
         representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
-        evaluation=quantization_evaluator.outputs["evaluation"],
+        label_key=LABEL_KEY,
+        knobs=knobs,
+        push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
         transform_graph=transform.outputs["transform_graph"],
-        push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
-            base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model")),
     )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

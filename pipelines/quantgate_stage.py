@@ -1,0 +1,100 @@
+"""The quantgate part of a pipeline, after the Trainer: Quantizer -> QuantizationEvaluator -> QuantizedModelPusher.
+
+Every pipeline factory (``create_pipeline``, ``create_taxi_pipeline``) takes the same ``quantization_*`` keyword
+parameters, so the Kubeflow runner's ``--set`` and the docs name one set of knobs; ``QuantizationKnobs`` picks them
+out of a factory's arguments and ``quantgate_stage`` wires the three components the same way for every pipeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tfx import types
+from tfx import v1 as tfx
+
+from components import QuantizationEvaluator, QuantizedModelPusher, Quantizer
+
+KNOB_PREFIX = "quantization_"
+
+
+@dataclass(frozen=True)
+class QuantizationKnobs:
+    """The Quantizer's and the QuantizationEvaluator's parameters, as a factory's ``quantization_<name>`` args."""
+
+    mode: str
+    engine: str
+    signature: str | None
+    io_dtype: str | None
+    denylisted_ops: tuple[str, ...]
+    allow_float_fallback: bool
+    metric: str
+    max_delta: float
+    delta_type: str
+    slicing_feature_keys: tuple[str, ...]
+    min_slice_size: int
+    max_slice_delta: float | None
+    min_agreement: float | None
+    max_model_bytes: int | None
+    max_latency_ms: float | None
+    nonfinite_inputs: str
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> QuantizationKnobs:
+        """The knobs among a factory's arguments (``locals()``): ``quantization_mode`` -> ``mode``, and so on."""
+        return cls(**{f.name: arguments[KNOB_PREFIX + f.name] for f in dataclasses.fields(cls)})
+
+
+def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, float_blessing: types.BaseChannel,
+                    representative_dataset: types.BaseChannel, label_key: str, knobs: QuantizationKnobs,
+                    push_base_directory: str, transform_graph: types.BaseChannel | None = None,
+                    ) -> tuple[Quantizer, QuantizationEvaluator, QuantizedModelPusher]:
+    """The three components, wired: the float model's eval split gates the quantized one, both blessings the push.
+
+    ``examples`` are raw (ExampleGen's); with ``transform_graph`` (Transform's), calibration and both models see
+    the transformed features and the push ships its vocabularies.
+    """
+    quantizer = Quantizer(
+        model=model,
+        representative_dataset=representative_dataset,
+        transform_graph=transform_graph,
+        mode=knobs.mode,
+        engine=knobs.engine,
+        signature_name=knobs.signature,
+        io_dtype=knobs.io_dtype,
+        denylisted_ops=knobs.denylisted_ops,
+        allow_float_fallback=knobs.allow_float_fallback,
+    )
+    quantization_evaluator = QuantizationEvaluator(
+        model=model,
+        quantized_model=quantizer.outputs["quantized_model"],
+        examples=examples,
+        transform_graph=transform_graph,
+        label_key=label_key,
+        split="eval",
+        metric=knobs.metric,
+        max_delta=knobs.max_delta,
+        delta_type=knobs.delta_type,
+        slicing_feature_keys=knobs.slicing_feature_keys,
+        min_slice_size=knobs.min_slice_size,
+        max_slice_delta=knobs.max_slice_delta,
+        min_agreement=knobs.min_agreement,
+        max_model_bytes=knobs.max_model_bytes,
+        max_latency_ms=knobs.max_latency_ms,
+        signature_name=knobs.signature,
+        nonfinite_inputs=knobs.nonfinite_inputs,
+    )
+    pusher = QuantizedModelPusher(
+        model=quantizer.outputs["quantized_model"],
+        model_blessing=quantization_evaluator.outputs["blessing"],
+        float_blessing=float_blessing,
+        float_model=model,
+        representative_dataset=representative_dataset,
+        evaluation=quantization_evaluator.outputs["evaluation"],
+        transform_graph=transform_graph,
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)),
+    )
+    return quantizer, quantization_evaluator, pusher
