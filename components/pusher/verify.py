@@ -12,12 +12,11 @@ import hashlib
 from typing import Any
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
 from tfx import types
 
 from components.pusher import manifest as manifest_lib
 from components.shared import properties
-from components.shared.model_runners import TFLITE_SIGNATURE
+from components.shared.model_runners import TFLITE_SIGNATURE, TFLiteRunner
 
 _INT64_MAX = 1 << 63
 
@@ -53,18 +52,15 @@ def tflite_io(model: types.Artifact, path: str, data: bytes) -> dict[str, list[d
     if not data:
         raise ValueError(f"{where} is empty (0 bytes); {fix}")
     try:
-        interpreter = Interpreter(model_content=data)
-        interpreter.allocate_tensors()
-        runner = interpreter.get_signature_runner(TFLITE_SIGNATURE)
-        # Inside the try: a damaged file can load and allocate and still hold tensor names that are not UTF-8.
-        return {
-            "inputs": [_tensor_io(n, d) for n, d in sorted(runner.get_input_details().items())],
-            "outputs": [_tensor_io(n, d) for n, d in sorted(runner.get_output_details().items())],
-        }
-    except (ValueError, RuntimeError, UnicodeDecodeError) as e:  # the interpreter raises any, by the damage
+        runner = TFLiteRunner(path, content=data)  # the evaluator's loader: the same checks on the same bytes
+    except ValueError as e:
         raise ValueError(f"{where} ({len(data)} bytes) is not a loadable TFLite model with a {TFLITE_SIGNATURE!r} "
-                         f"signature (LiteRT: {e}); the file is truncated or corrupt, or not the Quantizer's "
-                         f"output; {fix}") from e
+                         f"signature (LiteRT: {e.__cause__ or e}); the file is truncated or corrupt, or not the "
+                         f"Quantizer's output; {fix}") from e
+    return {
+        "inputs": [_tensor_io(n, d) for n, d in sorted(runner.input_details.items())],
+        "outputs": [_tensor_io(n, d) for n, d in sorted(runner.output_details.items())],
+    }
 
 
 def _is_model(current_model_id: Any, model: types.Artifact) -> bool:

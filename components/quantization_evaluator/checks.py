@@ -27,7 +27,7 @@ from components.quantization_evaluator.inference import (
     single_output,
 )
 from components.shared import properties
-from components.shared.digests import file_sha256
+from components.shared.digests import bytes_sha256
 from components.shared.examples_split import tf_example_split_patterns
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
 from components.shared.signature_inputs import (
@@ -100,9 +100,10 @@ def _load_tflite(quantized_model: Artifact) -> tuple[str, str, TFLiteRunner]:
     if not fileio.exists(path):
         raise fail(f"quantized_model artifact {quantized_model.uri!r} (id {quantized_model.id}) has no {path}; "
                     "wire the Quantizer's quantized_model output")
-    sha256 = file_sha256(path)
+    with fileio.open(path, "rb") as f:
+        content = f.read()
     try:
-        return path, sha256, TFLiteRunner(path)
+        return path, bytes_sha256(content), TFLiteRunner(path, content=content)
     except ValueError as e:
         raise fail(f"quantized_model artifact (id {quantized_model.id}) cannot be loaded: {e}; re-run the "
                     "Quantizer to rewrite it") from e

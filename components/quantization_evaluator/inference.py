@@ -19,9 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
+from tfx.dsl.io import fileio
 
 from components.quantization_evaluator.metrics import PredictionBatch, top1_classes
-from components.shared.digests import file_sha256
+from components.shared.digests import bytes_sha256
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
 from components.shared.signature_inputs import InputSpec, decode_examples, examples_to_inputs, nonfinite_rows
 from components.shared.transform_inputs import TransformedInputs
@@ -246,14 +247,16 @@ class PredictDoFn(beam.DoFn):
 
     def setup(self) -> None:
         self._float_runner = SavedModelRunner(self._saved_model_dir, self._signature_name)
+        with fileio.open(self._tflite_path, "rb") as f:
+            content = f.read()  # hashed and loaded from the same bytes: no gap between the check and the load
         if self._tflite_sha256 is not None:
-            found = file_sha256(self._tflite_path)
+            found = bytes_sha256(content)
             if found != self._tflite_sha256:
                 raise ValueError(
                     f"QuantizationEvaluator: {self._tflite_path} changed during the evaluation (sha256 "
                     f"{self._tflite_sha256} when checked, {found} on a worker); nothing was blessed. Re-run the "
                     "evaluator once the quantized model stops changing")
-        self._quant_runner = TFLiteRunner(self._tflite_path)
+        self._quant_runner = TFLiteRunner(self._tflite_path, content=content)
         self._serving_runner = (SerializedExamplesRunner(self._saved_model_dir, self._serving_signature)
                                 if self._serving_signature else None)
         self._seen_examples = 0

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
+from tfx.dsl.io import fileio
 
 from components.shared.signature_inputs import InputSpec, dense_signature_specs
 
@@ -57,11 +58,18 @@ class TFLiteRunner:
     quantization parameters (scale 0) pass through unchanged.
     """
 
-    def __init__(self, model_path: str, num_threads: int | None = None) -> None:
+    def __init__(self, model_path: str, num_threads: int | None = None, content: bytes | None = None) -> None:
+        """Loads ``model_path``, or ``content`` (its bytes, already read: hashed or checked by the caller).
+
+        Raises ``ValueError`` when LiteRT cannot load or allocate the model, it has no ``serving_default``
+        signature, or its tensors carry damaged names or quantization parameters.
+        """
         try:
-            with tf.io.gfile.GFile(model_path, "rb") as f:
-                content = f.read()
+            if content is None:
+                with fileio.open(model_path, "rb") as f:
+                    content = f.read()
             self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
+            self._interpreter.allocate_tensors()
             self._runner = self._interpreter.get_signature_runner(TFLITE_SIGNATURE)
             # Read here, inside the try: a damaged file can load and still hold names that are not UTF-8.
             self._input_details = self._runner.get_input_details()

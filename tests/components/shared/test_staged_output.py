@@ -27,14 +27,6 @@ def test_entries_are_moved_into_place_and_the_staging_folder_is_gone(tmp_path) -
     assert open(os.path.join(uri, "sub", "model")).read() == "model"
 
 
-def test_the_last_entry_is_moved_last(tmp_path) -> None:
-    uri = str(tmp_path / "artifact")
-    with staged_output(uri, ("data.bin", "manifest.json")) as staging:
-        _write(os.path.join(staging, "data.bin"), "data")
-        _write(os.path.join(staging, "manifest.json"), "{}")
-    assert os.stat(os.path.join(uri, "manifest.json")).st_ctime_ns >= os.stat(os.path.join(uri, "data.bin")).st_ctime_ns
-
-
 def test_a_failure_midway_leaves_no_artifact_content_and_no_staging_folder(tmp_path) -> None:
     uri = str(tmp_path / "artifact")
     with pytest.raises(RuntimeError, match="converter died"):
