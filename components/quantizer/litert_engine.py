@@ -8,8 +8,17 @@ int16 for the static recipes, float32 for dynamic range). Ops without a quantize
 from __future__ import annotations
 
 import numpy as np
+
+# ai-edge-quantizer 0.10 annotates with np.typing without importing it; numpy 1.26 does not load it on first use.
+import numpy.typing  # noqa: F401
 import tensorflow as tf
-from ai_edge_quantizer import quantizer, recipe
+
+try:
+    from ai_edge_quantizer import quantizer, recipe
+except ModuleNotFoundError as missing:  # the package is being renamed litert-quantizer (same API)
+    if missing.name != "ai_edge_quantizer":
+        raise
+    from litert_quantizer import quantizer, recipe
 
 from components.quantizer.options import QuantizationOptions
 from components.quantizer.report import unexpected_float_ops
