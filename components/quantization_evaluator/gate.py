@@ -11,25 +11,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
+from components.shared.task_metrics import CLASSIFICATION as CLASSIFICATION
+from components.shared.task_metrics import DELTA_TYPES as DELTA_TYPES
+from components.shared.task_metrics import METRICS as METRICS
+from components.shared.task_metrics import REGRESSION as REGRESSION
+from components.shared.task_metrics import MetricInfo as MetricInfo
+from components.shared.task_metrics import degradation as degradation
 
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """How a gated metric behaves: its task and whether a larger value is better."""
-
-    task: str
-    higher_is_better: bool
-
-
-METRICS: Mapping[str, MetricInfo] = {
-    "accuracy": MetricInfo(CLASSIFICATION, higher_is_better=True),
-    "auc": MetricInfo(CLASSIFICATION, higher_is_better=True),
-    "mse": MetricInfo(REGRESSION, higher_is_better=False),
-    "mae": MetricInfo(REGRESSION, higher_is_better=False),
-}
-DELTA_TYPES = ("absolute", "relative")
 # What to do with examples whose inputs hold NaN/inf: either way they are not scored (int8 input quantization turns
 # NaN into a number, so the two models' scores on them mean nothing); 'refuse' also withholds the blessing.
 REFUSE, DROP = "refuse", "drop"
@@ -151,16 +139,6 @@ class GateResult:
         if self.blessed:
             return "blessed: every threshold passed" + notes
         return "not blessed: " + "; ".join(self.reasons) + notes
-
-
-def degradation(float_value: float, quant_value: float, info: MetricInfo, delta_type: str) -> float | None:
-    """How much worse the quantized value is (``None`` when a relative delta has no float value to divide by)."""
-    delta = float_value - quant_value if info.higher_is_better else quant_value - float_value
-    if delta_type == "absolute":
-        return delta
-    if float_value == 0.0:
-        return None
-    return delta / abs(float_value)
 
 
 def _is_number(value: float | None) -> bool:

@@ -14,13 +14,19 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from components.quantization_evaluator.gate import CLASSIFICATION, REGRESSION
+from components.shared.task_metrics import (
+    AUC_BUCKETS,
+    CLASSIFICATION,
+    REGRESSION,
+    histogram_auc,
+    score_histogram,
+    top1_classes,
+)
+from components.shared.task_metrics import positive_scores as _positive_scores
 
 # A slice is (feature, value); the whole split is the empty tuple.
 SliceKey = tuple[str, ...]
 OVERALL: SliceKey = ()
-# Binary AUC from score histograms (as TFMA does): 10k buckets bound the error well below any sane gate.
-AUC_BUCKETS = 10_000
 # Mean relative error divides by |float prediction|; this floor keeps near-zero predictions from exploding it.
 RELATIVE_ERROR_FLOOR = 1e-6
 
@@ -142,31 +148,6 @@ def _add_arrays(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None
     return a + b
 
 
-def top1_classes(predictions: np.ndarray) -> np.ndarray:
-    """Top-1 class per row; a single column is a sigmoid probability of class 1."""
-    if predictions.shape[1] == 1:
-        return (predictions[:, 0] > 0.5).astype(np.int64)
-    return np.argmax(predictions, axis=1)
-
-
-def _positive_scores(predictions: np.ndarray) -> np.ndarray | None:
-    """The score of class 1 for binary models, ``None`` for multi-class ones."""
-    if predictions.shape[1] == 1:
-        return predictions[:, 0]
-    if predictions.shape[1] == 2:
-        return predictions[:, 1]
-    return None
-
-
-def histogram_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    """ROC AUC from per-bucket counts of negatives and positives (ties inside a bucket count one half)."""
-    num_neg, num_pos = negatives.sum(), positives.sum()
-    if num_neg == 0 or num_pos == 0:
-        return float("nan")
-    positives_above = np.cumsum(positives[::-1])[::-1] - positives  # positives in strictly higher buckets
-    return float((negatives * (positives_above + 0.5 * positives)).sum() / (num_neg * num_pos))
-
-
 class ClassificationMetricsCombineFn(beam.CombineFn):
     """``PredictionBatch`` es -> accuracy, per-class recall, AUC (binary), top-1 agreement of both models."""
 
@@ -191,9 +172,7 @@ class ClassificationMetricsCombineFn(beam.CombineFn):
         if float_scores is not None:
             histogram = np.zeros((2, 2, AUC_BUCKETS), dtype=np.int64)
             for model, scores in enumerate((float_scores, quant_scores)):
-                buckets = np.clip((scores * AUC_BUCKETS).astype(np.int64), 0, AUC_BUCKETS - 1)
-                for cls in (0, 1):
-                    histogram[model, cls] = np.bincount(buckets[labels == cls], minlength=AUC_BUCKETS)
+                histogram[model] = score_histogram(scores, labels)
             acc.auc_histogram = _add_arrays(acc.auc_histogram, histogram)
         return acc
 
