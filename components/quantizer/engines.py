@@ -7,7 +7,9 @@ machine each import costs tens of seconds, and the child starts fresh for every 
 from __future__ import annotations
 
 import importlib
+import logging
 import time
+from typing import Any
 
 import numpy as np
 
@@ -32,3 +34,21 @@ def convert_to_file(saved_model_dir: str, signature_name: str, options: Quantiza
     with open(output_path, "wb") as f:
         f.write(content)
     return time.monotonic() - start
+
+
+def convert_and_diagnose(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
+                         inputs: dict[str, np.ndarray] | None, output_path: str,
+                         ) -> tuple[float, list[dict[str, Any]] | None, str | None]:
+    """``convert_to_file``, then, for a calibrated mode, ``diagnostics.layer_errors`` in the same child (one
+    TensorFlow import). Returns the conversion's seconds, the layer errors (``None`` without calibration) and why
+    the diagnostics failed (``None`` when they did not): a model that converted is not lost to its diagnostics."""
+    seconds = convert_to_file(saved_model_dir, signature_name, options, inputs, output_path)
+    if not options.calibrated:
+        return seconds, None, None
+    from components.quantizer import diagnostics
+
+    try:
+        return seconds, diagnostics.layer_errors(saved_model_dir, signature_name, options, inputs), None
+    except Exception as error:  # reported in the report's layer_errors and warnings
+        logging.warning("layer-wise diagnostics failed: %s", error)
+        return seconds, None, f"{type(error).__name__}: {error}"

@@ -70,11 +70,34 @@ def op_summary(model_content: bytes) -> dict[str, Any]:
     }
 
 
+def op_output_names(content: bytes) -> list[str]:
+    """The names of every op's output tensors in the model's main subgraph, in op order (what denylisted_nodes takes)."""
+    interpreter = Interpreter(model_content=content)
+    return [interpreter._get_tensor_details(index, 0)["name"]
+            for op in interpreter._get_ops_details() for index in op["outputs"] if index >= 0]
+
+
+def float_ops_by_output(model_content: bytes) -> list[tuple[str, str]]:
+    """``(op type, first output tensor name)`` of each op computing in float (a category in ``FLOAT_CATEGORIES``)."""
+    interpreter = Interpreter(model_content=model_content)
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    found = []
+    for op in interpreter._get_ops_details():
+        outputs = [i for i in op["outputs"] if i >= 0]
+        category = _op_category(op["op_name"], [details[i]["dtype"] for i in outputs],
+                                [details[i]["dtype"] for i in op["inputs"] if i >= 0])
+        if category in FLOAT_CATEGORIES:
+            found.append((op["op_name"], details[outputs[0]]["name"]))
+    return found
+
+
 def unexpected_float_ops(content: bytes, options: QuantizationOptions) -> list[str]:
-    """Op types computing in float that a calibrated mode without float fallback must not have (denylist excepted)."""
+    """Op types computing in float that a calibrated mode without float fallback must not have: any but the
+    denylisted op types and the ops writing a denylisted node."""
     if not options.calibrated or options.allow_float_fallback:
         return []
-    return [op for op in op_summary(content)["float_ops"] if op not in options.denylisted_ops]
+    return sorted({op for op, output in float_ops_by_output(content)
+                   if op not in options.denylisted_ops and output not in options.denylisted_nodes})
 
 
 def _tensor_io(details: dict[str, Any]) -> dict[str, Any]:

@@ -88,6 +88,9 @@ EXAMPLES_KEY = "examples"  # = ...EXAMPLES_KEY
 FLOAT_BLESSING_KEY = "float_blessing"
 FLOAT_MODEL_KEY = "float_model"
 REPRESENTATIVE_DATASET_KEY = "representative_dataset"
+# RepresentativeDatasetGen's second sample (num_search_examples > 0), disjoint from the calibration one; the
+# Quantizer's accuracy search reads it under the same input key.
+SEARCH_DATASET_KEY = "search_dataset"
 EVALUATION_KEY = "evaluation"
 TRANSFORM_GRAPH_KEY = "transform_graph"  # = ...TRANSFORM_GRAPH_KEY
 
