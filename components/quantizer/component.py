@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
@@ -11,6 +12,7 @@ from tfx.types import standard_artifacts
 
 from components.quantizer import executor
 from components.quantizer.options import resolve_options
+from components.quantizer.search import SearchConfig, check_search_request
 from components.quantizer.spec import QuantizerSpec
 
 
@@ -18,9 +20,10 @@ class Quantizer(base_component.BaseComponent):
     """Converts a dense-input signature of the Trainer's model to TFLite in one post-training quantization mode.
 
     Inputs: ``model`` (the Trainer's Model), optional ``representative_dataset`` (needed for int8 / int16x8),
-    optional ``transform_graph`` (Transform's output, when the signature takes transformed features).
+    optional ``transform_graph`` (Transform's output, when the signature takes transformed features), optional
+    ``search_dataset`` (with ``accuracy_search``: the sample the accuracy-aware search scores candidates on).
     Parameters: ``mode``, ``engine``, ``signature_name``, ``io_dtype``, ``denylisted_ops``,
-    ``allow_float_fallback`` (see ``__init__``).
+    ``allow_float_fallback``, ``accuracy_search`` (see ``__init__``).
 
     Output ``quantized_model`` (standard ``Model``):
       files: ``Format-Serving/model.tflite`` (signature ``serving_default``, inputs named after the features), the
@@ -28,7 +31,8 @@ class Quantizer(base_component.BaseComponent):
         ``quantization_report.json`` (mode, engine, I/O quantization, input steps, op counts, sizes, versions);
       custom properties: ``quantization_mode``, ``engine``, ``signature_name``, ``io_dtype``, ``size_bytes``,
         ``float_size_bytes``, ``sha256``, ``float_op_count``, ``coarse_input_count``, ``report_path``, and with a
-        ``transform_graph`` ``transform_graph_id`` / ``transform_graph_uri``.
+        ``transform_graph`` ``transform_graph_id`` / ``transform_graph_uri``; with ``accuracy_search``
+        ``candidates_tried``, ``chosen_config`` (JSON) and ``search_delta`` too, and the report's ``search`` section.
     """
 
     SPEC_CLASS = QuantizerSpec
@@ -45,6 +49,8 @@ class Quantizer(base_component.BaseComponent):
         allow_float_fallback: bool = False,
         engine: str = "tflite_converter",
         transform_graph: types.BaseChannel | None = None,
+        accuracy_search: Mapping[str, Any] | None = None,
+        search_dataset: types.BaseChannel | None = None,
     ) -> None:
         """Builds the component; bad parameter combinations fail here, before any pipeline runs.
 
@@ -62,20 +68,30 @@ class Quantizer(base_component.BaseComponent):
           transform_graph: Transform's ``transform_graph``; when wired, the raw calibration examples are transformed
             by it and the signature's inputs are transformed feature names (wire the same graph to the
             QuantizationEvaluator).
+          accuracy_search: turns the accuracy-aware search on (default off): a dict with ``label_key``, ``metric``,
+            ``max_delta``, ``delta_type`` (as the QuantizationEvaluator's), ``max_trials`` (conversions, default
+            12) and ``max_float_op_fraction`` (default 0.2). Needs ``search_dataset``. See README, "Accuracy-aware
+            search".
+          search_dataset: RepresentativeDatasetGen's ``search_dataset`` output (``num_search_examples`` > 0), the
+            examples the search scores its candidates on; only with ``accuracy_search``.
         """
-        resolve_options(mode, io_dtype, engine=engine, denylisted_ops=denylisted_ops,
+        options = resolve_options(mode, io_dtype, engine=engine, denylisted_ops=denylisted_ops,
                         allow_float_fallback=allow_float_fallback,
                         has_representative_dataset=representative_dataset is not None)
+        search = SearchConfig.from_mapping(accuracy_search) if accuracy_search is not None else None
+        check_search_request(search, search_dataset is not None, options)
         spec = QuantizerSpec(
             model=model,
             representative_dataset=representative_dataset,
             transform_graph=transform_graph,
+            search_dataset=search_dataset,
             mode=mode,
             engine=engine,
             signature_name=signature_name,
             io_dtype=io_dtype,
             denylisted_ops=json.dumps(list(denylisted_ops)),
             allow_float_fallback=int(allow_float_fallback),
+            accuracy_search=search.to_json() if search else None,
             quantized_model=types.Channel(type=standard_artifacts.Model),
         )
         super().__init__(spec=spec)

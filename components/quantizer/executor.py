@@ -14,11 +14,14 @@ from tfx.dsl.io import fileio
 from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
-from components.quantizer import report, tflite_engine
+from components.quantizer import diagnostics, report, tflite_engine
 from components.quantizer.engines import convert_to_file
 from components.quantizer.isolation import run_isolated
 from components.quantizer.options import QuantizationOptions, resolve_options
+from components.quantizer.search import Search, SearchData, check_search_request, parse_search_config
+from components.quantizer.search import single_output as search_output
 from components.quantizer.spec import (
+    ACCURACY_SEARCH_KEY,
     ALLOW_FLOAT_FALLBACK_KEY,
     DENYLISTED_OPS_KEY,
     ENGINE_KEY,
@@ -27,11 +30,13 @@ from components.quantizer.spec import (
     MODEL_KEY,
     QUANTIZED_MODEL_KEY,
     REPRESENTATIVE_DATASET_KEY,
+    SEARCH_DATASET_KEY,
     SIGNATURE_NAME_KEY,
     TRANSFORM_GRAPH_KEY,
 )
 from components.representative_dataset.storage import read_examples
 from components.shared import properties
+from components.shared.model_runners import SavedModelRunner
 from components.shared.signature_inputs import (
     InputSpec,
     dense_signature_specs,
@@ -149,6 +154,80 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
     return quantization_report
 
 
+def load_search_data(search_dataset_uri: str, specs: list[InputSpec], label_key: str, saved_model_dir: str,
+                     signature: str, *, artifact_id: int | None = None,
+                     transform: TransformedInputs | None = None) -> SearchData:
+    """The search examples as signature inputs (the calibration's path), their labels (raw ``label_key``) and the
+    float model's predictions on them.
+
+    Raises:
+      ValueError naming the artifact: no examples, a missing or non-numeric label or feature, non-finite inputs.
+    """
+    source = artifact_label(SEARCH_DATASET_KEY, search_dataset_uri, artifact_id)
+    serialized = read_examples(search_dataset_uri)
+    if not serialized:
+        raise ValueError(f"{source} holds no examples; accuracy_search scores candidates on it (set "
+                         "RepresentativeDatasetGen's num_search_examples > 0).")
+    inputs = transform(serialized) if transform else examples_to_inputs(serialized, specs, source=source)
+    nonfinite = nonfinite_counts(inputs)
+    if nonfinite:
+        raise ValueError(f"{source}: search inputs must be finite, but features hold NaN or infinite values: "
+                         f"{sorted(nonfinite.items())}. Impute or drop them upstream.")
+    label_spec = InputSpec(name=label_key, dtype=np.dtype(np.float64), shape=(None, 1))
+    labels = examples_to_inputs(serialized, [label_spec], source=f"{source} (accuracy_search label_key)")[label_key]
+    float_predictions = search_output(SavedModelRunner(saved_model_dir, signature).predict(inputs),
+                                      f"float model's {signature!r} signature")
+    logging.info("search set: %d examples from %s", len(serialized), search_dataset_uri)
+    return SearchData(inputs=inputs, labels=labels[:, 0], float_predictions=float_predictions, uri=search_dataset_uri)
+
+
+def quantize_with_search(model_uri: str, representative_dataset_uri: str, search_dataset_uri: str, output_uri: str,
+                         options: QuantizationOptions, signature_name: str | None, search_json: str, *,
+                         model_id: int | None = None, representative_dataset_id: int | None = None,
+                         search_dataset_id: int | None = None, transform_graph_uri: str | None = None,
+                         transform_graph_id: int | None = None) -> dict[str, Any]:
+    """``quantize`` with the accuracy-aware search (``search.Search``): publishes the chosen candidate, with the
+    report's ``search`` section; raises ``search.SearchFailed`` (nothing written) when no candidate passes."""
+    config = parse_search_config(search_json)
+    model_label = artifact_label(MODEL_KEY, model_uri, model_id)
+    saved_model_dir = path_utils.serving_model_path(model_uri)
+    signature, specs = dense_signature_specs(saved_model_dir, signature_name)
+    tflite_engine.refuse_crashing_layers(saved_model_dir, model_label)
+    dataset_label = artifact_label(REPRESENTATIVE_DATASET_KEY, representative_dataset_uri, representative_dataset_id)
+    transform = transformed_inputs(transform_graph_uri, specs, transform_graph_id=transform_graph_id,
+                                   signature=signature, model_label=model_label,
+                                   source=dataset_label) if transform_graph_uri else None
+    inputs = load_calibration_inputs(representative_dataset_uri, specs, artifact_id=representative_dataset_id,
+                                     transform=transform)
+    data = load_search_data(search_dataset_uri, specs, config.label_key, saved_model_dir, signature,
+                            artifact_id=search_dataset_id, transform=transform)
+    outcome = Search(saved_model_dir=saved_model_dir, signature_name=signature, calibration_inputs=inputs, data=data,
+                     config=config, what=f"signature {signature!r} of {model_label}").run(options)
+    chosen = outcome.chosen
+    quantization_report = report.build_report(
+        chosen.content, options=chosen.options, signature_name=signature, saved_model_dir=saved_model_dir,
+        inputs=inputs, representative_dataset_uri=representative_dataset_uri,
+        conversion_seconds=chosen.conversion_seconds)
+    quantization_report["transform_graph"] = (
+        {"uri": transform_graph_uri, "id": transform_graph_id} if transform_graph_uri else None)
+    # Only the first candidate's layer errors were computed: they describe the chosen model when it is that one.
+    diagnostics.add_to_report(quantization_report, chosen.layer_errors if chosen.number == 1 else None)
+    quantization_report["search"] = outcome.section
+    for warning in quantization_report["warnings"]:
+        logging.warning("Quantizer: %s", warning)
+    _publish(output_uri, chosen.content, quantization_report)
+    return quantization_report
+
+
+def set_search_properties(artifact: Artifact, quantization_report: dict[str, Any]) -> None:
+    """The search's outcome as MLMD custom properties (``float_op_count`` is set with the others)."""
+    search = quantization_report["search"]
+    chosen = next(c for c in search["candidates"] if c["trial"] == search["chosen_trial"])
+    artifact.set_int_custom_property(properties.CANDIDATES_TRIED, len(search["candidates"]))
+    artifact.set_string_custom_property(properties.CHOSEN_CONFIG, dumps(chosen["config"], sort_keys=True))
+    artifact.set_float_custom_property(properties.SEARCH_DELTA, chosen["delta"])
+
+
 def _publish(output_uri: str, content: bytes, quantization_report: dict[str, Any]) -> None:
     with staged_output(output_uri, (properties.SERVING_DIR, properties.QUANTIZATION_REPORT_FILENAME)) as staging:
         fileio.makedirs(os.path.join(staging, properties.SERVING_DIR))
@@ -206,6 +285,19 @@ class Executor(base_executor.BaseExecutor):
         dataset = artifact_utils.get_single_instance(representative) if representative else None
         transform_graphs = input_dict.get(TRANSFORM_GRAPH_KEY) or []
         transform_graph = artifact_utils.get_single_instance(transform_graphs) if transform_graphs else None
+        search_dataset = _search_dataset(input_dict, exec_properties, options)
+        if search_dataset is not None:
+            quantization_report = quantize_with_search(
+                model_uri=model.uri, representative_dataset_uri=dataset.uri, search_dataset_uri=search_dataset.uri,
+                output_uri=output.uri, options=options,
+                signature_name=exec_properties.get(SIGNATURE_NAME_KEY) or None,
+                search_json=exec_properties[ACCURACY_SEARCH_KEY], model_id=model.id,
+                representative_dataset_id=dataset.id, search_dataset_id=search_dataset.id,
+                transform_graph_uri=transform_graph.uri if transform_graph else None,
+                transform_graph_id=transform_graph.id if transform_graph else None)
+            set_artifact_properties(output, quantization_report, output.uri)
+            set_search_properties(output, quantization_report)
+            return
         quantization_report = quantize(
             model_uri=model.uri,
             representative_dataset_uri=dataset.uri if dataset else None,
@@ -218,3 +310,12 @@ class Executor(base_executor.BaseExecutor):
             transform_graph_id=transform_graph.id if transform_graph else None,
         )
         set_artifact_properties(output, quantization_report, output.uri)
+
+
+def _search_dataset(input_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any],
+                    options: QuantizationOptions) -> Artifact | None:
+    """The search_dataset artifact when the search is on; refuses one of accuracy_search / search_dataset alone."""
+    config = parse_search_config(exec_properties.get(ACCURACY_SEARCH_KEY))
+    datasets = input_dict.get(SEARCH_DATASET_KEY) or []
+    check_search_request(config, bool(datasets), options)
+    return artifact_utils.get_single_instance(datasets) if config is not None else None

@@ -11,6 +11,7 @@ from components.types import RepresentativeDataset
 MODEL_KEY = properties.MODEL_KEY
 REPRESENTATIVE_DATASET_KEY = properties.REPRESENTATIVE_DATASET_KEY
 TRANSFORM_GRAPH_KEY = properties.TRANSFORM_GRAPH_KEY
+SEARCH_DATASET_KEY = properties.SEARCH_DATASET_KEY
 QUANTIZED_MODEL_KEY = "quantized_model"
 MODE_KEY = "mode"
 ENGINE_KEY = "engine"
@@ -18,6 +19,7 @@ SIGNATURE_NAME_KEY = "signature_name"
 IO_DTYPE_KEY = "io_dtype"
 DENYLISTED_OPS_KEY = "denylisted_ops"  # a JSON list: execution properties are int, float or string
 ALLOW_FLOAT_FALLBACK_KEY = "allow_float_fallback"  # int 0/1, for the same reason
+ACCURACY_SEARCH_KEY = "accuracy_search"  # a JSON object (search.SearchConfig), absent when the search is off
 
 
 class QuantizerSpec(ComponentSpec):
@@ -30,12 +32,15 @@ class QuantizerSpec(ComponentSpec):
         IO_DTYPE_KEY: ExecutionParameter(type=str, optional=True),
         DENYLISTED_OPS_KEY: ExecutionParameter(type=str),
         ALLOW_FLOAT_FALLBACK_KEY: ExecutionParameter(type=int),
+        ACCURACY_SEARCH_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
         # When wired, the signature takes transformed features: calibration examples go through this graph first.
         TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
+        # With accuracy_search: the sample the candidates are scored on (disjoint from the calibration one).
+        SEARCH_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
     }
     OUTPUTS = {
         QUANTIZED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

@@ -38,6 +38,11 @@ SIZE_BYTES = "size_bytes"
 FLOAT_SIZE_BYTES = "float_size_bytes"
 FLOAT_OP_COUNT = "float_op_count"
 COARSE_INPUT_COUNT = "coarse_input_count"
+# With accuracy_search: how many candidates the search converted, the chosen one's options (a JSON object) and its
+# delta on the search dataset (float_op_count above is the chosen model's).
+CANDIDATES_TRIED = "candidates_tried"
+CHOSEN_CONFIG = "chosen_config"
+SEARCH_DELTA = "search_delta"
 # The Transform graph the model's inputs were calibrated through (absent when the signature reads raw features).
 TRANSFORM_GRAPH_ID = "transform_graph_id"
 TRANSFORM_GRAPH_URI = "transform_graph_uri"
