@@ -13,6 +13,7 @@ calibration one) with the QuantizationEvaluator's metric and degradation (``shar
    candidate disagree most (NNCF's ``quantize_with_accuracy_control``), then reverted greedily, a revert that does
    not lower the delta undone, until within ``max_delta``, ``max_trials`` conversions or ``max_float_op_fraction``.
 
+Steps 2 and 3 convert in one child (when the first candidate misses); the ranking conversions of step 4 in another.
 A candidate passes when its delta is at most ``max_delta`` and its share of float ops at most
 ``max_float_op_fraction``; the winner is the passing candidate of the earliest step (then the fewest float ops, then
 the smallest delta). When none passes, ``SearchFailed`` lists every candidate and the best delta.
@@ -336,17 +337,21 @@ class Search:
                      self._config.delta_type, self._config.max_delta, self._config.max_trials,
                      100 * self._config.max_float_op_fraction)
         (first,) = self._convert([("requested", requested, True)])
-        for step in (self._io_float32, self._int16, self._float_fallback):
-            if any(self.passes(t) for t in self.trials) or not self.remaining:
-                break
-            step(requested, first)
+        if not self.passes(first):
+            # Steps 2 and 3 share one child: a child's TensorFlow import and model load cost more than a conversion.
+            self._convert(self._io_float32(requested) + self._int16(requested, first))
+        if not any(self.passes(t) for t in self.trials) and self.remaining:
+            self._float_fallback(requested, first)
         return self._outcome(requested)
 
-    def _io_float32(self, requested: QuantizationOptions, first: Trial) -> None:
+    @staticmethod
+    def _io_float32(requested: QuantizationOptions) -> list[tuple[str, QuantizationOptions, bool]]:
         if requested.mode == "int8" and requested.io_dtype != "float32":
-            self._convert([("io_float32", replace(requested, io_dtype="float32"), False)])
+            return [("io_float32", replace(requested, io_dtype="float32"), False)]
+        return []
 
-    def _int16(self, requested: QuantizationOptions, first: Trial) -> None:
+    @staticmethod
+    def _int16(requested: QuantizationOptions, first: Trial) -> list[tuple[str, QuantizationOptions, bool]]:
         requests = []
         if requested.mode != "int16x8":
             io = "float32" if requested.io_dtype == "float32" and requested.engine == "tflite_converter" else None
@@ -354,7 +359,7 @@ class Search:
         worst = [r["tensor"] for r in first.layer_errors or []][:INT16_LAYERS]
         if requested.engine == "litert_quantizer" and requested.mode == "int8" and worst:
             requests.append(("int16", replace(requested, int16_nodes=tuple(worst)), False))
-        self._convert(requests)
+        return requests
 
     def _float_fallback(self, requested: QuantizationOptions, first: Trial) -> None:
         base = self._fallback_base(requested)
