@@ -13,6 +13,8 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from components import Quantizer
+from components.quantizer import isolation
 from components.shared import properties
 from pipelines.kinds import DEFAULT_PIPELINE, PIPELINES, pipeline_kind
 from pipelines.lineage.events import NODE_CONTEXT_TYPE
@@ -175,4 +177,7 @@ def _run_local(config: LocalRunConfig, metadata_connection_config: metadata_stor
         **{"push_destination": paths.serving_model_dir, **config.pipeline_kwargs},
     )
     logging.info("running %s in %s", paths.pipeline_name, paths.pipeline_root)
+    if any(isinstance(component, Quantizer) for component in pipeline.components):
+        # The conversion child's server imports TensorFlow while the components before the Quantizer run.
+        isolation.warm_up()
     tfx.orchestration.LocalDagRunner().run(pipeline)
