@@ -29,6 +29,7 @@ def create_pipeline(
     calibration_num_examples: int = 200,
     calibration_strategy: str = "stratified",
     calibration_seed: int = 0,
+    representative_num_search_examples: int = 0,
     quantization_mode: str = "int8",
     quantization_engine: str = "tflite_converter",
     quantization_signature: str | None = "serving_features",
@@ -70,6 +71,8 @@ def create_pipeline(
       calibration_num_examples / calibration_strategy / calibration_seed: RepresentativeDatasetGen's sample of
         the train split (size, ``'uniform'`` or ``'stratified'`` by ``label_key``, hash seed). 200 is below the
         penguin train split's 231 examples, so the demo really samples.
+      representative_num_search_examples: > 0 makes RepresentativeDatasetGen also output ``search_dataset``, a
+        sample of that size disjoint from the calibration one (for the Quantizer's accuracy search); 0: none.
       quantization_mode / quantization_engine / quantization_signature / quantization_io_dtype /
         quantization_denylisted_ops / quantization_allow_float_fallback / quantization_denylisted_nodes /
         quantization_int16_nodes: the Quantizer's ``mode``, ``engine``, ``signature_name`` (the Trainer's dense
@@ -106,6 +109,7 @@ def create_pipeline(
         strategy=calibration_strategy,
         label_key=label_key,
         seed=calibration_seed,
+        num_search_examples=representative_num_search_examples,
     )
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],

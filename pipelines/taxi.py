@@ -46,6 +46,7 @@ def create_taxi_pipeline(
     float_slicing_feature_keys: tuple[str, ...] = (SLICE_KEY,),
     calibration_num_examples: int = 300,
     calibration_seed: int = 0,
+    representative_num_search_examples: int = 0,
     quantization_mode: str = "int8",
     quantization_engine: str = "tflite_converter",
     quantization_signature: str | None = "serving_features",
@@ -86,6 +87,7 @@ def create_taxi_pipeline(
       float_slicing_feature_keys: the Evaluator's slices besides overall (raw features, e.g. ``payment_type``).
       calibration_num_examples / calibration_seed: RepresentativeDatasetGen's sample of the train split: raw examples,
         uniform (the label ``tips_xf`` exists only after the transform, so there is nothing to stratify on).
+      representative_num_search_examples: as ``create_pipeline`` (the search sample, uniform too).
       quantization_*: the Quantizer's and the QuantizationEvaluator's knobs, as in ``create_pipeline``; the gate's
         metric is AUC on ``tips_xf``, sliced by raw features (``payment_type``).
       beam_pipeline_args / metadata_connection_config / enable_cache / push_destination: as ``create_pipeline``.
@@ -121,6 +123,7 @@ def create_taxi_pipeline(
         num_examples=calibration_num_examples,
         strategy="uniform",
         seed=calibration_seed,
+        num_search_examples=representative_num_search_examples,
     )
     quantizer, quantization_evaluator, pusher = quantgate_stage(
         examples=example_gen.outputs["examples"],

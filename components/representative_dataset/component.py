@@ -16,13 +16,18 @@ class RepresentativeDatasetGen(base_beam_component.BaseBeamComponent):
 
     Inputs: ``examples`` (Examples, tf.Example payload), optional ``schema`` (Schema: ``label_key`` is checked
     against it). Parameters: ``split``, ``num_examples``, ``strategy``, ``label_key``, ``seed``,
-    ``allow_eval_split`` (see ``__init__``).
+    ``allow_eval_split``, ``num_search_examples`` (see ``__init__``).
 
     Output ``representative_dataset`` (``components.RepresentativeDataset``):
       files: ``data.tfrecord.gz`` (the sampled serialized tf.Examples, bytes unchanged, in rank order) and
         ``manifest.json`` (written last; read both with ``components.representative_dataset.storage``);
       custom properties: ``num_examples``, ``strategy``, ``seed``, ``split``, ``sha256`` (of the data file),
-        ``num_examples_requested``, ``source_num_examples``, ``source_examples_id``, ``label_key`` (when given).
+        ``num_examples_requested``, ``source_num_examples``, ``source_examples_id``, ``label_key`` (when given),
+        ``search_dataset_uri`` (with a search sample).
+
+    Output ``search_dataset`` (same type, files and properties; only when ``num_search_examples`` > 0): the next
+    ``num_search_examples`` ranks after the calibration sample's, so no example is in both; its manifest and
+    properties name the calibration sample (``calibration_dataset_uri``), whose name it in turn.
     """
 
     SPEC_CLASS = RepresentativeDatasetGenSpec
@@ -38,6 +43,7 @@ class RepresentativeDatasetGen(base_beam_component.BaseBeamComponent):
         label_key: str | None = None,
         seed: int = 0,
         allow_eval_split: bool = False,
+        num_search_examples: int = 0,
     ) -> None:
         """Builds the component; bad parameter values fail here, before any pipeline runs.
 
@@ -51,8 +57,11 @@ class RepresentativeDatasetGen(base_beam_component.BaseBeamComponent):
           label_key: the class feature; with it the manifest records class counts of the split and the sample.
           seed: the hash seed (0 <= seed < 2**63); another seed gives another sample.
           allow_eval_split: permit sampling the eval split (it leaks evaluation data into calibration).
+          num_search_examples: the size of a second sample, disjoint from the first, output as ``search_dataset``
+            (the Quantizer's accuracy search scores candidates on it); 0 (the default): no such output.
         """
-        SamplingConfig(num_examples=num_examples, strategy=strategy, seed=seed, label_key=label_key)
+        SamplingConfig(num_examples=num_examples, strategy=strategy, seed=seed, label_key=label_key,
+                       num_search_examples=num_search_examples)
         spec = RepresentativeDatasetGenSpec(
             examples=examples,
             schema=schema,
@@ -62,6 +71,8 @@ class RepresentativeDatasetGen(base_beam_component.BaseBeamComponent):
             label_key=label_key,
             seed=seed,
             allow_eval_split=int(allow_eval_split),
+            num_search_examples=num_search_examples,
             representative_dataset=types.Channel(type=RepresentativeDataset),
+            search_dataset=types.Channel(type=RepresentativeDataset) if num_search_examples else None,
         )
         super().__init__(spec=spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -20,8 +21,10 @@ from components.representative_dataset.spec import (
     EXAMPLES_KEY,
     LABEL_KEY_KEY,
     NUM_EXAMPLES_KEY,
+    NUM_SEARCH_EXAMPLES_KEY,
     REPRESENTATIVE_DATASET_KEY,
     SCHEMA_KEY,
+    SEARCH_DATASET_KEY,
     SEED_KEY,
     SPLIT_KEY,
     STRATEGY_KEY,
@@ -44,8 +47,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             strategy=exec_properties[STRATEGY_KEY],
             seed=int(exec_properties[SEED_KEY]),
             label_key=exec_properties.get(LABEL_KEY_KEY) or None,
+            num_search_examples=int(exec_properties.get(NUM_SEARCH_EXAMPLES_KEY) or 0),
         )
         output = artifact_utils.get_single_instance(output_dict[REPRESENTATIVE_DATASET_KEY])
+        search = (artifact_utils.get_single_instance(output_dict[SEARCH_DATASET_KEY])
+                  if config.num_search_examples else None)
         manifest = generate(
             self._make_beam_pipeline(),
             examples=artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]),
@@ -54,8 +60,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             split=exec_properties[SPLIT_KEY],
             schema=read_schema(input_dict.get(SCHEMA_KEY)),
             allow_eval_split=bool(exec_properties.get(ALLOW_EVAL_SPLIT_KEY)),
+            search_output_uri=search.uri if search else None,
         )
         set_artifact_properties(output, manifest)
+        if search:
+            set_artifact_properties(search, storage.read_manifest(search.uri))
 
 
 def read_schema(schema_artifacts: list[Artifact] | None) -> schema_pb2.Schema | None:
@@ -66,12 +75,17 @@ def read_schema(schema_artifacts: list[Artifact] | None) -> schema_pb2.Schema | 
 
 
 def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, config: SamplingConfig, split: str,
-             schema: schema_pb2.Schema | None = None, allow_eval_split: bool = False) -> dict[str, Any]:
+             schema: schema_pb2.Schema | None = None, allow_eval_split: bool = False,
+             search_output_uri: str | None = None) -> dict[str, Any]:
     """Runs ``pipeline`` (not yet run) to sample ``split`` of ``examples`` into ``output_uri``; returns the manifest.
 
-    The inputs are checked before Beam starts. The sample is written into a staging folder and moved into place
-    (manifest last) only when complete (``staged_output``).
+    With ``config.num_search_examples`` the search sample goes to ``search_output_uri`` (same layout; read its
+    manifest with ``storage.read_manifest``), and each manifest names the other's uri. The inputs are checked
+    before Beam starts. Each sample is written into a staging folder and moved into place (manifest last) only when
+    both are complete (``staged_output``).
     """
+    if bool(config.num_search_examples) != bool(search_output_uri):
+        raise ValueError("RepresentativeDatasetGen: num_search_examples > 0 needs search_output_uri, and only then")
     patterns = check_split(examples, split, allow_eval_split)
     check_label_key(schema, config.label_key)
     source = {
@@ -86,14 +100,18 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
     logging.info("RepresentativeDatasetGen: sampling %d examples (%s, seed %d) from split %r of %s",
                  config.num_examples, config.strategy, config.seed, split, examples.uri)
     started = time.monotonic()
-    with staged_output(output_uri, (properties.REPRESENTATIVE_DATA_FILENAME,
-                                    properties.REPRESENTATIVE_MANIFEST_FILENAME)) as staging:
+    files = (properties.REPRESENTATIVE_DATA_FILENAME, properties.REPRESENTATIVE_MANIFEST_FILENAME)
+    with contextlib.ExitStack() as stack:
+        staging = stack.enter_context(staged_output(output_uri, files))
+        search_staging = stack.enter_context(staged_output(search_output_uri, files)) if search_output_uri else None
         with pipeline as p:
             _ = (
                 p
                 | "ReadSplit" >> tfxio.TFExampleRecord(patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
                 | "Sample" >> SampleExamples(config)
-                | "Write" >> beam.Map(_write_sample, staging_dir=staging, manifest=source, examples_uri=examples.uri)
+                | "Write" >> beam.Map(_write_samples, staging_dir=staging, search_staging_dir=search_staging,
+                                      manifest=source, examples_uri=examples.uri,
+                                      output_uris=(output_uri, search_output_uri), config=config)
             )
         manifest = storage.read_manifest(staging)
     elapsed = time.monotonic() - started
@@ -103,21 +121,42 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
     if manifest["num_examples"] < config.num_examples:
         logging.warning("RepresentativeDatasetGen: split %r of %s has %d examples, fewer than num_examples=%d: "
                         "took them all", split, examples.uri, manifest["num_examples"], config.num_examples)
+    if search_output_uri:
+        searched = storage.read_manifest(search_output_uri)[properties.NUM_EXAMPLES]
+        logging.log(logging.WARNING if searched < config.num_search_examples else logging.INFO,
+                    "RepresentativeDatasetGen: search sample of %d examples (num_search_examples=%d), disjoint from "
+                    "the calibration sample, in %s", searched, config.num_search_examples, search_output_uri)
     return manifest
 
 
-def _write_sample(sample: Sample, staging_dir: str, manifest: dict[str, Any], examples_uri: str) -> None:
+def _write_samples(sample: Sample, staging_dir: str, search_staging_dir: str | None, manifest: dict[str, Any],
+                   examples_uri: str, output_uris: tuple[str, str | None], config: SamplingConfig) -> None:
     if not sample.records:
         raise ValueError(
             f"RepresentativeDatasetGen: split {manifest['split']!r} of Examples artifact {examples_uri!r} has no "
             "examples; pass a split that has examples"
         )
-    storage.write_representative_dataset(staging_dir, sample.records, {
-        **manifest,
-        properties.NUM_EXAMPLES: len(sample.records),
-        properties.SOURCE_NUM_EXAMPLES: sample.source_num_examples,
-        "class_counts": sample.class_counts,
-        "source_class_counts": sample.source_class_counts,
+    output_uri, search_output_uri = output_uris
+    common = {**manifest, properties.SOURCE_NUM_EXAMPLES: sample.source_num_examples,
+              "source_class_counts": sample.source_class_counts}
+    calibration = {**common, properties.NUM_EXAMPLES: len(sample.records), "class_counts": sample.class_counts}
+    if search_staging_dir is None:
+        storage.write_representative_dataset(staging_dir, sample.records, calibration)
+        return
+    if not sample.search_records:
+        raise ValueError(
+            f"RepresentativeDatasetGen: split {manifest['split']!r} of Examples artifact {examples_uri!r} has "
+            f"{sample.source_num_examples} examples, all taken by num_examples={config.num_examples}: none are left "
+            f"for num_search_examples={config.num_search_examples}; lower num_examples or num_search_examples"
+        )
+    storage.write_representative_dataset(staging_dir, sample.records,
+                                         {**calibration, properties.SEARCH_DATASET_URI: search_output_uri})
+    storage.write_representative_dataset(search_staging_dir, sample.search_records, {
+        **common,
+        properties.NUM_EXAMPLES_REQUESTED: config.num_search_examples,
+        properties.NUM_EXAMPLES: len(sample.search_records),
+        "class_counts": sample.search_class_counts,
+        properties.CALIBRATION_DATASET_URI: output_uri,
     })
 
 
@@ -128,5 +167,8 @@ def set_artifact_properties(artifact: Artifact, manifest: dict[str, Any]) -> Non
         artifact.set_int_custom_property(name, manifest[name])
     for name in (properties.STRATEGY, properties.SPLIT, properties.SHA256):
         artifact.set_string_custom_property(name, manifest[name])
+    for name in (properties.SEARCH_DATASET_URI, properties.CALIBRATION_DATASET_URI):
+        if name in manifest:
+            artifact.set_string_custom_property(name, manifest[name])
     if manifest[properties.LABEL_KEY]:
         artifact.set_string_custom_property(properties.LABEL_KEY, manifest[properties.LABEL_KEY])

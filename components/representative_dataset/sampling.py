@@ -1,19 +1,26 @@
 """Seeded, worker-count-independent sampling of serialized tf.Examples, as Beam transforms.
 
-Each record is ranked by a keyed BLAKE2b hash of its bytes (the seed is the key) and the ``k`` smallest ranks are
-kept with Beam's ``Top`` combiners. A rank depends on the record and the seed alone, never on how the data is
-split among workers or read in which order, so the sample is the same on any runner and worker count. Ties (equal
-hashes) are broken by the record bytes, so the order is total.
+Each record is ranked by a keyed BLAKE2b hash of its bytes (the seed is the key); the ``k`` smallest ranks are the
+calibration sample and, with ``num_search_examples = m``, the next ``m`` the search sample, so the two are disjoint
+by construction. A rank depends on the record and the seed alone, never on how the data is split among workers or
+read in which order, so both samples are the same on any runner and worker count. Ties (equal hashes) are broken
+by the record bytes, so the order is total.
+
+One pass and one Python call per record: a DoFn keeps, per bundle, the count, the class counts and the candidates
+whose rank can still make the cut (``_Candidates``); a combiner merges the bundles' few partial results.
 """
 
 from __future__ import annotations
 
 import collections
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 from tensorflow.core.example import example_pb2
 
 UNIFORM = "uniform"
@@ -22,6 +29,7 @@ STRATEGIES = (UNIFORM, STRATIFIED)
 
 # A rank is (hash of the record, the record): the hash decides, the bytes only break ties.
 Rank = tuple[bytes, bytes]
+_DIGEST_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -32,12 +40,19 @@ class SamplingConfig:
     strategy: str = UNIFORM
     seed: int = 0
     label_key: str | None = None
+    num_search_examples: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.num_examples, bool) or not isinstance(self.num_examples, int) or self.num_examples < 1:
             raise ValueError(
                 f"RepresentativeDatasetGen: num_examples must be an integer >= 1, got {self.num_examples!r}; "
                 "pass the calibration sample size (300 is typical for int8 calibration)"
+            )
+        if (isinstance(self.num_search_examples, bool) or not isinstance(self.num_search_examples, int)
+                or self.num_search_examples < 0):
+            raise ValueError(
+                "RepresentativeDatasetGen: num_search_examples must be an integer >= 0, got "
+                f"{self.num_search_examples!r}; pass 0 for no search sample, or its size"
             )
         if self.strategy not in STRATEGIES:
             raise ValueError(
@@ -56,20 +71,30 @@ class SamplingConfig:
 class Sample(NamedTuple):
     """The outcome of sampling one split.
 
-    ``records`` are in rank order. The class counts are keyed by the label value as a string and are ``None``
-    without a label key.
+    ``records`` (the calibration sample) and ``search_records`` (the search sample, empty unless
+    ``num_search_examples``) are in rank order and share no rank. The class counts are keyed by the label value
+    as a string and are ``None`` without a label key.
     """
 
     records: list[bytes]
     source_num_examples: int
     source_class_counts: dict[str, int] | None
     class_counts: dict[str, int] | None
+    search_records: list[bytes] = []
+    search_class_counts: dict[str, int] | None = None
+
+
+def _hasher(seed: int) -> Any:
+    """BLAKE2b keyed with ``seed``; ``copy()`` then ``update(record)`` hashes a record without re-keying."""
+    key = seed.to_bytes(max(1, (seed.bit_length() + 7) // 8), "big")
+    return hashlib.blake2b(digest_size=_DIGEST_SIZE, key=key)
 
 
 def rank(record: bytes, seed: int) -> Rank:
     """The record's sort key for ``seed``: a keyed 128-bit BLAKE2b hash, then the record itself."""
-    key = seed.to_bytes(max(1, (seed.bit_length() + 7) // 8), "big")
-    return hashlib.blake2b(record, digest_size=16, key=key).digest(), record
+    hasher = _hasher(seed).copy()
+    hasher.update(record)
+    return hasher.digest(), record
 
 
 def label_class(record: bytes, label_key: str) -> str:
@@ -97,11 +122,13 @@ def label_class(record: bytes, label_key: str) -> str:
     return value.decode("utf-8", errors="backslashreplace") if isinstance(value, bytes) else str(value)
 
 
-def stratified_quotas(class_counts: dict[str, int], num_examples: int) -> dict[str, int]:
+def stratified_quotas(class_counts: dict[str, int], num_examples: int,
+                      parameter: str = "num_examples") -> dict[str, int]:
     """Per-class sample sizes proportional to ``class_counts`` that add up to ``num_examples``.
 
     Largest-remainder rounding, at least one example for every class present; every class whole when the split
     has no more than ``num_examples`` examples. Deterministic: ties go to the class key that sorts first.
+    ``parameter`` names the size in the error (``num_search_examples`` for the search sample).
     """
     total = sum(class_counts.values())
     if total <= num_examples:
@@ -110,7 +137,7 @@ def stratified_quotas(class_counts: dict[str, int], num_examples: int) -> dict[s
     if len(present) > num_examples:
         raise ValueError(
             f"RepresentativeDatasetGen: stratified sampling keeps at least one example of each of the "
-            f"{len(present)} classes, more than num_examples={num_examples}; raise num_examples to at least "
+            f"{len(present)} classes, more than {parameter}={num_examples}; raise {parameter} to at least "
             f"{len(present)} or use strategy='uniform'"
         )
     quotas = {c: max(1, num_examples * class_counts[c] // total) for c in present}
@@ -127,68 +154,146 @@ def stratified_quotas(class_counts: dict[str, int], num_examples: int) -> dict[s
     return quotas
 
 
-def _to_sample(ranked: list[Rank], source_num_examples: int, source_class_counts: dict[str, int] | None,
-               label_key: str | None) -> Sample:
-    records = [record for _, record in sorted(ranked)]
-    if label_key is None:
-        return Sample(records, source_num_examples, None, None)
-    class_counts = collections.Counter(label_class(record, label_key) for record in records)
-    return Sample(records, source_num_examples, dict(sorted((source_class_counts or {}).items())),
-                  dict(sorted(class_counts.items())))
+class _Candidates:
+    """The smallest keys (``rank digest + record``: bytes order is rank order) seen so far, at most ``capacity``.
 
-
-def _stratified_choice(per_class_top: list[tuple[str, list[Rank]]], source_class_counts: dict[str, int],
-                       num_examples: int) -> list[Rank]:
-    quotas = stratified_quotas(source_class_counts, num_examples)
-    return [ranked for cls, top in per_class_top for ranked in top[: quotas[cls]]]
-
-
-def _labelled(records: beam.PCollection, label_key: str) -> beam.PCollection:
-    return records | "Label" >> beam.Map(lambda record: (label_class(record, label_key), record))
-
-
-def _class_counts(labelled: beam.PCollection) -> beam.pvalue.AsDict:
-    return beam.pvalue.AsDict(labelled | "CountPerClass" >> beam.combiners.Count.PerKey())
-
-
-class KeepSmallestRanks(beam.PTransform):
-    """Serialized tf.Examples -> one list of the ``num_examples`` smallest ranks (``uniform``)."""
-
-    def __init__(self, num_examples: int, seed: int) -> None:
-        super().__init__()
-        self._num_examples, self._seed = num_examples, seed
-
-    def expand(self, records: beam.PCollection) -> beam.PCollection:
-        return (records
-                | "Rank" >> beam.Map(rank, seed=self._seed)
-                | "KeepSmallest" >> beam.combiners.Top.Smallest(self._num_examples))
-
-
-class KeepSmallestRanksPerClass(beam.PTransform):
-    """``(class, record)`` pairs -> one list of ranks: each class's smallest, as many as its quota (``stratified``).
-
-    Each class keeps its ``num_examples`` smallest ranks until the class counts fix the quotas.
+    Keys above the current cut are dropped on arrival, one comparison; the list is cut back to ``capacity`` when
+    it reaches twice that, so memory stays O(capacity) and the work per record O(1) on average.
     """
 
-    def __init__(self, num_examples: int, seed: int, class_counts: beam.pvalue.AsDict) -> None:
-        super().__init__()
-        self._num_examples, self._seed, self._class_counts = num_examples, seed, class_counts
+    __slots__ = ("capacity", "keys", "cut")
 
-    def expand(self, labelled: beam.PCollection) -> beam.PCollection:
-        return (labelled
-                | "Rank" >> beam.MapTuple(lambda cls, record: (cls, rank(record, self._seed)))
-                | "KeepSmallestPerClass" >> beam.combiners.Top.SmallestPerKey(self._num_examples)
-                | "GatherClasses" >> beam.combiners.ToList()
-                | "ApplyQuotas" >> beam.Map(_stratified_choice, source_class_counts=self._class_counts,
-                                            num_examples=self._num_examples))
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.keys: list[bytes] = []
+        self.cut: bytes | None = None
+
+    def offer(self, key: bytes) -> None:
+        if self.cut is not None and key > self.cut:
+            return
+        self.keys.append(key)
+        if len(self.keys) >= 2 * self.capacity:
+            self.shrink()
+
+    def shrink(self) -> None:
+        self.keys.sort()
+        del self.keys[self.capacity:]
+        if len(self.keys) == self.capacity:
+            self.cut = self.keys[-1]
+
+
+class _Partial(NamedTuple):
+    """One bundle's (or a merge's) share: records seen, class counts, candidates per class (``None``: no class)."""
+
+    count: int
+    class_counts: dict[str, int]
+    candidates: dict[str | None, list[bytes]]
+
+
+class _SelectInBundle(beam.DoFn):
+    """Serialized tf.Examples -> one ``_Partial`` per bundle (emitted in ``finish_bundle``)."""
+
+    def __init__(self, capacity: int, seed: int, label_key: str | None, per_class: bool) -> None:
+        super().__init__()
+        self._capacity, self._seed, self._label_key, self._per_class = capacity, seed, label_key, per_class
+
+    def setup(self) -> None:
+        self._hasher = _hasher(self._seed)
+
+    def start_bundle(self) -> None:
+        self._count = 0
+        self._class_counts: collections.Counter[str] = collections.Counter()
+        self._candidates: dict[str | None, _Candidates] = {}
+
+    def process(self, record: bytes) -> Iterator[Any]:
+        self._count += 1
+        cls = None
+        if self._label_key is not None:
+            cls = label_class(record, self._label_key)
+            self._class_counts[cls] += 1
+        if not self._per_class:
+            cls = None
+        candidates = self._candidates.get(cls)
+        if candidates is None:
+            candidates = self._candidates[cls] = _Candidates(self._capacity)
+        hasher = self._hasher.copy()
+        hasher.update(record)
+        candidates.offer(hasher.digest() + record)
+        return iter(())
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for candidates in self._candidates.values():
+            candidates.shrink()
+        partial = _Partial(self._count, dict(self._class_counts),
+                           {cls: c.keys for cls, c in self._candidates.items()})
+        yield WindowedValue(partial, GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+
+class _MergePartials(beam.CombineFn):
+    """``_Partial``s -> one ``_Partial``: counts added, each class's ``capacity`` smallest keys, sorted."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self._capacity = capacity
+
+    def create_accumulator(self) -> _Partial:
+        return _Partial(0, {}, {})
+
+    def add_input(self, accumulator: _Partial, partial: _Partial) -> _Partial:
+        return self.merge_accumulators([accumulator, partial])
+
+    def merge_accumulators(self, accumulators: Any) -> _Partial:
+        count, class_counts = 0, collections.Counter()
+        keys: dict[str | None, list[bytes]] = collections.defaultdict(list)
+        for partial in accumulators:
+            count += partial.count
+            class_counts.update(partial.class_counts)
+            for cls, more in partial.candidates.items():
+                keys[cls].extend(more)
+        return _Partial(count, dict(class_counts),
+                        {cls: sorted(more)[: self._capacity] for cls, more in keys.items()})
+
+    def extract_output(self, accumulator: _Partial) -> _Partial:
+        return accumulator
+
+
+def _records(keys: list[bytes]) -> list[bytes]:
+    return [key[_DIGEST_SIZE:] for key in sorted(keys)]
+
+
+def _count_classes(records: list[bytes], label_key: str | None) -> dict[str, int] | None:
+    if label_key is None:
+        return None
+    return dict(sorted(collections.Counter(label_class(record, label_key) for record in records).items()))
+
+
+def _to_sample(merged: _Partial, config: SamplingConfig) -> Sample:
+    k, m = config.num_examples, config.num_search_examples
+    if config.strategy == UNIFORM:
+        keys = merged.candidates.get(None, [])
+        chosen, search = keys[:k], keys[k:k + m]
+    else:
+        quotas = stratified_quotas(merged.class_counts, k)
+        left = {cls: n - quotas[cls] for cls, n in merged.class_counts.items()}
+        search_quotas = stratified_quotas(left, m, "num_search_examples") if m and sum(left.values()) else {}
+        chosen, search = [], []
+        for cls, keys in merged.candidates.items():
+            quota = quotas[cls]
+            chosen += keys[:quota]
+            search += keys[quota:quota + search_quotas.get(cls, 0)]
+    records, search_records = _records(chosen), _records(search)
+    source_class_counts = dict(sorted(merged.class_counts.items())) if config.label_key is not None else None
+    return Sample(records, merged.count, source_class_counts, _count_classes(records, config.label_key),
+                  search_records, _count_classes(search_records, config.label_key) if m else None)
 
 
 class SampleExamples(beam.PTransform):
     """PCollection of serialized tf.Examples -> PCollection of exactly one ``Sample``.
 
-    One pass over the data; memory O(num_examples) for ``uniform`` and O(num_examples x classes) for
-    ``stratified`` (the class counts are computed in the same pipeline). With a label key, the classes are counted
-    in the split and in the sample. An empty input gives a ``Sample`` with no records.
+    One pass over the data; memory O(num_examples + num_search_examples) for ``uniform``, that times the number
+    of classes for ``stratified`` (each class keeps what its quota could need until the class counts are known).
+    With a label key, the classes are counted in the split and in each sample. An empty input gives a ``Sample``
+    with no records.
     """
 
     def __init__(self, config: SamplingConfig) -> None:
@@ -197,16 +302,9 @@ class SampleExamples(beam.PTransform):
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         config = self._config
-        count = records | "CountExamples" >> beam.combiners.Count.Globally()
-        labelled = class_counts = None
-        if config.label_key is not None:
-            labelled = _labelled(records, config.label_key)
-            class_counts = _class_counts(labelled)
-        if config.strategy == UNIFORM:
-            chosen = records | "Choose" >> KeepSmallestRanks(config.num_examples, config.seed)
-        else:
-            chosen = labelled | "Choose" >> KeepSmallestRanksPerClass(config.num_examples, config.seed, class_counts)
-        return chosen | "ToSample" >> beam.Map(
-            _to_sample, source_num_examples=beam.pvalue.AsSingleton(count), source_class_counts=class_counts,
-            label_key=config.label_key,
-        )
+        capacity = config.num_examples + config.num_search_examples
+        return (records
+                | "SelectInBundle" >> beam.ParDo(_SelectInBundle(capacity, config.seed, config.label_key,
+                                                                 per_class=config.strategy == STRATIFIED))
+                | "Merge" >> beam.CombineGlobally(_MergePartials(capacity))
+                | "ToSample" >> beam.Map(_to_sample, config=config))

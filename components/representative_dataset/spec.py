@@ -11,8 +11,10 @@ from components.types import RepresentativeDataset
 EXAMPLES_KEY = properties.EXAMPLES_KEY
 SCHEMA_KEY = "schema"
 REPRESENTATIVE_DATASET_KEY = properties.REPRESENTATIVE_DATASET_KEY
+SEARCH_DATASET_KEY = properties.SEARCH_DATASET_KEY
 SPLIT_KEY = "split"
 NUM_EXAMPLES_KEY = "num_examples"
+NUM_SEARCH_EXAMPLES_KEY = "num_search_examples"
 STRATEGY_KEY = "strategy"
 LABEL_KEY_KEY = "label_key"
 SEED_KEY = "seed"
@@ -26,6 +28,7 @@ class RepresentativeDatasetGenSpec(ComponentSpec):
     PARAMETERS = {
         SPLIT_KEY: ExecutionParameter(type=str),
         NUM_EXAMPLES_KEY: ExecutionParameter(type=int),
+        NUM_SEARCH_EXAMPLES_KEY: ExecutionParameter(type=int),
         STRATEGY_KEY: ExecutionParameter(type=str),
         LABEL_KEY_KEY: ExecutionParameter(type=str, optional=True),
         SEED_KEY: ExecutionParameter(type=int),
@@ -37,4 +40,7 @@ class RepresentativeDatasetGenSpec(ComponentSpec):
     }
     OUTPUTS = {
         REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset),
+        # Declared only when num_search_examples > 0: a component without it has no such output at all, so
+        # nothing downstream can read an empty search sample (TFX leaves optional outputs out of the node).
+        SEARCH_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
     }

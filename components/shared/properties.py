@@ -24,6 +24,10 @@ SPLIT = "split"
 NUM_EXAMPLES_REQUESTED = "num_examples_requested"
 SOURCE_NUM_EXAMPLES = "source_num_examples"
 SOURCE_EXAMPLES_ID = "source_examples_id"
+# The calibration sample and the search sample (num_search_examples > 0) name each other, in the manifest and as a
+# property: an artifact's MLMD id does not exist yet while its executor runs, so they record the uri.
+SEARCH_DATASET_URI = "search_dataset_uri"
+CALIBRATION_DATASET_URI = "calibration_dataset_uri"
 
 # --- Quantizer: the quantized Model ------------------------------------------------------------------------------
 SERVING_DIR = "Format-Serving"  # tfx.utils.path_utils' serving model folder, which the stock Pusher copies

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+import time
 
 import cloudpickle
 import pytest
@@ -100,3 +102,35 @@ def test_the_tail_says_so_when_the_child_logged_only_noise() -> None:
     assert converter_tail(kept) == "".join(kept[-LOG_TAIL_LINES:])  # nothing left out: no count line
     assert last_stage([f"{STAGE_MARKER}loading\n", "x\n", f"{STAGE_MARKER}calibrating on 3 examples\n"]) == \
         "calibrating on 3 examples"
+
+
+def _child_facts() -> tuple[int, int, bool]:
+    return os.getpid(), os.getppid(), "tensorflow" in sys.modules
+
+
+def test_children_are_forked_from_one_warm_server_that_outlives_an_abort() -> None:
+    first_pid, server, primed = run_isolated(_child_facts, {}, what="facts")
+    assert primed and server != os.getpid()  # TensorFlow was imported once, by the server, before the fork
+    with pytest.raises(IsolatedProcessError, match="SIGABRT"):
+        run_isolated(_abort_after_logging, {"message": "x"}, what="abort")
+    second_pid, same_server, _ = run_isolated(_child_facts, {}, what="facts")
+    assert same_server == server and second_pid != first_pid  # a new process per call, the server reused
+
+
+_PARENT_THAT_EXITS = """
+import os, sys
+from components.quantizer.isolation import run_isolated
+print(run_isolated(os.getppid, {}, what="server pid"), flush=True)
+"""
+
+
+def test_the_server_exits_with_its_parent() -> None:
+    done = subprocess.run([sys.executable, "-c", _PARENT_THAT_EXITS], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    server = int(done.stdout.split()[-1])
+    for _ in range(100):
+        if not os.path.exists(f"/proc/{server}") or " Z " in open(f"/proc/{server}/stat").read():
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the fork server {server} outlived its parent")

@@ -24,10 +24,18 @@ def examples_channel() -> tfx.dsl.Channel:
 def test_defaults_and_output_type(examples_channel) -> None:
     component = RepresentativeDatasetGen(examples=examples_channel)
     assert component.exec_properties == {"split": "train", "num_examples": 300, "strategy": "uniform",
-                                         "label_key": None, "seed": 0, "allow_eval_split": 0}
+                                         "label_key": None, "seed": 0, "allow_eval_split": 0,
+                                         "num_search_examples": 0}
     assert component.outputs["representative_dataset"].type is RepresentativeDataset
+    assert "search_dataset" not in component.outputs
     assert isinstance(component.executor_spec, executor_spec.BeamExecutorSpec)
     assert component.executor_spec.executor_class is Executor
+
+
+def test_num_search_examples_adds_the_search_dataset_output(examples_channel) -> None:
+    component = RepresentativeDatasetGen(examples=examples_channel, num_search_examples=100)
+    assert component.outputs["search_dataset"].type is RepresentativeDataset
+    assert component.exec_properties["num_search_examples"] == 100
 
 
 def test_allow_eval_split_is_stored_as_an_int(examples_channel) -> None:
@@ -46,6 +54,7 @@ def test_component_beam_args_reach_the_executor_spec(examples_channel) -> None:
         ({"num_examples": 0}, "num_examples must be an integer >= 1"),
         ({"strategy": "reservoir"}, "strategy must be one of uniform, stratified"),
         ({"strategy": "stratified"}, "needs label_key"),
+        ({"num_search_examples": -5}, "num_search_examples must be an integer >= 0"),
     ],
 )
 def test_bad_parameters_fail_when_the_pipeline_is_built(examples_channel, kwargs: dict, message: str) -> None:

@@ -154,3 +154,56 @@ def test_executor_do_publishes_properties(demo_run, demo_examples, tmp_path) -> 
     assert output.get_int_custom_property("source_examples_id") == demo_examples.id
     assert output.get_int_custom_property("num_examples_requested") == 30
     assert output.get_int_custom_property("source_num_examples") == manifest["source_num_examples"]
+
+
+def test_search_sample_is_written_beside_and_disjoint(make_examples, tmp_path) -> None:
+    examples = make_examples({"train": [penguin_like_example(i, i % 3) for i in range(90)]})
+    uri, search_uri = str(tmp_path / "calibration"), str(tmp_path / "search")
+    config = SamplingConfig(num_examples=30, strategy=STRATIFIED, label_key="species", seed=1, num_search_examples=24)
+    manifest = executor.generate(_pipeline(), examples, uri, config, "train", search_output_uri=search_uri)
+    search = storage.read_manifest(search_uri)
+    assert _files(search_uri) == [storage.DATA_FILENAME, storage.MANIFEST_FILENAME]
+    assert (manifest["search_dataset_uri"], search["calibration_dataset_uri"]) == (search_uri, uri)
+    assert (search["num_examples"], search["num_examples_requested"], search["source_examples_id"]) == (24, 24, 42)
+    assert search["class_counts"] == {"0": 8, "1": 8, "2": 8}
+    calibration, searched = storage.read_examples(uri), storage.read_examples(search_uri)
+    assert len(calibration) == 30 and not set(calibration) & set(searched)
+    alone = executor.generate(_pipeline(), examples, str(tmp_path / "alone"),
+                              SamplingConfig(num_examples=30, strategy=STRATIFIED, label_key="species", seed=1),
+                              "train")
+    assert alone["sha256"] == manifest["sha256"]  # asking for a search sample leaves the calibration one as it was
+
+
+def test_no_examples_left_for_the_search_sample_fails_and_writes_nothing(make_examples, tmp_path) -> None:
+    examples = make_examples({"train": [penguin_like_example(i, 0) for i in range(5)]})
+    uri, search_uri = str(tmp_path / "calibration"), str(tmp_path / "search")
+    os.makedirs(uri)
+    os.makedirs(search_uri)
+    with pytest.raises(Exception, match="all taken by num_examples=10: none are left for num_search_examples=3"):
+        executor.generate(_pipeline(), examples, uri, SamplingConfig(num_examples=10, num_search_examples=3),
+                          "train", search_output_uri=search_uri)
+    _assert_no_artifact(uri)
+    _assert_no_artifact(search_uri)
+
+
+def test_executor_do_publishes_both_samples(make_examples, tmp_path) -> None:
+    examples = make_examples({"train": [penguin_like_example(i, i % 3) for i in range(40)]})
+    outputs = {}
+    for key in (executor.REPRESENTATIVE_DATASET_KEY, executor.SEARCH_DATASET_KEY):
+        outputs[key] = RepresentativeDataset()
+        outputs[key].uri = str(tmp_path / key)
+        os.makedirs(outputs[key].uri)
+    context = executor.Executor.Context(beam_pipeline_args=[], tmp_dir=str(tmp_path / "tmp"))
+    executor.Executor(context).Do(
+        {executor.EXAMPLES_KEY: [examples]}, {key: [artifact] for key, artifact in outputs.items()},
+        {executor.SPLIT_KEY: "train", executor.NUM_EXAMPLES_KEY: 10, executor.STRATEGY_KEY: "uniform",
+         executor.LABEL_KEY_KEY: None, executor.SEED_KEY: 5, executor.ALLOW_EVAL_SPLIT_KEY: 0,
+         executor.NUM_SEARCH_EXAMPLES_KEY: 12},
+    )
+    calibration, search = outputs[executor.REPRESENTATIVE_DATASET_KEY], outputs[executor.SEARCH_DATASET_KEY]
+    assert (calibration.get_int_custom_property("num_examples"), search.get_int_custom_property("num_examples")) == (
+        10, 12)
+    assert search.get_int_custom_property("num_examples_requested") == 12
+    assert calibration.get_string_custom_property("search_dataset_uri") == search.uri
+    assert search.get_string_custom_property("calibration_dataset_uri") == calibration.uri
+    assert search.get_string_custom_property("sha256") == storage.read_manifest(search.uri)["sha256"]

@@ -176,3 +176,60 @@ def test_missing_label_fails_the_pipeline_with_the_key_named() -> None:
     records = [_example(0, 1), _example(1, None)]
     with pytest.raises(Exception, match="label_key 'label' is not present"):
         _sample(records, SamplingConfig(num_examples=2, strategy=STRATIFIED, label_key="label"))
+
+
+def test_search_sample_is_the_next_ranks_and_leaves_the_calibration_sample_unchanged() -> None:
+    records = [_example(i) for i in range(200)]
+    alone = _sample(records, SamplingConfig(num_examples=20, seed=7))
+    both = _sample(records, SamplingConfig(num_examples=20, seed=7, num_search_examples=30))
+    ranked = sorted(records, key=lambda r: rank(r, 7))
+    assert both.records == alone.records == ranked[:20]
+    assert both.search_records == ranked[20:50]
+    assert alone.search_records == [] and alone.search_class_counts is None
+
+
+def test_search_sample_takes_what_the_calibration_sample_leaves() -> None:
+    records = [_example(i) for i in range(25)]
+    sample = _sample(records, SamplingConfig(num_examples=20, num_search_examples=30))
+    assert len(sample.records) == 20 and len(sample.search_records) == 5
+    assert sorted(sample.records + sample.search_records) == sorted(records)
+
+
+def test_stratified_search_sample_is_disjoint_and_stratified_too() -> None:
+    labels = [0] * 120 + [1] * 60 + [2] * 20
+    records = [_example(i, label) for i, label in enumerate(labels)]
+    config = SamplingConfig(num_examples=10, strategy=STRATIFIED, label_key="label", seed=5, num_search_examples=20)
+    sample = _sample(records, config)
+    alone = _sample(records, SamplingConfig(num_examples=10, strategy=STRATIFIED, label_key="label", seed=5))
+    assert sample.records == alone.records
+    assert not set(sample.records) & set(sample.search_records)
+    assert sample.class_counts == {"0": 6, "1": 3, "2": 1}
+    assert sample.search_class_counts == {"0": 12, "1": 6, "2": 2}
+    assert sample.search_records == sorted(sample.search_records, key=lambda r: rank(r, 5))
+    for cls, quota in sample.search_class_counts.items():
+        of_class = sorted((r for r in records if label_class(r, "label") == cls), key=lambda r: rank(r, 5))
+        calibration_quota = sample.class_counts[cls]
+        assert set(of_class[calibration_quota:calibration_quota + quota]) == {
+            r for r in sample.search_records if label_class(r, "label") == cls}
+
+
+def test_the_candidate_cut_keeps_each_class_smallest_ranks() -> None:
+    # 1000 records a class against a capacity of 16: the candidate lists are cut many times.
+    records = [_example(i, i % 3) for i in range(3000)]
+    config = SamplingConfig(num_examples=7, strategy=STRATIFIED, label_key="label", seed=2, num_search_examples=9)
+    ranked = sorted(records, key=lambda r: rank(r, 2))
+    sample = _sample(records, config)
+    assert sample.records == _sample(records[::-1], config).records
+    for cls in "012":
+        of_class = [r for r in ranked if label_class(r, "label") == cls]
+        assert {r for r in sample.records if label_class(r, "label") == cls} <= set(of_class[:7])
+
+
+def test_num_search_examples_is_checked() -> None:
+    with pytest.raises(ValueError, match="num_search_examples must be an integer >= 0, got -1"):
+        SamplingConfig(num_search_examples=-1)
+
+
+def test_stratified_quotas_name_the_search_parameter() -> None:
+    with pytest.raises(ValueError, match="more than num_search_examples=2; raise num_search_examples"):
+        stratified_quotas({"a": 5, "b": 5, "c": 5}, 2, "num_search_examples")
