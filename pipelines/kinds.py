@@ -1,4 +1,4 @@
-"""The pipelines quantgate ships, by name (``penguin``, ``taxi``): factory, data writer, defaults.
+"""The pipelines quantgate ships, by name (``penguin``, ``taxi``, ``diabetes``): factory, data writer, defaults.
 
 Plain data, no TensorFlow or TFX import: the factory and the data writer are import paths, resolved when a run or a
 compile needs them, so ``python -m pipelines --help`` and ``kubeflow/runner.py --help`` stay fast.
@@ -55,6 +55,14 @@ PIPELINES: dict[str, PipelineKind] = {
         home="out/taxi",
         trainer_run_fn="pipelines.models.taxi.taxi_trainer.run_fn",
         transform_preprocessing_fn="pipelines.models.taxi.taxi_transform.preprocessing_fn",
+    ),
+    "diabetes": PipelineKind(
+        name="diabetes",
+        factory_path="pipelines.diabetes:create_diabetes_pipeline",
+        data_writer_path="pipelines.diabetes_data:write_diabetes_csv",
+        pipeline_name="diabetes-quantgate",
+        home="out/diabetes",
+        trainer_run_fn="pipelines.models.diabetes.diabetes_trainer.run_fn",
     ),
 }
 DEFAULT_PIPELINE = "penguin"

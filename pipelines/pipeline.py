@@ -9,6 +9,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components import RepresentativeDatasetGen
+from components.shared.properties import SEARCH_DATASET_KEY
 from pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
 
 PENGUIN_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "penguin", "penguin_trainer.py")
@@ -38,6 +39,7 @@ def create_pipeline(
     quantization_allow_float_fallback: bool = False,
     quantization_denylisted_nodes: tuple[str, ...] = (),
     quantization_int16_nodes: tuple[str, ...] = (),
+    quantization_accuracy_search: dict | None = None,
     quantization_metric: str = "accuracy",
     quantization_max_delta: float = 0.01,
     quantization_delta_type: str = "absolute",
@@ -77,6 +79,9 @@ def create_pipeline(
         quantization_denylisted_ops / quantization_allow_float_fallback / quantization_denylisted_nodes /
         quantization_int16_nodes: the Quantizer's ``mode``, ``engine``, ``signature_name`` (the Trainer's dense
         signature), ``io_dtype``, ``denylisted_ops``, ``allow_float_fallback``, ``denylisted_nodes``, ``int16_nodes``.
+      quantization_accuracy_search: the Quantizer's ``accuracy_search`` (a dict: ``label_key``, ``metric``,
+        ``max_delta``, ``delta_type``, ``max_trials``, ``max_float_op_fraction``); needs
+        ``representative_num_search_examples`` > 0. ``None`` (the default): no search.
       quantization_metric / quantization_max_delta / quantization_delta_type / quantization_slicing_feature_keys /
         quantization_min_slice_size / quantization_max_slice_delta / quantization_min_agreement /
         quantization_max_model_bytes / quantization_max_latency_ms / quantization_nonfinite_inputs: the
@@ -121,6 +126,7 @@ def create_pipeline(
         model=trainer.outputs["model"],
         float_blessing=evaluator.outputs["blessing"],
         representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+        search_dataset=representative_dataset_gen.outputs.get(SEARCH_DATASET_KEY),
         label_key=label_key,
         knobs=knobs,
         push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",

@@ -32,6 +32,7 @@ class QuantizationKnobs:
     allow_float_fallback: bool
     denylisted_nodes: tuple[str, ...]
     int16_nodes: tuple[str, ...]
+    accuracy_search: dict | None
     metric: str
     max_delta: float
     delta_type: str
@@ -52,11 +53,13 @@ class QuantizationKnobs:
 def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, float_blessing: types.BaseChannel,
                     representative_dataset: types.BaseChannel, label_key: str, knobs: QuantizationKnobs,
                     push_base_directory: str, transform_graph: types.BaseChannel | None = None,
+                    search_dataset: types.BaseChannel | None = None,
                     ) -> tuple[Quantizer, QuantizationEvaluator, QuantizedModelPusher]:
     """The three components, wired: the float model's eval split gates the quantized one, both blessings the push.
 
     ``examples`` are raw (ExampleGen's); with ``transform_graph`` (Transform's), calibration and both models see
-    the transformed features and the push ships its vocabularies.
+    the transformed features and the push ships its vocabularies. ``search_dataset`` (RepresentativeDatasetGen's,
+    with ``representative_num_search_examples`` > 0) feeds the Quantizer's ``accuracy_search`` knob.
     """
     quantizer = Quantizer(
         model=model,
@@ -70,6 +73,8 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         allow_float_fallback=knobs.allow_float_fallback,
         denylisted_nodes=knobs.denylisted_nodes,
         int16_nodes=knobs.int16_nodes,
+        accuracy_search=knobs.accuracy_search,
+        search_dataset=search_dataset,
     )
     quantization_evaluator = QuantizationEvaluator(
         model=model,

@@ -20,6 +20,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components import RepresentativeDatasetGen
+from components.shared.properties import SEARCH_DATASET_KEY
 from pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
 
 TAXI_MODULE_DIR = os.path.join(os.path.dirname(__file__), "models", "taxi")
@@ -55,6 +56,7 @@ def create_taxi_pipeline(
     quantization_allow_float_fallback: bool = False,
     quantization_denylisted_nodes: tuple[str, ...] = (),
     quantization_int16_nodes: tuple[str, ...] = (),
+    quantization_accuracy_search: dict | None = None,
     quantization_metric: str = "auc",
     quantization_max_delta: float = 0.01,
     quantization_delta_type: str = "absolute",
@@ -130,6 +132,7 @@ def create_taxi_pipeline(
         model=trainer.outputs["model"],
         float_blessing=evaluator.outputs["blessing"],
         representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+        search_dataset=representative_dataset_gen.outputs.get(SEARCH_DATASET_KEY),
         label_key=LABEL_KEY,
         knobs=knobs,
         push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
