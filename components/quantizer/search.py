@@ -346,7 +346,8 @@ class Search:
 
     @staticmethod
     def _io_float32(requested: QuantizationOptions) -> list[tuple[str, QuantizationOptions, bool]]:
-        if requested.mode == "int8" and requested.io_dtype != "float32":
+        # ai-edge-quantizer's int8 recipe fixes int8 I/O: float32 I/O is the converter's only.
+        if requested.mode == "int8" and requested.io_dtype != "float32" and requested.engine == "tflite_converter":
             return [("io_float32", replace(requested, io_dtype="float32"), False)]
         return []
 
