@@ -197,3 +197,23 @@ def test_the_search_keeps_at_most_a_fifth_of_a_conv_models_ops_in_float(digits, 
     assert any(SENSITIVE in node for node in chosen["config"]["denylisted_nodes"])
     assert "FULLY_CONNECTED" in section["integer_only"]
     assert output.get_int_custom_property(properties.FLOAT_OP_COUNT) == chosen["float_op_count"]
+
+
+def test_the_component_refuses_one_without_the_other_when_built() -> None:
+    from tfx import types
+
+    from components import Quantizer
+
+    model = types.Channel(type=standard_artifacts.Model)
+    representative, search = types.Channel(type=RepresentativeDataset), types.Channel(type=RepresentativeDataset)
+    with pytest.raises(ValueError, match="accuracy_search needs the search_dataset input"):
+        Quantizer(model=model, representative_dataset=representative, accuracy_search={"label_key": LABEL})
+    with pytest.raises(ValueError, match="search_dataset is wired but accuracy_search is not set"):
+        Quantizer(model=model, representative_dataset=representative, search_dataset=search)
+    with pytest.raises(ValueError, match="unknown key"):
+        Quantizer(model=model, representative_dataset=representative, search_dataset=search,
+                  accuracy_search={"label_key": LABEL, "max_detla": 0.1})
+    built = Quantizer(model=model, representative_dataset=representative, search_dataset=search,
+                      accuracy_search={"label_key": LABEL, "metric": "mae"})
+    assert SearchConfig.from_mapping(json.loads(built.exec_properties["accuracy_search"])).metric == "mae"
+    assert Quantizer(model=model, representative_dataset=representative).exec_properties["accuracy_search"] is None
