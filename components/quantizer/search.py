@@ -209,7 +209,6 @@ class SearchOutcome:
 
     chosen: Trial
     section: dict[str, Any]
-    trials: list[Trial]
 
 
 def single_output(outputs: dict[str, np.ndarray], model: str) -> np.ndarray:
@@ -436,6 +435,8 @@ class Search:
     # --- the outcome -------------------------------------------------------------------------------------------
     def _outcome(self, requested: QuantizationOptions) -> SearchOutcome:
         passing = [t for t in self.trials if self.passes(t)]
+        if not passing:
+            raise SearchFailed(self._failure_reason())
         section = {
             "config": asdict(self._config),
             "search_dataset": {"uri": self._data.uri, "num_examples": self._data.num_examples},
@@ -448,8 +449,6 @@ class Search:
                             "calibration examples mean a larger RepresentativeDatasetGen num_examples"),
             "seconds": round(time.monotonic() - self._started, 3),
         }
-        if not passing:
-            raise SearchFailed(self._failure_reason())
         chosen = min(passing, key=lambda t: (STEPS.index(t.step), t.float_op_count, t.delta))
         chosen.outcome = (chosen.outcome + "; " if chosen.outcome else "") + "chosen"
         earlier = sorted({t.step for t in self.trials if STEPS.index(t.step) < STEPS.index(chosen.step)},
@@ -463,7 +462,7 @@ class Search:
         section.update(candidates=[t.record(self.passes(t)) for t in self.trials], chosen_trial=chosen.number,
                        why=why, integer_only=self._integer_only_note(chosen))
         logging.info("Quantizer search: %s", why)
-        return SearchOutcome(chosen=chosen, section=section, trials=self.trials)
+        return SearchOutcome(chosen=chosen, section=section)
 
     @staticmethod
     def _integer_only_note(trial: Trial) -> str:
