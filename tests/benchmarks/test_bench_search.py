@@ -2,7 +2,7 @@
 one QuantizationEvaluator run, on the demo's penguin model, side by side in one run (goal: the search <= 5x).
 
 It reads the demo run in ``out/demo`` (``make demo`` first; ``QUANTGATE_DEMO_HOME`` overrides) and writes
-``tests/benchmarks/results/search.json``. The search sample is 100 train examples outside the calibration sample.
+``tests/benchmarks/results/search.json``. The search sample is the train examples outside the calibration sample (at most 100; 31 in the demo).
 Three timings: the plain path (Quantizer + evaluator), the search as the demo would run it (int8 passes at once),
 and the search forced up its whole ladder (an impossible ``max_delta``, ``max_trials`` 8). Nothing asserts a speed.
 """
@@ -22,6 +22,7 @@ from components.quantization_evaluator.config import EvaluatorConfig
 from components.quantization_evaluator.executor import evaluate
 from components.quantization_evaluator.gate import Thresholds
 from components.quantizer.executor import quantize, quantize_with_search
+from components.quantizer.isolation import warm_up
 from components.quantizer.options import resolve_options
 from components.quantizer.search import SearchConfig, SearchFailed
 from components.representative_dataset.storage import read_examples, write_representative_dataset
@@ -56,8 +57,9 @@ def demo(tmp_path_factory) -> dict:
     files = tf.io.gfile.glob(os.path.join(examples.uri, "Split-train", "*"))
     rest = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP") if r.numpy() not in calibration]
     search_uri = str(tmp_path_factory.mktemp("search") / "search_dataset")
-    write_representative_dataset(search_uri, rest[:NUM_SEARCH_EXAMPLES], {"num_examples": NUM_SEARCH_EXAMPLES})
-    return {"model": artifact("Trainer", "model", standard_artifacts.Model), "examples": examples,
+    search = rest[:NUM_SEARCH_EXAMPLES]
+    write_representative_dataset(search_uri, search, {"num_examples": len(search)})
+    return {"num_search_examples": len(search), "model": artifact("Trainer", "model", standard_artifacts.Model), "examples": examples,
             "representative_uri": representative.uri, "search_uri": search_uri}
 
 
@@ -75,6 +77,10 @@ def _evaluate(demo: dict, quantized_uri: str, root) -> float:
 
 def test_search_against_one_conversion_and_evaluation(demo: dict, tmp_path) -> None:
     options = resolve_options("int8")
+    # A local run starts the fork server before the pipeline; one untimed conversion waits for its TensorFlow
+    # import, so no timing below pays it.
+    warm_up()
+    quantize(demo["model"].uri, demo["representative_uri"], str(tmp_path / "warm"), options, SIGNATURE)
     start = time.perf_counter()
     quantize(demo["model"].uri, demo["representative_uri"], str(tmp_path / "plain"), options, SIGNATURE)
     plain_quantizer_s = time.perf_counter() - start
@@ -97,7 +103,7 @@ def test_search_against_one_conversion_and_evaluation(demo: dict, tmp_path) -> N
     results = {
         "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0]},
         "model": "penguin demo (4 inputs, 2x16 hidden units), int8, tflite_converter",
-        "search_examples": NUM_SEARCH_EXAMPLES,
+        "search_examples": demo["num_search_examples"],
         "seconds": {"plain Quantizer (one conversion)": plain_quantizer_s, "QuantizationEvaluator": evaluator_s,
                     "plain path (Quantizer + evaluator)": plain_s,
                     "search Quantizer (demo: passes at once)": search_s,
