@@ -85,7 +85,7 @@ def _numeric_verify_errors(calibrated: bytes, debug_model: bytes, inputs: dict[s
 
     def samples() -> Iterator[list[np.ndarray]]:
         for i in range(n):
-            yield [np.asarray(inputs[name][i:i + 1], dtype=np.float32) for name in order]
+            yield [np.asarray(inputs[name][i:i + 1]) for name in order]  # int ids stay int
 
     debugger = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=debug_model, debug_dataset=samples)
     debugger.run()
