@@ -88,6 +88,8 @@ def test_the_report_keeps_the_worst_records_and_the_count(tflite_errors) -> None
     assert entry["num_tensors"] == len(many) and len(entry["tensors"]) == diagnostics.MAX_REPORTED
     assert entry["tensors"][0] == tflite_errors[0]
     assert entry["method"] == diagnostics.PER_LAYER and entry["num_examples"] == 64 and entry["error"] is None
+    assert diagnostics.worst_summary(many, 1) == (f"{tflite_errors[0]['tensor']} (FULLY_CONNECTED) "
+                                                  f"{tflite_errors[0]['rmse_over_scale']:.3g}")
 
 
 def test_a_diagnostics_failure_is_recorded_and_warned() -> None:
