@@ -161,12 +161,15 @@ class _ForkServer:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[str] | None = None
         self._log: IO[str] | None = None
+        self._owner = os.getpid()
 
     def start(self) -> None:
         with self._lock:
             self._start_locked()
 
     def _start_locked(self) -> None:
+        if self._owner != os.getpid():  # a forked copy of the parent: the server's pipes are the parent's
+            self._process, self._owner = None, os.getpid()
         if self._process is not None and self._process.poll() is None:
             return
         # The server's own stderr (the imports' warnings) matters only when it dies: an unlinked temp file.
@@ -217,7 +220,7 @@ class _ForkServer:
     def stop(self) -> None:
         with self._lock:
             process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None or self._owner != os.getpid() or process.poll() is not None:
             return
         assert process.stdin is not None
         process.stdin.close()  # EOF: the server returns from its loop

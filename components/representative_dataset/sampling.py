@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
-from tensorflow.core.example import example_pb2
+from tensorflow.core.example import example_pb2, feature_pb2
 
 UNIFORM = "uniform"
 STRATIFIED = "stratified"
@@ -111,15 +111,69 @@ def label_class(record: bytes, label_key: str) -> str:
             f"(it has {sorted(features)}); pass the name of the label feature as label_key"
         )
     feature = features[label_key]
-    kind = feature.WhichOneof("kind")
-    values = list(getattr(feature, kind).value) if kind else []
-    if len(values) != 1:
+    value = _feature_value(feature)
+    if value is None:
+        kind = feature.WhichOneof("kind")
         raise ValueError(
-            f"RepresentativeDatasetGen: label_key {label_key!r} holds {len(values)} values in an example, "
-            "stratified sampling needs exactly one class per example; pass a single-valued label as label_key"
+            f"RepresentativeDatasetGen: label_key {label_key!r} holds {len(getattr(feature, kind).value) if kind else 0} "
+            "values in an example, stratified sampling needs exactly one class per example; pass a single-valued "
+            "label as label_key"
         )
+    return value
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _feature_value(feature: feature_pb2.Feature) -> str | None:
+    kind = feature.WhichOneof("kind")
+    values = getattr(feature, kind).value if kind else ()
+    if len(values) != 1:
+        return None
     value = values[0]
     return value.decode("utf-8", errors="backslashreplace") if isinstance(value, bytes) else str(value)
+
+
+class LabelReader:
+    """``label_class`` without parsing the whole tf.Example: it finds the label's map entry in the bytes.
+
+    The entry is ``0x0a <entry length> 0x0a <key length> <key> 0x12 <feature length> <feature>``. When the key
+    occurs once in the record, framed so (lengths under 128), the feature's few bytes are looked up in a cache of
+    the labels seen (a handful of classes: one parse of a tiny ``Feature`` each); any other record goes to
+    ``label_class``, which parses it and raises the errors. (A record whose label is missing but one of whose bytes
+    values holds a whole framed entry for the key would be read from there: a tf.Example nested in a feature, with
+    the label, and none outside.)
+    """
+
+    _CACHE_SIZE = 4096
+
+    def __init__(self, label_key: str) -> None:
+        self._label_key = label_key
+        key = label_key.encode("utf-8")
+        self._needle = b"\x0a" + _encode_varint(len(key)) + key + b"\x12"
+        self._labels: dict[bytes, str | None] = {}
+
+    def __call__(self, record: bytes) -> str:
+        needle = self._needle
+        at = record.find(needle)
+        if at >= 2 and record.find(needle, at + 1) < 0:
+            start = at + len(needle)
+            length = record[start]
+            end = start + 1 + length
+            if length < 0x80 and end - at < 0x80 and record[at - 2] == 0x0A and record[at - 1] == end - at:
+                feature = record[start + 1:end]
+                label = self._labels.get(feature)
+                if label is None and len(self._labels) < self._CACHE_SIZE:
+                    label = self._labels[feature] = _feature_value(feature_pb2.Feature.FromString(feature))
+                if label is not None:
+                    return label
+        return label_class(record, self._label_key)
 
 
 def stratified_quotas(class_counts: dict[str, int], num_examples: int,
@@ -199,17 +253,18 @@ class _SelectInBundle(beam.DoFn):
 
     def setup(self) -> None:
         self._hasher = _hasher(self._seed)
+        self._label = LabelReader(self._label_key) if self._label_key is not None else None
 
     def start_bundle(self) -> None:
         self._count = 0
         self._class_counts: collections.Counter[str] = collections.Counter()
         self._candidates: dict[str | None, _Candidates] = {}
 
-    def process(self, record: bytes) -> Iterator[Any]:
+    def process(self, record: bytes) -> None:
         self._count += 1
         cls = None
-        if self._label_key is not None:
-            cls = label_class(record, self._label_key)
+        if self._label is not None:
+            cls = self._label(record)
             self._class_counts[cls] += 1
         if not self._per_class:
             cls = None
@@ -219,7 +274,6 @@ class _SelectInBundle(beam.DoFn):
         hasher = self._hasher.copy()
         hasher.update(record)
         candidates.offer(hasher.digest() + record)
-        return iter(())
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         for candidates in self._candidates.values():

@@ -13,6 +13,7 @@ from tensorflow.core.example import example_pb2
 from components.representative_dataset.sampling import (
     STRATIFIED,
     UNIFORM,
+    LabelReader,
     Sample,
     SampleExamples,
     SamplingConfig,
@@ -62,6 +63,38 @@ def test_rank_depends_on_seed_and_bytes_only() -> None:
 def test_label_class_reads_int_and_bytes_labels() -> None:
     assert label_class(_example(0, 2), "label") == "2"
     assert label_class(_example(0, b"Adelie"), "label") == "Adelie"
+
+
+def _labelled(label: object, key: str = "label", **more: object) -> bytes:
+    example = example_pb2.Example()
+    example.features.feature["x"].float_list.value.append(1.5)
+    feature = example.features.feature[key]
+    {int: feature.int64_list, float: feature.float_list, bytes: feature.bytes_list}[type(label)].value.append(label)
+    for name, value in more.items():
+        example.features.feature[name].bytes_list.value.append(value)
+    return example.SerializeToString()
+
+
+@pytest.mark.parametrize("label", [0, 2, -5, 2**40, -(2**63), 0.1, -3.5, b"Adelie", "\u00e9".encode() + b"\xff",
+                                   b"x" * 300])
+def test_label_reader_reads_what_label_class_reads(label: object) -> None:
+    record = _labelled(label)
+    assert LabelReader("label")(record) == label_class(record, "label")
+
+
+def test_label_reader_is_not_fooled_by_the_key_inside_another_value() -> None:
+    # The label's entry bytes also inside a string feature: two occurrences, so the record is parsed.
+    record = _labelled(1, blob=_labelled(2))
+    assert LabelReader("label")(record) == label_class(record, "label") == "1"
+
+
+def test_label_reader_raises_label_class_errors() -> None:
+    with pytest.raises(ValueError, match="label_key 'species' is not present"):
+        LabelReader("species")(_labelled(1))
+    example = example_pb2.Example()
+    example.features.feature["label"].int64_list.value.extend([0, 1])
+    with pytest.raises(ValueError, match="holds 2 values"):
+        LabelReader("label")(example.SerializeToString())
 
 
 def test_label_class_names_the_missing_key_and_the_features_present() -> None:
