@@ -26,7 +26,7 @@ def test_parameters_become_execution_properties() -> None:
     assert quantizer.exec_properties == {
         "mode": "int8", "engine": "tflite_converter", "signature_name": "serving_features", "io_dtype": "uint8",
         "denylisted_ops": json.dumps(["softmax"]), "allow_float_fallback": 1,
-        "denylisted_nodes": json.dumps(["model/dense/MatMul"]), "int16_nodes": "[]"}
+        "denylisted_nodes": json.dumps(["model/dense/MatMul"]), "int16_nodes": "[]", "accuracy_search": None}
     assert quantizer.outputs["quantized_model"].type == standard_artifacts.Model
 
 
