@@ -7,10 +7,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from components.quantization_evaluator.gate import NONFINITE_INPUT_POLICIES, REFUSE, Thresholds
+from components.quantization_evaluator.gate import KERNEL, NONFINITE_INPUT_POLICIES, REFUSE, Thresholds
 from components.quantization_evaluator.spec import (
     DELTA_TYPE_KEY,
     LABEL_KEY_KEY,
+    LATENCY_MEASURE_KEY,
     MAX_DELTA_KEY,
     MAX_LATENCY_MS_KEY,
     MAX_MODEL_BYTES_KEY,
@@ -77,5 +78,6 @@ def config_from_exec_properties(exec_properties: dict[str, Any]) -> EvaluatorCon
             min_agreement=optional(MIN_AGREEMENT_KEY, float),
             max_model_bytes=optional(MAX_MODEL_BYTES_KEY, int),
             max_latency_ms=optional(MAX_LATENCY_MS_KEY, float),
+            latency_measure=exec_properties.get(LATENCY_MEASURE_KEY) or KERNEL,
         ),
     ).validate()

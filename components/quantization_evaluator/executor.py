@@ -55,9 +55,11 @@ def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_model: Artif
             "float": measure_latency(plan.float_runner, plan.sample_inputs),
             "quantized": measure_latency(plan.quant_runner, plan.sample_inputs),
         }
-        logging.info("QuantizationEvaluator: batch-1 latency p50/p95 float %.3f/%.3f ms, quantized %.3f/%.3f ms "
-                     "(%d calls each after warm-up)", latency["float"].p50_ms, latency["float"].p95_ms,
-                     latency["quantized"].p50_ms, latency["quantized"].p95_ms, latency["quantized"].calls)
+        for name, value in latency.items():
+            logging.info("QuantizationEvaluator: %s model batch-1 latency p50/p95 end to end %.4f/%.4f ms, kernel "
+                         "%s ms (%d calls each after warm-up)", name, value.p50_ms, value.p95_ms,
+                         "n/a" if value.kernel_p50_ms is None else
+                         f"{value.kernel_p50_ms:.4f}/{value.kernel_p95_ms:.4f}", value.calls)
         if serving is not None:
             logging.info("QuantizationEvaluator: serving signature %r agrees with the transformed-feature path on "
                          "%s of %d examples (max |difference| %s)", serving["signature"], serving["agreement"],

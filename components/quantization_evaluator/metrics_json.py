@@ -83,7 +83,7 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
         nonfinite_input_policy=config.nonfinite_inputs,
         split=config.split,
         model_bytes=sizes["quantized_bytes"],
-        latency_p95_ms=latency["quantized"].p95_ms,
+        latency_p95_ms=latency["quantized"].gated_p95_ms(thresholds.latency_measure),
         serving_compared=serving is not None,
         serving_agreement=None if serving is None else serving["agreement"],
         serving_signature=plan.serving_signature or "",

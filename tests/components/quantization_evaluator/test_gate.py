@@ -61,7 +61,7 @@ CASES = [
     ("size-over", _inputs(model_bytes=1001), Thresholds(max_model_bytes=1000), False, "1001 bytes"),
     ("size-unknown", _inputs(), Thresholds(max_model_bytes=1000), False, "size is unknown"),
     ("latency-ok", _inputs(latency_p95_ms=0.5), Thresholds(max_latency_ms=1.0), True, ""),
-    ("latency-over", _inputs(latency_p95_ms=2.0), Thresholds(max_latency_ms=1.0), False, "p95 latency 2 ms"),
+    ("latency-over", _inputs(latency_p95_ms=2.0), Thresholds(max_latency_ms=1.0), False, "p95 latency 2 ms (kernel)"),
 ]
 
 
@@ -115,6 +115,7 @@ def test_degradation_follows_the_metric_direction(metric: str, float_value: floa
     (Thresholds(max_model_bytes=-5), "max_model_bytes is a budget and must be > 0"),
     (Thresholds(max_latency_ms=0), "max_latency_ms is a budget and must be > 0"),
     (Thresholds(max_latency_ms=math.nan), "max_latency_ms must be a finite number"),
+    (Thresholds(latency_measure="wall"), "latency_measure must be one of"),
 ])
 def test_invalid_thresholds_are_refused(thresholds: Thresholds, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
