@@ -69,7 +69,8 @@ def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: E
         )
         _ = (
             predictions.predictions
-            | "Metrics" >> ComputeSliceMetrics(task, config.slicing_feature_keys)
+            | "Metrics" >> ComputeSliceMetrics(task, config.slicing_feature_keys, config.thresholds.confidence,
+                                               config.thresholds.delta_type == "relative")
             | "ToJson" >> beam.Map(_to_json_line)
             | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
         )

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 
 from components.quantization_evaluator import executor
-from components.quantization_evaluator.config import EvaluatorConfig
-from components.quantization_evaluator.gate import REFUSE, Thresholds
+from components.quantization_evaluator.config import EvaluatorConfig, gated_metrics
+from components.quantization_evaluator.gate import POINT, REFUSE, Thresholds
 from components.quantization_evaluator.spec import QuantizationEvaluatorSpec
 from components.types import QuantizationEvaluation
 
@@ -23,7 +23,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
     ``transform_graph`` (the one wired to the Quantizer).
     Parameters: ``label_key``, ``split``, ``metric``, ``max_delta``, ``delta_type``, ``slicing_feature_keys``,
     ``min_slice_size``, ``max_slice_delta``, ``min_agreement``, ``max_model_bytes``, ``max_latency_ms``,
-    ``signature_name``, ``nonfinite_inputs`` (see ``__init__``).
+    ``signature_name``, ``nonfinite_inputs``, ``delta_bound``, ``confidence``, ``min_examples`` (see ``__init__``).
 
     Outputs:
       ``evaluation`` (``components.QuantizationEvaluation``): files ``metrics.json`` (strict JSON, written last)
@@ -48,8 +48,8 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         examples: types.BaseChannel,
         label_key: str,
         split: str = "eval",
-        metric: str = "accuracy",
-        max_delta: float = 0.01,
+        metric: str | Sequence[str] = "accuracy",
+        max_delta: float | Sequence[float] | Mapping[str, float] = 0.01,
         delta_type: str = "absolute",
         slicing_feature_keys: Sequence[str] = (),
         min_slice_size: int = 30,
@@ -60,6 +60,9 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         signature_name: str | None = None,
         nonfinite_inputs: str = REFUSE,
         transform_graph: types.BaseChannel | None = None,
+        delta_bound: str = POINT,
+        confidence: float = 0.95,
+        min_examples: int = 30,
     ) -> None:
         """Builds the component; bad parameter values fail here, before any pipeline runs.
 
@@ -69,9 +72,11 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
           examples: Examples with ``split``; tf.Example payload carrying the model inputs and ``label_key``.
           label_key: the label feature (class index for classification metrics, a number for regression).
           split: the split to evaluate on.
-          metric: ``accuracy`` or ``auc`` (binary) for classifiers, ``mse`` or ``mae`` for regressors.
+          metric: ``accuracy`` or ``auc`` (binary) for classifiers, ``mse`` or ``mae`` for regressors; or a list
+            of them (one task), every one gated (the first is the one the blessing's ``delta`` is about).
           max_delta: the largest allowed degradation of ``metric`` (positive = quantized is worse). May be
-            negative: the quantized model must then improve by that much.
+            negative: the quantized model must then improve by that much. With several metrics: one value for
+            all, a list in the same order, or a dict by metric.
           delta_type: ``absolute`` or ``relative`` (degradation divided by the float model's value).
           slicing_feature_keys: features whose values define slices (each feature on its own).
           min_slice_size: slices with fewer examples are reported as skipped and not gated.
@@ -85,14 +90,20 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
           transform_graph: Transform's ``transform_graph``, the same one wired to the Quantizer (refused otherwise):
             raw examples go through it into the signature's transformed inputs; a label or slicing feature absent
             from the raw examples is read from its outputs (e.g. ``tips_xf``).
+          delta_bound: ``'point'`` gates on the degradation measured; ``'upper'`` on its paired one-sided upper
+            confidence bound at ``confidence`` (always reported beside it), for every gated metric and slice.
+          confidence: the bound's one-sided level, in (0.5, 1).
+          min_examples: fewer scored examples than this are not blessed.
         """
+        metric, max_delta, extra_metrics = gated_metrics(metric, max_delta)
         EvaluatorConfig(
             label_key=label_key, split=split, slicing_feature_keys=tuple(slicing_feature_keys),
             signature_name=signature_name, nonfinite_inputs=nonfinite_inputs,
             thresholds=Thresholds(metric=metric, max_delta=max_delta, delta_type=delta_type,
                                   min_slice_size=min_slice_size, max_slice_delta=max_slice_delta,
                                   min_agreement=min_agreement, max_model_bytes=max_model_bytes,
-                                  max_latency_ms=max_latency_ms),
+                                  max_latency_ms=max_latency_ms, extra_metrics=extra_metrics,
+                                  delta_bound=delta_bound, confidence=confidence, min_examples=min_examples),
         ).validate()
         spec = QuantizationEvaluatorSpec(
             model=model,
@@ -112,6 +123,10 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
             max_latency_ms=None if max_latency_ms is None else float(max_latency_ms),
             signature_name=signature_name,
             nonfinite_inputs=nonfinite_inputs,
+            extra_metrics=json.dumps([list(pair) for pair in extra_metrics]),
+            delta_bound=delta_bound,
+            confidence=float(confidence),
+            min_examples=min_examples,
             evaluation=types.Channel(type=QuantizationEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         )

@@ -4,12 +4,16 @@ execution properties."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.quantization_evaluator.gate import NONFINITE_INPUT_POLICIES, REFUSE, Thresholds
+from components.quantization_evaluator.gate import NONFINITE_INPUT_POLICIES, POINT, REFUSE, Thresholds
 from components.quantization_evaluator.spec import (
+    CONFIDENCE_KEY,
+    DELTA_BOUND_KEY,
     DELTA_TYPE_KEY,
+    EXTRA_METRICS_KEY,
     LABEL_KEY_KEY,
     MAX_DELTA_KEY,
     MAX_LATENCY_MS_KEY,
@@ -17,6 +21,7 @@ from components.quantization_evaluator.spec import (
     MAX_SLICE_DELTA_KEY,
     METRIC_KEY,
     MIN_AGREEMENT_KEY,
+    MIN_EXAMPLES_KEY,
     MIN_SLICE_SIZE_KEY,
     NONFINITE_INPUTS_KEY,
     SIGNATURE_NAME_KEY,
@@ -55,6 +60,30 @@ class EvaluatorConfig:
         return self
 
 
+def gated_metrics(metric: str | Sequence[str], max_delta: float | Sequence[float] | Mapping[str, float]
+                  ) -> tuple[str, float, tuple[tuple[str, float], ...]]:
+    """``metric`` / ``max_delta`` as the component takes them -> (first metric, its max_delta, the others with
+    theirs). Several metrics take one max_delta for all, a list of the same length, or a dict by metric."""
+    names = [metric] if isinstance(metric, str) else list(metric)
+    if not names or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"QuantizationEvaluator: metric must be a metric name or a non-empty list of them, got "
+                         f"{metric!r}")
+    if isinstance(max_delta, Mapping):
+        if set(max_delta) != set(names):
+            raise ValueError(f"QuantizationEvaluator: max_delta {dict(max_delta)} must give one value for each "
+                             f"metric of {names}")
+        deltas = [max_delta[name] for name in names]
+    elif isinstance(max_delta, int | float) and not isinstance(max_delta, bool):
+        deltas = [max_delta] * len(names)
+    else:
+        deltas = list(max_delta)
+        if len(deltas) != len(names):
+            raise ValueError(f"QuantizationEvaluator: max_delta {deltas} must have one value per metric of {names}")
+    pairs = [(name, float(d) if isinstance(d, int | float) and not isinstance(d, bool) else d)
+             for name, d in zip(names, deltas, strict=True)]
+    return pairs[0][0], pairs[0][1], tuple(pairs[1:])
+
+
 def config_from_exec_properties(exec_properties: dict[str, Any]) -> EvaluatorConfig:
     """The validated ``EvaluatorConfig`` of a component's execution properties (absent optionals are ``None``)."""
 
@@ -77,5 +106,10 @@ def config_from_exec_properties(exec_properties: dict[str, Any]) -> EvaluatorCon
             min_agreement=optional(MIN_AGREEMENT_KEY, float),
             max_model_bytes=optional(MAX_MODEL_BYTES_KEY, int),
             max_latency_ms=optional(MAX_LATENCY_MS_KEY, float),
+            extra_metrics=tuple((str(name), float(d))
+                                for name, d in json.loads(exec_properties.get(EXTRA_METRICS_KEY) or "[]")),
+            delta_bound=exec_properties.get(DELTA_BOUND_KEY) or POINT,
+            confidence=float(exec_properties.get(CONFIDENCE_KEY) or Thresholds.confidence),
+            min_examples=int(exec_properties.get(MIN_EXAMPLES_KEY) or Thresholds.min_examples),
         ),
     ).validate()

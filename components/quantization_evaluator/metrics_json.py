@@ -14,8 +14,10 @@ from components.quantization_evaluator.config import EvaluatorConfig
 from components.quantization_evaluator.gate import (
     CLASSIFICATION,
     DROP,
+    METRICS,
     GateInputs,
     GateResult,
+    MetricValues,
     SliceValues,
     Thresholds,
     degradation,
@@ -36,21 +38,38 @@ def _size_bytes(artifact: Artifact, name: str, fallback_path: str | None = None)
 
 
 def _slice_entry(key: SliceKey, values: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
-    metric = thresholds.metric
-    float_value, quant_value = values["float"].get(metric), values["quantized"].get(metric)
-    delta = None
-    if float_value is not None and quant_value is not None:
-        delta = degradation(float_value, quant_value, thresholds.info, thresholds.delta_type)
+    """The slice's combiner output, with ``deltas``: for every metric both models have, the point degradation and
+    its one-sided confidence bounds (``lower``, ``upper``, ``method``); ``delta`` / ``delta_upper`` are the gated
+    metric's."""
+    values = dict(values)
+    bounds = values.pop("bounds", {})
+    deltas = {}
+    for metric in values["float"]:
+        if metric not in METRICS:
+            continue
+        float_value, quant_value = values["float"].get(metric), values["quantized"].get(metric)
+        delta = None
+        if float_value is not None and quant_value is not None:
+            delta = degradation(float_value, quant_value, METRICS[metric], thresholds.delta_type)
+        deltas[metric] = {"delta": delta, "lower": None, "upper": None, "method": None, **bounds.get(metric, {})}
     entry = {"feature": key[0], "value": key[1]} if key != OVERALL else {}
-    return {**entry, **values, "delta": delta}
+    primary = deltas.get(thresholds.metric, {"delta": None, "upper": None})
+    return {**entry, **values, "delta": primary["delta"], "delta_upper": primary["upper"], "deltas": deltas}
 
 
-def _slice_values(name: str, entry: dict[str, Any], metric: str) -> SliceValues:
-    def number(v: float | None) -> float:
-        return math.nan if v is None else float(v)
+def _number(v: float | None) -> float:
+    return math.nan if v is None else float(v)
 
-    return SliceValues(name, entry["num_examples"], number(entry["float"].get(metric)),
-                       number(entry["quantized"].get(metric)))
+
+def _slice_values(name: str, entry: dict[str, Any], thresholds: Thresholds) -> SliceValues:
+    def of(metric: str) -> MetricValues:
+        upper = entry["deltas"].get(metric, {}).get("upper")
+        return MetricValues(_number(entry["float"].get(metric)), _number(entry["quantized"].get(metric)),
+                            _number(upper))
+
+    primary = of(thresholds.metric)
+    return SliceValues(name, entry["num_examples"], primary.float_value, primary.quant_value, primary.delta_upper,
+                       others={metric: of(metric) for metric, _ in thresholds.extra_metrics})
 
 
 def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConfig, plan: EvaluationPlan,
@@ -72,8 +91,8 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
     sizes = {"float_bytes": _size_bytes(quantized_model, properties.FLOAT_SIZE_BYTES),
              "quantized_bytes": _size_bytes(quantized_model, properties.SIZE_BYTES, plan.tflite_path)}
     verdict = gate(GateInputs(
-        overall=_slice_values("overall", overall, thresholds.metric),
-        slices=[_slice_values(slice_name((s["feature"], s["value"])), s, thresholds.metric) for s in slices],
+        overall=_slice_values("overall", overall, thresholds),
+        slices=[_slice_values(slice_name((s["feature"], s["value"])), s, thresholds) for s in slices],
         agreement=overall["agreement"] if thresholds.info.task == CLASSIFICATION else None,
         nonfinite_predictions=overall["nonfinite"],
         missing_predictions=overall["missing"],
@@ -115,7 +134,9 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
         "sizes": sizes,
         "thresholds": dataclasses.asdict(thresholds),
         "verdict": {"blessed": verdict.blessed, "reason": verdict.reason, "reasons": verdict.reasons,
-                    "notes": verdict.notes, "delta": verdict.delta, "threshold": verdict.threshold,
+                    "notes": verdict.notes, "warnings": verdict.warnings, "delta": verdict.delta,
+                    "delta_upper": verdict.delta_upper, "deltas": verdict.deltas, "threshold": verdict.threshold,
+                    "delta_bound": thresholds.delta_bound, "confidence": thresholds.confidence,
                     "nonfinite_inputs": config.nonfinite_inputs,
                     # Under 'drop', what the verdict left out; under 'refuse' nothing is dropped (it is refused).
                     "dropped": {"examples": overall["nonfinite_input_examples"],

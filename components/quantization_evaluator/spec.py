@@ -28,6 +28,11 @@ MAX_MODEL_BYTES_KEY = "max_model_bytes"
 MAX_LATENCY_MS_KEY = "max_latency_ms"
 SIGNATURE_NAME_KEY = "signature_name"
 NONFINITE_INPUTS_KEY = "nonfinite_inputs"
+# Gated metrics beyond METRIC_KEY's, with their max_delta: a JSON list of [metric, max_delta] pairs.
+EXTRA_METRICS_KEY = "extra_metrics"
+DELTA_BOUND_KEY = "delta_bound"
+CONFIDENCE_KEY = "confidence"
+MIN_EXAMPLES_KEY = "min_examples"
 
 
 class QuantizationEvaluatorSpec(ComponentSpec):
@@ -47,6 +52,10 @@ class QuantizationEvaluatorSpec(ComponentSpec):
         MAX_LATENCY_MS_KEY: ExecutionParameter(type=float, optional=True),
         SIGNATURE_NAME_KEY: ExecutionParameter(type=str, optional=True),
         NONFINITE_INPUTS_KEY: ExecutionParameter(type=str),
+        EXTRA_METRICS_KEY: ExecutionParameter(type=str, optional=True),
+        DELTA_BOUND_KEY: ExecutionParameter(type=str, optional=True),
+        CONFIDENCE_KEY: ExecutionParameter(type=float, optional=True),
+        MIN_EXAMPLES_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
