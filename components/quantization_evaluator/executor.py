@@ -40,7 +40,7 @@ from components.shared.staged_output import staged_output
 
 def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_model: Artifact, examples: Artifact,
              evaluation: Artifact, blessing: Artifact, config: EvaluatorConfig,
-             transform_graph: Artifact | None = None) -> dict[str, Any]:
+             transform_graph: Artifact | None = None, run: dict[str, Any] | None = None) -> dict[str, Any]:
     """The whole run: check, evaluate with Beam, time both models, gate, publish. Returns ``metrics.json``."""
     config.validate()
     plan = check_inputs(model, quantized_model, examples, config, transform_graph)
@@ -62,7 +62,7 @@ def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_model: Artif
             logging.info("QuantizationEvaluator: serving signature %r agrees with the transformed-feature path on "
                          "%s of %d examples (max |difference| %s)", serving["signature"], serving["agreement"],
                          serving["num_examples"], serving["max_abs_diff"])
-        metrics, verdict = build_metrics(results, config, plan, model, quantized_model, latency, serving)
+        metrics, verdict = build_metrics(results, config, plan, model, quantized_model, latency, serving, run)
         write_evaluation_files(staging, metrics)
     write_blessing_marker(blessing.uri, verdict)
     set_properties(evaluation, blessing, metrics, verdict, quantized_model)
@@ -88,4 +88,12 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             blessing=artifact_utils.get_single_instance(output_dict[BLESSING_KEY]),
             config=config_from_exec_properties(exec_properties),
             transform_graph=artifact_utils.get_single_instance(transform_graphs) if transform_graphs else None,
+            run=self._run_info(),
         )
+
+    def _run_info(self) -> dict[str, Any]:
+        """The pipeline name and run id the orchestrator passed in (``None`` when run by hand)."""
+        context = self._context
+        info = getattr(context, "pipeline_info", None)
+        return {"pipeline_name": info.id if info is not None and info.id else None,
+                "run_id": getattr(context, "pipeline_run_id", None) or None}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from typing import Any
 
 from tfx.dsl.io import fileio
@@ -23,6 +25,7 @@ from components.quantization_evaluator.gate import (
     degradation,
     gate,
 )
+from components.quantization_evaluator.host import latency_host
 from components.quantization_evaluator.inference import Latency
 from components.quantization_evaluator.metrics import OVERALL, SliceKey, slice_name
 from components.shared import properties
@@ -35,6 +38,15 @@ def _size_bytes(artifact: Artifact, name: str, fallback_path: str | None = None)
     if artifact.has_custom_property(name):
         return int(artifact.get_int_custom_property(name))
     return int(fileio.stat(fallback_path).length) if fallback_path else None
+
+
+def read_quantization_report(quantized_model: Artifact) -> dict[str, Any] | None:
+    """The Quantizer's ``quantization_report.json`` beside the model (``None`` for a model from elsewhere)."""
+    path = os.path.join(quantized_model.uri, properties.QUANTIZATION_REPORT_FILENAME)
+    if not fileio.exists(path):
+        return None
+    with fileio.open(path, "r") as f:
+        return json.load(f)
 
 
 def _slice_entry(key: SliceKey, values: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
@@ -74,9 +86,10 @@ def _slice_values(name: str, entry: dict[str, Any], thresholds: Thresholds) -> S
 
 def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConfig, plan: EvaluationPlan,
                   model: Artifact, quantized_model: Artifact, latency: dict[str, Latency],
-                  serving: dict[str, Any] | None = None) -> tuple[dict, GateResult]:
+                  serving: dict[str, Any] | None = None, run: dict[str, Any] | None = None
+                  ) -> tuple[dict, GateResult]:
     """Assembles ``metrics.json`` (schema in the README) and decides the gate; ``serving`` is the serving-signature
-    comparison of ``run_beam_evaluation``."""
+    comparison of ``run_beam_evaluation``, ``run`` the pipeline name and run id (when the orchestrator says)."""
     thresholds = config.thresholds
     if OVERALL not in results:  # the split's files held no record that reached the combiner
         raise fail(f"{plan.source} produced no predictions; pass a split that has examples")
@@ -88,8 +101,10 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
             slices.append(entry)
         else:
             skipped.append({"feature": key[0], "value": key[1], "num_examples": entry["num_examples"]})
+    quantization_report = read_quantization_report(quantized_model)
     sizes = {"float_bytes": _size_bytes(quantized_model, properties.FLOAT_SIZE_BYTES),
-             "quantized_bytes": _size_bytes(quantized_model, properties.SIZE_BYTES, plan.tflite_path)}
+             "quantized_bytes": _size_bytes(quantized_model, properties.SIZE_BYTES, plan.tflite_path),
+             "float_tflite_bytes": ((quantization_report or {}).get("sizes") or {}).get("float_tflite_bytes")}
     verdict = gate(GateInputs(
         overall=_slice_values("overall", overall, thresholds),
         slices=[_slice_values(slice_name((s["feature"], s["value"])), s, thresholds) for s in slices],
@@ -123,8 +138,11 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
                           "output": plan.quant_output,
                           "quantization_mode": quantized_model.get_string_custom_property(properties.QUANTIZATION_MODE) or None,
                           "sha256": quantized_model.get_string_custom_property(properties.SHA256) or None,
-                          "evaluated_sha256": plan.tflite_sha256},
+                          "evaluated_sha256": plan.tflite_sha256,
+                          "quantization_report": quantization_report},
         },
+        "run": {"pipeline_name": None, "run_id": None, **(run or {})},
+        "latency_host": latency_host(),
         "transform_graph": plan.transform_graph,
         "serving_signature_agreement": serving,
         "overall": overall,
