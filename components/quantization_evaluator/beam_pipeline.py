@@ -23,9 +23,9 @@ MAX_BATCH_SIZE = 1024
 _TELEMETRY = ["quantgate", "QuantizationEvaluator"]
 
 
-def _to_json_line(row: tuple[SliceKey, dict[str, Any]]) -> str:
-    key, values = row
-    return json.dumps({"slice": list(key), "metrics": json_safe(values)})
+def _to_json_line(row: tuple[tuple[int, SliceKey], dict[str, Any]]) -> str:
+    (candidate, key), values = row
+    return json.dumps({"candidate": candidate, "slice": list(key), "metrics": json_safe(values)})
 
 
 def _sum_counts(rows: Iterable[tuple[int, int, float]]) -> tuple[int, int, float]:
@@ -45,9 +45,9 @@ def _read_lines(prefix: str) -> list[Any]:
 
 
 def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: EvaluatorConfig,
-                        staging_dir: str) -> tuple[dict[SliceKey, dict[str, Any]], dict[str, Any] | None]:
-    """Runs ``pipeline`` (not yet run): read -> batch -> parse -> predict -> per-slice metrics. Returns them by slice,
-    and, when ``plan.serving_signature`` is set, the serving-signature comparison (``signature``, ``agreement``,
+                        staging_dir: str) -> tuple[list[dict[SliceKey, dict[str, Any]]], dict[str, Any] | None]:
+    """Runs ``pipeline`` (not yet run): read -> batch -> parse -> predict with the float model and every candidate
+    -> per-slice metrics. Returns them by slice for each candidate (in ``plan.candidates`` order), and, when ``plan.serving_signature`` is set, the serving-signature comparison (``signature``, ``agreement``,
     ``max_abs_diff``, ``num_examples``; else ``None``)."""
     prefix = os.path.join(staging_dir, "slice_metrics")
     serving_prefix = os.path.join(staging_dir, "serving_agreement")
@@ -60,9 +60,10 @@ def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: E
             | "Parse" >> beam.ParDo(ParseExamplesDoFn(plan.specs, config.label_key, config.slicing_feature_keys,
                                                       plan.source, transform=plan.transform,
                                                       keep_serialized=plan.serving_signature is not None))
-            | "Predict" >> beam.ParDo(PredictDoFn(plan.saved_model_dir, plan.signature_name, plan.tflite_path,
-                                                  plan.float_output, plan.quant_output,
-                                                  tflite_sha256=plan.tflite_sha256,
+            | "Predict" >> beam.ParDo(PredictDoFn(plan.saved_model_dir, plan.signature_name,
+                                                  [c.tflite_path for c in plan.candidates], plan.float_output,
+                                                  [c.output for c in plan.candidates],
+                                                  tflite_sha256s=[c.tflite_sha256 for c in plan.candidates],
                                                   serving_signature=plan.serving_signature,
                                                   classification=task == CLASSIFICATION)
                                       ).with_outputs(SERVING_TAG, main="predictions")
@@ -81,7 +82,9 @@ def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: E
                 | "ServingToJson" >> beam.Map(json.dumps)
                 | "WriteServing" >> beam.io.WriteToText(serving_prefix, file_name_suffix=".jsonl")
             )
-    results = {tuple(row["slice"]): row["metrics"] for row in _read_lines(prefix)}
+    results: list[dict[SliceKey, dict[str, Any]]] = [{} for _ in plan.candidates]
+    for row in _read_lines(prefix):
+        results[row["candidate"]][tuple(row["slice"])] = row["metrics"]
     serving = None
     if plan.serving_signature is not None:
         agree, total, worst = _sum_counts(tuple(row) for row in _read_lines(serving_prefix))

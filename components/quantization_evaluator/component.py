@@ -10,9 +10,9 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 
 from components.quantization_evaluator import executor
-from components.quantization_evaluator.config import EvaluatorConfig, gated_metrics
+from components.quantization_evaluator.config import SMALLEST, EvaluatorConfig, gated_metrics
 from components.quantization_evaluator.gate import POINT, REFUSE, Thresholds
-from components.quantization_evaluator.spec import QuantizationEvaluatorSpec
+from components.quantization_evaluator.spec import MAX_CANDIDATES, QuantizationEvaluatorSpec, candidate_key
 from components.types import QuantizationEvaluation
 
 
@@ -44,7 +44,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
     def __init__(
         self,
         model: types.BaseChannel,
-        quantized_model: types.BaseChannel,
+        quantized_model: types.BaseChannel | Sequence[types.BaseChannel],
         examples: types.BaseChannel,
         label_key: str,
         split: str = "eval",
@@ -63,12 +63,16 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         delta_bound: str = POINT,
         confidence: float = 0.95,
         min_examples: int = 30,
+        selection: str = SMALLEST,
     ) -> None:
         """Builds the component; bad parameter values fail here, before any pipeline runs.
 
         Args:
           model: the float Model (the Trainer's), with a dense-input signature in ``Format-Serving``.
-          quantized_model: the Quantizer's Model (``Format-Serving/model.tflite``).
+          quantized_model: the Quantizer's Model (``Format-Serving/model.tflite``), or a list of up to
+            ``MAX_CANDIDATES`` such channels (e.g. int8, float16, dynamic_range Quantizers): every candidate is
+            scored against the float model in the same Beam pass, and ``selection`` picks the one the blessing
+            names. A channel holding several Model artifacts is taken as several candidates too.
           examples: Examples with ``split``; tf.Example payload carrying the model inputs and ``label_key``.
           label_key: the label feature (class index for classification metrics, a number for regression).
           split: the split to evaluate on.
@@ -94,11 +98,17 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
             confidence bound at ``confidence`` (always reported beside it), for every gated metric and slice.
           confidence: the bound's one-sided level, in (0.5, 1).
           min_examples: fewer scored examples than this are not blessed.
+          selection: ``'smallest'`` (bytes) or ``'fastest'`` (batch-1 p50 latency) of the candidates passing every
+            threshold; the blessing's ``current_model_id`` names it.
         """
+        channels = [quantized_model] if isinstance(quantized_model, types.BaseChannel) else list(quantized_model)
+        if not 1 <= len(channels) <= MAX_CANDIDATES:
+            raise ValueError(f"QuantizationEvaluator: quantized_model takes 1 to {MAX_CANDIDATES} channels, got "
+                             f"{len(channels)}")
         metric, max_delta, extra_metrics = gated_metrics(metric, max_delta)
         EvaluatorConfig(
             label_key=label_key, split=split, slicing_feature_keys=tuple(slicing_feature_keys),
-            signature_name=signature_name, nonfinite_inputs=nonfinite_inputs,
+            signature_name=signature_name, nonfinite_inputs=nonfinite_inputs, selection=selection,
             thresholds=Thresholds(metric=metric, max_delta=max_delta, delta_type=delta_type,
                                   min_slice_size=min_slice_size, max_slice_delta=max_slice_delta,
                                   min_agreement=min_agreement, max_model_bytes=max_model_bytes,
@@ -107,7 +117,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         ).validate()
         spec = QuantizationEvaluatorSpec(
             model=model,
-            quantized_model=quantized_model,
+            **{candidate_key(i): channel for i, channel in enumerate(channels)},
             examples=examples,
             transform_graph=transform_graph,
             label_key=label_key,
@@ -127,6 +137,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
             delta_bound=delta_bound,
             confidence=float(confidence),
             min_examples=min_examples,
+            selection=selection,
             evaluation=types.Channel(type=QuantizationEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         )

@@ -24,10 +24,15 @@ from components.quantization_evaluator.spec import (
     MIN_EXAMPLES_KEY,
     MIN_SLICE_SIZE_KEY,
     NONFINITE_INPUTS_KEY,
+    SELECTION_KEY,
     SIGNATURE_NAME_KEY,
     SLICING_FEATURE_KEYS_KEY,
     SPLIT_KEY,
 )
+
+# How the blessed candidate is picked among those passing every threshold.
+SMALLEST, FASTEST = "smallest", "fastest"
+SELECTIONS = (SMALLEST, FASTEST)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class EvaluatorConfig:
     slicing_feature_keys: tuple[str, ...] = ()
     signature_name: str | None = None
     nonfinite_inputs: str = REFUSE
+    selection: str = SMALLEST
 
     def validate(self) -> EvaluatorConfig:
         """Raises ``ValueError`` naming the parameter and the fix; returns ``self``."""
@@ -57,6 +63,9 @@ class EvaluatorConfig:
         if self.nonfinite_inputs not in NONFINITE_INPUT_POLICIES:
             raise ValueError(f"QuantizationEvaluator: nonfinite_inputs must be one of {NONFINITE_INPUT_POLICIES} "
                              f"(what examples with NaN/inf inputs do to the verdict), got {self.nonfinite_inputs!r}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"QuantizationEvaluator: selection must be one of {SELECTIONS} (the smallest or the "
+                             f"fastest candidate passing every threshold), got {self.selection!r}")
         return self
 
 
@@ -97,6 +106,7 @@ def config_from_exec_properties(exec_properties: dict[str, Any]) -> EvaluatorCon
         slicing_feature_keys=tuple(json.loads(exec_properties.get(SLICING_FEATURE_KEYS_KEY) or "[]")),
         signature_name=exec_properties.get(SIGNATURE_NAME_KEY) or None,
         nonfinite_inputs=exec_properties[NONFINITE_INPUTS_KEY],
+        selection=exec_properties.get(SELECTION_KEY) or SMALLEST,
         thresholds=Thresholds(
             metric=exec_properties[METRIC_KEY],
             max_delta=float(exec_properties[MAX_DELTA_KEY]),

@@ -369,8 +369,16 @@ COMBINE_FNS: Mapping[str, type[beam.CombineFn]] = {
 }
 
 
+def _slice_candidate_batch(row: tuple[int, PredictionBatch], slicing_feature_keys: Sequence[str]
+                           ) -> Iterator[tuple[tuple[int, SliceKey], PredictionBatch]]:
+    candidate, batch = row
+    for key, part in slice_batch(batch, slicing_feature_keys):
+        yield (candidate, key), part
+
+
 class ComputeSliceMetrics(beam.PTransform):
-    """``PCollection[PredictionBatch]`` -> ``PCollection[(SliceKey, metrics dict)]``, overall and per slice."""
+    """``PCollection[(candidate index, PredictionBatch)]`` -> ``PCollection[((candidate, SliceKey), metrics)]``,
+    overall and per slice, for each candidate."""
 
     def __init__(self, task: str, slicing_feature_keys: Sequence[str] = (), confidence: float = 0.95,
                  relative: bool = False) -> None:
@@ -383,6 +391,6 @@ class ComputeSliceMetrics(beam.PTransform):
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         return (
             batches
-            | "Slice" >> beam.FlatMap(slice_batch, self._slicing_feature_keys)
+            | "Slice" >> beam.FlatMap(_slice_candidate_batch, self._slicing_feature_keys)
             | "CombinePerSlice" >> beam.CombinePerKey(COMBINE_FNS[self._task](self._confidence, self._relative))
         )

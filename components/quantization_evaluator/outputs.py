@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any
@@ -34,7 +35,9 @@ def write_blessing_marker(blessing_uri: str, verdict: GateResult) -> None:
 def set_properties(evaluation: Artifact, blessing: Artifact, metrics: dict[str, Any], verdict: GateResult,
                    quantized_model: Artifact) -> None:
     """The numbers people gate on, as custom properties (MLMD, Vertex and KFP show them; the stock Pusher and
-    ``LatestBlessedModelStrategy`` read ``blessed`` and ``current_model_id``, as TFX's Evaluator writes them)."""
+    ``LatestBlessedModelStrategy`` read ``blessed`` and ``current_model_id``, as TFX's Evaluator writes them).
+    ``quantized_model`` is the candidate ``selection`` chose; ``candidate_ids`` lists every one scored."""
+    candidates = metrics.get("candidates") or [metrics["models"]["quantized"]]
     delta = math.nan if verdict.delta is None else verdict.delta
     delta_upper = math.nan if verdict.delta_upper is None else verdict.delta_upper
     blessing.set_int_custom_property(properties.BLESSED, int(verdict.blessed))
@@ -44,6 +47,8 @@ def set_properties(evaluation: Artifact, blessing: Artifact, metrics: dict[str, 
     overall = metrics["overall"]
     for artifact in (blessing, evaluation):
         artifact.set_string_custom_property(properties.REASON, verdict.reason)
+        artifact.set_string_custom_property(properties.SELECTION, metrics["selection"])
+        artifact.set_string_custom_property(properties.CANDIDATE_IDS, json.dumps([c["id"] for c in candidates]))
         artifact.set_float_custom_property(properties.DELTA, delta)
         artifact.set_float_custom_property(properties.DELTA_UPPER, delta_upper)
         artifact.set_string_custom_property(properties.DELTA_BOUND, metrics["thresholds"]["delta_bound"])

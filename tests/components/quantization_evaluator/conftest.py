@@ -15,6 +15,7 @@ from tfx.utils import path_utils
 
 from components import QuantizationEvaluator
 from components.quantization_evaluator import executor
+from components.quantization_evaluator.spec import candidate_key
 from components.representative_dataset.storage import read_examples
 from components.shared.signature_inputs import InputSpec, dense_signature_specs
 from components.types import QuantizationEvaluation
@@ -78,13 +79,16 @@ RunEvaluator = Callable[..., EvaluatorRun]
 @pytest.fixture(scope="session")
 def run_evaluator(demo_quantized, tmp_path_factory) -> RunEvaluator:
     """``run_evaluator(name, model=..., quantized_model=..., examples=..., **component params)``: builds the component
-    (so parameters go through its checks and encoding) and runs its executor on the demo artifacts by default."""
+    (so parameters go through its checks and encoding) and runs its executor on the demo artifacts by default.
+    ``quantized_model`` may be a list of candidates, each wired to its own input key as the component does."""
 
-    def run(name: str, *, model: Artifact | None = None, quantized_model: Artifact | None = None,
+    def run(name: str, *, model: Artifact | None = None, quantized_model: Artifact | list[Artifact] | None = None,
             examples: Artifact | None = None, **params: object) -> EvaluatorRun:
+        quantized = quantized_model or demo_quantized.quantized_model
+        candidates = quantized if isinstance(quantized, list) else [quantized]
         component = QuantizationEvaluator(
             model=types.Channel(type=standard_artifacts.Model),
-            quantized_model=types.Channel(type=standard_artifacts.Model),
+            quantized_model=[types.Channel(type=standard_artifacts.Model) for _ in candidates],
             examples=types.Channel(type=standard_artifacts.Examples),
             **{"label_key": "species", **params},
         )
@@ -95,7 +99,7 @@ def run_evaluator(demo_quantized, tmp_path_factory) -> RunEvaluator:
             tf.io.gfile.makedirs(artifact.uri)  # the launcher creates output folders before Do
         executor.Executor().Do(
             {executor.MODEL_KEY: [model or demo_quantized.model],
-             executor.QUANTIZED_MODEL_KEY: [quantized_model or demo_quantized.quantized_model],
+             **{candidate_key(i): [c] for i, c in enumerate(candidates)},
              executor.EXAMPLES_KEY: [examples or demo_quantized.examples]},
             {executor.EVALUATION_KEY: [evaluation], executor.BLESSING_KEY: [blessing]},
             dict(component.exec_properties),

@@ -93,10 +93,11 @@ def test_predict_dofn_round_and_clip_matches_the_tflite_model_fed_float_inputs(d
     """The DoFn quantizes the int8 model's inputs with round and clip; the same model converted with float32 I/O
     quantizes them inside TFLite. Same calibration data, so same scales: the predictions must agree."""
     parsed = parse_examples(demo_quantized.eval_records, demo_quantized.specs, "species", ["island"], "demo eval")
-    dofn = PredictDoFn(demo_quantized.saved_model_dir, demo_quantized.signature_name, demo_quantized.tflite_path,
-                       "probabilities", demo_quantized.quant_output)
+    dofn = PredictDoFn(demo_quantized.saved_model_dir, demo_quantized.signature_name, [demo_quantized.tflite_path],
+                       "probabilities", [demo_quantized.quant_output])
     dofn.setup()
-    (batch,) = dofn.process(parsed)
+    ((candidate, batch),) = dofn.process(parsed)
+    assert candidate == 0
     dofn.teardown()
     n = len(demo_quantized.eval_records)
     assert batch.float_predictions.shape == batch.quant_predictions.shape == (n, 3)
