@@ -1,4 +1,4 @@
-"""The QuantizationEvaluator's Beam pipeline: read -> batch -> parse -> predict with both models -> metrics per slice."""
+"""The QuantizationEvaluator's Beam pipeline: read -> batch -> score (decode once, both models) -> metrics per slice."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from tfx_bsl.public import tfxio
 from components.quantization_evaluator.checks import EvaluationPlan
 from components.quantization_evaluator.config import EvaluatorConfig
 from components.quantization_evaluator.gate import CLASSIFICATION
-from components.quantization_evaluator.inference import SERVING_TAG, ParseExamplesDoFn, PredictDoFn
+from components.quantization_evaluator.inference import SERVING_TAG, ParserSpec, ScoreDoFn
 from components.quantization_evaluator.metrics import ComputeSliceMetrics, SliceKey
 from components.shared.strict_json import json_safe
+from components.shared.tfrecord_crc import use_compiled_crc32c
 
-# Beam's BatchElements grows batches up to this size: large enough that inference, not Python, dominates.
-MAX_BATCH_SIZE = 1024
+# Fixed-size batches: large enough that a batch's fixed costs (a parse_example call, two model calls, a combine)
+# are small next to its examples, small enough to stay a few MB. BatchElements' adaptive sizing starts at 1 and
+# spends the first thousands of examples finding this.
+BATCH_SIZE = 4096
 _TELEMETRY = ["quantgate", "QuantizationEvaluator"]
 
 
@@ -52,21 +55,21 @@ def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: E
     prefix = os.path.join(staging_dir, "slice_metrics")
     serving_prefix = os.path.join(staging_dir, "serving_agreement")
     task = config.thresholds.info.task
+    parser = ParserSpec(tuple(plan.specs), config.label_key, tuple(config.slicing_feature_keys), plan.source,
+                        plan.kinds, plan.transform)
+    use_compiled_crc32c()  # again here: a test or a caller may have reset Beam's choice since import
     with pipeline as p:
         predictions = (
             p
             | "ReadSplit" >> tfxio.TFExampleRecord(plan.patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
-            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=MAX_BATCH_SIZE)
-            | "Parse" >> beam.ParDo(ParseExamplesDoFn(plan.specs, config.label_key, config.slicing_feature_keys,
-                                                      plan.source, transform=plan.transform,
-                                                      keep_serialized=plan.serving_signature is not None))
-            | "Predict" >> beam.ParDo(PredictDoFn(plan.saved_model_dir, plan.signature_name,
-                                                  [c.tflite_path for c in plan.candidates], plan.float_output,
-                                                  [c.output for c in plan.candidates],
-                                                  tflite_sha256s=[c.tflite_sha256 for c in plan.candidates],
-                                                  serving_signature=plan.serving_signature,
-                                                  classification=task == CLASSIFICATION)
-                                      ).with_outputs(SERVING_TAG, main="predictions")
+            | "Batch" >> beam.BatchElements(min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
+            | "Score" >> beam.ParDo(ScoreDoFn(parser, plan.saved_model_dir, plan.signature_name,
+                                              [c.tflite_path for c in plan.candidates], plan.float_output,
+                                              [c.output for c in plan.candidates],
+                                              tflite_sha256s=[c.tflite_sha256 for c in plan.candidates],
+                                              serving_signature=plan.serving_signature,
+                                              classification=task == CLASSIFICATION)
+                                    ).with_outputs(SERVING_TAG, main="predictions")
         )
         _ = (
             predictions.predictions

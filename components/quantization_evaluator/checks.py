@@ -23,8 +23,11 @@ from components.quantization_evaluator.gate import CLASSIFICATION, REGRESSION
 from components.quantization_evaluator.inference import (
     SerializedExamplesRunner,
     TransformSpec,
+    feature_kinds,
     parse_examples,
+    saved_model_runner,
     single_output,
+    tflite_runner,
 )
 from components.shared import properties
 from components.shared.digests import bytes_sha256
@@ -81,6 +84,8 @@ class EvaluationPlan:
     transform: TransformSpec | None = None
     transform_graph: dict[str, object] | None = None
     serving_signature: str | None = None
+    # The tf.Example list type of each feature of the first records, for the workers' one-pass decoder.
+    kinds: dict[str, str] | None = None
 
 
 def fail(message: str) -> ValueError:
@@ -118,8 +123,9 @@ def _load_tflite(quantized_model: Artifact) -> tuple[str, str, TFLiteRunner]:
                     "wire the Quantizer's quantized_model output")
     with fileio.open(path, "rb") as f:
         content = f.read()
+    sha256 = bytes_sha256(content)
     try:
-        return path, bytes_sha256(content), TFLiteRunner(path, content=content)
+        return path, sha256, tflite_runner(path, content, sha256)
     except ValueError as e:
         raise fail(f"quantized_model artifact (id {quantized_model.id}) cannot be loaded: {e}; re-run the "
                     "Quantizer to rewrite it") from e
@@ -245,10 +251,10 @@ def check_inputs(model: Artifact, quantized_models: Sequence[Artifact], examples
     patterns, records = check_split(examples, config.split)
     source = f"Examples artifact {examples.uri!r} split {config.split!r}"
     try:
-        features = set(decode_examples(records, source=source).schema.names)
+        kinds = feature_kinds(decode_examples(records, source=source))
     except ValueError as e:
         raise fail(str(e)) from e
-    extra_specs = _resolve_features(config, features, transform_graph, source, len(records))
+    extra_specs = _resolve_features(config, set(kinds), transform_graph, source, len(records))
     saved_model_dir = path_utils.serving_model_path(model.uri)
     try:
         signature_name, specs = dense_signature_specs(saved_model_dir, config.signature_name)
@@ -264,7 +270,7 @@ def check_inputs(model: Artifact, quantized_models: Sequence[Artifact], examples
                        f"quantized model ({tflite_path}) takes {quant_shapes} (name: per-example shape). Quantize "
                        "the same signature (the Quantizer's signature_name) or pass it here as signature_name")
         loaded.append((quantized_model, tflite_path, tflite_sha256, quant_runner))
-    float_runner = SavedModelRunner(saved_model_dir, signature_name)
+    float_runner = saved_model_runner(saved_model_dir, signature_name)
     transform = transformer = None
     if transform_graph is not None:
         transform = TransformSpec(transform_graph.uri, extra_specs)
@@ -304,4 +310,4 @@ def check_inputs(model: Artifact, quantized_models: Sequence[Artifact], examples
                           transform=transform,
                           transform_graph=None if transform_graph is None else
                           {"id": transform_graph.id, "uri": transform_graph.uri},
-                          serving_signature=serving_signature)
+                          serving_signature=serving_signature, kinds=kinds)

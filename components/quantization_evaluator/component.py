@@ -11,7 +11,7 @@ from tfx.types import standard_artifacts
 
 from components.quantization_evaluator import executor
 from components.quantization_evaluator.config import SMALLEST, EvaluatorConfig, gated_metrics
-from components.quantization_evaluator.gate import POINT, REFUSE, Thresholds
+from components.quantization_evaluator.gate import KERNEL, POINT, REFUSE, Thresholds
 from components.quantization_evaluator.spec import MAX_CANDIDATES, QuantizationEvaluatorSpec, candidate_key
 from components.types import QuantizationEvaluation
 
@@ -57,6 +57,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         min_agreement: float | None = None,
         max_model_bytes: int | None = None,
         max_latency_ms: float | None = None,
+        latency_measure: str = KERNEL,
         signature_name: str | None = None,
         nonfinite_inputs: str = REFUSE,
         transform_graph: types.BaseChannel | None = None,
@@ -88,6 +89,9 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
           min_agreement: if set, the fraction of examples where both models predict the same class (classifiers).
           max_model_bytes: if set, a budget on the quantized model's size.
           max_latency_ms: if set, a budget on the quantized model's batch-1 p95 latency on the evaluating machine.
+          latency_measure: what ``max_latency_ms`` gates on: ``'kernel'`` (``Interpreter.invoke`` alone, the model's
+            own cost) or ``'end_to_end'`` (through the runner: input quantization, copies, Python). Both are
+            measured and written to ``metrics.json``.
           signature_name: the float model's dense signature (default: the only dense one, as the Quantizer picks).
           nonfinite_inputs: examples with a NaN/inf input are never scored; ``'refuse'`` withholds the blessing
             when there are any, ``'drop'`` gates on the other examples and records how many were dropped.
@@ -113,7 +117,8 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
                                   min_slice_size=min_slice_size, max_slice_delta=max_slice_delta,
                                   min_agreement=min_agreement, max_model_bytes=max_model_bytes,
                                   max_latency_ms=max_latency_ms, extra_metrics=extra_metrics,
-                                  delta_bound=delta_bound, confidence=confidence, min_examples=min_examples),
+                                  delta_bound=delta_bound, confidence=confidence, min_examples=min_examples,
+                                  latency_measure=latency_measure),
         ).validate()
         spec = QuantizationEvaluatorSpec(
             model=model,
@@ -131,6 +136,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
             min_agreement=None if min_agreement is None else float(min_agreement),
             max_model_bytes=max_model_bytes,
             max_latency_ms=None if max_latency_ms is None else float(max_latency_ms),
+            latency_measure=latency_measure,
             signature_name=signature_name,
             nonfinite_inputs=nonfinite_inputs,
             extra_metrics=json.dumps([list(pair) for pair in extra_metrics]),

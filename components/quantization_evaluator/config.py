@@ -8,13 +8,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.quantization_evaluator.gate import NONFINITE_INPUT_POLICIES, POINT, REFUSE, Thresholds
+from components.quantization_evaluator.gate import KERNEL, NONFINITE_INPUT_POLICIES, POINT, REFUSE, Thresholds
 from components.quantization_evaluator.spec import (
     CONFIDENCE_KEY,
     DELTA_BOUND_KEY,
     DELTA_TYPE_KEY,
     EXTRA_METRICS_KEY,
     LABEL_KEY_KEY,
+    LATENCY_MEASURE_KEY,
     MAX_DELTA_KEY,
     MAX_LATENCY_MS_KEY,
     MAX_MODEL_BYTES_KEY,
@@ -121,5 +122,6 @@ def config_from_exec_properties(exec_properties: dict[str, Any]) -> EvaluatorCon
             delta_bound=exec_properties.get(DELTA_BOUND_KEY) or POINT,
             confidence=float(exec_properties.get(CONFIDENCE_KEY) or Thresholds.confidence),
             min_examples=int(exec_properties.get(MIN_EXAMPLES_KEY) or Thresholds.min_examples),
+            latency_measure=exec_properties.get(LATENCY_MEASURE_KEY) or KERNEL,
         ),
     ).validate()

@@ -55,10 +55,12 @@ def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_models: list
                      n, plan.source, elapsed, n / max(elapsed, 1e-9), len(results[0]) - 1)
         latency = {"float": measure_latency(plan.float_runner, plan.sample_inputs),
                    "candidates": [measure_latency(c.runner, plan.sample_inputs) for c in plan.candidates]}
-        for candidate, timed in zip(plan.candidates, latency["candidates"], strict=True):
-            logging.info("QuantizationEvaluator: batch-1 latency p50/p95 float %.3f/%.3f ms, %s %.3f/%.3f ms "
-                         "(%d calls each after warm-up)", latency["float"].p50_ms, latency["float"].p95_ms,
-                         candidate.name, timed.p50_ms, timed.p95_ms, timed.calls)
+        for name, value in [("float", latency["float"])] + [
+                (c.name, timed) for c, timed in zip(plan.candidates, latency["candidates"], strict=True)]:
+            logging.info("QuantizationEvaluator: %s model batch-1 latency p50/p95 end to end %.4f/%.4f ms, kernel "
+                         "%s ms (%d calls each after warm-up)", name, value.p50_ms, value.p95_ms,
+                         "n/a" if value.kernel_p50_ms is None else
+                         f"{value.kernel_p50_ms:.4f}/{value.kernel_p95_ms:.4f}", value.calls)
         if serving is not None:
             logging.info("QuantizationEvaluator: serving signature %r agrees with the transformed-feature path on "
                          "%s of %d examples (max |difference| %s)", serving["signature"], serving["agreement"],

@@ -16,6 +16,7 @@ from components.quantization_evaluator.config import SMALLEST, EvaluatorConfig
 from components.quantization_evaluator.gate import (
     CLASSIFICATION,
     DROP,
+    KERNEL,
     METRICS,
     GateInputs,
     GateResult,
@@ -128,7 +129,7 @@ def _candidate(results: dict[SliceKey, dict[str, Any]], candidate: CandidatePlan
         nonfinite_input_policy=config.nonfinite_inputs,
         split=config.split,
         model_bytes=sizes["quantized_bytes"],
-        latency_p95_ms=latency.p95_ms,
+        latency_p95_ms=latency.gated_p95_ms(thresholds.latency_measure),
         serving_compared=serving is not None,
         serving_agreement=None if serving is None else serving["agreement"],
         serving_signature=plan.serving_signature or "",
@@ -144,9 +145,11 @@ def _candidate(results: dict[SliceKey, dict[str, Any]], candidate: CandidatePlan
     return section, verdict
 
 
-def select(sections: list[dict[str, Any]], verdicts: list[GateResult], selection: str) -> int:
-    """The chosen candidate's index: by ``selection`` (``smallest`` bytes, ``fastest`` batch-1 p50) among those
-    passing every threshold, or among all when none passes (the blessing then names it, not blessed)."""
+def select(sections: list[dict[str, Any]], verdicts: list[GateResult], selection: str,
+           latency_measure: str = KERNEL) -> int:
+    """The chosen candidate's index: by ``selection`` (``smallest`` bytes, ``fastest`` batch-1 p50 of
+    ``latency_measure``) among those passing every threshold, or among all when none passes (the blessing then
+    names it, not blessed). Ties go to the other criterion, then to the wiring order."""
     passing = [i for i, v in enumerate(verdicts) if v.blessed] or list(range(len(sections)))
 
     def size(i: int) -> float:
@@ -154,7 +157,9 @@ def select(sections: list[dict[str, Any]], verdicts: list[GateResult], selection
         return math.inf if value is None else value
 
     def speed(i: int) -> float:
-        value = sections[i]["latency"]["p50_ms"]
+        latency = sections[i]["latency"]
+        value = latency.get("kernel_p50_ms") if latency_measure == KERNEL else None
+        value = latency.get("p50_ms") if value is None else value
         return math.inf if value is None or math.isnan(value) else value
 
     key = (lambda i: (size(i), speed(i), i)) if selection == SMALLEST else (lambda i: (speed(i), size(i), i))
@@ -172,7 +177,7 @@ def build_metrics(results: list[dict[SliceKey, dict[str, Any]]], config: Evaluat
     built = [_candidate(r, c, config, plan, lat, serving)
              for r, c, lat in zip(results, plan.candidates, latency["candidates"], strict=True)]
     sections, verdicts = [b[0] for b in built], [b[1] for b in built]
-    chosen = select(sections, verdicts, config.selection)
+    chosen = select(sections, verdicts, config.selection, thresholds.latency_measure)
     section, verdict = sections[chosen], verdicts[chosen]
     if len(sections) > 1:
         section["selected"] = True

@@ -128,24 +128,32 @@ def _size_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
     return _png(fig, "model size")
 
 
+def _measured(latency: dict[str, Any], key: str, measure: str) -> float:
+    """``p50_ms`` / ``p95_ms`` of the measure the gate uses (kernel, else end to end)."""
+    if measure == "kernel" and latency.get(f"kernel_{key}") is not None:
+        return _number(latency[f"kernel_{key}"])
+    return _number(latency.get(key))
+
+
 def _latency_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
     float_latency = metrics["latency_ms"]["float"]
+    measure = metrics["thresholds"].get("latency_measure", "end_to_end")
     rows = [("float", float_latency, _FLOAT_COLOR)] + [
         (c["name"], c["latency"], _CANDIDATE_COLORS[i % len(_CANDIDATE_COLORS)]) for i, c in enumerate(cands)]
     fig = Figure(figsize=(max(4.5, 1.7 * len(rows)), 3.4))
     ax = fig.subplots()
     xs = np.arange(len(rows))
     for offset, key, alpha in ((-0.2, "p50_ms", 1.0), (0.2, "p95_ms", 0.55)):
-        values = [_number(latency.get(key)) for _, latency, _ in rows]
+        values = [_measured(latency, key, measure) for _, latency, _ in rows]
         bars = ax.bar(xs + offset, values, 0.38, color=[color for *_, color in rows], alpha=alpha,
                       label=key.replace("_ms", ""))
-        base = _number(float_latency.get(key))
+        base = _measured(float_latency, key, measure)
         _annotate(ax, bars, [f"{v:.3g}" + (f"\n{_ratio(v, base)}" if i else "") for i, v in enumerate(values)])
     ax.set_xticks(xs, [name for name, *_ in rows], fontsize=_FONT, **_LITERAL)
     ax.set_ylabel("ms per call", fontsize=_FONT)
     ax.margins(y=0.3)
     ax.legend(["p50", "p95 (lighter)"], fontsize=_FONT - 1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title("batch-1 latency, p50 and p95 (ratio to float)", fontsize=_FONT + 1)
+    ax.set_title(f"batch-1 latency ({measure.replace('_', ' ')}), p50 and p95 (ratio to float)", fontsize=_FONT + 1)
     return _png(fig, "batch-1 latency")
 
 
@@ -352,7 +360,9 @@ def render_html(metrics: dict[str, Any]) -> str:
                  + ".</p>" + _candidate_table(metrics, cands)) if len(cands) > 1 else ""
     classifier = "".join(_classifier_section(c) for c in cands) if metrics["task"] == "classification" else ""
     threads = host.get("tflite_threads")
-    host_text = (f"Latency {html.escape(str(host.get('note', 'measured on the evaluating host')))}: "
+    host_text = (f"Latency ({html.escape(str(thresholds.get('latency_measure', 'end_to_end')))}: kernel is the "
+                 "model call alone on inputs already set, end to end adds input quantization and copies; both are in "
+                 f"metrics.json) {html.escape(str(host.get('note', 'measured on the evaluating host')))}: "
                  f"{html.escape(str(host.get('cpu', 'unknown CPU')))}, {host.get('usable_cpus', '?')} of "
                  f"{host.get('logical_cpus', '?')} logical CPUs usable, TFLite threads: "
                  f"{threads if threads is not None else 'interpreter default'}; batch 1, "

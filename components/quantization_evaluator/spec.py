@@ -26,6 +26,7 @@ MAX_SLICE_DELTA_KEY = "max_slice_delta"
 MIN_AGREEMENT_KEY = "min_agreement"
 MAX_MODEL_BYTES_KEY = "max_model_bytes"
 MAX_LATENCY_MS_KEY = "max_latency_ms"
+LATENCY_MEASURE_KEY = "latency_measure"
 SIGNATURE_NAME_KEY = "signature_name"
 NONFINITE_INPUTS_KEY = "nonfinite_inputs"
 # Gated metrics beyond METRIC_KEY's, with their max_delta: a JSON list of [metric, max_delta] pairs.
@@ -59,6 +60,7 @@ class QuantizationEvaluatorSpec(ComponentSpec):
         MIN_AGREEMENT_KEY: ExecutionParameter(type=float, optional=True),
         MAX_MODEL_BYTES_KEY: ExecutionParameter(type=int, optional=True),
         MAX_LATENCY_MS_KEY: ExecutionParameter(type=float, optional=True),
+        LATENCY_MEASURE_KEY: ExecutionParameter(type=str, optional=True),
         SIGNATURE_NAME_KEY: ExecutionParameter(type=str, optional=True),
         NONFINITE_INPUTS_KEY: ExecutionParameter(type=str),
         EXTRA_METRICS_KEY: ExecutionParameter(type=str, optional=True),

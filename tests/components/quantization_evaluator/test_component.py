@@ -30,7 +30,9 @@ def test_parameters_round_trip_through_exec_properties() -> None:
     config = config_from_exec_properties(component.exec_properties)
     assert config.slicing_feature_keys == ("island", "sex")
     assert config.split == "eval" and config.label_key == "species" and config.signature_name is None
-    assert config.nonfinite_inputs == "refuse"
+    assert config.nonfinite_inputs == "refuse" and config.thresholds.latency_measure == "kernel"
+    assert config_from_exec_properties(_component(latency_measure="end_to_end").exec_properties
+                                       ).thresholds.latency_measure == "end_to_end"
     assert config_from_exec_properties(_component(nonfinite_inputs="drop").exec_properties).nonfinite_inputs == "drop"
     t = config.thresholds
     assert (t.max_delta, t.delta_type, t.min_agreement, t.max_model_bytes, t.max_latency_ms, t.min_slice_size,
@@ -65,6 +67,7 @@ def test_outputs_are_the_custom_evaluation_and_a_standard_blessing() -> None:
     ({"delta_type": "percent"}, "delta_type must be one of"),
     ({"max_model_bytes": -1}, "max_model_bytes is a budget"),
     ({"max_latency_ms": -0.5}, "max_latency_ms is a budget"),
+    ({"latency_measure": "wall"}, "latency_measure must be one of"),
     ({"min_agreement": 2.0}, "min_agreement is a fraction"),
     ({"min_slice_size": 0}, "min_slice_size must be an integer >= 1"),
     ({"label_key": ""}, "label_key must name the label feature"),

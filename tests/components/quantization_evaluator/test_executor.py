@@ -117,7 +117,9 @@ def test_metrics_json_records_sizes_latency_thresholds(blessed, demo_quantized) 
     assert metrics["sizes"]["quantized_bytes"] == os.path.getsize(demo_quantized.tflite_path)
     for model in ("float", "quantized"):
         latency = metrics["latency_ms"][model]
-        assert 0 < latency["p50_ms"] <= latency["p95_ms"] and latency["calls"] == 300
+        assert 0 < latency["p50_ms"] <= latency["p95_ms"] and 50 <= latency["calls"] <= 300
+        assert 0 < latency["kernel_p50_ms"] <= latency["kernel_p95_ms"]
+    assert metrics["thresholds"]["latency_measure"] == "kernel"
     assert metrics["thresholds"]["max_delta"] == 0.01 and metrics["thresholds"]["min_agreement"] == 0.9
     assert metrics["verdict"]["blessed"] is True and metrics["models"]["float"]["signature_name"] == "serving_features"
 

@@ -64,7 +64,7 @@ CASES = [
     ("size-over", _inputs(model_bytes=1001), Thresholds(max_model_bytes=1000), False, "1001 bytes"),
     ("size-unknown", _inputs(), Thresholds(max_model_bytes=1000), False, "size is unknown"),
     ("latency-ok", _inputs(latency_p95_ms=0.5), Thresholds(max_latency_ms=1.0), True, ""),
-    ("latency-over", _inputs(latency_p95_ms=2.0), Thresholds(max_latency_ms=1.0), False, "p95 latency 2 ms"),
+    ("latency-over", _inputs(latency_p95_ms=2.0), Thresholds(max_latency_ms=1.0), False, "p95 latency 2 ms (kernel)"),
     ("too-few-examples", GateInputs(SliceValues("overall", 1, 1.0, 1.0)), Thresholds(), False,
      "only 1 examples of the eval split were scored < min_examples 30"),
     ("min-examples-lowered", GateInputs(SliceValues("overall", 1, 1.0, 1.0)), Thresholds(min_examples=1), True, ""),
@@ -147,6 +147,7 @@ def test_degradation_follows_the_metric_direction(metric: str, float_value: floa
     (Thresholds(extra_metrics=(("mse", 0.1),)), "mix classification and regression"),
     (Thresholds(extra_metrics=(("f1", 0.1),)), "unknown metric 'f1'"),
     (Thresholds(extra_metrics=(("auc", math.nan),)), "max_delta of auc must be a finite number"),
+    (Thresholds(latency_measure="wall"), "latency_measure must be one of"),
 ])
 def test_invalid_thresholds_are_refused(thresholds: Thresholds, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
