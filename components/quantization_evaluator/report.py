@@ -65,7 +65,7 @@ def _bytes(n: Any) -> str:
 def _ratio(value: float | None, base: float | None) -> str:
     if value is None or base is None or not base or math.isnan(value) or math.isnan(base):
         return ""
-    return f"{value / base:.2f}x"
+    return f"{value / base:.2g}x"
 
 
 def candidates(metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -85,6 +85,11 @@ def candidates(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 def _gated(metrics: dict[str, Any]) -> list[tuple[str, float]]:
     thresholds = metrics["thresholds"]
     return [(thresholds["metric"], thresholds["max_delta"])] + [tuple(p) for p in thresholds.get("extra_metrics", [])]
+
+
+def _tick(name: str) -> str:
+    """A candidate's name on two lines (``int8`` / ``#7``), so neighbouring tick labels do not overlap."""
+    return name.replace(" #", "\n#")
 
 
 def _annotate(ax: Any, bars: Any, texts: Sequence[str]) -> None:
@@ -113,7 +118,7 @@ def _size_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
     texts = [_bytes(v) for v in values]
     for i, cand in enumerate(cands):
         size = cand["sizes"].get("quantized_bytes")
-        names.append(cand["name"])
+        names.append(_tick(cand["name"]))
         values.append(_number(size))
         colors.append(_CANDIDATE_COLORS[i % len(_CANDIDATE_COLORS)])
         texts.append(f"{_bytes(size)}  {_ratio(size, base)}".strip())
@@ -140,7 +145,7 @@ def _latency_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
     measure = metrics["thresholds"].get("latency_measure", "end_to_end")
     rows = [("float", float_latency, _FLOAT_COLOR)] + [
         (c["name"], c["latency"], _CANDIDATE_COLORS[i % len(_CANDIDATE_COLORS)]) for i, c in enumerate(cands)]
-    fig = Figure(figsize=(max(4.5, 1.7 * len(rows)), 3.4))
+    fig = Figure(figsize=(max(4.5, 2.0 * len(rows)), 3.6))
     ax = fig.subplots()
     xs = np.arange(len(rows))
     for offset, key, alpha in ((-0.2, "p50_ms", 1.0), (0.2, "p95_ms", 0.55)):
@@ -148,9 +153,13 @@ def _latency_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
         bars = ax.bar(xs + offset, values, 0.38, color=[color for *_, color in rows], alpha=alpha,
                       label=key.replace("_ms", ""))
         base = _measured(float_latency, key, measure)
-        _annotate(ax, bars, [f"{v:.3g}" + (f"\n{_ratio(v, base)}" if i else "") for i, v in enumerate(values)])
-    ax.set_xticks(xs, [name for name, *_ in rows], fontsize=_FONT, **_LITERAL)
+        _annotate(ax, bars, [f"{v:.2g}" + (f"\n{_ratio(v, base)}" if i else "") for i, v in enumerate(values)])
+    ax.set_xticks(xs, [_tick(name) for name, *_ in rows], fontsize=_FONT, **_LITERAL)
     ax.set_ylabel("ms per call", fontsize=_FONT)
+    shown = [v for _, latency, _ in rows for v in (_measured(latency, "p50_ms", measure),) if v > 0]
+    if shown and max(shown) / min(shown) > 30:  # a tiny TFLite call next to a SavedModel call: bars would vanish
+        ax.set_yscale("log")
+        ax.set_ylabel("ms per call (log scale)", fontsize=_FONT)
     ax.margins(y=0.3)
     ax.legend(["p50", "p95 (lighter)"], fontsize=_FONT - 1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title(f"batch-1 latency ({measure.replace('_', ' ')}), p50 and p95 (ratio to float)", fontsize=_FONT + 1)
@@ -178,7 +187,7 @@ def _delta_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
             text = "n/a" if math.isnan(delta) else f"{delta:+.4f}"
             ax.annotate(text, (x, 0 if math.isnan(delta) else delta), xytext=(8, 0), textcoords="offset points",
                         fontsize=_FONT - 1, va="center")
-            labels.append(f"{cand['name']}\n{metric}" if len(gated) > 1 else cand["name"])
+            labels.append(f"{_tick(cand['name'])}\n{metric}" if len(gated) > 1 else _tick(cand["name"]))
             x += 1
         ax.hlines(max_delta, start - 0.45, x - 0.55, colors="black", linestyles="dashed")
         ax.annotate(f"max {max_delta:g}", (x - 0.55, max_delta), xytext=(3, 3), textcoords="offset points",
@@ -327,14 +336,17 @@ def _quantization_section(cand: dict[str, Any]) -> str:
 
 def _candidate_table(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
     metric = metrics["metric"]
+    measure = metrics["thresholds"].get("latency_measure", "end_to_end")
     rows = []
     for cand in cands:
         verdict, overall = cand["verdict"], cand["overall"]
         rows.append((("▶ " if cand.get("selected") else "") + cand["name"], cand.get("id"),
                      "passes" if verdict["blessed"] else "fails", cand["sizes"].get("quantized_bytes"),
-                     cand["latency"].get("p50_ms"), cand["latency"].get("p95_ms"), overall["quantized"].get(metric),
+                     _measured(cand["latency"], "p50_ms", measure), _measured(cand["latency"], "p95_ms", measure),
+                     overall["quantized"].get(metric),
                      overall.get("delta"), overall.get("delta_upper"), "; ".join(verdict.get("reasons") or [])))
-    return _table(["candidate", "model id", "thresholds", "bytes", "p50 ms", "p95 ms", f"quantized {metric}",
+    return _table(["candidate", "model id", "thresholds", "bytes", f"{measure} p50 ms", f"{measure} p95 ms",
+                   f"quantized {metric}",
                    "delta", "upper bound", "why not"], rows)
 
 
