@@ -34,8 +34,10 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         ``serving_signature_agreement``.
       ``blessing`` (standard ``ModelBlessing`` about the quantized model, readable by the stock Pusher and by
         ``LatestBlessedModelStrategy``): file ``BLESSED`` or ``NOT_BLESSED``; custom properties ``blessed`` (1/0),
-        ``current_model_id``, ``current_model``, ``reason``, ``delta``, ``threshold``, ``metric``, ``delta_type``,
-        ``evaluated_sha256`` (of the ``model.tflite`` bytes that were scored).
+        ``current_model_id``, ``current_model``, ``reason``, ``delta``, ``delta_upper``, ``delta_bound``,
+        ``confidence``, ``threshold``, ``metric``, ``delta_type``, ``selection``, ``candidate_ids``,
+        ``evaluated_sha256`` (of the ``model.tflite`` bytes that were scored); with several candidates, the
+        ``current_model*`` and ``evaluated_sha256`` properties name the one ``selection`` chose.
     """
 
     SPEC_CLASS = QuantizationEvaluatorSpec
