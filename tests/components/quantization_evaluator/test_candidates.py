@@ -88,3 +88,35 @@ def test_selection_rules() -> None:
     assert select(sections, verdicts, "fastest") == 3
     assert select(sections, [bad] * 4, "smallest") == 2  # none passes: the blessing still names one, not blessed
     assert select([_section(5000, 0.2), _section(5000, 0.1)], [ok, ok], "smallest") == 1  # a tie goes to speed
+
+
+def test_three_candidates_compile_for_kubeflow_v2(tmp_path) -> None:
+    """One input key per candidate: what the KubeflowV2DagRunner compiles (it refuses a channel union)."""
+    from tfx import v1 as tfx
+    from tfx.orchestration import pipeline as tfx_pipeline
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
+    from components import QuantizationEvaluator
+
+    def imported(name: str, kind: type) -> object:
+        return tfx.dsl.Importer(source_uri=f"/data/{name}", artifact_type=kind).with_id(f"import_{name}")
+
+    model = imported("model", standard_artifacts.Model)
+    examples = imported("examples", standard_artifacts.Examples)
+    quantized = [imported(mode, standard_artifacts.Model) for mode in ("int8", "float16", "dynamic_range")]
+    evaluator = QuantizationEvaluator(model=model.outputs["result"], examples=examples.outputs["result"],
+                                      quantized_model=[q.outputs["result"] for q in quantized], label_key="species",
+                                      selection="fastest")
+    output = tmp_path / "pipeline.json"
+    runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image="quantgate:test"),
+        output_filename=str(output))
+    runner.run(tfx_pipeline.Pipeline(pipeline_name="candidates", pipeline_root=str(tmp_path / "root"),
+                                     components=[model, examples, *quantized, evaluator]))
+    spec = json.loads(output.read_text())
+    task = spec["pipelineSpec"]["root"]["dag"]["tasks"]["QuantizationEvaluator"]
+    assert {k: v["taskOutputArtifact"]["producerTask"] for k, v in task["inputs"]["artifacts"].items()
+            if k.startswith("quantized_model")} == {"quantized_model": "import_int8",
+                                                     "quantized_model_1": "import_float16",
+                                                     "quantized_model_2": "import_dynamic_range"}
+    assert "fastest" in json.dumps(task["inputs"]["parameters"]["selection"])
