@@ -292,8 +292,8 @@ def check_inputs(model: Artifact, quantized_models: Sequence[Artifact], examples
         quant_width = single_output(quant_runner.predict(parsed.inputs), quant_output).shape[1]
         if float_width != quant_width:
             raise fail(f"signature mismatch: the float model gives {float_width} values per example "
-                       f"({float_output!r}) but the quantized model {tflite_path} gives {quant_width} "
-                       f"({quant_output!r}); quantize the float model this evaluator is given")
+                       f"({float_output!r}) but the quantized model gives {quant_width} ({quant_output!r}, "
+                       f"{tflite_path}); quantize the float model this evaluator is given")
         candidates.append(CandidatePlan(quantized_model, tflite_path, tflite_sha256, quant_output, quant_runner))
     if any(m == "auc" for m, _ in config.thresholds.gated) and float_width > 2:
         raise fail(f"metric='auc' needs a binary classifier (1 or 2 outputs per example); the model gives "
