@@ -34,6 +34,7 @@ from components.shared.signature_inputs import (
     examples_to_inputs,
     nonfinite_rows,
 )
+from components.shared.tfrecord_crc import use_compiled_crc32c
 from components.shared.transform_inputs import TransformedInputs
 
 _NAMESPACE = "quantgate.QuantizationEvaluator"
@@ -409,6 +410,9 @@ class ScoreDoFn(beam.DoFn):
         self._batches = beam.metrics.Metrics.counter(_NAMESPACE, "batches_predicted")
 
     def setup(self) -> None:
+        # Before the first record is read: the read is fused with this DoFn, and a worker process has imported
+        # nothing else of ours that would have installed the compiled CRC.
+        use_compiled_crc32c()
         self._parser = self._parser_spec.build()
         self._float_runner = saved_model_runner(self._saved_model_dir, self._signature_name)
         self._quant_runners = []

@@ -86,26 +86,27 @@ class PeakRss:
         self._thread.join()
 
 
-def _measure(fn: Callable[[], Any]) -> dict[str, float]:
+def _measure(fn: Callable[[], Any]) -> tuple[dict[str, Any], Any]:
+    """(wall seconds and peak RSS of ``fn()``, its result)."""
     with PeakRss() as rss:
         start = time.perf_counter()
-        fn()
+        value = fn()
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_rss_mib": rss.peak_mib}
+    return {"seconds": seconds, "peak_rss_mib": rss.peak_mib}, value
 
 
 def _patterns(examples: Artifact) -> list[str]:
     return [os.path.join(examples.uri, "Split-eval", "*")]
 
 
-def beam_read_count(examples: Artifact, beam_args: list[str]) -> int:
-    """What Beam needs to read the split: the evaluator's own source, then a count."""
-    out = {}
+def beam_read_count(examples: Artifact, beam_args: list[str], root: str) -> int:
+    """What Beam needs to read the split: the evaluator's own source, then a count (written to a file)."""
+    prefix = os.path.join(root, "count")
     with beam.Pipeline(argv=beam_args) as p:
-        counted = (p | tfxio.TFExampleRecord(_patterns(examples)).RawRecordBeamSource()
-                   | beam.combiners.Count.Globally())
-        counted | beam.Map(lambda n: out.setdefault("n", n))  # in-process runners only; checked below
-    return out.get("n", -1)
+        _ = (p | tfxio.TFExampleRecord(_patterns(examples)).RawRecordBeamSource()
+             | beam.combiners.Count.Globally() | beam.io.WriteToText(prefix, shard_name_template=""))
+    with open(prefix) as f:
+        return int(f.read())
 
 
 def _output_artifacts(root: str) -> tuple[Artifact, Artifact]:
@@ -200,7 +201,7 @@ def test_evaluator_against_beam_tfma_and_a_plain_loop() -> None:
     model, quantized = taxi_like.write_models(models_root, first)
     quantization_evaluator(tiny, model, quantized, os.path.join(ROOT, "warm"), [], {})  # imports, caches
     tiny_timings: dict[str, float] = {}
-    tiny_run = _measure(lambda: quantization_evaluator(tiny, model, quantized, os.path.join(ROOT, "tiny"), [],
+    tiny_run, _ = _measure(lambda: quantization_evaluator(tiny, model, quantized, os.path.join(ROOT, "tiny"), [],
                                                        tiny_timings))
     fixed = {"quantization_evaluator_do_s": tiny_timings["do_s"], "construct_s": tiny_timings["construct_s"],
              "examples": TINY, "peak_rss_mib": tiny_run["peak_rss_mib"]}
@@ -208,26 +209,28 @@ def test_evaluator_against_beam_tfma_and_a_plain_loop() -> None:
         examples = taxi_like.write_examples(os.path.join(ROOT, f"n{n}", "examples"), n)
         out = os.path.join(ROOT, f"n{n}", "out")
         run: dict[str, Any] = {}
-        counted = {}
-        run["beam_read_count"] = _measure(lambda: counted.setdefault("n", beam_read_count(examples, [])))  # noqa: B023
-        assert counted["n"] == n
+        os.makedirs(out, exist_ok=True)
+        run["beam_read_count"], counted = _measure(lambda: beam_read_count(examples, [], out))  # noqa: B023
+        assert counted == n
         timings: dict[str, float] = {}
-        metrics = {}
-        run["quantization_evaluator"] = _measure(
-            lambda: metrics.setdefault("m", quantization_evaluator(examples, model, quantized, out, [], timings)))  # noqa: B023
+        run["quantization_evaluator"], metrics = _measure(
+            lambda: quantization_evaluator(examples, model, quantized, out, [], timings))  # noqa: B023
         run["quantization_evaluator"].update(timings)
-        assert metrics["m"]["overall"]["num_examples"] == n
-        run["quantization_evaluator"]["auc"] = {k: metrics["m"]["overall"][k]["auc"] for k in ("float", "quantized")}
-        run["quantization_evaluator"]["latency_ms"] = metrics["m"]["latency_ms"]
-        run["plain_loop"] = _measure(lambda: plain_loop(examples, model, quantized))  # noqa: B023
+        assert metrics["overall"]["num_examples"] == n
+        run["quantization_evaluator"]["auc"] = {k: metrics["overall"][k]["auc"] for k in ("float", "quantized")}
+        run["quantization_evaluator"]["latency_ms"] = metrics["latency_ms"]
+        run["plain_loop"], looped = _measure(lambda: plain_loop(examples, model, quantized))  # noqa: B023
+        assert looped == n
         if n <= TFMA_MAX:
-            run["stock_tfma_tf_lite"] = _measure(lambda: stock_tfma(examples, quantized, out, []))  # noqa: B023
+            run["stock_tfma_tf_lite"], _ = _measure(lambda: stock_tfma(examples, quantized, out, []))  # noqa: B023
         if n == max(SIZES):
-            run["beam_read_count_2_workers"] = _measure(lambda: beam_read_count(examples, TWO_WORKERS))  # noqa: B023
+            run["beam_read_count_2_workers"], _ = _measure(
+                lambda: beam_read_count(examples, TWO_WORKERS, out))  # noqa: B023
             two: dict[str, float] = {}
-            run["quantization_evaluator_2_workers"] = _measure(
+            run["quantization_evaluator_2_workers"], two_metrics = _measure(
                 lambda: quantization_evaluator(examples, model, quantized, out, TWO_WORKERS, two))  # noqa: B023
             run["quantization_evaluator_2_workers"].update(two)
+            assert two_metrics["overall"] == metrics["overall"]  # the same numbers with two workers
         for entry in run.values():
             entry["examples_per_s"] = n / entry.get("do_s", entry["seconds"])
         count = run["beam_read_count"]["examples_per_s"]
