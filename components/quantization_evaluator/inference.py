@@ -381,28 +381,30 @@ class ParserSpec:
 
 
 class ScoreDoFn(beam.DoFn):
-    """A batch of serialized tf.Examples -> one ``PredictionBatch``: decoded once (``BatchParser``), then the float
-    SavedModel and the TFLite model on the same inputs, in one DoFn (no hand-over between parse and predict).
+    """A batch of serialized tf.Examples -> ``(candidate index, PredictionBatch)`` for each TFLite candidate:
+    decoded once (``BatchParser``), then the float SavedModel (once per batch) and every TFLite candidate on the
+    same inputs, in one DoFn (no hand-over between parse and predict).
 
     Models, parser and transform graph are loaded once per worker in ``setup``. Logs progress (examples, batches,
-    examples/s) at most every ``log_every_s`` seconds per worker. With ``tflite_sha256`` the worker refuses a
+    examples/s) at most every ``log_every_s`` seconds per worker. With ``tflite_sha256s`` the worker refuses a
     ``model.tflite`` whose bytes changed since the driver hashed them: the blessing names the bytes that were scored.
     With ``serving_signature`` the float model's serving path also runs on each batch and ``serving_agreement``'s
     counts go to the ``SERVING_TAG`` output.
     """
 
-    def __init__(self, parser: ParserSpec, saved_model_dir: str, signature_name: str, tflite_path: str,
-                 float_output: str, quant_output: str, log_every_s: float = 10.0, tflite_sha256: str | None = None,
+    def __init__(self, parser: ParserSpec, saved_model_dir: str, signature_name: str, tflite_paths: Sequence[str],
+                 float_output: str, quant_outputs: Sequence[str], log_every_s: float = 10.0,
+                 tflite_sha256s: Sequence[str] | None = None,
                  serving_signature: str | None = None, classification: bool = True) -> None:
         self._parser_spec = parser
         self._serving_signature = serving_signature
         self._classification = classification
         self._saved_model_dir = saved_model_dir
         self._signature_name = signature_name
-        self._tflite_path = tflite_path
-        self._tflite_sha256 = tflite_sha256
+        self._tflite_paths = list(tflite_paths)
+        self._tflite_sha256s = None if tflite_sha256s is None else list(tflite_sha256s)
         self._float_output = float_output
-        self._quant_output = quant_output
+        self._quant_outputs = list(quant_outputs)
         self._log_every_s = log_every_s
         self._examples = beam.metrics.Metrics.counter(_NAMESPACE, "examples_predicted")
         self._batches = beam.metrics.Metrics.counter(_NAMESPACE, "batches_predicted")
@@ -413,28 +415,30 @@ class ScoreDoFn(beam.DoFn):
         use_compiled_crc32c()
         self._parser = self._parser_spec.build()
         self._float_runner = saved_model_runner(self._saved_model_dir, self._signature_name)
-        with fileio.open(self._tflite_path, "rb") as f:
-            content = f.read()  # hashed and loaded from the same bytes: no gap between the check and the load
-        found = bytes_sha256(content)
-        if self._tflite_sha256 is not None and found != self._tflite_sha256:
-            raise ValueError(
-                f"QuantizationEvaluator: {self._tflite_path} changed during the evaluation (sha256 "
-                f"{self._tflite_sha256} when checked, {found} on a worker); nothing was blessed. Re-run the "
-                "evaluator once the quantized model stops changing")
-        self._quant_runner = tflite_runner(self._tflite_path, content, found)
+        self._quant_runners = []
+        for i, path in enumerate(self._tflite_paths):
+            with fileio.open(path, "rb") as f:
+                content = f.read()  # hashed and loaded from the same bytes: no gap between the check and the load
+            found = bytes_sha256(content)
+            expected = None if self._tflite_sha256s is None else self._tflite_sha256s[i]
+            if expected is not None and found != expected:
+                raise ValueError(
+                    f"QuantizationEvaluator: {path} changed during the evaluation (sha256 {expected} when checked, "
+                    f"{found} on a worker); nothing was blessed. Re-run the evaluator once the quantized model "
+                    "stops changing")
+            self._quant_runners.append(tflite_runner(path, content, found))
         self._serving_runner = (SerializedExamplesRunner(self._saved_model_dir, self._serving_signature)
                                 if self._serving_signature else None)
         self._seen_examples = 0
         self._seen_batches = 0
         self._started = self._last_log = time.monotonic()
 
-    def process(self, serialized: list[bytes]) -> Iterator[PredictionBatch | beam.pvalue.TaggedOutput]:
+    def process(self, serialized: list[bytes]) -> Iterator[tuple[int, PredictionBatch] | beam.pvalue.TaggedOutput]:
         batch = self._parser(serialized, keep_serialized=self._serving_runner is not None)
         float_pred = single_output(self._float_runner.predict(batch.inputs), self._float_output)
         if self._serving_runner is not None and batch.serialized is not None:
             serving = self._serving_runner.predict(batch.serialized)
             yield beam.pvalue.TaggedOutput(SERVING_TAG, serving_agreement(serving, float_pred, self._classification))
-        quant_pred = single_output(self._quant_runner.predict(batch.inputs), self._quant_output)
         n = len(batch.labels)
         self._examples.inc(n)
         self._batches.inc()
@@ -444,7 +448,10 @@ class ScoreDoFn(beam.DoFn):
         if now - self._last_log >= self._log_every_s:
             self._last_log = now
             self._log_progress(now)
-        yield PredictionBatch(batch.labels, float_pred, quant_pred, batch.slice_values, batch.nonfinite_inputs)
+        for i, (runner, output) in enumerate(zip(self._quant_runners, self._quant_outputs, strict=True)):
+            quant_pred = single_output(runner.predict(batch.inputs), output)
+            yield i, PredictionBatch(batch.labels, float_pred, quant_pred, batch.slice_values,
+                                     batch.nonfinite_inputs)
 
     def teardown(self) -> None:
         if getattr(self, "_seen_batches", 0):

@@ -63,14 +63,19 @@ def positive_scores(predictions: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def auc_buckets(scores: np.ndarray) -> np.ndarray:
+    """The histogram bucket of each score in [0, 1]."""
+    return np.clip((scores * AUC_BUCKETS).astype(np.int64), 0, AUC_BUCKETS - 1)
+
+
 def score_histogram(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``[2 (negative, positive), AUC_BUCKETS]`` counts of the class-1 scores of examples labelled 0 and 1."""
-    buckets = np.clip((scores * AUC_BUCKETS).astype(np.int64), 0, AUC_BUCKETS - 1)
+    buckets = auc_buckets(scores)
     return np.stack([np.bincount(buckets[labels == cls], minlength=AUC_BUCKETS) for cls in (0, 1)])
 
 
 def histogram_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    """ROC AUC from per-bucket counts of negatives and positives (ties inside a bucket count one half)."""
+    """ROC AUC from per-bucket counts (or weights) of negatives and positives (ties inside a bucket count one half)."""
     num_neg, num_pos = negatives.sum(), positives.sum()
     if num_neg == 0 or num_pos == 0:
         return float("nan")

@@ -127,10 +127,10 @@ def test_score_dofn_decodes_and_predicts_in_one_step(demo_quantized) -> None:
     spec = ParserSpec(tuple(demo_quantized.specs), "species", ("island",), "demo eval", kinds)
     fast = spec.build()(records)
     _assert_same(fast, parse_examples(records, demo_quantized.specs, "species", ["island"], "demo eval"))
-    dofn = ScoreDoFn(spec, demo_quantized.saved_model_dir, demo_quantized.signature_name, demo_quantized.tflite_path,
-                     "probabilities", demo_quantized.quant_output)
+    dofn = ScoreDoFn(spec, demo_quantized.saved_model_dir, demo_quantized.signature_name,
+                     [demo_quantized.tflite_path], "probabilities", [demo_quantized.quant_output])
     dofn.setup()
-    (batch,) = dofn.process(records)
+    ((_, batch),) = dofn.process(records)
     dofn.teardown()
     np.testing.assert_array_equal(batch.labels, fast.labels)
     assert list(batch.slice_values["island"]) == list(fast.slice_values["island"])
@@ -142,10 +142,11 @@ def test_predict_dofn_round_and_clip_matches_the_tflite_model_fed_float_inputs(d
     quantizes them inside TFLite. Same calibration data, so same scales: the predictions must agree."""
     parsed = parse_examples(demo_quantized.eval_records, demo_quantized.specs, "species", ["island"], "demo eval")
     spec = ParserSpec(tuple(demo_quantized.specs), "species", ("island",), "demo eval")
-    dofn = ScoreDoFn(spec, demo_quantized.saved_model_dir, demo_quantized.signature_name, demo_quantized.tflite_path,
-                     "probabilities", demo_quantized.quant_output)
+    dofn = ScoreDoFn(spec, demo_quantized.saved_model_dir, demo_quantized.signature_name,
+                     [demo_quantized.tflite_path], "probabilities", [demo_quantized.quant_output])
     dofn.setup()
-    (batch,) = dofn.process(demo_quantized.eval_records)
+    ((candidate, batch),) = dofn.process(demo_quantized.eval_records)
+    assert candidate == 0
     dofn.teardown()
     n = len(demo_quantized.eval_records)
     assert batch.float_predictions.shape == batch.quant_predictions.shape == (n, 3)
