@@ -37,6 +37,11 @@ IO_DTYPE = "io_dtype"
 SIZE_BYTES = "size_bytes"
 FLOAT_SIZE_BYTES = "float_size_bytes"
 FLOAT_OP_COUNT = "float_op_count"
+# The same signature converted to float32 TFLite (no optimizations): weights only, the honest size to compare with
+# (FLOAT_SIZE_BYTES is the SavedModel's variables, optimizer state included).
+FLOAT_TFLITE_SIZE_BYTES = "float_tflite_size_bytes"
+NOT_SMALLER_THAN_FLOAT = "not_smaller_than_float"  # 1 when the quantized model is not smaller than the float TFLite
+INTEGER_ONLY_READY = "integer_only_ready"  # 1 when the static Edge TPU / integer-only check passes, else 0
 COARSE_INPUT_COUNT = "coarse_input_count"
 # The Transform graph the model's inputs were calibrated through (absent when the signature reads raw features).
 TRANSFORM_GRAPH_ID = "transform_graph_id"
@@ -78,6 +83,7 @@ PUSH_MANIFEST_FILENAME = "manifest.json"
 PUSHED = "pushed"  # = the stock Pusher's _PUSHED_KEY (1 pushed, 0 not)
 PUSHED_DESTINATION = "pushed_destination"
 PUSHED_VERSION = "pushed_version"
+LABELS_FILENAME = "labels.txt"  # beside model.tflite for a classifier: line i is class i's name
 VOCABULARY_DIRNAME = "vocabularies"  # beside model.tflite: the transform's vocabulary files, for on-device lookups
 
 # --- channel keys the lineage walk follows (input keys of the pusher and the Quantizer) --------------------------
