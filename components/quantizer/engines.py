@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from components.quantizer import float_reference
 from components.quantizer.options import QuantizationOptions
 
 # Imported on use: ai-edge-quantizer is only loaded when its engine is asked for.
@@ -32,3 +33,16 @@ def convert_to_file(saved_model_dir: str, signature_name: str, options: Quantiza
     with open(output_path, "wb") as f:
         f.write(content)
     return time.monotonic() - start
+
+
+def convert_with_float_reference(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
+                                 inputs: dict[str, np.ndarray] | None, output_path: str,
+                                 float_output_path: str) -> dict[str, float]:
+    """``convert_to_file``, then the same signature as float32 TFLite into ``float_output_path``, in one child.
+
+    The float conversion reuses the SavedModel the engine loaded (``float_reference.loaded_model``), so it costs one
+    more ``convert()`` only. Returns ``{"conversion_seconds", "float_tflite_seconds"}``.
+    """
+    seconds = convert_to_file(saved_model_dir, signature_name, options, inputs, output_path)
+    float_seconds = float_reference.write_float_tflite(saved_model_dir, signature_name, float_output_path)
+    return {"conversion_seconds": seconds, "float_tflite_seconds": float_seconds}

@@ -11,7 +11,6 @@ import numpy as np
 
 # ai-edge-quantizer 0.10 annotates with np.typing without importing it; numpy 1.26 does not load it on first use.
 import numpy.typing  # noqa: F401
-import tensorflow as tf
 
 try:
     from ai_edge_quantizer import quantizer, recipe
@@ -20,6 +19,7 @@ except ModuleNotFoundError as missing:  # the package is being renamed litert-qu
         raise
     from litert_quantizer import quantizer, recipe
 
+from components.quantizer import float_reference
 from components.quantizer.options import QuantizationOptions
 from components.quantizer.report import unexpected_float_ops
 from components.shared.model_runners import TFLITE_SIGNATURE
@@ -31,18 +31,12 @@ _RECIPES = {
 }
 
 
-def float_tflite(saved_model_dir: str, signature_name: str) -> bytes:
-    """The signature as an unoptimized float TFLite model (signature key ``serving_default``)."""
-    model = tf.saved_model.load(saved_model_dir)
-    return tf.lite.TFLiteConverter.from_concrete_functions([model.signatures[signature_name]], model).convert()
-
-
 def convert(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
             inputs: dict[str, np.ndarray] | None) -> bytes:
     """Quantizes the signature with ai-edge-quantizer's recipe for ``options.mode``; same contract as tflite_engine."""
     if options.calibrated and not inputs:
         raise ValueError(f"mode {options.mode!r} needs calibration inputs")
-    quant = quantizer.Quantizer(float_tflite(saved_model_dir, signature_name), _RECIPES[options.mode]())
+    quant = quantizer.Quantizer(float_reference.float_tflite(saved_model_dir, signature_name), _RECIPES[options.mode]())
     calibration = None
     if quant.need_calibration:
         # One sample holding the whole set: the calibrator merges samples by a moving average of min/max, so

@@ -21,6 +21,7 @@ from tensorflow.lite.python import util as tflite_util
 from tensorflow.lite.toco import types_pb2
 from tf_keras.protobuf import saved_metadata_pb2
 
+from components.quantizer import float_reference
 from components.quantizer.isolation import log_stage
 from components.quantizer.options import QuantizationOptions
 from components.quantizer.report import op_summary, unexpected_float_ops
@@ -87,12 +88,6 @@ def representative_batches(inputs: dict[str, np.ndarray]) -> Iterator[dict[str, 
     log_stage("quantizing the calibrated model")
 
 
-def _converter(saved_model_dir: str, signature_name: str) -> tf.lite.TFLiteConverter:
-    log_stage(f"loading SavedModel {saved_model_dir}")
-    model = tf.saved_model.load(saved_model_dir)
-    return tf.lite.TFLiteConverter.from_concrete_functions([model.signatures[signature_name]], model)
-
-
 def _configure(converter: tf.lite.TFLiteConverter, options: QuantizationOptions,
                inputs: dict[str, np.ndarray] | None, allow_float: bool) -> None:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -136,7 +131,7 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
     """
     if options.calibrated and not inputs:
         raise ValueError(f"mode {options.mode!r} needs calibration inputs")
-    converter = _converter(saved_model_dir, signature_name)
+    converter = float_reference.converter(saved_model_dir, signature_name)
     allow_float = options.allow_float_fallback or bool(options.denylisted_ops)
     _configure(converter, options, inputs, allow_float)
     log_stage(f"converting signature {signature_name!r} ({options.mode})")
@@ -146,7 +141,7 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
         if not options.calibrated or allow_float:
             raise
         logging.info("%s conversion failed (%s); converting with float fallback to name the ops", options.mode, error)
-        retry = _converter(saved_model_dir, signature_name)
+        retry = float_reference.converter(saved_model_dir, signature_name)
         _configure(retry, options, inputs, allow_float=True)
         log_stage(f"converting signature {signature_name!r} ({options.mode}) with float fallback to name the ops")
         try:
