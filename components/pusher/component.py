@@ -22,9 +22,9 @@ class QuantizedModelPusher(base_component.BaseComponent):
     parameter: see ``__init__``.
 
     Output ``pushed_model`` (standard ``PushedModel``):
-      files: a copy of the pushed ``model.tflite``, ``manifest.json`` and, with a ``transform_graph``,
-        ``vocabularies/<name>`` (as the stock Pusher archives what it pushed); the push itself is
-        ``<base_directory>/<version>/{model.tflite, manifest.json, vocabularies/}``;
+      files: a copy of the pushed ``model.tflite``, ``manifest.json``, for a classifier ``labels.txt`` and, with a
+        ``transform_graph``, ``vocabularies/<name>`` (as the stock Pusher archives what it pushed); the push itself
+        is ``<base_directory>/<version>/{model.tflite, manifest.json, labels.txt, vocabularies/}``;
       custom properties: ``pushed`` (1/0), ``pushed_destination``, ``pushed_version``, ``sha256``, ``reason``.
     """
 
@@ -41,9 +41,11 @@ class QuantizedModelPusher(base_component.BaseComponent):
         representative_dataset: types.BaseChannel | None = None,
         evaluation: types.BaseChannel | None = None,
         transform_graph: types.BaseChannel | None = None,
+        schema: types.BaseChannel | None = None,
     ) -> None:
         """Args:
-          model: the Quantizer's ``quantized_model`` (a ``Model`` holding ``Format-Serving/model.tflite``).
+          model: the Quantizer's ``quantized_model`` (a ``Model`` holding ``Format-Serving/model.tflite``), or a
+            channel of several such candidates: the one the blessing's ``current_model_id`` names is pushed.
           model_blessing: the QuantizationEvaluator's ``blessing``.
           push_destination: a ``PushDestination`` with ``filesystem.base_directory`` (versioning AUTO or
             UNIX_TIMESTAMP).
@@ -53,7 +55,10 @@ class QuantizedModelPusher(base_component.BaseComponent):
           evaluation: the QuantizationEvaluator's ``evaluation``, whose float and quantized metric values go into
             the manifest.
           transform_graph: Transform's ``transform_graph`` (the one the Quantizer calibrated through): its
-            vocabulary files ship as ``vocabularies/<name>`` beside ``model.tflite``, listed in the manifest.
+            vocabulary files ship as ``vocabularies/<name>`` beside ``model.tflite``, listed in the manifest; the
+            one named after the label names the classes in ``labels.txt``.
+          schema: SchemaGen's ``schema``: the label feature's string domain (or int domain) names the classes in
+            ``labels.txt`` when no label vocabulary does.
         """
         spec = QuantizedModelPusherSpec(
             model=model,
@@ -63,6 +68,7 @@ class QuantizedModelPusher(base_component.BaseComponent):
             representative_dataset=representative_dataset,
             evaluation=evaluation,
             transform_graph=transform_graph,
+            schema=schema,
             push_destination=push_destination,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
         )

@@ -51,7 +51,9 @@ def test_demo_run_pushed_the_quantized_model_with_its_provenance(demo_run) -> No
     version = pushed.custom_properties["pushed_version"].string_value
     assert destination == os.path.join(demo_run.paths.serving_model_dir, version)
     assert os.listdir(demo_run.paths.serving_model_dir) == [version]  # no staging folder left
-    assert sorted(os.listdir(destination)) == ["manifest.json", "model.tflite"]
+    assert sorted(os.listdir(destination)) == ["labels.txt", "manifest.json", "model.tflite"]
+    with open(os.path.join(destination, "labels.txt")) as f:
+        assert f.read() == "0\n1\n2\n"  # species is an int label with no vocabulary or domain: the indices
 
     quantized = demo_run.output("Quantizer", "quantized_model")
     with open(os.path.join(destination, "model.tflite"), "rb") as f:
@@ -86,7 +88,11 @@ def test_demo_run_pushed_the_quantized_model_with_its_provenance(demo_run) -> No
     assert [i["name"] for i in inputs] == sorted(["bill_length_mm", "bill_depth_mm", "flipper_length_mm",
                                                   "body_mass_g"])
     assert all(i["dtype"] == "int8" and i["shape"] == [None, 1] and i["scale"] > 0 for i in inputs)
-    assert [o["dtype"] for o in manifest["io"]["outputs"]] == ["int8"]
+    assert all(i["feature"] == i["name"] and i["feature_source"] == "tf.Example feature" for i in inputs)
+    (output,) = manifest["io"]["outputs"]
+    assert (output["dtype"], output["feature"], output["labels_file"]) == ("int8", "species", "labels.txt")
+    assert manifest["labels"]["num_classes"] == 3 and manifest["labels"]["source"].startswith("indices")
+    assert manifest["float_tflite_size_bytes"] == quantized.custom_properties["float_tflite_size_bytes"].int_value
 
 
 
