@@ -35,6 +35,8 @@ def create_pipeline(
     quantization_io_dtype: str | None = None,
     quantization_denylisted_ops: tuple[str, ...] = (),
     quantization_allow_float_fallback: bool = False,
+    quantization_denylisted_nodes: tuple[str, ...] = (),
+    quantization_int16_nodes: tuple[str, ...] = (),
     quantization_metric: str = "accuracy",
     quantization_max_delta: float = 0.01,
     quantization_delta_type: str = "absolute",
@@ -69,8 +71,9 @@ def create_pipeline(
         the train split (size, ``'uniform'`` or ``'stratified'`` by ``label_key``, hash seed). 200 is below the
         penguin train split's 231 examples, so the demo really samples.
       quantization_mode / quantization_engine / quantization_signature / quantization_io_dtype /
-        quantization_denylisted_ops / quantization_allow_float_fallback: the Quantizer's ``mode``, ``engine``,
-        ``signature_name`` (the Trainer's dense signature), ``io_dtype``, ``denylisted_ops``, ``allow_float_fallback``.
+        quantization_denylisted_ops / quantization_allow_float_fallback / quantization_denylisted_nodes /
+        quantization_int16_nodes: the Quantizer's ``mode``, ``engine``, ``signature_name`` (the Trainer's dense
+        signature), ``io_dtype``, ``denylisted_ops``, ``allow_float_fallback``, ``denylisted_nodes``, ``int16_nodes``.
       quantization_metric / quantization_max_delta / quantization_delta_type / quantization_slicing_feature_keys /
         quantization_min_slice_size / quantization_max_slice_delta / quantization_min_agreement /
         quantization_max_model_bytes / quantization_max_latency_ms / quantization_nonfinite_inputs: the

@@ -30,6 +30,8 @@ class QuantizationKnobs:
     io_dtype: str | None
     denylisted_ops: tuple[str, ...]
     allow_float_fallback: bool
+    denylisted_nodes: tuple[str, ...]
+    int16_nodes: tuple[str, ...]
     metric: str
     max_delta: float
     delta_type: str
@@ -66,6 +68,8 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         io_dtype=knobs.io_dtype,
         denylisted_ops=knobs.denylisted_ops,
         allow_float_fallback=knobs.allow_float_fallback,
+        denylisted_nodes=knobs.denylisted_nodes,
+        int16_nodes=knobs.int16_nodes,
     )
     quantization_evaluator = QuantizationEvaluator(
         model=model,

@@ -52,6 +52,8 @@ def create_taxi_pipeline(
     quantization_io_dtype: str | None = None,
     quantization_denylisted_ops: tuple[str, ...] = (),
     quantization_allow_float_fallback: bool = False,
+    quantization_denylisted_nodes: tuple[str, ...] = (),
+    quantization_int16_nodes: tuple[str, ...] = (),
     quantization_metric: str = "auc",
     quantization_max_delta: float = 0.01,
     quantization_delta_type: str = "absolute",

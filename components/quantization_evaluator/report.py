@@ -6,24 +6,20 @@ latencies. Neither the Vertex nor the KFP UI renders it; the same numbers are cu
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Sequence
 from typing import Any
 
 from matplotlib.figure import Figure  # the object API needs no pyplot backend (no display on workers)
 
+from components.shared.html_page import cell as _fmt
+from components.shared.html_page import png as _png
+from components.shared.html_page import table as _table
+
 _FLOAT_COLOR, _QUANT_COLOR, _FAIL_COLOR = "#4c72b0", "#dd8452", "#c44e52"
 # Slice names come from the data: matplotlib would parse `$...$` in them as mathtext (and fail on an unknown macro
 # after Beam has run) or hand them to LaTeX with text.usetex. Drawn as literal text instead.
 _LITERAL = {"parse_math": False, "usetex": False}
-
-
-def _png(fig: Figure) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode("ascii")}">'
 
 
 def _rows(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -80,20 +76,6 @@ def _pair_plot(title: str, unit: str, labels: Sequence[str], values: Sequence[fl
     ax.set_ylabel(unit)
     ax.set_title(title)
     return _png(fig)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return html.escape(str(value))
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def render_html(metrics: dict[str, Any]) -> str:

@@ -19,13 +19,14 @@ class Quantizer(base_component.BaseComponent):
 
     Inputs: ``model`` (the Trainer's Model), optional ``representative_dataset`` (needed for int8 / int16x8),
     optional ``transform_graph`` (Transform's output, when the signature takes transformed features).
-    Parameters: ``mode``, ``engine``, ``signature_name``, ``io_dtype``, ``denylisted_ops``,
-    ``allow_float_fallback`` (see ``__init__``).
+    Parameters: ``mode``, ``engine``, ``signature_name``, ``io_dtype``, ``denylisted_ops``, ``denylisted_nodes``,
+    ``int16_nodes``, ``allow_float_fallback`` (see ``__init__``).
 
     Output ``quantized_model`` (standard ``Model``):
       files: ``Format-Serving/model.tflite`` (signature ``serving_default``, inputs named after the features), the
         same bytes as ``Format-Serving/tflite`` (what TFMA's ``tf_lite`` model type loads), and
-        ``quantization_report.json`` (mode, engine, I/O quantization, input steps, op counts, sizes, versions);
+        ``quantization_report.json`` (mode, engine, I/O quantization, input steps, layer errors, op counts, sizes,
+        versions) and ``quantization_report.html`` (the worst layers, a table and a plot);
       custom properties: ``quantization_mode``, ``engine``, ``signature_name``, ``io_dtype``, ``size_bytes``,
         ``float_size_bytes``, ``sha256``, ``float_op_count``, ``coarse_input_count``, ``report_path``, and with a
         ``transform_graph`` ``transform_graph_id`` / ``transform_graph_uri``.
@@ -45,6 +46,8 @@ class Quantizer(base_component.BaseComponent):
         allow_float_fallback: bool = False,
         engine: str = "tflite_converter",
         transform_graph: types.BaseChannel | None = None,
+        denylisted_nodes: Sequence[str] = (),
+        int16_nodes: Sequence[str] = (),
     ) -> None:
         """Builds the component; bad parameter combinations fail here, before any pipeline runs.
 
@@ -57,6 +60,11 @@ class Quantizer(base_component.BaseComponent):
           io_dtype: model input/output dtype: int8 mode ``int8`` (default), ``uint8`` or ``float32``; int16x8 mode
             ``int16`` (default) or ``float32``; other modes and the litert_quantizer engine ``float32``.
           denylisted_ops: TFLite op names (e.g. ``FULLY_CONNECTED``) that stay float (int8 / int16x8 only).
+          denylisted_nodes: op output tensor names (as the report's ``layer_errors`` names them) whose ops stay float
+            (int8 / int16x8; int16x8 only with engine ``litert_quantizer``); unknown names fail the conversion with
+            the model's names listed.
+          int16_nodes: op output tensor names whose ops get int16 activations with int8 weights, the rest int8
+            (engine ``litert_quantizer``, mode ``int8``).
           allow_float_fallback: let ops without a quantized kernel stay float instead of failing.
           engine: ``tflite_converter`` (TFLiteConverter) or ``litert_quantizer`` (ai-edge-quantizer recipes).
           transform_graph: Transform's ``transform_graph``; when wired, the raw calibration examples are transformed
@@ -65,7 +73,8 @@ class Quantizer(base_component.BaseComponent):
         """
         resolve_options(mode, io_dtype, engine=engine, denylisted_ops=denylisted_ops,
                         allow_float_fallback=allow_float_fallback,
-                        has_representative_dataset=representative_dataset is not None)
+                        has_representative_dataset=representative_dataset is not None,
+                        denylisted_nodes=denylisted_nodes, int16_nodes=int16_nodes)
         spec = QuantizerSpec(
             model=model,
             representative_dataset=representative_dataset,
@@ -76,6 +85,8 @@ class Quantizer(base_component.BaseComponent):
             io_dtype=io_dtype,
             denylisted_ops=json.dumps(list(denylisted_ops)),
             allow_float_fallback=int(allow_float_fallback),
+            denylisted_nodes=json.dumps(list(denylisted_nodes)),
+            int16_nodes=json.dumps(list(int16_nodes)),
             quantized_model=types.Channel(type=standard_artifacts.Model),
         )
         super().__init__(spec=spec)

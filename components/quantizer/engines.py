@@ -7,7 +7,9 @@ machine each import costs tens of seconds, and the child starts fresh for every 
 from __future__ import annotations
 
 import importlib
+import logging
 import time
+from typing import Any
 
 import numpy as np
 
@@ -35,14 +37,35 @@ def convert_to_file(saved_model_dir: str, signature_name: str, options: Quantiza
     return time.monotonic() - start
 
 
+def convert_and_diagnose(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
+                         inputs: dict[str, np.ndarray] | None, output_path: str,
+                         ) -> tuple[float, list[dict[str, Any]] | None, str | None]:
+    """``convert_to_file``, then, for a calibrated mode, ``diagnostics.layer_errors`` in the same child (one
+    TensorFlow import). Returns the conversion's seconds, the layer errors (``None`` without calibration) and why
+    the diagnostics failed (``None`` when they did not): a model that converted is not lost to its diagnostics."""
+    seconds = convert_to_file(saved_model_dir, signature_name, options, inputs, output_path)
+    if not options.calibrated:
+        return seconds, None, None
+    from components.quantizer import diagnostics
+
+    try:
+        return seconds, diagnostics.layer_errors(saved_model_dir, signature_name, options, inputs), None
+    except Exception as error:  # reported in the report's layer_errors and warnings
+        logging.warning("layer-wise diagnostics failed: %s", error)
+        return seconds, None, f"{type(error).__name__}: {error}"
+
+
 def convert_with_float_reference(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
                                  inputs: dict[str, np.ndarray] | None, output_path: str,
-                                 float_output_path: str) -> dict[str, float]:
-    """``convert_to_file``, then the same signature as float32 TFLite into ``float_output_path``, in one child.
+                                 float_output_path: str) -> dict[str, Any]:
+    """``convert_and_diagnose``, then the same signature as float32 TFLite into ``float_output_path``, in one child.
 
     The float conversion reuses the SavedModel the engine loaded (``float_reference.loaded_model``), so it costs one
-    more ``convert()`` only. Returns ``{"conversion_seconds", "float_tflite_seconds"}``.
+    more ``convert()`` at most (none for the litert engine and the diagnostics, which convert it anyway). Returns
+    ``{"conversion_seconds", "layer_errors", "diagnostics_failure", "float_tflite_seconds"}``.
     """
-    seconds = convert_to_file(saved_model_dir, signature_name, options, inputs, output_path)
+    seconds, layer_errors, failure = convert_and_diagnose(saved_model_dir, signature_name, options, inputs,
+                                                          output_path)
     float_seconds = float_reference.write_float_tflite(saved_model_dir, signature_name, float_output_path)
-    return {"conversion_seconds": seconds, "float_tflite_seconds": float_seconds}
+    return {"conversion_seconds": seconds, "layer_errors": layer_errors, "diagnostics_failure": failure,
+            "float_tflite_seconds": float_seconds}

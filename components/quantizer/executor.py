@@ -14,14 +14,16 @@ from tfx.dsl.io import fileio
 from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
-from components.quantizer import readiness, report, tflite_engine
+from components.quantizer import diagnostics, html_report, readiness, report, tflite_engine
 from components.quantizer.engines import convert_with_float_reference
 from components.quantizer.isolation import run_isolated
 from components.quantizer.options import QuantizationOptions, resolve_options
 from components.quantizer.spec import (
     ALLOW_FLOAT_FALLBACK_KEY,
+    DENYLISTED_NODES_KEY,
     DENYLISTED_OPS_KEY,
     ENGINE_KEY,
+    INT16_NODES_KEY,
     IO_DTYPE_KEY,
     MODE_KEY,
     MODEL_KEY,
@@ -143,6 +145,7 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
     add_size_and_readiness(quantization_report, content, float_tflite_bytes, timings["float_tflite_seconds"])
     quantization_report["transform_graph"] = (
         {"uri": transform_graph_uri, "id": transform_graph_id} if transform_graph_uri else None)
+    diagnostics.add_to_report(quantization_report, timings["layer_errors"], timings["diagnostics_failure"])
     for warning in quantization_report["warnings"]:
         logging.warning("Quantizer: %s", warning)
     _publish(output_uri, content, quantization_report)
@@ -164,13 +167,18 @@ def add_size_and_readiness(quantization_report: dict[str, Any], content: bytes, 
 
 
 def _publish(output_uri: str, content: bytes, quantization_report: dict[str, Any]) -> None:
-    with staged_output(output_uri, (properties.SERVING_DIR, properties.QUANTIZATION_REPORT_FILENAME)) as staging:
+    # The json report last: its presence marks a complete artifact.
+    names = (properties.SERVING_DIR, properties.QUANTIZATION_REPORT_HTML_FILENAME, properties.QUANTIZATION_REPORT_FILENAME)
+    page = html_report.render_html(quantization_report)
+    with staged_output(output_uri, names) as staging:
         fileio.makedirs(os.path.join(staging, properties.SERVING_DIR))
         for name in (properties.TFLITE_FILENAME, properties.TFMA_TFLITE_FILENAME):
             with fileio.open(os.path.join(staging, properties.SERVING_DIR, name), "wb") as f:
                 f.write(content)
         with fileio.open(os.path.join(staging, properties.QUANTIZATION_REPORT_FILENAME), "w") as f:
             f.write(dumps(quantization_report, indent=2, sort_keys=True))
+        with fileio.open(os.path.join(staging, properties.QUANTIZATION_REPORT_HTML_FILENAME), "w") as f:
+            f.write(page)
 
 
 def set_artifact_properties(artifact: Artifact, quantization_report: dict[str, Any], output_uri: str) -> None:
@@ -223,6 +231,8 @@ class Executor(base_executor.BaseExecutor):
             denylisted_ops=json.loads(exec_properties.get(DENYLISTED_OPS_KEY) or "[]"),
             allow_float_fallback=bool(exec_properties.get(ALLOW_FLOAT_FALLBACK_KEY)),
             has_representative_dataset=bool(representative),
+            denylisted_nodes=json.loads(exec_properties.get(DENYLISTED_NODES_KEY) or "[]"),
+            int16_nodes=json.loads(exec_properties.get(INT16_NODES_KEY) or "[]"),
         )
         output = artifact_utils.get_single_instance(output_dict[QUANTIZED_MODEL_KEY])
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])

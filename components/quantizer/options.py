@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ IO_DTYPES = {
 }
 ENGINES = ("tflite_converter", "litert_quantizer")
 # ai-edge-quantizer's recipes (static_wi8_ai8, static_wi8_ai16, dynamic_wi8_afp32) fix the model I/O dtype and
-# have no denylist; float16 is a converter feature only.
+# have no op-type denylist (per-tensor rules only: denylisted_nodes, int16_nodes); float16 is a converter feature only.
 LITERT_IO_DTYPES = {"int8": ("int8",), "int16x8": ("int16",), "dynamic_range": ("float32",)}
 
 
@@ -30,6 +31,10 @@ class QuantizationOptions:
     engine: str = "tflite_converter"
     denylisted_ops: tuple[str, ...] = ()
     allow_float_fallback: bool = False
+    # Op output tensor names (as ``diagnostics.layer_errors`` reports them) whose ops stay float / get int16
+    # activations with int8 weights (litert_quantizer, mode int8 only).
+    denylisted_nodes: tuple[str, ...] = ()
+    int16_nodes: tuple[str, ...] = ()
 
     @property
     def calibrated(self) -> bool:
@@ -45,12 +50,16 @@ def resolve_options(
     denylisted_ops: Sequence[str] = (),
     allow_float_fallback: bool = False,
     has_representative_dataset: bool = True,
+    denylisted_nodes: Sequence[str] = (),
+    int16_nodes: Sequence[str] = (),
 ) -> QuantizationOptions:
     """Validates the Quantizer's parameters and returns them resolved.
 
     Raises:
       ValueError: unknown mode, engine or io_dtype for the mode; a calibrated mode without a representative
-        dataset; denylisted ops for a mode that quantizes no activations. The message says which value to change.
+        dataset; denylisted ops or nodes for a mode that quantizes no activations; int16_nodes outside engine
+        'litert_quantizer' mode 'int8'. The message says which value to change. Whether the named nodes exist is
+        checked at conversion (``check_node_names``): only the model knows its tensors.
     """
     if mode not in MODES:
         raise ValueError(f"Quantizer: unknown mode {mode!r}; use one of {', '.join(MODES)}.")
@@ -76,5 +85,77 @@ def resolve_options(
             f"Quantizer: denylisted_ops {list(ops)} apply to the calibrated modes {CALIBRATED_MODES}; mode {mode!r} "
             "quantizes no activations. Drop denylisted_ops or change the mode."
         )
+    nodes, int16 = _node_names("denylisted_nodes", denylisted_nodes), _node_names("int16_nodes", int16_nodes)
+    _check_node_options(mode, engine, nodes, int16)
+    if (ops or nodes) and engine == "tflite_converter" and mode == "int16x8":
+        # The converter quantizes int16 activations with its older calibrator, which has no denylist; the MLIR
+        # quantizer that has one gives int16 models that fail to prepare (CONCATENATION: 'zero_point != 0').
+        raise ValueError(
+            "Quantizer: denylisted_ops / denylisted_nodes with mode 'int16x8' need engine 'litert_quantizer' "
+            "(denylisted_nodes only): TFLiteConverter's denylist gives int16 models that fail to load. Use mode "
+            "'int8' with the denylist, or engine='litert_quantizer' with denylisted_nodes."
+        )
     return QuantizationOptions(mode=mode, io_dtype=io_dtype, engine=engine, denylisted_ops=ops,
-                               allow_float_fallback=bool(allow_float_fallback))
+                               allow_float_fallback=bool(allow_float_fallback), denylisted_nodes=nodes,
+                               int16_nodes=int16)
+
+
+def _node_names(parameter: str, names: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(names, str):  # a bare string would be taken letter by letter
+        raise ValueError(f"Quantizer: {parameter} must be a list of op output tensor names, not the string {names!r}.")
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise ValueError(f"Quantizer: {parameter} must hold non-empty tensor names (strings); got {bad!r}.")
+    duplicates = sorted({n for n in names if list(names).count(n) > 1})
+    if duplicates:
+        raise ValueError(f"Quantizer: {parameter} names {duplicates} more than once; list each tensor once.")
+    return tuple(names)
+
+
+def _check_node_options(mode: str, engine: str, nodes: tuple[str, ...], int16: tuple[str, ...]) -> None:
+    if nodes and mode not in CALIBRATED_MODES:
+        raise ValueError(
+            f"Quantizer: denylisted_nodes apply to the calibrated modes {CALIBRATED_MODES}; mode {mode!r} quantizes no "
+            "activations. Drop denylisted_nodes or change the mode."
+        )
+    if int16 and (engine != "litert_quantizer" or mode != "int8"):
+        raise ValueError(
+            f"Quantizer: int16_nodes (int16 activations for named ops, int8 elsewhere) needs engine 'litert_quantizer' "
+            f"and mode 'int8' (got engine {engine!r}, mode {mode!r}); with tflite_converter use mode 'int16x8' for the "
+            "whole model, or set engine='litert_quantizer', mode='int8'."
+        )
+    both = sorted(set(nodes) & set(int16))
+    if both:
+        raise ValueError(f"Quantizer: {both} are in both denylisted_nodes and int16_nodes; a node is either float or "
+                         "int16, drop it from one list.")
+
+
+# How many of the model's tensor names an unknown-node error lists.
+MAX_LISTED_NODES = 40
+
+
+def check_node_names(options: QuantizationOptions, known: Sequence[str], where: str) -> None:
+    """Refuses ``denylisted_nodes`` / ``int16_nodes`` naming tensors that are no op output of the model.
+
+    Args:
+      known: the op output tensor names of the model being quantized (what ``diagnostics.layer_errors`` reports).
+      where: names the model in the error (signature, SavedModel).
+
+    Raises:
+      ValueError: listing each unknown name with its closest known names, and the known names.
+    """
+    known_set = set(known)
+    for parameter, names in (("denylisted_nodes", options.denylisted_nodes), ("int16_nodes", options.int16_nodes)):
+        unknown = [n for n in names if n not in known_set]
+        if not unknown:
+            continue
+        hints = "; ".join(
+            f"{n!r}" + (f" (did you mean {', '.join(repr(c) for c in close)}?)"
+                        if (close := difflib.get_close_matches(n, known, n=3, cutoff=0.5)) else "")
+            for n in unknown)
+        listed = ", ".join(repr(k) for k in list(known)[:MAX_LISTED_NODES])
+        more = f" and {len(known) - MAX_LISTED_NODES} more" if len(known) > MAX_LISTED_NODES else ""
+        raise ValueError(
+            f"Quantizer: {parameter} names tensor(s) that no op of {where} outputs: {hints}. Its op output tensors "
+            f"are: {listed}{more} (quantization_report.json's layer_errors lists them with their errors)."
+        )

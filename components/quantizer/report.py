@@ -70,11 +70,34 @@ def op_summary(model_content: bytes) -> dict[str, Any]:
     }
 
 
+def op_output_names(content: bytes) -> list[str]:
+    """The names of every op's output tensors in the model's main subgraph, in op order (what denylisted_nodes takes)."""
+    interpreter = Interpreter(model_content=content)
+    return [interpreter._get_tensor_details(index, 0)["name"]
+            for op in interpreter._get_ops_details() for index in op["outputs"] if index >= 0]
+
+
+def float_ops_by_output(model_content: bytes) -> list[tuple[str, str]]:
+    """``(op type, first output tensor name)`` of each op computing in float (a category in ``FLOAT_CATEGORIES``)."""
+    interpreter = Interpreter(model_content=model_content)
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    found = []
+    for op in interpreter._get_ops_details():
+        outputs = [i for i in op["outputs"] if i >= 0]
+        category = _op_category(op["op_name"], [details[i]["dtype"] for i in outputs],
+                                [details[i]["dtype"] for i in op["inputs"] if i >= 0])
+        if category in FLOAT_CATEGORIES:
+            found.append((op["op_name"], details[outputs[0]]["name"]))
+    return found
+
+
 def unexpected_float_ops(content: bytes, options: QuantizationOptions) -> list[str]:
-    """Op types computing in float that a calibrated mode without float fallback must not have (denylist excepted)."""
+    """Op types computing in float that a calibrated mode without float fallback must not have: any but the
+    denylisted op types and the ops writing a denylisted node."""
     if not options.calibrated or options.allow_float_fallback:
         return []
-    return [op for op in op_summary(content)["float_ops"] if op not in options.denylisted_ops]
+    return sorted({op for op, output in float_ops_by_output(content)
+                   if op not in options.denylisted_ops and output not in options.denylisted_nodes})
 
 
 def _tensor_io(details: dict[str, Any]) -> dict[str, Any]:
@@ -213,6 +236,67 @@ def coarse_input_warnings(steps: dict[str, dict[str, Any]]) -> list[str]:
     return [_coarse_warning(name, s) for name, s in steps.items() if s["coarse"]]
 
 
+# Inputs sharing one scale whose calibration ranges differ more than this factor: the narrow ones lose levels.
+SHARED_SCALE_RANGE_RATIO = 4.0
+
+
+def _input_scale(entry: dict[str, Any]) -> tuple[float, int] | None:
+    scale = entry["scale"] or entry.get("internal_scale")
+    zero_point = entry["zero_point"] if entry["scale"] else entry.get("internal_zero_point")
+    return (float(scale), int(zero_point)) if scale else None
+
+
+def shared_input_scales(io: dict[str, Any], inputs: dict[str, np.ndarray] | None) -> list[dict[str, Any]]:
+    """Groups of inputs quantized with one common scale and zero point although their representative ranges differ
+    more than ``SHARED_SCALE_RANGE_RATIO``-fold (README, "Quantizer": input traps).
+
+    The converter does this when the inputs meet in a concatenation (one scale for all its operands) after
+    elementwise constant ops it folds into the quantization, e.g. ``(x - mean) / std`` per input: every input then
+    gets the widest one's scale. Returns per group ``inputs`` (sorted), ``scale``, ``zero_point``, ``range_ratio``,
+    ``narrowest`` and ``widest`` (input names) with their ``ranges``; constant inputs (range 0) do not count.
+    """
+    if inputs is None:
+        return []
+    groups: dict[tuple[float, int], dict[str, float]] = {}
+    for name, entry in io["inputs"].items():
+        params = _input_scale(entry)
+        values = np.asarray(inputs.get(name, ()), dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if params is None or values.size == 0 or values.max() == values.min():
+            continue
+        groups.setdefault((float(np.float32(params[0])), params[1]), {})[name] = float(values.max() - values.min())
+    found = []
+    for (scale, zero_point), ranges in sorted(groups.items()):
+        if len(ranges) < 2:
+            continue
+        narrowest, widest = min(ranges, key=ranges.get), max(ranges, key=ranges.get)
+        ratio = ranges[widest] / ranges[narrowest]
+        if ratio > SHARED_SCALE_RANGE_RATIO:
+            found.append({"inputs": sorted(ranges), "scale": scale, "zero_point": zero_point, "range_ratio": ratio,
+                          "narrowest": narrowest, "widest": widest,
+                          "ranges": {name: ranges[name] for name in sorted(ranges)}})
+    return found
+
+
+def shared_scale_warnings(groups: list[dict[str, Any]]) -> list[str]:
+    """One warning per group of ``shared_input_scales``, with the remedy."""
+    warnings = []
+    for g in groups:
+        names = ", ".join(repr(n) for n in g["inputs"][:MAX_WARNED_COLUMNS])
+        more = f" and {len(g['inputs']) - MAX_WARNED_COLUMNS} more" if len(g["inputs"]) > MAX_WARNED_COLUMNS else ""
+        warnings.append(
+            f"inputs {names}{more} ({len(g['inputs'])}) share one quantization scale {g['scale']:.4g} although their "
+            f"representative ranges differ {g['range_ratio']:.3g}-fold (narrowest {g['narrowest']!r} "
+            f"{g['ranges'][g['narrowest']]:.4g}, widest {g['widest']!r} {g['ranges'][g['widest']]:.4g}): the converter "
+            "gave them all the widest one's scale, as it does when a constant normalization ((x - mean) / std per "
+            "input) is folded before a concatenation, so the narrow ones keep few levels. Normalize each input with "
+            "its own layer before the concatenation (a Keras Normalization layer per input) or upstream in "
+            "Transform; io_dtype='float32' does not avoid it (the model quantizes each float input at that same "
+            "scale first)."
+        )
+    return warnings
+
+
 _VERSIONED_PACKAGES = ("tensorflow", "ai-edge-litert", "ai-edge-quantizer", "tfx")
 
 
@@ -229,6 +313,7 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
     """The ``quantization_report.json`` of a converted model (see README, "Quantizer")."""
     io = io_summary(content)
     steps = input_steps(io, inputs)
+    shared = shared_input_scales(io, inputs)
     return {
         "mode": options.mode,
         "engine": options.engine,
@@ -236,13 +321,16 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
         "io_dtype": options.io_dtype,
         "allow_float_fallback": options.allow_float_fallback,
         "denylisted_ops": list(options.denylisted_ops),
+        "denylisted_nodes": list(options.denylisted_nodes),
+        "int16_nodes": list(options.int16_nodes),
         "source_saved_model": saved_model_dir,
         "representative_dataset": None if inputs is None else {
             "uri": representative_dataset_uri, "num_examples": len(next(iter(inputs.values())))},
         "inputs": io["inputs"],
         "outputs": io["outputs"],
         "input_steps": steps,
-        "warnings": coarse_input_warnings(steps),
+        "shared_input_scales": json_safe(shared),
+        "warnings": coarse_input_warnings(steps) + shared_scale_warnings(shared),
         "ops": op_summary(content),
         "sizes": {
             "tflite_bytes": len(content),

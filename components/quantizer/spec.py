@@ -18,6 +18,8 @@ SIGNATURE_NAME_KEY = "signature_name"
 IO_DTYPE_KEY = "io_dtype"
 DENYLISTED_OPS_KEY = "denylisted_ops"  # a JSON list: execution properties are int, float or string
 ALLOW_FLOAT_FALLBACK_KEY = "allow_float_fallback"  # int 0/1, for the same reason
+DENYLISTED_NODES_KEY = "denylisted_nodes"  # JSON lists of op output tensor names
+INT16_NODES_KEY = "int16_nodes"
 
 
 class QuantizerSpec(ComponentSpec):
@@ -30,6 +32,8 @@ class QuantizerSpec(ComponentSpec):
         IO_DTYPE_KEY: ExecutionParameter(type=str, optional=True),
         DENYLISTED_OPS_KEY: ExecutionParameter(type=str),
         ALLOW_FLOAT_FALLBACK_KEY: ExecutionParameter(type=int),
+        DENYLISTED_NODES_KEY: ExecutionParameter(type=str, optional=True),
+        INT16_NODES_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

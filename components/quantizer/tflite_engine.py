@@ -23,8 +23,8 @@ from tf_keras.protobuf import saved_metadata_pb2
 
 from components.quantizer import float_reference
 from components.quantizer.isolation import log_stage
-from components.quantizer.options import QuantizationOptions
-from components.quantizer.report import op_summary, unexpected_float_ops
+from components.quantizer.options import QuantizationOptions, check_node_names
+from components.quantizer.report import op_output_names, op_summary, unexpected_float_ops
 
 _TF_DTYPES = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}
 _QUANTIZED_OPS = {
@@ -88,8 +88,15 @@ def representative_batches(inputs: dict[str, np.ndarray]) -> Iterator[dict[str, 
     log_stage("quantizing the calibrated model")
 
 
-def _configure(converter: tf.lite.TFLiteConverter, options: QuantizationOptions,
-               inputs: dict[str, np.ndarray] | None, allow_float: bool) -> None:
+def converter_for(saved_model_dir: str, signature_name: str) -> tf.lite.TFLiteConverter:
+    """A TFLiteConverter on the signature's concrete function (see the module's docstring), on the SavedModel
+    loaded once per process (``float_reference.loaded_model``)."""
+    return float_reference.converter(saved_model_dir, signature_name)
+
+
+def configure(converter: tf.lite.TFLiteConverter, options: QuantizationOptions,
+              inputs: dict[str, np.ndarray] | None, allow_float: bool) -> None:
+    """Sets the converter up for ``options`` (optimizations, calibration inputs, op sets, I/O dtype)."""
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if options.mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
@@ -101,17 +108,37 @@ def _configure(converter: tf.lite.TFLiteConverter, options: QuantizationOptions,
     converter.inference_input_type = converter.inference_output_type = _TF_DTYPES[options.io_dtype]
 
 
-def _convert_with_denylist(converter: tf.lite.TFLiteConverter, options: QuantizationOptions) -> bytes:
-    # What TFLite's QuantizationDebugger does for its denylist options: calibrate only, then quantize with the
-    # listed ops left float; the debugger stops at float I/O, so the I/O types are set afterwards as the converter does.
+def calibrated_model(converter: tf.lite.TFLiteConverter) -> bytes:
+    """The float model with calibration statistics: what TFLite's QuantizationDebugger starts from.
+
+    Its I/O stays float whatever ``configure`` asked (the I/O types are set after quantization; asking for int16 I/O
+    here fails with 'Model input is not dequantized')."""
+    converter.inference_input_type = converter.inference_output_type = tf.float32
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True
-    calibrated = converter.convert()
-    model = tflite_convert.mlir_quantize(
+    return converter.convert()
+
+
+def quantize_calibrated(calibrated: bytes, options: QuantizationOptions, *, numeric_verify: bool = False) -> bytes:
+    """What ``QuantizationDebugger.get_nondebug_quantized_model`` (``numeric_verify``: ``get_debug_quantized_model``)
+    does with its ``QuantizationDebugOptions(denylisted_ops, denylisted_nodes)``, with the mode's activation type:
+    the debugger itself always quantizes to int8. The model keeps float I/O."""
+    return tflite_convert.mlir_quantize(
         calibrated,
         inference_type=types_pb2.QUANTIZED_INT16 if options.mode == "int16x8" else types_pb2.QUANTIZED_INT8,
+        enable_numeric_verify=numeric_verify,
         denylisted_ops=list(options.denylisted_ops),
+        denylisted_nodes=list(options.denylisted_nodes),
     )
+
+
+def _convert_with_denylist(converter: tf.lite.TFLiteConverter, options: QuantizationOptions,
+                           signature_name: str) -> bytes:
+    # Calibrate only, then quantize with the listed ops / op outputs left float; the I/O types are set afterwards
+    # as the converter does (the debugger's path stops at float I/O).
+    calibrated = calibrated_model(converter)
+    check_node_names(options, op_output_names(calibrated), f"signature {signature_name!r}")
+    model = quantize_calibrated(calibrated, options)
     io = _TF_DTYPES[options.io_dtype]
     return tflite_util.modify_model_io_type(model, io, io)
 
@@ -131,18 +158,19 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
     """
     if options.calibrated and not inputs:
         raise ValueError(f"mode {options.mode!r} needs calibration inputs")
-    converter = float_reference.converter(saved_model_dir, signature_name)
-    allow_float = options.allow_float_fallback or bool(options.denylisted_ops)
-    _configure(converter, options, inputs, allow_float)
+    converter = converter_for(saved_model_dir, signature_name)
+    denylist = bool(options.denylisted_ops or options.denylisted_nodes)
+    allow_float = options.allow_float_fallback or denylist
+    configure(converter, options, inputs, allow_float)
     log_stage(f"converting signature {signature_name!r} ({options.mode})")
     try:
-        content = _convert_with_denylist(converter, options) if options.denylisted_ops else converter.convert()
+        content = _convert_with_denylist(converter, options, signature_name) if denylist else converter.convert()
     except Exception as error:  # ConverterError: find out which ops lack a quantized kernel
         if not options.calibrated or allow_float:
             raise
         logging.info("%s conversion failed (%s); converting with float fallback to name the ops", options.mode, error)
-        retry = float_reference.converter(saved_model_dir, signature_name)
-        _configure(retry, options, inputs, allow_float=True)
+        retry = converter_for(saved_model_dir, signature_name)
+        configure(retry, options, inputs, allow_float=True)
         log_stage(f"converting signature {signature_name!r} ({options.mode}) with float fallback to name the ops")
         try:
             float_ops = op_summary(retry.convert())["float_ops"]

@@ -30,6 +30,7 @@ SERVING_DIR = "Format-Serving"  # tfx.utils.path_utils' serving model folder, wh
 TFLITE_FILENAME = "model.tflite"
 TFMA_TFLITE_FILENAME = "tflite"  # TFMA's Evaluator with model_type='tf_lite' reads exactly <serving dir>/tflite
 QUANTIZATION_REPORT_FILENAME = "quantization_report.json"
+QUANTIZATION_REPORT_HTML_FILENAME = "quantization_report.html"  # beside the json: the worst layers, table and plot
 QUANTIZATION_MODE = "quantization_mode"
 ENGINE = "engine"
 SIGNATURE_NAME = "signature_name"

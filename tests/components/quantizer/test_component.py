@@ -21,10 +21,12 @@ def _representative() -> object:
 
 def test_parameters_become_execution_properties() -> None:
     quantizer = Quantizer(model=_model(), representative_dataset=_representative(), signature_name="serving_features",
-                          io_dtype="uint8", denylisted_ops=["softmax"], allow_float_fallback=True)
+                          io_dtype="uint8", denylisted_ops=["softmax"], allow_float_fallback=True,
+                          denylisted_nodes=["model/dense/MatMul"])
     assert quantizer.exec_properties == {
         "mode": "int8", "engine": "tflite_converter", "signature_name": "serving_features", "io_dtype": "uint8",
-        "denylisted_ops": json.dumps(["softmax"]), "allow_float_fallback": 1}
+        "denylisted_ops": json.dumps(["softmax"]), "allow_float_fallback": 1,
+        "denylisted_nodes": json.dumps(["model/dense/MatMul"]), "int16_nodes": "[]"}
     assert quantizer.outputs["quantized_model"].type == standard_artifacts.Model
 
 
@@ -37,6 +39,7 @@ def test_modes_without_calibration_need_no_representative_dataset() -> None:
     ({"mode": "int16x8"}, r"mode 'int16x8' quantizes activations and needs representative_dataset"),
     ({"mode": "int4", "representative_dataset": True}, r"unknown mode 'int4'"),
     ({"mode": "int8", "io_dtype": "int32", "representative_dataset": True}, r"io_dtype 'int32' is not available"),
+    ({"mode": "int8", "int16_nodes": ["x"], "representative_dataset": True}, r"int16_nodes .*needs engine 'litert_quantizer'"),
 ])
 def test_bad_parameters_fail_when_the_component_is_built(kwargs: dict, message: str) -> None:
     if kwargs.pop("representative_dataset", False):
