@@ -10,6 +10,7 @@ activation on pooling, padding only along x/y ...) are not checked, and neither 
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
@@ -104,3 +105,14 @@ def edge_tpu_readiness(content: bytes, signature: str = TFLITE_SIGNATURE) -> dic
         "op_count": len(ops),
         "checked_by": "static check against Coral's published requirements (edgetpu_compiler not run)",
     }
+
+
+def readiness_html(entry: dict[str, Any] | None) -> str:
+    """The Edge TPU readiness as an HTML fragment for ``quantization_report.html``."""
+    if entry is None:
+        return "<p>Not checked.</p>"
+    verdict = "ready" if entry["ready"] else "not ready"
+    integer = "integer-only" if entry["integer_only"] else "not integer-only"
+    reasons = "".join(f"<li>{html.escape(reason)}</li>" for reason in entry["reasons"])
+    return (f"<p><b>{verdict}</b> ({integer}, {entry['op_count']} ops); {html.escape(entry['checked_by'])}: the "
+            "Edge TPU compiler is closed, frozen and not installed here.</p>" + (f"<ul>{reasons}</ul>" if reasons else ""))

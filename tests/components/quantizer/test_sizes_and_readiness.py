@@ -126,3 +126,6 @@ def test_the_executor_records_the_float_tflite_size_and_readiness(tiny_models, t
     assert props[properties.NOT_SMALLER_THAN_FLOAT].int_value == int(sizes["not_smaller_than_float"])
     assert props[properties.INTEGER_ONLY_READY].int_value == 0  # the [None, 2] inputs: a dynamic batch
     assert report["edge_tpu_readiness"]["integer_only"] is True
+    page = (tmp_path / "out" / "quantization_report.html").read_text()
+    assert "<h2>Edge TPU / integer-only readiness</h2>" in page and "<b>not ready</b> (integer-only" in page
+    assert f"float32 TFLite {sizes['float_tflite_bytes']} bytes" in page
