@@ -86,9 +86,12 @@ def edge_tpu_readiness(content: bytes, signature: str = TFLITE_SIGNATURE) -> dic
                        f"CPU, with every op after op {unsupported[0]['index']}: "
                        + _listed([f"{o['op']} (op {o['index']}, tensor {o['tensor']!r})" for o in unsupported]))
     if dynamic:
-        reasons.append(f"{len(dynamic)} tensor(s) have a dynamic dimension (-1 in shape_signature), the Edge TPU needs "
-                       f"sizes fixed at compile time: {_listed(dynamic)} (export the signature with a fixed batch "
-                       "size, e.g. tf.TensorSpec([1, ...]))")
+        dynamic_io = [f"{kind[:-1]} {name!r} {entry['shape']}" for kind, entries in io.items()
+                      for name, entry in entries.items() if any(d < 0 for d in entry["shape"])]
+        reasons.append(f"{len(dynamic)} tensor(s) have a dynamic dimension (-1 in shape_signature; "
+                       f"{_listed(dynamic_io) if dynamic_io else 'no model input or output'} among them), but the "
+                       "Edge TPU needs sizes fixed at compile time: export the signature with a fixed batch size, e.g. "
+                       "tf.TensorSpec([1, ...])")
     if over_3d:
         reasons.append(f"{len(over_3d)} tensor(s) have more than 3 dimensions larger than 1 (only the 3 innermost "
                        f"may be): {_listed(over_3d)}")

@@ -11,32 +11,22 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 
 from components.quantizer import executor
 from components.quantizer.options import resolve_options
-from pipelines import lineage
-from pipelines.local_runner import LocalRunPaths
 
-DEMO = LocalRunPaths(home=os.path.abspath("out/demo"))
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "sizes.json")
 CASES = (("int8", "tflite_converter"), ("int16x8", "tflite_converter"), ("dynamic_range", "tflite_converter"),
          ("float16", "tflite_converter"), ("int8", "litert_quantizer"))
 
 
 @pytest.fixture(scope="module")
-def demo_inputs() -> dict[str, str]:
-    if not os.path.exists(DEMO.metadata_path):
-        pytest.skip(f"no demo run at {DEMO.home}: run `make demo` first")
-    store = lineage.open_sqlite_store(DEMO.metadata_path, read_only=True)
-
-    def uri(component: str, key: str) -> str:
-        execution = lineage.latest_complete_execution(store, DEMO.pipeline_name, component)
-        assert execution is not None, f"the demo run has no {component}: run `make demo`"
-        return lineage.output_artifacts(store, execution.id)[key][0].uri
-
-    return {"model": uri("Trainer", "model"), "representative": uri("RepresentativeDatasetGen", "representative_dataset")}
+def demo_inputs(demo_output_uri: Callable[[str, str], str]) -> dict[str, str]:
+    return {"model": demo_output_uri("Trainer", "model"),
+            "representative": demo_output_uri("RepresentativeDatasetGen", "representative_dataset")}
 
 
 def test_sizes_against_the_float_tflite_and_the_reference_cost(demo_inputs: dict[str, str], tmp_path) -> None:

@@ -68,7 +68,9 @@ def test_float_io_and_a_dynamic_batch_are_reasons_but_not_float_compute(tiny_mod
     ready = readiness.edge_tpu_readiness(content)
     assert not ready["ready"] and not ready["integer_only"]  # QUANTIZE/DEQUANTIZE at the float boundary
     assert ready["reasons"][0].startswith("model I/O is not int8/uint8: input 'a' is float32")
-    assert any("dynamic dimension" in reason and "fixed batch size" in reason for reason in ready["reasons"])
+    (dynamic,) = [reason for reason in ready["reasons"] if "dynamic dimension" in reason]
+    assert "input 'a' [-1, 2], input 'b' [-1, 1], output 'probabilities' [-1, 2] among them" in dynamic
+    assert dynamic.endswith("export the signature with a fixed batch size, e.g. tf.TensorSpec([1, ...])")
     assert ready["dynamic_tensors"]  # [None, 2] inputs: -1 in the shape signature
 
 
