@@ -11,8 +11,9 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx import v1 as tfx
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.proto import pusher_pb2
-from tfx.types import standard_artifacts
+from tfx.types import channel_utils, component_spec, standard_artifacts
 
 from components import QuantizedModelPusher
 from components.shared.digests import bytes_sha256
@@ -101,6 +102,10 @@ class _Identity(tf.Module):
     def identity(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         return {"y": x + 0.0}
 
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+    def shifted(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"y": x + 1.0}
+
 
 def test_truncated_imported_model_fails_the_pusher_execution_and_pushes_nothing(tmp_path) -> None:
     """Importer(model) + Importer(blessed blessing) -> QuantizedModelPusher on LocalDagRunner: an imported model
@@ -135,3 +140,69 @@ def test_truncated_imported_model_fails_the_pusher_execution_and_pushes_nothing(
     assert execution.last_known_state == metadata_store_pb2.Execution.FAILED
     assert not os.path.exists(base)
     assert not [a for a in store.get_artifacts_by_type("PushedModel") if "pushed" in a.custom_properties]
+
+
+class _BlessOneExecutor(base_executor.BaseExecutor):
+    """A stand-in for the QuantizationEvaluator's selection: blesses the ``chosen`` model by id and bytes."""
+
+    def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict) -> None:
+        (chosen,), (blessing,) = input_dict["chosen"], output_dict["blessing"]
+        with open(os.path.join(chosen.uri, "Format-Serving", "model.tflite"), "rb") as f:
+            blessing.set_string_custom_property("evaluated_sha256", bytes_sha256(f.read()))
+        blessing.set_int_custom_property("blessed", 1)
+        blessing.set_int_custom_property("current_model_id", chosen.id)
+
+
+class _BlessOneSpec(component_spec.ComponentSpec):
+    PARAMETERS: dict = {}
+    INPUTS = {"chosen": component_spec.ChannelParameter(type=standard_artifacts.Model)}
+    OUTPUTS = {"blessing": component_spec.ChannelParameter(type=standard_artifacts.ModelBlessing)}
+
+
+class _BlessOne(base_component.BaseComponent):
+    SPEC_CLASS = _BlessOneSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_BlessOneExecutor)
+
+    def __init__(self, chosen: types.BaseChannel) -> None:
+        super().__init__(spec=_BlessOneSpec(chosen=chosen,
+                                            blessing=types.Channel(type=standard_artifacts.ModelBlessing)))
+
+
+def test_a_union_channel_of_candidates_pushes_the_one_the_blessing_names(tmp_path) -> None:
+    """Two imported candidates in one channel (channel_utils.union) on LocalDagRunner: the second is pushed."""
+    module = _Identity()
+    identity = tf.lite.TFLiteConverter.from_concrete_functions([module.identity.get_concrete_function()],
+                                                               module).convert()
+    shifted = tf.lite.TFLiteConverter.from_concrete_functions([module.shifted.get_concrete_function()],
+                                                              module).convert()
+    candidates = {}
+    for name, data in (("first", identity), ("second", shifted)):
+        uri = str(tmp_path / name)
+        os.makedirs(os.path.join(uri, "Format-Serving"))
+        with open(os.path.join(uri, "Format-Serving", "model.tflite"), "wb") as f:
+            f.write(data)
+        candidates[name] = tfx.dsl.Importer(source_uri=uri, artifact_type=standard_artifacts.Model,
+                                            reimport=True).with_id(name)
+    blessing = _BlessOne(chosen=candidates["second"].outputs["result"]).with_id("bless")
+    base = str(tmp_path / "serving")
+    pusher = QuantizedModelPusher(
+        model=channel_utils.union([c.outputs["result"] for c in candidates.values()]),
+        model_blessing=blessing.outputs["blessing"],
+        push_destination=pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base)))
+    metadata_path = str(tmp_path / "metadata.sqlite")
+    tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
+        pipeline_name="candidates-push", pipeline_root=str(tmp_path / "pipeline_root"),
+        components=[*candidates.values(), blessing, pusher],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)))
+
+    (version,) = os.listdir(base)
+    with open(os.path.join(base, version, "manifest.json")) as f:
+        manifest = json.load(f)
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    store = metadata_store.MetadataStore(config)
+    models = {a.uri: a.id for a in store.get_artifacts_by_type("Model")}
+    assert len(models) == 2  # both candidates reached the pusher's channel
+    assert manifest["mlmd"]["quantized_model"] == {"id": models[str(tmp_path / "second")], "uri": str(tmp_path / "second")}
+    with open(os.path.join(base, version, "model.tflite"), "rb") as f:
+        assert f.read() == shifted
