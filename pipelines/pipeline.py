@@ -118,6 +118,7 @@ def create_pipeline(
         float_blessing=evaluator.outputs["blessing"],
         representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
         label_key=label_key,
+        schema=schema_gen.outputs["schema"],
         knobs=knobs,
         push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
     )

@@ -52,11 +52,13 @@ class QuantizationKnobs:
 def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, float_blessing: types.BaseChannel,
                     representative_dataset: types.BaseChannel, label_key: str, knobs: QuantizationKnobs,
                     push_base_directory: str, transform_graph: types.BaseChannel | None = None,
+                    schema: types.BaseChannel | None = None,
                     ) -> tuple[Quantizer, QuantizationEvaluator, QuantizedModelPusher]:
     """The three components, wired: the float model's eval split gates the quantized one, both blessings the push.
 
     ``examples`` are raw (ExampleGen's); with ``transform_graph`` (Transform's), calibration and both models see
-    the transformed features and the push ships its vocabularies.
+    the transformed features and the push ships its vocabularies; ``schema`` (SchemaGen's) lets the push name the
+    classes in labels.txt from the label's domain.
     """
     quantizer = Quantizer(
         model=model,
@@ -98,6 +100,7 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         representative_dataset=representative_dataset,
         evaluation=quantization_evaluator.outputs["evaluation"],
         transform_graph=transform_graph,
+        schema=schema,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)),
     )

@@ -82,13 +82,21 @@ def pushed_chain(store: metadata_store.MetadataStore, pushed: str | int = "lates
         if parent is None:
             found[role] = by_id[start.id]
         elif parent in found and found[parent].inputs.get(key):
-            found[role] = by_id[found[parent].inputs[key][0]]
+            found[role] = _pushed_candidate([by_id[i] for i in found[parent].inputs[key]], by_id[start.id])
     # The nearest Examples upstream, whichever component read them (Trainer, RepresentativeDatasetGen, ...).
     examples = next((n for n in nodes if n.artifact.type == EXAMPLES_TYPE), None)
     chain = [{"role": role, **_node_dict(found[role])} for role, _, _ in CHAIN if role in found]
     if examples is not None:
         chain.append({"role": EXAMPLES_ROLE, **_node_dict(examples)})
     return {"chain": chain, "nodes": [_node_dict(n) for n in nodes]}
+
+
+def _pushed_candidate(candidates: list[LineageNode], pushed: LineageNode) -> LineageNode:
+    """Of several candidates in one input channel, the one whose sha256 the pushed model carries (the pusher ships
+    the candidate its blessing names); the first otherwise (one artifact, or no sha256 to tell them apart)."""
+    sha256 = pushed.artifact.properties.get(properties.SHA256)
+    return next((c for c in candidates if sha256 and c.artifact.properties.get(properties.SHA256) == sha256),
+                candidates[0])
 
 
 def _node_dict(node: LineageNode) -> dict[str, Any]:
@@ -162,7 +170,9 @@ def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_
     siblings = output_artifacts(store, blessing_producer.id) if blessing_producer else {}
     evaluation = reader.artifact_info(siblings[properties.EVALUATION_KEY][0]).properties if siblings.get(properties.EVALUATION_KEY) else {}
     blessing = reader.artifact_info(blessing_artifact).properties
-    model = reader.artifact_info(inputs[properties.MODEL_KEY][0]).properties
+    current_model_id = blessing.get(properties.CURRENT_MODEL_ID)  # several candidates: the one the blessing chose
+    model = reader.artifact_info(next((m for m in inputs[properties.MODEL_KEY] if m.id == current_model_id),
+                                      inputs[properties.MODEL_KEY][0])).properties
     pushed = reader.artifact_info(pushed_model).properties
     metric = blessing.get(properties.METRIC)
     run_id = reader.execution_info(execution).run_id

@@ -17,6 +17,7 @@ from tfx.types import channel_utils, component_spec, standard_artifacts
 
 from components import QuantizedModelPusher
 from components.shared.digests import bytes_sha256
+from pipelines.lineage import questions
 
 DESTINATION = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory="/srv"))
 
@@ -181,8 +182,8 @@ def test_a_union_channel_of_candidates_pushes_the_one_the_blessing_names(tmp_pat
         os.makedirs(os.path.join(uri, "Format-Serving"))
         with open(os.path.join(uri, "Format-Serving", "model.tflite"), "wb") as f:
             f.write(data)
-        candidates[name] = tfx.dsl.Importer(source_uri=uri, artifact_type=standard_artifacts.Model,
-                                            reimport=True).with_id(name)
+        candidates[name] = tfx.dsl.Importer(source_uri=uri, artifact_type=standard_artifacts.Model, reimport=True,
+                                            custom_properties={"sha256": bytes_sha256(data)}).with_id(name)
     blessing = _BlessOne(chosen=candidates["second"].outputs["result"]).with_id("bless")
     base = str(tmp_path / "serving")
     pusher = QuantizedModelPusher(
@@ -206,3 +207,6 @@ def test_a_union_channel_of_candidates_pushes_the_one_the_blessing_names(tmp_pat
     assert manifest["mlmd"]["quantized_model"] == {"id": models[str(tmp_path / "second")], "uri": str(tmp_path / "second")}
     with open(os.path.join(base, version, "model.tflite"), "rb") as f:
         assert f.read() == shifted
+    # The lineage CLI follows the pushed candidate, not the channel's first artifact.
+    chain = {link["role"]: link for link in questions.pushed_chain(store)["chain"]}
+    assert chain["quantized model"]["artifact"]["id"] == models[str(tmp_path / "second")]
