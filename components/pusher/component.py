@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
@@ -9,6 +11,7 @@ from tfx.types import standard_artifacts
 
 from components.pusher.executor import Executor
 from components.pusher.spec import QuantizedModelPusherSpec
+from components.shared import properties
 
 
 class QuantizedModelPusher(base_component.BaseComponent):
@@ -33,7 +36,7 @@ class QuantizedModelPusher(base_component.BaseComponent):
 
     def __init__(
         self,
-        model: types.BaseChannel,
+        model: types.BaseChannel | Sequence[types.BaseChannel],
         model_blessing: types.BaseChannel,
         push_destination: pusher_pb2.PushDestination,
         float_blessing: types.BaseChannel | None = None,
@@ -45,7 +48,9 @@ class QuantizedModelPusher(base_component.BaseComponent):
     ) -> None:
         """Args:
           model: the Quantizer's ``quantized_model`` (a ``Model`` holding ``Format-Serving/model.tflite``), or a
-            channel of several such candidates: the one the blessing's ``current_model_id`` names is pushed.
+            channel of several such candidates, or a list of up to ``MAX_CANDIDATES`` channels (input keys ``model``,
+            ``model_1`` ...: the QuantizationEvaluator's candidates): the one the blessing's ``current_model_id``
+            names is pushed.
           model_blessing: the QuantizationEvaluator's ``blessing``.
           push_destination: a ``PushDestination`` with ``filesystem.base_directory`` (versioning AUTO or
             UNIX_TIMESTAMP).
@@ -60,8 +65,12 @@ class QuantizedModelPusher(base_component.BaseComponent):
           schema: SchemaGen's ``schema``: the label feature's string domain (or int domain) names the classes in
             ``labels.txt`` when no label vocabulary does.
         """
+        channels = [model] if isinstance(model, types.BaseChannel) else list(model)
+        if not 1 <= len(channels) <= properties.MAX_CANDIDATES:
+            raise ValueError(f"QuantizedModelPusher: model takes 1 to {properties.MAX_CANDIDATES} channels, got "
+                             f"{len(channels)}")
         spec = QuantizedModelPusherSpec(
-            model=model,
+            **{properties.candidate_model_key(i): channel for i, channel in enumerate(channels)},
             model_blessing=model_blessing,
             float_blessing=float_blessing,
             float_model=float_model,

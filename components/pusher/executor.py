@@ -18,11 +18,11 @@ from components.pusher import bundle, publish, verify
 from components.pusher import manifest as manifest_lib
 from components.pusher.spec import (
     BLESSING_KEYS,
+    CANDIDATE_KEYS,
     EVALUATION_KEY,
     FLOAT_BLESSING_KEY,
     FLOAT_MODEL_KEY,
     MODEL_BLESSING_KEY,
-    MODEL_KEY,
     PUSH_DESTINATION_KEY,
     PUSHED_MODEL_KEY,
     REPRESENTATIVE_DATASET_KEY,
@@ -124,7 +124,8 @@ class Executor(pusher_executor.Executor):
             pushed_model.set_string_custom_property(properties.REASON, "; ".join(reasons))
             return
 
-        model = verify.select_candidate(input_dict[MODEL_KEY], MODEL_BLESSING_KEY, blessings[MODEL_BLESSING_KEY])
+        candidates = [m for key in CANDIDATE_KEYS for m in input_dict.get(key) or []]
+        model = verify.select_candidate(candidates, MODEL_BLESSING_KEY, blessings[MODEL_BLESSING_KEY])
         model_bytes, model_io = read_model(
             model, path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model)))
         sha256 = bytes_sha256(model_bytes)

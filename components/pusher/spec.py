@@ -23,6 +23,7 @@ REPRESENTATIVE_DATASET_KEY = properties.REPRESENTATIVE_DATASET_KEY
 EVALUATION_KEY = properties.EVALUATION_KEY
 TRANSFORM_GRAPH_KEY = properties.TRANSFORM_GRAPH_KEY
 SCHEMA_KEY = standard_component_specs.SCHEMA_KEY
+CANDIDATE_KEYS = tuple(properties.candidate_model_key(i) for i in range(properties.MAX_CANDIDATES))
 # Every blessing the push needs, in the order the refusals are reported.
 BLESSING_KEYS = (MODEL_BLESSING_KEY, FLOAT_BLESSING_KEY)
 
@@ -38,6 +39,7 @@ class QuantizedModelPusherSpec(ComponentSpec):
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        **{key: ChannelParameter(type=standard_artifacts.Model, optional=True) for key in CANDIDATE_KEYS[1:]},
         MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
         FLOAT_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
         FLOAT_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),

@@ -92,6 +92,16 @@ MODEL_KEY = "model"  # = tfx.types.standard_component_specs.MODEL_KEY
 MODEL_BLESSING_KEY = "model_blessing"  # = ...MODEL_BLESSING_KEY
 PUSHED_MODEL_KEY = "pushed_model"  # = ...PUSHED_MODEL_KEY
 EXAMPLES_KEY = "examples"  # = ...EXAMPLES_KEY
+# Several quantized candidates reach the pusher as model, model_1 ... model_{MAX_CANDIDATES - 1} (Kubeflow v2
+# compiles one channel per input key, no union), as many as the QuantizationEvaluator scores.
+MAX_CANDIDATES = 6
+
+
+def candidate_model_key(index: int) -> str:
+    """The pusher's input key of the ``index``-th candidate (0: ``model``)."""
+    return MODEL_KEY if index == 0 else f"{MODEL_KEY}_{index}"
+
+
 FLOAT_BLESSING_KEY = "float_blessing"
 FLOAT_MODEL_KEY = "float_model"
 REPRESENTATIVE_DATASET_KEY = "representative_dataset"

@@ -37,6 +37,13 @@ def test_spec_inputs_and_output() -> None:
     assert with_graph.inputs["transform_graph"].type is standard_artifacts.TransformGraph
 
 
+def test_more_candidates_than_the_evaluator_scores_are_refused() -> None:
+    with pytest.raises(ValueError, match="model takes 1 to 6 channels, got 7"):
+        QuantizedModelPusher(model=[types.Channel(type=standard_artifacts.Model)] * 7,
+                             model_blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+                             push_destination=DESTINATION)
+
+
 def test_wrong_channel_type_is_refused_when_the_pipeline_is_built() -> None:
     with pytest.raises(TypeError, match="model_blessing"):
         QuantizedModelPusher(model=types.Channel(type=standard_artifacts.Model),
@@ -169,8 +176,10 @@ class _BlessOne(base_component.BaseComponent):
                                             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))
 
 
-def test_a_union_channel_of_candidates_pushes_the_one_the_blessing_names(tmp_path) -> None:
-    """Two imported candidates in one channel (channel_utils.union) on LocalDagRunner: the second is pushed."""
+@pytest.mark.parametrize("wiring", ["union", "list"])
+def test_candidates_push_the_one_the_blessing_names(tmp_path, wiring: str) -> None:
+    """Two imported candidates on LocalDagRunner, in one channel (channel_utils.union) or one input key each
+    (``model=[...]``: model, model_1, what Kubeflow v2 compiles): the second is pushed."""
     module = _Identity()
     identity = tf.lite.TFLiteConverter.from_concrete_functions([module.identity.get_concrete_function()],
                                                                module).convert()
@@ -187,12 +196,12 @@ def test_a_union_channel_of_candidates_pushes_the_one_the_blessing_names(tmp_pat
     blessing = _BlessOne(chosen=candidates["second"].outputs["result"]).with_id("bless")
     base = str(tmp_path / "serving")
     pusher = QuantizedModelPusher(
-        model=channel_utils.union([c.outputs["result"] for c in candidates.values()]),
+        model=(channel_utils.union if wiring == "union" else list)([c.outputs["result"] for c in candidates.values()]),
         model_blessing=blessing.outputs["blessing"],
         push_destination=pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base)))
     metadata_path = str(tmp_path / "metadata.sqlite")
     tfx.orchestration.LocalDagRunner().run(tfx.dsl.Pipeline(
-        pipeline_name="candidates-push", pipeline_root=str(tmp_path / "pipeline_root"),
+        pipeline_name=f"candidates-push-{wiring}", pipeline_root=str(tmp_path / "pipeline_root"),
         components=[*candidates.values(), blessing, pusher],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)))
 
