@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from components.quantizer.isolation import log_stage
 from components.quantizer.options import QuantizationOptions
 
 # Enough examples for stable means; the debugger invokes the model once per example.
@@ -85,7 +86,7 @@ def _numeric_verify_errors(calibrated: bytes, debug_model: bytes, inputs: dict[s
 
     def samples() -> Iterator[list[np.ndarray]]:
         for i in range(n):
-            yield [np.asarray(inputs[name][i:i + 1], dtype=np.float32) for name in order]
+            yield [np.asarray(inputs[name][i:i + 1]) for name in order]  # int ids stay int
 
     debugger = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=debug_model, debug_dataset=samples)
     debugger.run()
@@ -178,6 +179,12 @@ def _litert_layer_errors(saved_model_dir: str, signature_name: str, options: Qua
     return side_by_side_errors(float_model, content, inputs)
 
 
+def worst_summary(records: list[dict[str, Any]], count: int = 3) -> str:
+    """``"tensor (op) 12.3, ..."`` for the ``count`` worst records with a defined ``rmse_over_scale``, for logs."""
+    shown = [r for r in records if r["rmse_over_scale"] is not None][:count]
+    return ", ".join(f"{r['tensor']} ({r['op']}) {r['rmse_over_scale']:.3g}" for r in shown) or "none"
+
+
 def _severity(record: dict[str, Any]) -> float:
     value = record["rmse_over_scale"]
     return -math.inf if value is None or math.isnan(value) else value
@@ -198,6 +205,8 @@ def layer_errors(saved_model_dir: str, signature_name: str, options: Quantizatio
     if not inputs:
         raise ValueError("layer errors need the calibration inputs")
     sample = _first(inputs, MAX_EXAMPLES)
+    log_stage(f"layer-wise diagnostics on {len(next(iter(sample.values())))} examples "
+              f"({method(options.engine, options.mode).split(':')[0]})")
     compute = _tflite_layer_errors if options.engine == "tflite_converter" else _litert_layer_errors
     records = compute(saved_model_dir, signature_name, options, sample)
     logging.info("layer errors: %d quantized tensors compared on %d examples", len(records),

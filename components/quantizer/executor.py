@@ -145,7 +145,11 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
     add_size_and_readiness(quantization_report, content, float_tflite_bytes, timings["float_tflite_seconds"])
     quantization_report["transform_graph"] = (
         {"uri": transform_graph_uri, "id": transform_graph_id} if transform_graph_uri else None)
-    diagnostics.add_to_report(quantization_report, timings["layer_errors"], timings["diagnostics_failure"])
+    layer_errors = timings["layer_errors"]
+    diagnostics.add_to_report(quantization_report, layer_errors, timings["diagnostics_failure"])
+    if layer_errors:
+        logging.info("Quantizer: %d layers compared, worst by rmse/scale: %s", len(layer_errors),
+                     diagnostics.worst_summary(layer_errors))
     for warning in quantization_report["warnings"]:
         logging.warning("Quantizer: %s", warning)
     _publish(output_uri, content, quantization_report)

@@ -52,7 +52,8 @@ def _agreement(path: str, penguin: dict) -> float:
 def test_the_pipeline_publishes_an_int8_model_artifact(demo_run, penguin) -> None:
     assert demo_run.execution("Quantizer").last_known_state == metadata_store_pb2.Execution.COMPLETE
     uri, props = penguin["quantized"].uri, penguin["quantized"].custom_properties
-    assert sorted(os.listdir(uri)) == ["Format-Serving", "quantization_report.html", "quantization_report.json"]  # no staging left behind
+    # No staging left behind.
+    assert sorted(os.listdir(uri)) == ["Format-Serving", "quantization_report.html", "quantization_report.json"]
     with open(os.path.join(uri, "Format-Serving", "tflite"), "rb") as f:
         assert f.read() == penguin["content"]  # the name TFMA's tf_lite loader reads
     assert props["quantization_mode"].string_value == "int8"
@@ -61,6 +62,14 @@ def test_the_pipeline_publishes_an_int8_model_artifact(demo_run, penguin) -> Non
     assert props["sha256"].string_value == hashlib.sha256(penguin["content"]).hexdigest()
     assert props["float_size_bytes"].int_value > props["size_bytes"].int_value > 0
     assert props["float_op_count"].int_value == 0
+
+
+def test_the_demo_report_has_layer_errors_and_no_input_trap(penguin) -> None:
+    report = penguin["report"]
+    layer_errors = report["layer_errors"]
+    assert layer_errors["error"] is None and layer_errors["num_tensors"] >= 3
+    assert {r["op"] for r in layer_errors["tensors"]} >= {"FULLY_CONNECTED", "SOFTMAX"}
+    assert report["shared_input_scales"] == [] and report["warnings"] == []
 
 
 def test_int8_inputs_have_one_sensible_scale_per_feature(penguin) -> None:

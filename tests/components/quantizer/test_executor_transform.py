@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tfx.types import standard_artifacts
 
-from components.quantizer import executor
+from components.quantizer import diagnostics, executor
 from components.representative_dataset.storage import write_representative_dataset
 from components.shared import properties
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
@@ -56,6 +56,21 @@ def test_calibrated_through_the_transform_and_recorded(tiny_transform) -> None:
     quant_probs = TFLiteRunner(tflite).predict(inputs)["probabilities"]
     assert np.mean(float_probs.argmax(1) == quant_probs.argmax(1)) >= 0.95
     assert np.abs(float_probs - quant_probs).max() < 0.05
+
+
+def test_the_artifact_has_layer_errors_and_the_html_report_beside_the_json(tiny_transform) -> None:
+    uri = tiny_transform.quantized.uri
+    with open(os.path.join(uri, properties.QUANTIZATION_REPORT_FILENAME)) as f:
+        layer_errors = json.load(f)["layer_errors"]
+    assert layer_errors["method"] == diagnostics.PER_LAYER and layer_errors["error"] is None
+    assert layer_errors["num_examples"] == 60 and layer_errors["num_tensors"] == len(layer_errors["tensors"]) >= 3
+    ops = {r["op"] for r in layer_errors["tensors"]}
+    assert {"FULLY_CONNECTED", "SOFTMAX"} <= ops
+    with open(os.path.join(uri, properties.QUANTIZATION_REPORT_HTML_FILENAME)) as f:
+        page = f.read()
+    assert layer_errors["tensors"][0]["tensor"] in page and "data:image/png;base64," in page
+    assert sorted(os.listdir(uri)) == sorted([properties.SERVING_DIR, properties.QUANTIZATION_REPORT_FILENAME,
+                                              properties.QUANTIZATION_REPORT_HTML_FILENAME])
 
 
 def test_a_signature_over_features_the_transform_does_not_produce(tiny_transform, tmp_path) -> None:

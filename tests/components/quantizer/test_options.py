@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.quantizer.options import MODES, QuantizationOptions, resolve_options
+from components.quantizer.options import MODES, QuantizationOptions, check_node_names, resolve_options
 
 
 @pytest.mark.parametrize(("mode", "io_dtype"), [("int8", "int8"), ("int16x8", "int16"), ("dynamic_range", "float32"),
@@ -44,3 +44,37 @@ def test_bad_parameters_are_refused_with_the_fix(kwargs: dict, message: str) -> 
 
 def test_modes_without_calibration_need_no_dataset() -> None:
     assert resolve_options("dynamic_range", has_representative_dataset=False).mode == "dynamic_range"
+
+
+def test_node_lists_are_kept_as_given() -> None:
+    options = resolve_options("int8", engine="litert_quantizer", denylisted_nodes=["a/MatMul"], int16_nodes=["b;c"])
+    assert options.denylisted_nodes == ("a/MatMul",) and options.int16_nodes == ("b;c",)
+    assert resolve_options("int8").denylisted_nodes == () == resolve_options("int8").int16_nodes
+    assert resolve_options("int16x8", engine="litert_quantizer", denylisted_nodes=["x"]).denylisted_nodes == ("x",)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"mode": "dynamic_range", "denylisted_nodes": ["x"]}, r"denylisted_nodes apply to the calibrated modes"),
+    ({"mode": "int8", "int16_nodes": ["x"]}, r"int16_nodes .*needs engine 'litert_quantizer' and mode 'int8' "
+                                             r"\(got engine 'tflite_converter'.*use mode 'int16x8'"),
+    ({"mode": "int16x8", "engine": "litert_quantizer", "int16_nodes": ["x"]}, r"int16_nodes .*got .*mode 'int16x8'"),
+    ({"mode": "int8", "engine": "litert_quantizer", "denylisted_nodes": ["x"], "int16_nodes": ["x"]},
+     r"\['x'\] are in both denylisted_nodes and int16_nodes"),
+    ({"mode": "int8", "denylisted_nodes": "x/MatMul"}, r"must be a list of op output tensor names, not the string"),
+    ({"mode": "int8", "denylisted_nodes": ["a", ""]}, r"must hold non-empty tensor names"),
+    ({"mode": "int8", "denylisted_nodes": ["a", "a"]}, r"names \['a'\] more than once"),
+    ({"mode": "int16x8", "denylisted_nodes": ["a"]}, r"with mode 'int16x8' need engine 'litert_quantizer'"),
+    ({"mode": "int16x8", "denylisted_ops": ["SOFTMAX"]}, r"with mode 'int16x8' need engine 'litert_quantizer'"),
+])
+def test_bad_node_lists_are_refused_with_the_fix(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_options(kwargs.pop("mode"), **kwargs)
+
+
+def test_check_node_names_lists_close_and_known_names() -> None:
+    options = resolve_options("int8", denylisted_nodes=["dense_1/MatMul"])
+    known = ["dense/MatMul;dense/BiasAdd", "dense_1/MatMul;dense_1/BiasAdd"] + [f"t{i}" for i in range(50)]
+    check_node_names(options, ["dense_1/MatMul"], "the model")  # known: no error
+    with pytest.raises(ValueError, match=r"no op of the model outputs: 'dense_1/MatMul' \(did you mean "
+                                         r"'dense_1/MatMul;dense_1/BiasAdd'.*'t37' and 12 more"):
+        check_node_names(options, known, "the model")

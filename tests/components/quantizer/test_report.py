@@ -14,7 +14,14 @@ from ai_edge_litert.interpreter import Interpreter
 
 from components.quantizer import tflite_engine
 from components.quantizer.options import resolve_options
-from components.quantizer.report import coarse_input_warnings, input_steps, io_summary, op_summary
+from components.quantizer.report import (
+    build_report,
+    coarse_input_warnings,
+    input_steps,
+    io_summary,
+    op_summary,
+    shared_input_scales,
+)
 from components.shared import strict_json
 from components.shared.model_runners import SavedModelRunner
 
@@ -256,3 +263,54 @@ def test_one_hot_and_embedding_on_int_ids_are_int8(tmp_path) -> None:
     summary = op_summary(tflite_engine.convert(path, "ids", resolve_options("int8"), ids))
     assert summary["ops"]["ONE_HOT"] == {"int8": 1} and summary["ops"]["GATHER"] == {"int8": 1}
     assert summary["float_op_count"] == 0 and summary["lookup_ops"] == []
+
+
+# --- input traps on real conversions of tiny Keras models (tests/components/quantizer/conftest.py) ---------------
+
+def _trap_report(model) -> dict:
+    content = tflite_engine.convert(model.path, "serving_features", resolve_options("int8"), model.inputs)
+    return build_report(content, options=resolve_options("int8"), signature_name="serving_features",
+                        saved_model_dir=model.path, inputs=model.inputs, representative_dataset_uri=None,
+                        conversion_seconds=0.0)
+
+
+def test_a_vector_of_raw_features_is_judged_column_by_column(trap_models) -> None:
+    report = _trap_report(trap_models["vector"])
+    steps = report["input_steps"]["features"]
+    assert steps["columns"] == 30 and steps["coarse"] and steps["coarse_columns"] >= 10
+    assert steps["distinct_levels"] <= 2  # the poorest column keeps at most two int8 levels
+    (warning,) = report["warnings"]
+    assert f"{steps['coarse_columns']} of its 30 columns are coarse" in warning
+    assert report["shared_input_scales"] == []  # one input: nothing to share
+
+
+def test_inputs_sharing_one_scale_after_a_folded_normalization_are_warned(trap_models) -> None:
+    report = _trap_report(trap_models["shared_scale"])
+    (group,) = report["shared_input_scales"]
+    assert group["inputs"] == sorted(f"f{i}" for i in range(13))
+    assert len({report["inputs"][name]["scale"] for name in group["inputs"]}) == 1
+    assert group["widest"] == "f12" and group["range_ratio"] > 100  # proline (hundreds) against hue (about 1)
+    shared = [w for w in report["warnings"] if "share one quantization scale" in w]
+    assert len(shared) == 1 and "Normalization layer per input" in shared[0] and "io_dtype='float32'" in shared[0]
+    assert "(13) share" in shared[0]
+
+
+def test_per_input_normalization_layers_give_no_warning(trap_models) -> None:
+    report = _trap_report(trap_models["penguin_like"])
+    assert report["warnings"] == [] and report["shared_input_scales"] == []
+    assert len({entry["scale"] for entry in report["inputs"].values()}) == 4
+
+
+def test_shared_scales_need_a_real_difference_in_spread() -> None:
+    def entry(scale: float) -> dict:
+        return {"dtype": "int8", "shape": [-1, 1], "scale": scale, "zero_point": 0}
+
+    io = {"inputs": {"narrow": entry(0.5), "wide": entry(0.5), "alike": entry(0.1), "alike2": entry(0.1),
+                     "constant": entry(0.5), "alone": entry(0.3)}}
+    values = np.linspace(-1, 1, 50)[:, None]
+    inputs = {"narrow": values, "wide": values * 60, "alike": values, "alike2": values * 2,
+              "constant": np.full((50, 1), 3.0), "alone": values * 1000}
+    (group,) = shared_input_scales(io, inputs)
+    assert group["inputs"] == ["narrow", "wide"] and group["narrowest"] == "narrow"
+    assert group["range_ratio"] == pytest.approx(60) and group["scale"] == 0.5
+    assert shared_input_scales(io, None) == []

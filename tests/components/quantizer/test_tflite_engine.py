@@ -135,3 +135,25 @@ def test_the_quantizer_refuses_category_encoding_before_starting_the_child(categ
         f"on which {tflite_engine.CRASH_DESCRIPTION}. Fix the Trainer's model: replace "
         "CategoryEncoding with tf.one_hot on int ids or an Embedding, and re-train.")
     assert "started child process" not in caplog.text and not os.path.exists(output)
+
+
+def test_a_denylisted_node_stays_float_and_the_rest_int8(tiny_models, tiny_inputs, tmp_path) -> None:
+    from components.quantizer.report import float_ops_by_output
+
+    options = resolve_options("int8", denylisted_nodes=["MatMul;add"])
+    content = tflite_engine.convert(tiny_models["one_dense"], "dense", options, tiny_inputs)
+    assert float_ops_by_output(content) == [("FULLY_CONNECTED", "MatMul;add")]
+    summary = op_summary(content)
+    assert summary["ops"]["CONCATENATION"] == {"int8": 1} and summary["ops"]["SOFTMAX"] == {"int8": 1}
+    runner, got = _run(tmp_path, content, tiny_inputs)
+    assert {np.dtype(d["dtype"]).name for d in runner.input_details.values()} == {"int8"}
+    want = SavedModelRunner(tiny_models["one_dense"], "dense").predict(tiny_inputs)["probabilities"]
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+
+
+def test_an_unknown_node_is_refused_with_the_close_and_the_valid_names(tiny_models, tiny_inputs) -> None:
+    options = resolve_options("int8", denylisted_nodes=["MatMul"])
+    with pytest.raises(ValueError, match=r"denylisted_nodes names tensor\(s\) that no op of signature 'dense' outputs: "
+                                         r"'MatMul' \(did you mean 'MatMul;add'\?\)\. Its op output tensors are: "
+                                         r"'concat', 'MatMul;add', 'StatefulPartitionedCall:0'"):
+        tflite_engine.convert(tiny_models["one_dense"], "dense", options, tiny_inputs)
