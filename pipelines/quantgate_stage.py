@@ -54,12 +54,14 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
                     representative_dataset: types.BaseChannel, label_key: str, knobs: QuantizationKnobs,
                     push_base_directory: str, transform_graph: types.BaseChannel | None = None,
                     search_dataset: types.BaseChannel | None = None,
+                    schema: types.BaseChannel | None = None,
                     ) -> tuple[Quantizer, QuantizationEvaluator, QuantizedModelPusher]:
     """The three components, wired: the float model's eval split gates the quantized one, both blessings the push.
 
     ``examples`` are raw (ExampleGen's); with ``transform_graph`` (Transform's), calibration and both models see
-    the transformed features and the push ships its vocabularies. ``search_dataset`` (RepresentativeDatasetGen's,
-    with ``representative_num_search_examples`` > 0) feeds the Quantizer's ``accuracy_search`` knob.
+    the transformed features and the push ships its vocabularies; ``schema`` (SchemaGen's) lets the push name the
+    classes in labels.txt from the label's domain. ``search_dataset`` (RepresentativeDatasetGen's, with
+    ``representative_num_search_examples`` > 0) feeds the Quantizer's ``accuracy_search`` knob.
     """
     quantizer = Quantizer(
         model=model,
@@ -103,6 +105,7 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         representative_dataset=representative_dataset,
         evaluation=quantization_evaluator.outputs["evaluation"],
         transform_graph=transform_graph,
+        schema=schema,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)),
     )

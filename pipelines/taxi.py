@@ -134,6 +134,7 @@ def create_taxi_pipeline(
         representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
         search_dataset=representative_dataset_gen.outputs.get(SEARCH_DATASET_KEY),
         label_key=LABEL_KEY,
+        schema=schema_gen.outputs["schema"],
         knobs=knobs,
         push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
         transform_graph=transform.outputs["transform_graph"],

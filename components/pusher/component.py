@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
@@ -9,6 +11,7 @@ from tfx.types import standard_artifacts
 
 from components.pusher.executor import Executor
 from components.pusher.spec import QuantizedModelPusherSpec
+from components.shared import properties
 
 
 class QuantizedModelPusher(base_component.BaseComponent):
@@ -22,9 +25,9 @@ class QuantizedModelPusher(base_component.BaseComponent):
     parameter: see ``__init__``.
 
     Output ``pushed_model`` (standard ``PushedModel``):
-      files: a copy of the pushed ``model.tflite``, ``manifest.json`` and, with a ``transform_graph``,
-        ``vocabularies/<name>`` (as the stock Pusher archives what it pushed); the push itself is
-        ``<base_directory>/<version>/{model.tflite, manifest.json, vocabularies/}``;
+      files: a copy of the pushed ``model.tflite``, ``manifest.json``, for a classifier ``labels.txt`` and, with a
+        ``transform_graph``, ``vocabularies/<name>`` (as the stock Pusher archives what it pushed); the push itself
+        is ``<base_directory>/<version>/{model.tflite, manifest.json, labels.txt, vocabularies/}``;
       custom properties: ``pushed`` (1/0), ``pushed_destination``, ``pushed_version``, ``sha256``, ``reason``.
     """
 
@@ -33,7 +36,7 @@ class QuantizedModelPusher(base_component.BaseComponent):
 
     def __init__(
         self,
-        model: types.BaseChannel,
+        model: types.BaseChannel | Sequence[types.BaseChannel],
         model_blessing: types.BaseChannel,
         push_destination: pusher_pb2.PushDestination,
         float_blessing: types.BaseChannel | None = None,
@@ -41,9 +44,13 @@ class QuantizedModelPusher(base_component.BaseComponent):
         representative_dataset: types.BaseChannel | None = None,
         evaluation: types.BaseChannel | None = None,
         transform_graph: types.BaseChannel | None = None,
+        schema: types.BaseChannel | None = None,
     ) -> None:
         """Args:
-          model: the Quantizer's ``quantized_model`` (a ``Model`` holding ``Format-Serving/model.tflite``).
+          model: the Quantizer's ``quantized_model`` (a ``Model`` holding ``Format-Serving/model.tflite``), or a
+            channel of several such candidates, or a list of up to ``MAX_CANDIDATES`` channels (input keys ``model``,
+            ``model_1`` ...: the QuantizationEvaluator's candidates): the one the blessing's ``current_model_id``
+            names is pushed.
           model_blessing: the QuantizationEvaluator's ``blessing``.
           push_destination: a ``PushDestination`` with ``filesystem.base_directory`` (versioning AUTO or
             UNIX_TIMESTAMP).
@@ -53,16 +60,24 @@ class QuantizedModelPusher(base_component.BaseComponent):
           evaluation: the QuantizationEvaluator's ``evaluation``, whose float and quantized metric values go into
             the manifest.
           transform_graph: Transform's ``transform_graph`` (the one the Quantizer calibrated through): its
-            vocabulary files ship as ``vocabularies/<name>`` beside ``model.tflite``, listed in the manifest.
+            vocabulary files ship as ``vocabularies/<name>`` beside ``model.tflite``, listed in the manifest; the
+            one named after the label names the classes in ``labels.txt``.
+          schema: SchemaGen's ``schema``: the label feature's string domain (or int domain) names the classes in
+            ``labels.txt`` when no label vocabulary does.
         """
+        channels = [model] if isinstance(model, types.BaseChannel) else list(model)
+        if not 1 <= len(channels) <= properties.MAX_CANDIDATES:
+            raise ValueError(f"QuantizedModelPusher: model takes 1 to {properties.MAX_CANDIDATES} channels, got "
+                             f"{len(channels)}")
         spec = QuantizedModelPusherSpec(
-            model=model,
+            **{properties.candidate_model_key(i): channel for i, channel in enumerate(channels)},
             model_blessing=model_blessing,
             float_blessing=float_blessing,
             float_model=float_model,
             representative_dataset=representative_dataset,
             evaluation=evaluation,
             transform_graph=transform_graph,
+            schema=schema,
             push_destination=push_destination,
             pushed_model=types.Channel(type=standard_artifacts.PushedModel),
         )

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
-from tfx.utils import proto_utils
+from tfx.utils import io_utils, path_utils, proto_utils
 
+from components.pusher import bundle, publish, verify
 from components.pusher import manifest as manifest_lib
-from components.pusher import publish, verify
 from components.pusher.spec import (
     BLESSING_KEYS,
+    CANDIDATE_KEYS,
     EVALUATION_KEY,
     FLOAT_BLESSING_KEY,
     FLOAT_MODEL_KEY,
     MODEL_BLESSING_KEY,
-    MODEL_KEY,
     PUSH_DESTINATION_KEY,
     PUSHED_MODEL_KEY,
     REPRESENTATIVE_DATASET_KEY,
+    SCHEMA_KEY,
     TRANSFORM_GRAPH_KEY,
 )
 from components.shared import properties
@@ -80,6 +83,26 @@ def read_vocabularies(transform_graph: types.Artifact | None) -> dict[str, bytes
     return vocabularies
 
 
+def evaluation_facts(evaluation: types.Artifact | None,
+                     representative_dataset: types.Artifact | None) -> tuple[str | None, str | None]:
+    """The model's task and label key: from the evaluation's ``metrics.json`` (``task``, ``label_key``) when wired
+    and present, the label key else from the representative dataset's ``label_key`` property."""
+    task = label_key = None
+    path = evaluation.uri.rstrip("/") + "/" + properties.METRICS_FILENAME if evaluation is not None else None
+    if path is not None and fileio.exists(path):
+        with fileio.open(path, "r") as f:
+            metrics = json.load(f)
+        task, label_key = metrics.get("task"), metrics.get("label_key")
+    return task, label_key or manifest_lib.property_value(representative_dataset, properties.LABEL_KEY)
+
+
+def read_schema(schema: types.Artifact | None) -> schema_pb2.Schema | None:
+    """SchemaGen's schema (``schema.pbtxt`` in the artifact's folder); ``None`` when not wired."""
+    if schema is None:
+        return None
+    return io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
+
+
 class Executor(pusher_executor.Executor):
     """Checks every wired blessing (the stock ``CheckBlessing`` rule, ``blessed == 1``), then publishes atomically."""
 
@@ -101,8 +124,10 @@ class Executor(pusher_executor.Executor):
             pushed_model.set_string_custom_property(properties.REASON, "; ".join(reasons))
             return
 
-        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-        model_bytes, model_io = read_model(model, self.GetModelPath(input_dict))
+        candidates = [m for key in CANDIDATE_KEYS for m in input_dict.get(key) or []]
+        model = verify.select_candidate(candidates, MODEL_BLESSING_KEY, blessings[MODEL_BLESSING_KEY])
+        model_bytes, model_io = read_model(
+            model, path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model)))
         sha256 = bytes_sha256(model_bytes)
         verify.check_blessing_is_about(model, sha256, MODEL_BLESSING_KEY, blessings[MODEL_BLESSING_KEY])
         transform_graph = _optional_single(input_dict, TRANSFORM_GRAPH_KEY)
@@ -112,21 +137,32 @@ class Executor(pusher_executor.Executor):
             log.warning("input 'model' (artifact %s) was quantized through transform graph %s, but input '%s' is not "
                         "wired: its vocabularies were not shipped (wire transform_graph to ship them)", model.id,
                         manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI), TRANSFORM_GRAPH_KEY)
+        representative_dataset = _optional_single(input_dict, REPRESENTATIVE_DATASET_KEY)
+        evaluation = _optional_single(input_dict, EVALUATION_KEY)
+        task, label_key = evaluation_facts(evaluation, representative_dataset)
+        labels = bundle.labels_file(model_io, task, label_key, vocabularies,
+                                    read_schema(_optional_single(input_dict, SCHEMA_KEY)))
+        model_io = bundle.describe_io(
+            model_io, label_key=label_key, labels_file=properties.LABELS_FILENAME if labels else None,
+            transformed=manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI) is not None)
         manifest = manifest_lib.build_manifest(
             model=model,
             blessing=blessings[MODEL_BLESSING_KEY],
             float_blessing=blessings.get(FLOAT_BLESSING_KEY),
             float_model=_optional_single(input_dict, FLOAT_MODEL_KEY),
-            representative_dataset=_optional_single(input_dict, REPRESENTATIVE_DATASET_KEY),
-            evaluation=_optional_single(input_dict, EVALUATION_KEY),
+            representative_dataset=representative_dataset,
+            evaluation=evaluation,
             sha256=sha256,
             size_bytes=len(model_bytes),
             io=model_io,
             pipeline_run_id=self._context.pipeline_run_id if self._context else None,
             transform_graph=transform_graph,
             vocabularies=vocabularies,
+            labels=labels[1] if labels else None,
         )
         extra_files = {manifest_lib.vocabulary_file(name): data for name, data in vocabularies.items()}
+        if labels:
+            extra_files[properties.LABELS_FILENAME] = labels[0]
         published = publish.publish(base_dir, model_bytes, manifest, manifest_lib.push_key(model, blessings, sha256),
                                     extra_files=extra_files)
 

@@ -98,12 +98,14 @@ def build_manifest(
     pipeline_run_id: str | None = None,
     transform_graph: types.Artifact | None = None,
     vocabularies: dict[str, bytes] | None = None,
+    labels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``manifest.json`` of a push: what was pushed, how good it is, and where it came from in MLMD.
 
     The metric values come from ``evaluation`` (the QuantizationEvaluator's), falling back to the blessing; ``io``
     is the model's inputs and outputs as ``verify.tflite_io`` reads them: how an app quantizes its inputs.
-    ``vocabularies`` (name -> bytes, from ``transform_graph``) are listed with their sha256 (``transform_entries``).
+    ``vocabularies`` (name -> bytes, from ``transform_graph``) are listed with their sha256 (``transform_entries``);
+    ``labels`` (``bundle.labels_entry``) describes ``labels.txt``, ``None`` when the model is no classifier.
     """
     metric = property_value(blessing, properties.METRIC)
 
@@ -119,6 +121,8 @@ def build_manifest(
         "float_size_bytes": property_value(model, properties.FLOAT_SIZE_BYTES),
         "quantization_mode": property_value(model, properties.QUANTIZATION_MODE),
         "io": io,
+        "labels": labels,
+        "float_tflite_size_bytes": property_value(model, properties.FLOAT_TFLITE_SIZE_BYTES),
         "metric": {
             "name": metric,
             "float": metric_value(properties.float_metric(metric)),

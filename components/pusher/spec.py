@@ -22,26 +22,31 @@ FLOAT_MODEL_KEY = properties.FLOAT_MODEL_KEY
 REPRESENTATIVE_DATASET_KEY = properties.REPRESENTATIVE_DATASET_KEY
 EVALUATION_KEY = properties.EVALUATION_KEY
 TRANSFORM_GRAPH_KEY = properties.TRANSFORM_GRAPH_KEY
+SCHEMA_KEY = standard_component_specs.SCHEMA_KEY
+CANDIDATE_KEYS = tuple(properties.candidate_model_key(i) for i in range(properties.MAX_CANDIDATES))
 # Every blessing the push needs, in the order the refusals are reported.
 BLESSING_KEYS = (MODEL_BLESSING_KEY, FLOAT_BLESSING_KEY)
 
 
 class QuantizedModelPusherSpec(ComponentSpec):
-    """Inputs: the quantized model and its blessing (required), the float model's blessing, for the manifest the
-    float model, the representative dataset and the QuantizationEvaluator's evaluation, and Transform's
-    transform graph, whose vocabularies ship beside the model (optional)."""
+    """Inputs: the quantized model (one, or every candidate the QuantizationEvaluator scored) and its blessing
+    (required), the float model's blessing, for the manifest the float model, the representative dataset and the
+    QuantizationEvaluator's evaluation, Transform's transform graph, whose vocabularies ship beside the model, and
+    the schema, whose label domain names the classes in labels.txt (optional)."""
 
     PARAMETERS = {
         PUSH_DESTINATION_KEY: ExecutionParameter(type=pusher_pb2.PushDestination),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        **{key: ChannelParameter(type=standard_artifacts.Model, optional=True) for key in CANDIDATE_KEYS[1:]},
         MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
         FLOAT_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
         FLOAT_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
         REPRESENTATIVE_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
         EVALUATION_KEY: ChannelParameter(type=QuantizationEvaluation, optional=True),
         TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
+        SCHEMA_KEY: ChannelParameter(type=standard_artifacts.Schema, optional=True),
     }
     OUTPUTS = {
         PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),

@@ -95,6 +95,32 @@ def check_blessing_is_about(model: types.Artifact, sha256: str, blessing_key: st
     if current_model_id is not None and not _is_model(current_model_id, model):
         raise ValueError(f"QuantizedModelPusher: {named} is about model {current_model_id} "
                          f"({properties.CURRENT_MODEL_ID}), not input 'model' (artifact {model.id}); {fix}")
+
+
+def select_candidate(models: list[types.Artifact], blessing_key: str, blessing: types.Artifact) -> types.Artifact:
+    """The model to push: the only one, or among several candidates the one the blessing's ``current_model_id``
+    names (the QuantizationEvaluator's ``selection``).
+
+    Raises ``ValueError`` naming every candidate's id when the blessing names none of them, or none at all.
+    """
+    if len(models) == 1:
+        return models[0]
+    ids = ", ".join(str(m.id) for m in models)
+    named = f"input '{blessing_key}' (artifact {blessing.id})"
+    current_model_id = manifest_lib.property_value(blessing, properties.CURRENT_MODEL_ID)
+    if current_model_id is None:
+        raise ValueError(f"QuantizedModelPusher: input 'model' holds {len(models)} candidates (artifacts {ids}), but "
+                         f"{named} has no {properties.CURRENT_MODEL_ID} to say which was chosen; wire the blessing "
+                         "of the QuantizationEvaluator that scored these candidates")
+    chosen = [m for m in models if _is_model(current_model_id, m)]
+    if not chosen:
+        raise ValueError(f"QuantizedModelPusher: {named} chose model {current_model_id} "
+                         f"({properties.CURRENT_MODEL_ID}), which is not among the {len(models)} candidates of input "
+                         f"'model' (artifacts {ids}); wire the same candidates into the QuantizationEvaluator and "
+                         "the pusher")
+    return chosen[0]
+
+
 def check_transform_graph(model: types.Artifact, transform_graph: types.Artifact | None) -> None:
     """Refuses a ``transform_graph`` other than the one the Quantizer calibrated the model through, or one wired for
     a model quantized over raw features: its vocabularies would map strings to ids the model was not trained on, and

@@ -150,7 +150,7 @@ def side_by_side_errors(float_model: bytes, quantized_model: bytes,
 
 def _tflite_layer_errors(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
                          inputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    from components.quantizer import tflite_engine
+    from components.quantizer import float_reference, tflite_engine
     from components.quantizer.options import check_node_names
     from components.quantizer.report import op_output_names
 
@@ -158,7 +158,7 @@ def _tflite_layer_errors(saved_model_dir: str, signature_name: str, options: Qua
         # The converter quantizes int16 activations with its older calibrator, not the MLIR quantizer the debugger
         # instruments (whose int16 models fail to prepare: CONCATENATION 'zero_point != 0'): compare the converted
         # model's tensors with the float conversion's instead.
-        float_model = tflite_engine.converter_for(saved_model_dir, signature_name).convert()
+        float_model = float_reference.float_tflite(saved_model_dir, signature_name)
         return side_by_side_errors(float_model, tflite_engine.convert(saved_model_dir, signature_name, options, inputs),
                                    inputs)
     converter = tflite_engine.converter_for(saved_model_dir, signature_name)
@@ -171,9 +171,9 @@ def _tflite_layer_errors(saved_model_dir: str, signature_name: str, options: Qua
 
 def _litert_layer_errors(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
                          inputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    from components.quantizer import litert_engine
+    from components.quantizer import float_reference, litert_engine
 
-    float_model = litert_engine.float_tflite(saved_model_dir, signature_name)
+    float_model = float_reference.float_tflite(saved_model_dir, signature_name)
     content = litert_engine.calibrate_and_quantize(
         litert_engine.configured_quantizer(float_model, options, signature_name), inputs)
     return side_by_side_errors(float_model, content, inputs)

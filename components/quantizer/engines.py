@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from components.quantizer import float_reference
 from components.quantizer.options import QuantizationOptions
 
 # Imported on use: ai-edge-quantizer is only loaded when its engine is asked for.
@@ -52,3 +53,19 @@ def convert_and_diagnose(saved_model_dir: str, signature_name: str, options: Qua
     except Exception as error:  # reported in the report's layer_errors and warnings
         logging.warning("layer-wise diagnostics failed: %s", error)
         return seconds, None, f"{type(error).__name__}: {error}"
+
+
+def convert_with_float_reference(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
+                                 inputs: dict[str, np.ndarray] | None, output_path: str,
+                                 float_output_path: str) -> dict[str, Any]:
+    """``convert_and_diagnose``, then the same signature as float32 TFLite into ``float_output_path``, in one child.
+
+    The float conversion reuses the SavedModel the engine loaded (``float_reference.loaded_model``), so it costs one
+    more ``convert()`` at most (none for the litert engine and the diagnostics, which convert it anyway). Returns
+    ``{"conversion_seconds", "layer_errors", "diagnostics_failure", "float_tflite_seconds"}``.
+    """
+    seconds, layer_errors, failure = convert_and_diagnose(saved_model_dir, signature_name, options, inputs,
+                                                          output_path)
+    float_seconds = float_reference.write_float_tflite(saved_model_dir, signature_name, float_output_path)
+    return {"conversion_seconds": seconds, "layer_errors": layer_errors, "diagnostics_failure": failure,
+            "float_tflite_seconds": float_seconds}

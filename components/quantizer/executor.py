@@ -14,8 +14,9 @@ from tfx.dsl.io import fileio
 from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
-from components.quantizer import diagnostics, html_report, report, tflite_engine
-from components.quantizer.engines import convert_and_diagnose
+from components.quantizer import diagnostics, html_report, readiness, report, tflite_engine
+from components.quantizer.engines import convert_with_float_reference
+from components.quantizer.float_reference import write_float_tflite
 from components.quantizer.isolation import run_isolated
 from components.quantizer.options import QuantizationOptions, resolve_options
 from components.quantizer.search import Search, SearchData, check_search_request, parse_search_config
@@ -133,30 +134,36 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
                                          transform=transform)
     with tempfile.TemporaryDirectory(prefix="quantgate-quantizer-") as tmp:
         local_model = os.path.join(tmp, properties.TFLITE_FILENAME)
-        seconds, layer_errors, diagnostics_failure = run_isolated(
-            convert_and_diagnose,
+        local_float_model = os.path.join(tmp, "float32.tflite")
+        timings = run_isolated(
+            convert_with_float_reference,
             {"saved_model_dir": saved_model_dir, "signature_name": signature, "options": options,
-             "inputs": inputs, "output_path": local_model},
+             "inputs": inputs, "output_path": local_model, "float_output_path": local_float_model},
             what=describe_conversion(options, signature, saved_model_dir,
                                      artifact_label(MODEL_KEY, model_uri, model_id), dataset_label if options.calibrated else None),
         )
         with open(local_model, "rb") as f:
             content = f.read()
+        float_tflite_bytes = os.path.getsize(local_float_model)
     quantization_report = report.build_report(
         content, options=options, signature_name=signature, saved_model_dir=saved_model_dir, inputs=inputs,
-        representative_dataset_uri=representative_dataset_uri, conversion_seconds=seconds)
+        representative_dataset_uri=representative_dataset_uri, conversion_seconds=timings["conversion_seconds"])
+    add_size_and_readiness(quantization_report, content, float_tflite_bytes, timings["float_tflite_seconds"])
     quantization_report["transform_graph"] = (
         {"uri": transform_graph_uri, "id": transform_graph_id} if transform_graph_uri else None)
-    diagnostics.add_to_report(quantization_report, layer_errors, diagnostics_failure)
+    layer_errors = timings["layer_errors"]
+    diagnostics.add_to_report(quantization_report, layer_errors, timings["diagnostics_failure"])
     if layer_errors:
         logging.info("Quantizer: %d layers compared, worst by rmse/scale: %s", len(layer_errors),
                      diagnostics.worst_summary(layer_errors))
     for warning in quantization_report["warnings"]:
         logging.warning("Quantizer: %s", warning)
     _publish(output_uri, content, quantization_report)
-    logging.info("Quantizer: %s model %d bytes (float variables %d bytes), ops by dtype %s, in %.1fs",
-                 options.mode, quantization_report["sizes"]["tflite_bytes"],
-                 quantization_report["sizes"]["float_variables_bytes"], quantization_report["ops"]["by_dtype"], seconds)
+    sizes = quantization_report["sizes"]
+    logging.info("Quantizer: %s model %d bytes (float32 TFLite %d bytes, %.2fx; float variables %d bytes), ops by "
+                 "dtype %s, in %.1fs (+%.1fs for the float32 TFLite)", options.mode, sizes["tflite_bytes"],
+                 sizes["float_tflite_bytes"], sizes["ratio_to_float_tflite"], sizes["float_variables_bytes"],
+                 quantization_report["ops"]["by_dtype"], timings["conversion_seconds"], timings["float_tflite_seconds"])
     return quantization_report
 
 
@@ -210,10 +217,18 @@ def quantize_with_search(model_uri: str, representative_dataset_uri: str, search
     outcome = Search(saved_model_dir=saved_model_dir, signature_name=signature, calibration_inputs=inputs, data=data,
                      config=config, what=f"signature {signature!r} of {model_label}").run(options)
     chosen = outcome.chosen
+    with tempfile.TemporaryDirectory(prefix="quantgate-quantizer-") as tmp:
+        local_float_model = os.path.join(tmp, "float32.tflite")
+        float_tflite_seconds = run_isolated(
+            write_float_tflite, {"saved_model_dir": saved_model_dir, "signature_name": signature,
+                                 "output_path": local_float_model},
+            what=f"float32 TFLite conversion (the size reference) of signature {signature!r} of {model_label}")
+        float_tflite_bytes = os.path.getsize(local_float_model)
     quantization_report = report.build_report(
         chosen.content, options=chosen.options, signature_name=signature, saved_model_dir=saved_model_dir,
         inputs=inputs, representative_dataset_uri=representative_dataset_uri,
         conversion_seconds=chosen.conversion_seconds)
+    add_size_and_readiness(quantization_report, chosen.content, float_tflite_bytes, float_tflite_seconds)
     quantization_report["transform_graph"] = (
         {"uri": transform_graph_uri, "id": transform_graph_id} if transform_graph_uri else None)
     # Only the first candidate's layer errors were computed: they describe the chosen model when it is that one.
@@ -232,6 +247,15 @@ def set_search_properties(artifact: Artifact, quantization_report: dict[str, Any
     artifact.set_int_custom_property(properties.CANDIDATES_TRIED, len(search["candidates"]))
     artifact.set_string_custom_property(properties.CHOSEN_CONFIG, dumps(chosen["config"], sort_keys=True))
     artifact.set_float_custom_property(properties.SEARCH_DELTA, chosen["delta"])
+
+
+def add_size_and_readiness(quantization_report: dict[str, Any], content: bytes, float_tflite_bytes: int,
+                           float_tflite_seconds: float) -> None:
+    """The honest size comparison (``report.compare_with_float_tflite``) and ``edge_tpu_readiness``."""
+    report.compare_with_float_tflite(quantization_report, float_tflite_bytes, float_tflite_seconds)
+    ready = quantization_report["edge_tpu_readiness"] = readiness.edge_tpu_readiness(content)
+    logging.info("Quantizer: Edge TPU / integer-only readiness (static check): %s",
+                 "ready" if ready["ready"] else "not ready: " + "; ".join(ready["reasons"]))
 
 
 def _publish(output_uri: str, content: bytes, quantization_report: dict[str, Any]) -> None:
@@ -276,6 +300,15 @@ def set_artifact_properties(artifact: Artifact, quantization_report: dict[str, A
         artifact.set_int_custom_property(name, number)
 
 
+def set_size_and_readiness_properties(artifact: Artifact, quantization_report: dict[str, Any]) -> None:
+    """The honest size (``float_tflite_size_bytes``, ``not_smaller_than_float``) and ``integer_only_ready``."""
+    sizes = quantization_report["sizes"]
+    artifact.set_int_custom_property(properties.FLOAT_TFLITE_SIZE_BYTES, sizes["float_tflite_bytes"])
+    artifact.set_int_custom_property(properties.NOT_SMALLER_THAN_FLOAT, int(sizes["not_smaller_than_float"]))
+    artifact.set_int_custom_property(properties.INTEGER_ONLY_READY,
+                                     int(quantization_report["edge_tpu_readiness"]["ready"]))
+
+
 class Executor(base_executor.BaseExecutor):
     """Converts the Trainer's SavedModel signature to a quantized TFLite ``Model`` (see ``quantize``)."""
 
@@ -309,6 +342,7 @@ class Executor(base_executor.BaseExecutor):
                 transform_graph_uri=transform_graph.uri if transform_graph else None,
                 transform_graph_id=transform_graph.id if transform_graph else None)
             set_artifact_properties(output, quantization_report, output.uri)
+            set_size_and_readiness_properties(output, quantization_report)
             set_search_properties(output, quantization_report)
             return
         quantization_report = quantize(
@@ -323,6 +357,7 @@ class Executor(base_executor.BaseExecutor):
             transform_graph_id=transform_graph.id if transform_graph else None,
         )
         set_artifact_properties(output, quantization_report, output.uri)
+        set_size_and_readiness_properties(output, quantization_report)
 
 
 def _search_dataset(input_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any],

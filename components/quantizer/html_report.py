@@ -13,6 +13,7 @@ from typing import Any
 
 from matplotlib.figure import Figure  # the object API needs no pyplot backend
 
+from components.quantizer.readiness import readiness_html
 from components.shared.html_page import png, table
 
 # How many layers the plot and the table show (the json keeps more, see diagnostics.MAX_REPORTED).
@@ -84,10 +85,13 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}} td:nth-child(2
 th{{background:#eee}} .warn{{color:{_HIGH}}}</style></head><body>
 <h1>Quantizer: {html.escape(r['mode'])} ({html.escape(r['engine'])})</h1>
 <p>Signature <code>{html.escape(r['signature_name'])}</code>, I/O <code>{html.escape(r['io_dtype'])}</code>,
-{sizes['tflite_bytes']} bytes (float variables {sizes['float_variables_bytes']} bytes), ops by dtype
+{sizes['tflite_bytes']} bytes (float32 TFLite {sizes.get('float_tflite_bytes')} bytes, float variables
+{sizes['float_variables_bytes']} bytes), ops by dtype
 {html.escape(str(r['ops']['by_dtype']))}.</p>
 <h2>Warnings</h2>
 {f'<ul class="warn">{warnings}</ul>' if warnings else '<p>None.</p>'}
+<h2>Edge TPU / integer-only readiness</h2>
+{readiness_html(r.get('edge_tpu_readiness'))}
 <h2>Layer-wise error</h2>
 {_layer_section(r.get('layer_errors'))}
 <h2>Input steps</h2>

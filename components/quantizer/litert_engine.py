@@ -16,7 +16,6 @@ import numpy as np
 
 # ai-edge-quantizer 0.10 annotates with np.typing without importing it; numpy 1.26 does not load it on first use.
 import numpy.typing  # noqa: F401
-import tensorflow as tf
 
 try:
     from ai_edge_quantizer import algorithm_manager, qtyping, quantizer, recipe
@@ -25,6 +24,7 @@ except ModuleNotFoundError as missing:  # the package is being renamed litert-qu
         raise
     from litert_quantizer import algorithm_manager, qtyping, quantizer, recipe
 
+from components.quantizer import float_reference
 from components.quantizer.options import QuantizationOptions, check_node_names
 from components.quantizer.report import op_output_names, unexpected_float_ops
 from components.shared.model_runners import TFLITE_SIGNATURE
@@ -34,12 +34,6 @@ _RECIPES = {
     "int16x8": recipe.static_wi8_ai16,
     "dynamic_range": recipe.dynamic_wi8_afp32,
 }
-
-
-def float_tflite(saved_model_dir: str, signature_name: str) -> bytes:
-    """The signature as an unoptimized float TFLite model (signature key ``serving_default``)."""
-    model = tf.saved_model.load(saved_model_dir)
-    return tf.lite.TFLiteConverter.from_concrete_functions([model.signatures[signature_name]], model).convert()
 
 
 def _scope_of(name: str) -> str:
@@ -80,7 +74,7 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
     """Quantizes the signature with ai-edge-quantizer's recipe for ``options.mode``; same contract as tflite_engine."""
     if options.calibrated and not inputs:
         raise ValueError(f"mode {options.mode!r} needs calibration inputs")
-    quant = configured_quantizer(float_tflite(saved_model_dir, signature_name), options, signature_name)
+    quant = configured_quantizer(float_reference.float_tflite(saved_model_dir, signature_name), options, signature_name)
     content = calibrate_and_quantize(quant, inputs)
     float_ops = unexpected_float_ops(content, options)
     if float_ops:

@@ -341,3 +341,22 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
         "conversion_seconds": round(conversion_seconds, 3),
         "versions": {name: importlib.metadata.version(name) for name in _VERSIONED_PACKAGES},
     }
+
+
+def compare_with_float_tflite(quantization_report: dict[str, Any], float_tflite_bytes: int,
+                              float_tflite_seconds: float) -> None:
+    """Adds the honest size comparison to a built report: ``sizes.float_tflite_bytes`` (the same signature as
+    float32 TFLite, weights only), ``sizes.ratio_to_float_tflite``, ``sizes.not_smaller_than_float``,
+    ``float_tflite_seconds``, and a warning when the quantized model is not smaller than that float one (int16x8,
+    float16 and litert int8 models of small classifiers were measured larger)."""
+    sizes = quantization_report["sizes"]
+    sizes["float_tflite_bytes"] = float_tflite_bytes
+    sizes["ratio_to_float_tflite"] = round(sizes["tflite_bytes"] / float_tflite_bytes, 4)
+    sizes["not_smaller_than_float"] = sizes["tflite_bytes"] >= float_tflite_bytes
+    quantization_report["float_tflite_seconds"] = round(float_tflite_seconds, 3)
+    if sizes["not_smaller_than_float"]:
+        quantization_report["warnings"].append(
+            f"the {quantization_report['mode']} model ({sizes['tflite_bytes']} bytes) is not smaller than the same "
+            f"signature converted to float32 TFLite ({float_tflite_bytes} bytes, {sizes['ratio_to_float_tflite']:.2f}x): "
+            "quantization metadata and conversion ops outweigh the weights saved on a model this small; ship the "
+            "float model, or a mode that quantizes more of it")

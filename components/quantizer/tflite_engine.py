@@ -21,6 +21,7 @@ from tensorflow.lite.python import util as tflite_util
 from tensorflow.lite.toco import types_pb2
 from tf_keras.protobuf import saved_metadata_pb2
 
+from components.quantizer import float_reference
 from components.quantizer.isolation import log_stage
 from components.quantizer.options import QuantizationOptions, check_node_names
 from components.quantizer.report import op_output_names, op_summary, unexpected_float_ops
@@ -88,10 +89,9 @@ def representative_batches(inputs: dict[str, np.ndarray]) -> Iterator[dict[str, 
 
 
 def converter_for(saved_model_dir: str, signature_name: str) -> tf.lite.TFLiteConverter:
-    """A TFLiteConverter on the signature's concrete function (see the module's docstring)."""
-    log_stage(f"loading SavedModel {saved_model_dir}")
-    model = tf.saved_model.load(saved_model_dir)
-    return tf.lite.TFLiteConverter.from_concrete_functions([model.signatures[signature_name]], model)
+    """A TFLiteConverter on the signature's concrete function (see the module's docstring), on the SavedModel
+    loaded once per process (``float_reference.loaded_model``)."""
+    return float_reference.converter(saved_model_dir, signature_name)
 
 
 def configure(converter: tf.lite.TFLiteConverter, options: QuantizationOptions,

@@ -42,6 +42,11 @@ IO_DTYPE = "io_dtype"
 SIZE_BYTES = "size_bytes"
 FLOAT_SIZE_BYTES = "float_size_bytes"
 FLOAT_OP_COUNT = "float_op_count"
+# The same signature converted to float32 TFLite (no optimizations): weights only, the honest size to compare with
+# (FLOAT_SIZE_BYTES is the SavedModel's variables, optimizer state included).
+FLOAT_TFLITE_SIZE_BYTES = "float_tflite_size_bytes"
+NOT_SMALLER_THAN_FLOAT = "not_smaller_than_float"  # 1 when the quantized model is not smaller than the float TFLite
+INTEGER_ONLY_READY = "integer_only_ready"  # 1 when the static Edge TPU / integer-only check passes, else 0
 COARSE_INPUT_COUNT = "coarse_input_count"
 # With accuracy_search: how many candidates the search converted, the chosen one's options (a JSON object) and its
 # delta on the search dataset (float_op_count above is the chosen model's).
@@ -97,6 +102,7 @@ PUSH_MANIFEST_FILENAME = "manifest.json"
 PUSHED = "pushed"  # = the stock Pusher's _PUSHED_KEY (1 pushed, 0 not)
 PUSHED_DESTINATION = "pushed_destination"
 PUSHED_VERSION = "pushed_version"
+LABELS_FILENAME = "labels.txt"  # beside model.tflite for a classifier: line i is class i's name
 VOCABULARY_DIRNAME = "vocabularies"  # beside model.tflite: the transform's vocabulary files, for on-device lookups
 
 # --- channel keys the lineage walk follows (input keys of the pusher and the Quantizer) --------------------------
@@ -104,6 +110,16 @@ MODEL_KEY = "model"  # = tfx.types.standard_component_specs.MODEL_KEY
 MODEL_BLESSING_KEY = "model_blessing"  # = ...MODEL_BLESSING_KEY
 PUSHED_MODEL_KEY = "pushed_model"  # = ...PUSHED_MODEL_KEY
 EXAMPLES_KEY = "examples"  # = ...EXAMPLES_KEY
+# Several quantized candidates reach the pusher as model, model_1 ... model_{MAX_CANDIDATES - 1} (Kubeflow v2
+# compiles one channel per input key, no union), as many as the QuantizationEvaluator scores.
+MAX_CANDIDATES = 6
+
+
+def candidate_model_key(index: int) -> str:
+    """The pusher's input key of the ``index``-th candidate (0: ``model``)."""
+    return MODEL_KEY if index == 0 else f"{MODEL_KEY}_{index}"
+
+
 FLOAT_BLESSING_KEY = "float_blessing"
 FLOAT_MODEL_KEY = "float_model"
 REPRESENTATIVE_DATASET_KEY = "representative_dataset"

@@ -81,14 +81,29 @@ def pushed_chain(store: metadata_store.MetadataStore, pushed: str | int = "lates
     for role, parent, key in CHAIN:
         if parent is None:
             found[role] = by_id[start.id]
-        elif parent in found and found[parent].inputs.get(key):
-            found[role] = by_id[found[parent].inputs[key][0]]
+        elif parent in found and _inputs(found[parent].inputs, key):
+            found[role] = _pushed_candidate([by_id[i] for i in _inputs(found[parent].inputs, key)], by_id[start.id])
     # The nearest Examples upstream, whichever component read them (Trainer, RepresentativeDatasetGen, ...).
     examples = next((n for n in nodes if n.artifact.type == EXAMPLES_TYPE), None)
     chain = [{"role": role, **_node_dict(found[role])} for role, _, _ in CHAIN if role in found]
     if examples is not None:
         chain.append({"role": EXAMPLES_ROLE, **_node_dict(examples)})
     return {"chain": chain, "nodes": [_node_dict(n) for n in nodes]}
+
+
+def _inputs(inputs: dict[str, list[Any]], key: str) -> list[Any]:
+    """The inputs under ``key``; for ``model`` those under every candidate key too (``model_1`` ...)."""
+    keys = [properties.candidate_model_key(i) for i in range(properties.MAX_CANDIDATES)] \
+        if key == properties.MODEL_KEY else [key]
+    return [value for k in keys for value in inputs.get(k, [])]
+
+
+def _pushed_candidate(candidates: list[LineageNode], pushed: LineageNode) -> LineageNode:
+    """Of several candidates in one input channel, the one whose sha256 the pushed model carries (the pusher ships
+    the candidate its blessing names); the first otherwise (one artifact, or no sha256 to tell them apart)."""
+    sha256 = pushed.artifact.properties.get(properties.SHA256)
+    return next((c for c in candidates if sha256 and c.artifact.properties.get(properties.SHA256) == sha256),
+                candidates[0])
 
 
 def _node_dict(node: LineageNode) -> dict[str, Any]:
@@ -162,7 +177,9 @@ def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_
     siblings = output_artifacts(store, blessing_producer.id) if blessing_producer else {}
     evaluation = reader.artifact_info(siblings[properties.EVALUATION_KEY][0]).properties if siblings.get(properties.EVALUATION_KEY) else {}
     blessing = reader.artifact_info(blessing_artifact).properties
-    model = reader.artifact_info(inputs[properties.MODEL_KEY][0]).properties
+    current_model_id = blessing.get(properties.CURRENT_MODEL_ID)  # several candidates: the one the blessing chose
+    candidates = _inputs(inputs, properties.MODEL_KEY)
+    model = reader.artifact_info(next((m for m in candidates if m.id == current_model_id), candidates[0])).properties
     pushed = reader.artifact_info(pushed_model).properties
     metric = blessing.get(properties.METRIC)
     run_id = reader.execution_info(execution).run_id

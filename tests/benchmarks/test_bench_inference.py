@@ -19,10 +19,7 @@ import tensorflow as tf
 
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner, quantize_array
 from components.shared.signature_inputs import dense_signature_specs, examples_to_inputs
-from pipelines import lineage
-from pipelines.local_runner import LocalRunPaths
 
-DEMO = LocalRunPaths(home=os.path.abspath("out/demo"))
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "inference.json")
 NUM_EXAMPLES = 20_000
 BATCH = 256
@@ -51,16 +48,8 @@ def _latency_ms(predict: Callable[[dict], object], one: dict[str, np.ndarray]) -
 
 
 @pytest.fixture(scope="module")
-def demo_artifacts() -> dict[str, str]:
-    if not os.path.exists(DEMO.metadata_path):
-        pytest.skip(f"no demo run at {DEMO.home}: run `make demo` first")
-    store = lineage.open_sqlite_store(DEMO.metadata_path, read_only=True)
-
-    def uri(component: str, key: str) -> str:
-        execution = lineage.latest_complete_execution(store, DEMO.pipeline_name, component)
-        assert execution is not None, f"the demo run has no {component}: run `make demo`"
-        return lineage.output_artifacts(store, execution.id)[key][0].uri
-
+def demo_artifacts(demo_output_uri: Callable[[str, str], str]) -> dict[str, str]:
+    uri = demo_output_uri
     return {
         "examples": uri("CsvExampleGen", "examples"),
         "model": os.path.join(uri("Trainer", "model"), "Format-Serving"),

@@ -112,7 +112,8 @@ def _destination(base: str) -> str:
 
 def _run(executor_class: type, inputs: dict, base: str, pushed: standard_artifacts.PushedModel) -> None:
     context = base_executor.BaseExecutor.Context(tmp_dir=os.path.dirname(base), pipeline_run_id="run-42")
-    executor_class(context).Do({k: [v] for k, v in inputs.items() if v is not None},
+    # A list is a channel of several artifacts (the candidates); anything else one artifact.
+    executor_class(context).Do({k: v if isinstance(v, list) else [v] for k, v in inputs.items() if v is not None},
                                {"pushed_model": [pushed]}, {"push_destination": _destination(base)})
 
 
@@ -280,8 +281,10 @@ def test_imported_model_with_a_matching_blessing_is_pushed_with_its_io(arts, tfl
     with open(os.path.join(_props(pushed)["pushed_destination"], "manifest.json")) as f:
         manifest = json.load(f)
     assert manifest["io"] == {
-        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 2], "scale": None, "zero_point": None}],
-        "outputs": [{"name": "y", "dtype": "float32", "shape": [None, 2], "scale": None, "zero_point": None}],
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [None, 2], "scale": None, "zero_point": None,
+                    "feature": "x", "feature_source": "tf.Example feature", "quantize": None}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [None, 2], "scale": None, "zero_point": None,
+                     "feature": None, "labels_file": None, "dequantize": None}],
     }
 
 
@@ -457,4 +460,131 @@ def test_a_transform_graph_wired_for_a_model_quantized_over_raw_features_is_refu
             rf"{model.id}\) was quantized over raw features .*; wire the same Transform output into the Quantizer")):
         _run(pusher.Executor, {"model": model, "model_blessing": arts.blessing(1), "transform_graph": graph},
              base, pushed)
+    _assert_nothing_pushed(base, pushed)
+
+
+# --- the deployable bundle: labels.txt and the I/O description; the candidate the blessing chose -----------------
+
+class _Classifier(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+    def classify(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"probabilities": tf.nn.softmax(tf.concat([x, -x, 0.5 * x], axis=1))}
+
+
+@pytest.fixture(scope="module")
+def classifier_bytes() -> bytes:
+    """A real int8 TFLite classifier: input 'x' [None, 1], three class probabilities, int8 I/O."""
+    module = _Classifier()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.classify.get_concrete_function()], module)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ({"x": np.array([[v]], np.float32)} for v in np.linspace(-2, 2, 32))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def _evaluation(arts: Artifacts, task: str, label_key: str) -> QuantizationEvaluation:
+    evaluation = arts.register(QuantizationEvaluation(), arts.name("evaluation"))
+    with open(os.path.join(evaluation.uri, "metrics.json"), "w") as f:
+        json.dump({"task": task, "label_key": label_key}, f)
+    return evaluation
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_a_classifier_ships_labels_from_the_label_vocabulary_and_describes_its_io(
+        arts, classifier_bytes, tmp_path, transform_graph_uri) -> None:
+    model = arts.quantized_model(classifier_bytes)
+    graph = _transform_graph(arts, transform_graph_uri)
+    model.set_string_custom_property("transform_graph_uri", graph.uri)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": model, "model_blessing": arts.blessing(1), "transform_graph": graph,
+                           "evaluation": _evaluation(arts, "classification", "color")}, base, pushed)
+
+    destination = _props(pushed)["pushed_destination"]
+    assert sorted(os.listdir(destination)) == ["labels.txt", "manifest.json", "model.tflite", "vocabularies"]
+    vocabulary = _read(os.path.join(transform_graph_uri, "transform_fn", "assets", "color"))
+    assert _read(os.path.join(destination, "labels.txt")) == vocabulary  # line i = class i = vocabulary id i
+    assert _read(os.path.join(pushed.uri, "labels.txt")) == vocabulary  # archived too
+    manifest = _manifest(pushed)
+    assert manifest["labels"] == {"file": "labels.txt", "num_classes": 3, "source": "transform vocabulary 'color'",
+                                  "passed_over": []}
+    (x,) = manifest["io"]["inputs"]
+    assert (x["name"], x["feature"], x["dtype"], x["shape"]) == ("x", "x", "int8", [None, 1])
+    assert x["feature_source"].startswith("transform graph output") and x["scale"] > 0
+    assert isinstance(x["zero_point"], int) and x["quantize"].startswith("q = clip(round(x / scale)")
+    (out,) = manifest["io"]["outputs"]
+    assert (out["feature"], out["labels_file"], out["dtype"], out["shape"]) == ("color", "labels.txt", "int8", [None, 3])
+    assert out["scale"] == pytest.approx(1 / 256) and out["dequantize"] == "x = scale * (q - zero_point)"
+
+
+def _schema(arts: Artifacts, text: str) -> standard_artifacts.Schema:
+    schema = arts.register(standard_artifacts.Schema(), arts.name("schema"))
+    with open(os.path.join(schema.uri, "schema.pbtxt"), "w") as f:
+        f.write(text)
+    return schema
+
+
+def test_labels_come_from_the_schemas_string_domain_with_the_label_key_of_the_calibration_set(
+        arts, classifier_bytes, tmp_path) -> None:
+    representative = arts.register(RepresentativeDataset(), arts.name("representative"))
+    representative.set_string_custom_property("label_key", "species")
+    schema = _schema(arts, 'feature { name: "species" type: BYTES domain: "species" }\n'
+                           'string_domain { name: "species" value: "Adelie" value: "Chinstrap" value: "Gentoo" }\n')
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": arts.quantized_model(classifier_bytes), "model_blessing": arts.blessing(1),
+                           "representative_dataset": representative, "schema": schema}, base, pushed)
+    assert _read(os.path.join(_props(pushed)["pushed_destination"], "labels.txt")) == b"Adelie\nChinstrap\nGentoo\n"
+    manifest = _manifest(pushed)
+    assert manifest["labels"]["source"] == "schema string_domain of 'species'"
+    assert manifest["io"]["inputs"][0]["feature_source"] == "tf.Example feature"
+
+
+def test_without_vocabulary_or_domain_the_labels_are_the_indices(arts, classifier_bytes, tmp_path, caplog) -> None:
+    schema = _schema(arts, 'feature { name: "species" type: INT }\n')  # SchemaGen's int label: no domain
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": arts.quantized_model(classifier_bytes), "model_blessing": arts.blessing(1),
+                           "evaluation": _evaluation(arts, "classification", "species"), "schema": schema},
+         base, pushed)
+    assert _read(os.path.join(_props(pushed)["pushed_destination"], "labels.txt")) == b"0\n1\n2\n"
+    labels = _manifest(pushed)["labels"]
+    assert labels["source"].startswith("indices") and "int domain [0, 2] for 'species'" in labels["passed_over"][0]
+
+
+def test_a_regression_model_ships_no_labels(arts, classifier_bytes, tmp_path) -> None:
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": arts.quantized_model(classifier_bytes), "model_blessing": arts.blessing(1),
+                           "evaluation": _evaluation(arts, "regression", "price")}, base, pushed)
+    assert "labels.txt" not in os.listdir(_props(pushed)["pushed_destination"])
+    manifest = _manifest(pushed)
+    assert manifest["labels"] is None and manifest["io"]["outputs"][0]["labels_file"] is None
+
+
+def test_of_several_candidates_the_one_the_blessing_chose_is_pushed(arts, tflite_bytes, classifier_bytes,
+                                                                    tmp_path) -> None:
+    candidates = [arts.quantized_model(tflite_bytes), arts.quantized_model(classifier_bytes),
+                  arts.quantized_model(tflite_bytes[:-4] + b"\0\0\0\0")]  # the third would not even load
+    chosen = candidates[1]
+    blessing = arts.blessing(1, evaluated_sha256=bytes_sha256(classifier_bytes), current_model_id=chosen.id)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": candidates, "model_blessing": blessing}, base, pushed)
+    assert _read(os.path.join(_props(pushed)["pushed_destination"], "model.tflite")) == classifier_bytes
+    assert _manifest(pushed)["mlmd"]["quantized_model"] == {"id": chosen.id, "uri": chosen.uri}
+
+
+@pytest.mark.parametrize("current_model_id", [None, 0])
+def test_candidates_without_the_chosen_one_are_refused(arts, tflite_bytes, classifier_bytes, tmp_path,
+                                                       current_model_id) -> None:
+    candidates = [arts.quantized_model(tflite_bytes), arts.quantized_model(classifier_bytes)]
+    named = None if current_model_id is None else 10_000  # an id no candidate has
+    blessing = arts.blessing(1, evaluated_sha256=bytes_sha256(classifier_bytes), current_model_id=named)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    ids = f"artifacts {candidates[0].id}, {candidates[1].id}"
+    expected = (r"has no current_model_id to say which was chosen" if named is None else
+                rf"chose model 10000 \(current_model_id\), which is not among the 2 candidates of input 'model' \({ids}\)")
+    with pytest.raises(ValueError, match=expected):
+        _run(pusher.Executor, {"model": candidates, "model_blessing": blessing}, base, pushed)
     _assert_nothing_pushed(base, pushed)

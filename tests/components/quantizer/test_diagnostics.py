@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from components.quantizer import diagnostics, html_report, litert_engine, tflite_engine
+from components.quantizer import diagnostics, float_reference, html_report, tflite_engine
 from components.quantizer.options import resolve_options
 from components.quantizer.report import op_output_names
 
@@ -50,7 +50,7 @@ def test_litert_layer_errors_name_the_float_models_tensors(bad_layer_model) -> N
     options = resolve_options("int8", engine="litert_quantizer")
     records = diagnostics.layer_errors(bad_layer_model.path, SIGNATURE, options, bad_layer_model.inputs)
     _assert_finite_records(records)
-    float_names = set(op_output_names(litert_engine.float_tflite(bad_layer_model.path, SIGNATURE)))
+    float_names = set(op_output_names(float_reference.float_tflite(bad_layer_model.path, SIGNATURE)))
     assert {r["tensor"] for r in records} <= float_names
     bad = next(r for r in records if "bad" in r["tensor"])
     assert bad["rmse_over_scale"] > 5 * min(r["rmse_over_scale"] for r in records)

@@ -104,6 +104,12 @@ def test_the_report_counts_every_op_and_no_float_op(penguin) -> None:
     assert {e["dtype"] for e in report["inputs"].values()} == {"int8"}
     assert set(report["input_steps"]) == set(FEATURE_KEYS)
     assert report["sizes"]["tflite_bytes"] == len(penguin["content"])
+    # The honest reference: the same signature as float32 TFLite, not the SavedModel's variables (optimizer state).
+    assert 0 < report["sizes"]["float_tflite_bytes"] < report["sizes"]["float_variables_bytes"]
+    assert penguin["quantized"].custom_properties["float_tflite_size_bytes"].int_value == report["sizes"]["float_tflite_bytes"]
+    readiness = report["edge_tpu_readiness"]
+    assert readiness["integer_only"] and not readiness["ready"]  # the [None, 1] inputs: a dynamic batch dimension
+    assert penguin["quantized"].custom_properties["integer_only_ready"].int_value == 0
     assert set(report["versions"]) == {"tensorflow", "ai-edge-litert", "ai-edge-quantizer", "tfx"}
 
 
