@@ -27,7 +27,8 @@ class Quantizer(base_component.BaseComponent):
         same bytes as ``Format-Serving/tflite`` (what TFMA's ``tf_lite`` model type loads), and
         ``quantization_report.json`` (mode, engine, I/O quantization, input steps, op counts, sizes, versions);
       custom properties: ``quantization_mode``, ``engine``, ``signature_name``, ``io_dtype``, ``size_bytes``,
-        ``float_size_bytes``, ``sha256``, ``float_op_count``, ``coarse_input_count``, ``report_path``, and with a
+        ``float_size_bytes``, ``sha256``, ``float_op_count``, ``coarse_input_count``, ``qat`` (1 for a
+        quantization-aware model), ``report_path``, and with a
         ``transform_graph`` ``transform_graph_id`` / ``transform_graph_uri``.
     """
 
@@ -51,7 +52,10 @@ class Quantizer(base_component.BaseComponent):
         Args:
           model: the Trainer's ``Model`` channel (a SavedModel in ``Format-Serving``).
           representative_dataset: calibration examples (RepresentativeDatasetGen's output); needed for int8/int16x8.
-          mode: ``int8`` (full integer), ``dynamic_range``, ``float16`` or ``int16x8`` (16-bit activations).
+          mode: ``int8`` (full integer), ``dynamic_range``, ``float16``, ``int16x8`` (16-bit activations), or
+            ``qat``: a quantization-aware model (``components/shared/qat.py``) to full integer with its learned
+            ranges, ``representative_dataset`` optional. ``int8`` on such a model converts it as ``qat``; the other
+            modes are refused on it.
           signature_name: the dense-input signature to convert; by default the only one whose inputs are all dense
             numeric tensors.
           io_dtype: model input/output dtype: int8 mode ``int8`` (default), ``uint8`` or ``float32``; int16x8 mode

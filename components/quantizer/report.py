@@ -71,8 +71,8 @@ def op_summary(model_content: bytes) -> dict[str, Any]:
 
 
 def unexpected_float_ops(content: bytes, options: QuantizationOptions) -> list[str]:
-    """Op types computing in float that a calibrated mode without float fallback must not have (denylist excepted)."""
-    if not options.calibrated or options.allow_float_fallback:
+    """Op types computing in float that a full-integer mode without float fallback must not have (denylist excepted)."""
+    if not options.full_integer or options.allow_float_fallback:
         return []
     return [op for op in op_summary(content)["float_ops"] if op not in options.denylisted_ops]
 

@@ -38,6 +38,9 @@ SIZE_BYTES = "size_bytes"
 FLOAT_SIZE_BYTES = "float_size_bytes"
 FLOAT_OP_COUNT = "float_op_count"
 COARSE_INPUT_COUNT = "coarse_input_count"
+# 1 when the model was trained quantization-aware (fake-quant ops; quantization_mode is then "qat"), else 0.
+QAT = "qat"
+QAT_MODE = "qat"  # the quantization_mode of a model converted with its learned (QAT) ranges
 # The Transform graph the model's inputs were calibrated through (absent when the signature reads raw features).
 TRANSFORM_GRAPH_ID = "transform_graph_id"
 TRANSFORM_GRAPH_URI = "transform_graph_uri"
