@@ -1,4 +1,4 @@
-"""The pipelines quantgate ships, by name (``penguin``, ``taxi``): factory, data writer, defaults.
+"""The pipelines quantgate ships, by name (``penguin``, ``taxi``, ``digits-qat``): factory, data writer, defaults.
 
 Plain data, no TensorFlow or TFX import: the factory and the data writer are import paths, resolved when a run or a
 compile needs them, so ``python -m pipelines --help`` and ``kubeflow/runner.py --help`` stay fast.
@@ -18,7 +18,7 @@ class PipelineKind:
 
     name: str
     factory_path: str  # module:function, e.g. pipelines.pipeline:create_pipeline
-    data_writer_path: str  # module:function taking the data root, returning the written CSV's path
+    data_writer_path: str  # module:function taking the data root, returning the written data file's path
     pipeline_name: str  # default pipeline name (local runs and Kubeflow)
     home: str  # default home of a local run
     trainer_run_fn: str  # the Trainer's run_fn inside the image (Kubeflow)
@@ -55,6 +55,14 @@ PIPELINES: dict[str, PipelineKind] = {
         home="out/taxi",
         trainer_run_fn="pipelines.models.taxi.taxi_trainer.run_fn",
         transform_preprocessing_fn="pipelines.models.taxi.taxi_transform.preprocessing_fn",
+    ),
+    "digits-qat": PipelineKind(
+        name="digits-qat",
+        factory_path="pipelines.digits_qat:create_digits_qat_pipeline",
+        data_writer_path="pipelines.digits_data:write_digits_examples",
+        pipeline_name="digits-qat-quantgate",
+        home="out/digits-qat",
+        trainer_run_fn="pipelines.models.digits.digits_trainer.run_fn",
     ),
 }
 DEFAULT_PIPELINE = "penguin"

@@ -71,6 +71,17 @@ def _quantize(digits: dict, name: str, mode: str, *, with_dataset: bool, output:
         return report, f.read()
 
 
+@pytest.fixture(scope="module")
+def converted(digits) -> dict[str, tuple[dict, bytes]]:
+    """Each conversion once (a child process each): the QAT model as 'qat' without a representative dataset and
+    as 'int8' with one; the float model as 'int8'."""
+    return {
+        "qat": _quantize(digits, "qat", "qat", with_dataset=False, output="q-qat"),
+        "int8": _quantize(digits, "qat", "int8", with_dataset=True, output="q-int8"),
+        "float": _quantize(digits, "float", "int8", with_dataset=True, output="q-float"),
+    }
+
+
 def test_the_helper_exports_fake_quant_ops_in_the_dense_signature_and_the_float_model_has_none(digits) -> None:
     assert fake_quant_ops(os.path.join(digits["uris"]["float"], "Format-Serving"), SIGNATURE) == {}
     ops = fake_quant_ops(os.path.join(digits["uris"]["qat"], "Format-Serving"), SIGNATURE)
@@ -78,8 +89,8 @@ def test_the_helper_exports_fake_quant_ops_in_the_dense_signature_and_the_float_
 
 
 @pytest.mark.parametrize(("mode", "with_dataset"), [("qat", False), ("int8", True)])
-def test_a_qat_model_converts_to_all_int8_with_its_learned_ranges(digits, mode, with_dataset) -> None:
-    report, content = _quantize(digits, "qat", mode, with_dataset=with_dataset, output=f"q-{mode}")
+def test_a_qat_model_converts_to_all_int8_with_its_learned_ranges(digits, converted, mode, with_dataset) -> None:
+    report, content = converted[mode]
     assert report["mode"] == "qat" and report["qat"] is True
     assert report["fake_quant_ops"]["FakeQuantWithMinMaxVars"] >= 3
     assert report["ops"]["float_op_count"] == 0
@@ -91,9 +102,8 @@ def test_a_qat_model_converts_to_all_int8_with_its_learned_ranges(digits, mode, 
     assert accuracy >= digits["float_accuracy"] - MAX_DELTA, (accuracy, digits["float_accuracy"])
 
 
-def test_the_representative_dataset_leaves_the_learned_ranges_alone(digits) -> None:
-    _, without = _quantize(digits, "qat", "qat", with_dataset=False, output="q-without")
-    _, with_ = _quantize(digits, "qat", "qat", with_dataset=True, output="q-with")
+def test_the_representative_dataset_leaves_the_learned_ranges_alone(digits, converted) -> None:
+    (_, without), (_, with_) = converted["qat"], converted["int8"]
     runners = [TFLiteRunner(name, content=c) for name, c in (("without", without), ("with", with_))]
     assert [r.input_details["pixels"]["quantization"] for r in runners[:1]] == [
         r.input_details["pixels"]["quantization"] for r in runners[1:]]
@@ -101,13 +111,13 @@ def test_the_representative_dataset_leaves_the_learned_ranges_alone(digits) -> N
     np.testing.assert_array_equal(got[0], got[1])
 
 
-def test_artifact_properties_say_qat(digits) -> None:
-    report, _ = _quantize(digits, "qat", "qat", with_dataset=False, output="q-props")
+def test_artifact_properties_say_qat(converted) -> None:
+    report, _ = converted["qat"]
     artifact = standard_artifacts.Model()
     executor.set_artifact_properties(artifact, report, "/x")
     assert artifact.get_string_custom_property(properties.QUANTIZATION_MODE) == properties.QAT_MODE
     assert artifact.get_int_custom_property(properties.QAT) == 1
-    float_report, _ = _quantize(digits, "float", "int8", with_dataset=True, output="q-float")
+    float_report, _ = converted["float"]
     assert float_report["qat"] is False and float_report["mode"] == "int8"
     executor.set_artifact_properties(artifact, float_report, "/x")
     assert artifact.get_int_custom_property(properties.QAT) == 0
@@ -152,8 +162,8 @@ def test_unsupported_layers_stay_float_and_the_rest_is_annotated() -> None:
     np.testing.assert_allclose(wrapped.get_layer("norm")(x), model.get_layer("norm")(x), rtol=1e-6)
 
 
-def test_the_report_lists_fake_quant_ops_in_json(digits) -> None:
-    report, _ = _quantize(digits, "qat", "qat", with_dataset=False, output="q-json")
-    with open(digits["root"] / "q-json" / properties.QUANTIZATION_REPORT_FILENAME) as f:
+def test_the_report_lists_fake_quant_ops_in_json(digits, converted) -> None:
+    report, _ = converted["qat"]
+    with open(digits["root"] / "q-qat" / properties.QUANTIZATION_REPORT_FILENAME) as f:
         written = json.load(f)
     assert written["qat"] is True and written["fake_quant_ops"] == report["fake_quant_ops"]

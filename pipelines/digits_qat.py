@@ -1,0 +1,111 @@
+"""The digits QAT pipeline: a float CNN and its quantization-aware fine-tune, each quantized to int8, compared.
+
+``python -m pipelines run --pipeline digits-qat``; the Kubeflow runner compiles it with ``--pipeline digits-qat``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components import Quantizer, RepresentativeDatasetGen
+from pipelines.models.digits.digits_trainer import DENSE_SIGNATURE, LABEL_KEY
+from pipelines.pipeline import _float_eval_config  # the penguin pipeline's: accuracy over the whole split
+from pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
+
+DIGITS_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "digits", "digits_trainer.py")
+QAT_TRAINER_ID = "QatTrainer"
+PTQ_QUANTIZER_ID = "PtqQuantizer"
+
+
+def create_digits_qat_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    *,
+    module_file: str = DIGITS_MODULE_FILE,
+    trainer_run_fn: str | None = None,
+    label_key: str = LABEL_KEY,
+    train_steps: int = 400,
+    qat_train_steps: int = 120,
+    eval_steps: int = 20,
+    trainer_config: dict | None = None,
+    float_accuracy_threshold: float = 0.8,
+    calibration_num_examples: int = 200,
+    calibration_strategy: str = "stratified",
+    calibration_seed: int = 0,
+    quantization_mode: str = "int8",
+    quantization_engine: str = "tflite_converter",
+    quantization_signature: str | None = DENSE_SIGNATURE,
+    quantization_io_dtype: str | None = "int8",
+    quantization_denylisted_ops: tuple[str, ...] = (),
+    quantization_allow_float_fallback: bool = False,
+    quantization_metric: str = "accuracy",
+    quantization_max_delta: float = 0.01,
+    quantization_delta_type: str = "absolute",
+    quantization_slicing_feature_keys: tuple[str, ...] = (),
+    quantization_min_slice_size: int = 30,
+    quantization_max_slice_delta: float | None = None,
+    quantization_min_agreement: float | None = None,
+    quantization_max_model_bytes: int | None = None,
+    quantization_max_latency_ms: float | None = None,
+    quantization_nonfinite_inputs: str = "refuse",
+    beam_pipeline_args: list[str] | None = None,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+    enable_cache: bool = True,
+    push_destination: str | None = None,
+) -> tfx.dsl.Pipeline:
+    """ImportExampleGen (the digits tf.Examples) → StatisticsGen → SchemaGen → Trainer (float CNN) → QatTrainer
+    (its quantization-aware fine-tune: the same module, ``base_model`` = the float model) → Evaluator (float);
+    RepresentativeDatasetGen (train split, stratified by digit) → PtqQuantizer (post-training int8 of the float
+    model) and Quantizer (``quantization_mode`` on the QAT model: ``int8`` converts it as ``qat``) →
+    QuantizationEvaluator (eval split) → QuantizedModelPusher (the QAT int8 model, when blessed).
+
+    Parameters as ``pipelines.pipeline.create_pipeline``'s; ``qat_train_steps``: the fine-tune's steps (its
+    ``custom_config`` ``qat_epochs``, ``qat_learning_rate`` tune it further); ``quantization_io_dtype`` defaults to
+    int8 for both quantized models.
+    """
+    knobs = QuantizationKnobs.from_arguments(locals())
+    example_gen = tfx.components.ImportExampleGen(input_base=data_root)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    code = {"module_file": None if trainer_run_fn else module_file, "run_fn": trainer_run_fn}
+    common = {"examples": example_gen.outputs["examples"], "schema": schema_gen.outputs["schema"],
+              "eval_args": tfx.proto.EvalArgs(num_steps=eval_steps), "custom_config": trainer_config or {}}
+    trainer = tfx.components.Trainer(**code, **common, train_args=tfx.proto.TrainArgs(num_steps=train_steps))
+    qat_trainer = tfx.components.Trainer(**code, **common, base_model=trainer.outputs["model"],
+                                         train_args=tfx.proto.TrainArgs(num_steps=qat_train_steps),
+                                         ).with_id(QAT_TRAINER_ID)
+    representative_dataset_gen = RepresentativeDatasetGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"], split="train",
+        num_examples=calibration_num_examples, strategy=calibration_strategy, label_key=label_key,
+        seed=calibration_seed)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
+        eval_config=_float_eval_config(label_key, float_accuracy_threshold))
+    ptq_quantizer = Quantizer(
+        model=trainer.outputs["model"],
+        representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+        mode="int8", engine=quantization_engine, signature_name=quantization_signature,
+        io_dtype=quantization_io_dtype).with_id(PTQ_QUANTIZER_ID)
+    quantizer, quantization_evaluator, pusher = quantgate_stage(
+        examples=example_gen.outputs["examples"],
+        model=qat_trainer.outputs["model"],
+        float_blessing=evaluator.outputs["blessing"],
+        representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+        label_key=label_key,
+        knobs=knobs,
+        push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, trainer, qat_trainer, representative_dataset_gen,
+                    evaluator, ptq_quantizer, quantizer, quantization_evaluator, pusher],
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [],
+    )
+
