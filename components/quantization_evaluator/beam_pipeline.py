@@ -1,4 +1,4 @@
-"""The QuantizationEvaluator's Beam pipeline: read -> batch -> parse -> predict with both models -> metrics per slice."""
+"""The QuantizationEvaluator's Beam pipeline: read -> batch -> score (decode once, both models) -> metrics per slice."""
 
 from __future__ import annotations
 
@@ -14,18 +14,21 @@ from tfx_bsl.public import tfxio
 from components.quantization_evaluator.checks import EvaluationPlan
 from components.quantization_evaluator.config import EvaluatorConfig
 from components.quantization_evaluator.gate import CLASSIFICATION
-from components.quantization_evaluator.inference import SERVING_TAG, ParseExamplesDoFn, PredictDoFn
+from components.quantization_evaluator.inference import SERVING_TAG, ParserSpec, ScoreDoFn
 from components.quantization_evaluator.metrics import ComputeSliceMetrics, SliceKey
 from components.shared.strict_json import json_safe
+from components.shared.tfrecord_crc import use_compiled_crc32c
 
-# Beam's BatchElements grows batches up to this size: large enough that inference, not Python, dominates.
-MAX_BATCH_SIZE = 1024
+# Fixed-size batches: large enough that a batch's fixed costs (a parse_example call, two model calls, a combine)
+# are small next to its examples, small enough to stay a few MB. BatchElements' adaptive sizing starts at 1 and
+# spends the first thousands of examples finding this.
+BATCH_SIZE = 4096
 _TELEMETRY = ["quantgate", "QuantizationEvaluator"]
 
 
-def _to_json_line(row: tuple[SliceKey, dict[str, Any]]) -> str:
-    key, values = row
-    return json.dumps({"slice": list(key), "metrics": json_safe(values)})
+def _to_json_line(row: tuple[tuple[int, SliceKey], dict[str, Any]]) -> str:
+    (candidate, key), values = row
+    return json.dumps({"candidate": candidate, "slice": list(key), "metrics": json_safe(values)})
 
 
 def _sum_counts(rows: Iterable[tuple[int, int, float]]) -> tuple[int, int, float]:
@@ -45,31 +48,33 @@ def _read_lines(prefix: str) -> list[Any]:
 
 
 def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: EvaluatorConfig,
-                        staging_dir: str) -> tuple[dict[SliceKey, dict[str, Any]], dict[str, Any] | None]:
-    """Runs ``pipeline`` (not yet run): read -> batch -> parse -> predict -> per-slice metrics. Returns them by slice,
-    and, when ``plan.serving_signature`` is set, the serving-signature comparison (``signature``, ``agreement``,
+                        staging_dir: str) -> tuple[list[dict[SliceKey, dict[str, Any]]], dict[str, Any] | None]:
+    """Runs ``pipeline`` (not yet run): read -> batch -> parse -> predict with the float model and every candidate
+    -> per-slice metrics. Returns them by slice for each candidate (in ``plan.candidates`` order), and, when ``plan.serving_signature`` is set, the serving-signature comparison (``signature``, ``agreement``,
     ``max_abs_diff``, ``num_examples``; else ``None``)."""
     prefix = os.path.join(staging_dir, "slice_metrics")
     serving_prefix = os.path.join(staging_dir, "serving_agreement")
     task = config.thresholds.info.task
+    parser = ParserSpec(tuple(plan.specs), config.label_key, tuple(config.slicing_feature_keys), plan.source,
+                        plan.kinds, plan.transform)
+    use_compiled_crc32c()  # again here: a test or a caller may have reset Beam's choice since import
     with pipeline as p:
         predictions = (
             p
             | "ReadSplit" >> tfxio.TFExampleRecord(plan.patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
-            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=MAX_BATCH_SIZE)
-            | "Parse" >> beam.ParDo(ParseExamplesDoFn(plan.specs, config.label_key, config.slicing_feature_keys,
-                                                      plan.source, transform=plan.transform,
-                                                      keep_serialized=plan.serving_signature is not None))
-            | "Predict" >> beam.ParDo(PredictDoFn(plan.saved_model_dir, plan.signature_name, plan.tflite_path,
-                                                  plan.float_output, plan.quant_output,
-                                                  tflite_sha256=plan.tflite_sha256,
-                                                  serving_signature=plan.serving_signature,
-                                                  classification=task == CLASSIFICATION)
-                                      ).with_outputs(SERVING_TAG, main="predictions")
+            | "Batch" >> beam.BatchElements(min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
+            | "Score" >> beam.ParDo(ScoreDoFn(parser, plan.saved_model_dir, plan.signature_name,
+                                              [c.tflite_path for c in plan.candidates], plan.float_output,
+                                              [c.output for c in plan.candidates],
+                                              tflite_sha256s=[c.tflite_sha256 for c in plan.candidates],
+                                              serving_signature=plan.serving_signature,
+                                              classification=task == CLASSIFICATION)
+                                    ).with_outputs(SERVING_TAG, main="predictions")
         )
         _ = (
             predictions.predictions
-            | "Metrics" >> ComputeSliceMetrics(task, config.slicing_feature_keys)
+            | "Metrics" >> ComputeSliceMetrics(task, config.slicing_feature_keys, config.thresholds.confidence,
+                                               config.thresholds.delta_type == "relative")
             | "ToJson" >> beam.Map(_to_json_line)
             | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
         )
@@ -80,7 +85,9 @@ def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: E
                 | "ServingToJson" >> beam.Map(json.dumps)
                 | "WriteServing" >> beam.io.WriteToText(serving_prefix, file_name_suffix=".jsonl")
             )
-    results = {tuple(row["slice"]): row["metrics"] for row in _read_lines(prefix)}
+    results: list[dict[SliceKey, dict[str, Any]]] = [{} for _ in plan.candidates]
+    for row in _read_lines(prefix):
+        results[row["candidate"]][tuple(row["slice"])] = row["metrics"]
     serving = None
     if plan.serving_signature is not None:
         agree, total, worst = _sum_counts(tuple(row) for row in _read_lines(serving_prefix))

@@ -23,8 +23,11 @@ from components.quantization_evaluator.gate import CLASSIFICATION, REGRESSION
 from components.quantization_evaluator.inference import (
     SerializedExamplesRunner,
     TransformSpec,
+    feature_kinds,
     parse_examples,
+    saved_model_runner,
     single_output,
+    tflite_runner,
 )
 from components.shared import properties
 from components.shared.digests import bytes_sha256
@@ -43,6 +46,25 @@ PEEK_RECORDS = 64
 
 
 @dataclass(frozen=True)
+class CandidatePlan:
+    """One quantized model to score against the float one: its artifact, file, the sha256 of the bytes loaded here
+    (the Beam workers check theirs against it; the blessing records the chosen one's), output, and runner."""
+
+    artifact: Artifact
+    tflite_path: str
+    tflite_sha256: str
+    output: str
+    runner: TFLiteRunner
+
+    @property
+    def name(self) -> str:
+        """A short label for people: the quantization mode and the artifact id (``int8 #7``)."""
+        mode = (self.artifact.get_string_custom_property(properties.QUANTIZATION_MODE)
+                if self.artifact.has_custom_property(properties.QUANTIZATION_MODE) else "") or "quantized"
+        return f"{mode} #{self.artifact.id}"
+
+
+@dataclass(frozen=True)
 class EvaluationPlan:
     """What ``check_inputs`` resolved: file patterns, model paths, the signature, the outputs to compare."""
 
@@ -51,20 +73,19 @@ class EvaluationPlan:
     saved_model_dir: str
     signature_name: str
     specs: list[InputSpec]
-    tflite_path: str
-    # Of the model.tflite bytes loaded here; the Beam workers check theirs against it, the blessing records it.
-    tflite_sha256: str
     float_output: str
-    quant_output: str
     sample_inputs: dict[str, np.ndarray]
     # Loaded in the driver for the checks and reused for latency; the Beam DoFns load their own copies.
     float_runner: SavedModelRunner
-    quant_runner: TFLiteRunner
+    # The quantized models, in the order they were wired; all scored in the same Beam pass.
+    candidates: list[CandidatePlan]
     # With a transform_graph: the transform, the artifact (for metrics.json), and the float model's serving
     # signature (serialized examples in) compared with the transformed-feature path, when it has one.
     transform: TransformSpec | None = None
     transform_graph: dict[str, object] | None = None
     serving_signature: str | None = None
+    # The tf.Example list type of each feature of the first records, for the workers' one-pass decoder.
+    kinds: dict[str, str] | None = None
 
 
 def fail(message: str) -> ValueError:
@@ -102,8 +123,9 @@ def _load_tflite(quantized_model: Artifact) -> tuple[str, str, TFLiteRunner]:
                     "wire the Quantizer's quantized_model output")
     with fileio.open(path, "rb") as f:
         content = f.read()
+    sha256 = bytes_sha256(content)
     try:
-        return path, bytes_sha256(content), TFLiteRunner(path, content=content)
+        return path, sha256, tflite_runner(path, content, sha256)
     except ValueError as e:
         raise fail(f"quantized_model artifact (id {quantized_model.id}) cannot be loaded: {e}; re-run the "
                     "Quantizer to rewrite it") from e
@@ -208,7 +230,7 @@ def check_probabilities(scores: np.ndarray, what: str) -> None:
                    "probabilities from the signature, or use a regression metric")
 
 
-def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
+def check_inputs(model: Artifact, quantized_models: Sequence[Artifact], examples: Artifact,
                  config: EvaluatorConfig, transform_graph: Artifact | None = None) -> EvaluationPlan:
     """Checks everything that can be checked before Beam runs; raises ``ValueError`` naming artifact and fix.
 
@@ -216,29 +238,39 @@ def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
     the transform's outputs); a float model without the dense signature; a quantized model that is missing or
     cannot be loaded; the two models disagreeing on inputs (names, shapes) or outputs (count, width); AUC on a
     model that is not binary; a transform graph wired here and not to the Quantizer (or the reverse), one that does
-    not produce the signature's inputs, or whose raw features the examples lack.
+    not produce the signature's inputs, or whose raw features the examples lack. Every quantized model (candidate)
+    is checked the same way.
     """
-    check_transform_graph(quantized_model, transform_graph)
+    if not quantized_models:
+        raise fail("no quantized_model artifact is wired; wire the Quantizer's quantized_model output")
+    ids = [q.id for q in quantized_models]
+    if len(set(ids)) != len(ids):
+        raise fail(f"quantized_model artifacts {ids} hold the same artifact twice; wire each candidate once")
+    for quantized_model in quantized_models:
+        check_transform_graph(quantized_model, transform_graph)
     patterns, records = check_split(examples, config.split)
     source = f"Examples artifact {examples.uri!r} split {config.split!r}"
     try:
-        features = set(decode_examples(records, source=source).schema.names)
+        kinds = feature_kinds(decode_examples(records, source=source))
     except ValueError as e:
         raise fail(str(e)) from e
-    extra_specs = _resolve_features(config, features, transform_graph, source, len(records))
+    extra_specs = _resolve_features(config, set(kinds), transform_graph, source, len(records))
     saved_model_dir = path_utils.serving_model_path(model.uri)
     try:
         signature_name, specs = dense_signature_specs(saved_model_dir, config.signature_name)
     except (OSError, ValueError) as e:
         raise fail(f"model artifact {model.uri!r} (id {model.id}): {e}") from e
-    tflite_path, tflite_sha256, quant_runner = _load_tflite(quantized_model)
     float_shapes = {s.name: s.example_dims for s in specs}
-    quant_shapes = {s.name: s.example_dims for s in quant_runner.input_specs}
-    if float_shapes != quant_shapes:
-        raise fail(f"signature mismatch: the float model's {signature_name!r} takes {float_shapes} but the "
-                    f"quantized model ({tflite_path}) takes {quant_shapes} (name: per-example shape). Quantize the "
-                    "same signature (the Quantizer's signature_name) or pass it here as signature_name")
-    float_runner = SavedModelRunner(saved_model_dir, signature_name)
+    loaded = []
+    for quantized_model in quantized_models:
+        tflite_path, tflite_sha256, quant_runner = _load_tflite(quantized_model)
+        quant_shapes = {s.name: s.example_dims for s in quant_runner.input_specs}
+        if float_shapes != quant_shapes:
+            raise fail(f"signature mismatch: the float model's {signature_name!r} takes {float_shapes} but the "
+                       f"quantized model ({tflite_path}) takes {quant_shapes} (name: per-example shape). Quantize "
+                       "the same signature (the Quantizer's signature_name) or pass it here as signature_name")
+        loaded.append((quantized_model, tflite_path, tflite_sha256, quant_runner))
+    float_runner = saved_model_runner(saved_model_dir, signature_name)
     transform = transformer = None
     if transform_graph is not None:
         transform = TransformSpec(transform_graph.uri, extra_specs)
@@ -252,15 +284,18 @@ def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
     else:
         parsed = parse_examples(records, specs, config.label_key, config.slicing_feature_keys, source)
     float_output = _pick_output(float_runner.output_names, f"float model's {signature_name!r} signature")
-    quant_output = _pick_output(quant_runner.output_names, f"quantized model {tflite_path}")
     float_scores = single_output(float_runner.predict(parsed.inputs), float_output)
     float_width = float_scores.shape[1]
-    quant_width = single_output(quant_runner.predict(parsed.inputs), quant_output).shape[1]
-    if float_width != quant_width:
-        raise fail(f"signature mismatch: the float model gives {float_width} values per example "
-                    f"({float_output!r}) but the quantized model gives {quant_width} ({quant_output!r}); quantize "
-                    "the float model this evaluator is given")
-    if config.thresholds.metric == "auc" and float_width > 2:
+    candidates = []
+    for quantized_model, tflite_path, tflite_sha256, quant_runner in loaded:
+        quant_output = _pick_output(quant_runner.output_names, f"quantized model {tflite_path}")
+        quant_width = single_output(quant_runner.predict(parsed.inputs), quant_output).shape[1]
+        if float_width != quant_width:
+            raise fail(f"signature mismatch: the float model gives {float_width} values per example "
+                       f"({float_output!r}) but the quantized model {tflite_path} gives {quant_width} "
+                       f"({quant_output!r}); quantize the float model this evaluator is given")
+        candidates.append(CandidatePlan(quantized_model, tflite_path, tflite_sha256, quant_output, quant_runner))
+    if any(m == "auc" for m, _ in config.thresholds.gated) and float_width > 2:
         raise fail(f"metric='auc' needs a binary classifier (1 or 2 outputs per example); the model gives "
                     f"{float_width}: use metric='accuracy'")
     if config.thresholds.info.task == CLASSIFICATION:
@@ -270,11 +305,9 @@ def check_inputs(model: Artifact, quantized_model: Artifact, examples: Artifact,
                     f"example; the model gives {float_width}: use metric='accuracy' or 'auc'")
     serving_signature = _serving_signature(saved_model_dir, records, float_width) if transformer else None
     return EvaluationPlan(patterns=patterns, source=source, saved_model_dir=saved_model_dir,
-                          signature_name=signature_name, specs=specs, tflite_path=tflite_path,
-                          tflite_sha256=tflite_sha256,
-                          float_output=float_output, quant_output=quant_output,
-                          sample_inputs=parsed.inputs, float_runner=float_runner, quant_runner=quant_runner,
+                          signature_name=signature_name, specs=specs, float_output=float_output,
+                          sample_inputs=parsed.inputs, float_runner=float_runner, candidates=candidates,
                           transform=transform,
                           transform_graph=None if transform_graph is None else
                           {"id": transform_graph.id, "uri": transform_graph.uri},
-                          serving_signature=serving_signature)
+                          serving_signature=serving_signature, kinds=kinds)

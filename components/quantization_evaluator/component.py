@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 
 from components.quantization_evaluator import executor
-from components.quantization_evaluator.config import EvaluatorConfig
-from components.quantization_evaluator.gate import REFUSE, Thresholds
-from components.quantization_evaluator.spec import QuantizationEvaluatorSpec
+from components.quantization_evaluator.config import SMALLEST, EvaluatorConfig, gated_metrics
+from components.quantization_evaluator.gate import KERNEL, POINT, REFUSE, Thresholds
+from components.quantization_evaluator.spec import MAX_CANDIDATES, QuantizationEvaluatorSpec, candidate_key
 from components.types import QuantizationEvaluation
 
 
@@ -23,7 +23,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
     ``transform_graph`` (the one wired to the Quantizer).
     Parameters: ``label_key``, ``split``, ``metric``, ``max_delta``, ``delta_type``, ``slicing_feature_keys``,
     ``min_slice_size``, ``max_slice_delta``, ``min_agreement``, ``max_model_bytes``, ``max_latency_ms``,
-    ``signature_name``, ``nonfinite_inputs`` (see ``__init__``).
+    ``signature_name``, ``nonfinite_inputs``, ``delta_bound``, ``confidence``, ``min_examples`` (see ``__init__``).
 
     Outputs:
       ``evaluation`` (``components.QuantizationEvaluation``): files ``metrics.json`` (strict JSON, written last)
@@ -44,12 +44,12 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
     def __init__(
         self,
         model: types.BaseChannel,
-        quantized_model: types.BaseChannel,
+        quantized_model: types.BaseChannel | Sequence[types.BaseChannel],
         examples: types.BaseChannel,
         label_key: str,
         split: str = "eval",
-        metric: str = "accuracy",
-        max_delta: float = 0.01,
+        metric: str | Sequence[str] = "accuracy",
+        max_delta: float | Sequence[float] | Mapping[str, float] = 0.01,
         delta_type: str = "absolute",
         slicing_feature_keys: Sequence[str] = (),
         min_slice_size: int = 30,
@@ -57,21 +57,31 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         min_agreement: float | None = None,
         max_model_bytes: int | None = None,
         max_latency_ms: float | None = None,
+        latency_measure: str = KERNEL,
         signature_name: str | None = None,
         nonfinite_inputs: str = REFUSE,
         transform_graph: types.BaseChannel | None = None,
+        delta_bound: str = POINT,
+        confidence: float = 0.95,
+        min_examples: int = 30,
+        selection: str = SMALLEST,
     ) -> None:
         """Builds the component; bad parameter values fail here, before any pipeline runs.
 
         Args:
           model: the float Model (the Trainer's), with a dense-input signature in ``Format-Serving``.
-          quantized_model: the Quantizer's Model (``Format-Serving/model.tflite``).
+          quantized_model: the Quantizer's Model (``Format-Serving/model.tflite``), or a list of up to
+            ``MAX_CANDIDATES`` such channels (e.g. int8, float16, dynamic_range Quantizers): every candidate is
+            scored against the float model in the same Beam pass, and ``selection`` picks the one the blessing
+            names. A channel holding several Model artifacts is taken as several candidates too.
           examples: Examples with ``split``; tf.Example payload carrying the model inputs and ``label_key``.
           label_key: the label feature (class index for classification metrics, a number for regression).
           split: the split to evaluate on.
-          metric: ``accuracy`` or ``auc`` (binary) for classifiers, ``mse`` or ``mae`` for regressors.
+          metric: ``accuracy`` or ``auc`` (binary) for classifiers, ``mse`` or ``mae`` for regressors; or a list
+            of them (one task), every one gated (the first is the one the blessing's ``delta`` is about).
           max_delta: the largest allowed degradation of ``metric`` (positive = quantized is worse). May be
-            negative: the quantized model must then improve by that much.
+            negative: the quantized model must then improve by that much. With several metrics: one value for
+            all, a list in the same order, or a dict by metric.
           delta_type: ``absolute`` or ``relative`` (degradation divided by the float model's value).
           slicing_feature_keys: features whose values define slices (each feature on its own).
           min_slice_size: slices with fewer examples are reported as skipped and not gated.
@@ -79,24 +89,40 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
           min_agreement: if set, the fraction of examples where both models predict the same class (classifiers).
           max_model_bytes: if set, a budget on the quantized model's size.
           max_latency_ms: if set, a budget on the quantized model's batch-1 p95 latency on the evaluating machine.
+          latency_measure: what ``max_latency_ms`` gates on: ``'kernel'`` (``Interpreter.invoke`` alone, the model's
+            own cost) or ``'end_to_end'`` (through the runner: input quantization, copies, Python). Both are
+            measured and written to ``metrics.json``.
           signature_name: the float model's dense signature (default: the only dense one, as the Quantizer picks).
           nonfinite_inputs: examples with a NaN/inf input are never scored; ``'refuse'`` withholds the blessing
             when there are any, ``'drop'`` gates on the other examples and records how many were dropped.
           transform_graph: Transform's ``transform_graph``, the same one wired to the Quantizer (refused otherwise):
             raw examples go through it into the signature's transformed inputs; a label or slicing feature absent
             from the raw examples is read from its outputs (e.g. ``tips_xf``).
+          delta_bound: ``'point'`` gates on the degradation measured; ``'upper'`` on its paired one-sided upper
+            confidence bound at ``confidence`` (always reported beside it), for every gated metric and slice.
+          confidence: the bound's one-sided level, in (0.5, 1).
+          min_examples: fewer scored examples than this are not blessed.
+          selection: ``'smallest'`` (bytes) or ``'fastest'`` (batch-1 p50 latency) of the candidates passing every
+            threshold; the blessing's ``current_model_id`` names it.
         """
+        channels = [quantized_model] if isinstance(quantized_model, types.BaseChannel) else list(quantized_model)
+        if not 1 <= len(channels) <= MAX_CANDIDATES:
+            raise ValueError(f"QuantizationEvaluator: quantized_model takes 1 to {MAX_CANDIDATES} channels, got "
+                             f"{len(channels)}")
+        metric, max_delta, extra_metrics = gated_metrics(metric, max_delta)
         EvaluatorConfig(
             label_key=label_key, split=split, slicing_feature_keys=tuple(slicing_feature_keys),
-            signature_name=signature_name, nonfinite_inputs=nonfinite_inputs,
+            signature_name=signature_name, nonfinite_inputs=nonfinite_inputs, selection=selection,
             thresholds=Thresholds(metric=metric, max_delta=max_delta, delta_type=delta_type,
                                   min_slice_size=min_slice_size, max_slice_delta=max_slice_delta,
                                   min_agreement=min_agreement, max_model_bytes=max_model_bytes,
-                                  max_latency_ms=max_latency_ms),
+                                  max_latency_ms=max_latency_ms, extra_metrics=extra_metrics,
+                                  delta_bound=delta_bound, confidence=confidence, min_examples=min_examples,
+                                  latency_measure=latency_measure),
         ).validate()
         spec = QuantizationEvaluatorSpec(
             model=model,
-            quantized_model=quantized_model,
+            **{candidate_key(i): channel for i, channel in enumerate(channels)},
             examples=examples,
             transform_graph=transform_graph,
             label_key=label_key,
@@ -110,8 +136,14 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
             min_agreement=None if min_agreement is None else float(min_agreement),
             max_model_bytes=max_model_bytes,
             max_latency_ms=None if max_latency_ms is None else float(max_latency_ms),
+            latency_measure=latency_measure,
             signature_name=signature_name,
             nonfinite_inputs=nonfinite_inputs,
+            extra_metrics=json.dumps([list(pair) for pair in extra_metrics]),
+            delta_bound=delta_bound,
+            confidence=float(confidence),
+            min_examples=min_examples,
+            selection=selection,
             evaluation=types.Channel(type=QuantizationEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         )

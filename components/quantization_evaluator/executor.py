@@ -30,42 +30,45 @@ from components.quantization_evaluator.spec import (
     BLESSING_KEY,
     EVALUATION_KEY,
     EXAMPLES_KEY,
+    MAX_CANDIDATES,
     MODEL_KEY,
-    QUANTIZED_MODEL_KEY,
     TRANSFORM_GRAPH_KEY,
+    candidate_key,
 )
 from components.shared import properties
 from components.shared.staged_output import staged_output
 
 
-def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_model: Artifact, examples: Artifact,
+def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_models: list[Artifact], examples: Artifact,
              evaluation: Artifact, blessing: Artifact, config: EvaluatorConfig,
-             transform_graph: Artifact | None = None) -> dict[str, Any]:
-    """The whole run: check, evaluate with Beam, time both models, gate, publish. Returns ``metrics.json``."""
+             transform_graph: Artifact | None = None, run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole run: check, evaluate every candidate with Beam in one pass, time the models, gate each, select
+    one, publish. Returns ``metrics.json``."""
     config.validate()
-    plan = check_inputs(model, quantized_model, examples, config, transform_graph)
+    plan = check_inputs(model, quantized_models, examples, config, transform_graph)
     started = time.monotonic()
     with staged_output(evaluation.uri, (properties.EVALUATION_REPORT_FILENAME, properties.METRICS_FILENAME)) as staging:
         results, serving = run_beam_evaluation(pipeline, plan, config, staging)
-        n = results.get(OVERALL, {}).get("num_examples", 0)
+        n = results[0].get(OVERALL, {}).get("num_examples", 0)
         elapsed = time.monotonic() - started
         logging.info("QuantizationEvaluator: scored %d examples of %s in %.1f s (%.0f examples/s), %d slices",
-                     n, plan.source, elapsed, n / max(elapsed, 1e-9), len(results) - 1)
-        latency = {
-            "float": measure_latency(plan.float_runner, plan.sample_inputs),
-            "quantized": measure_latency(plan.quant_runner, plan.sample_inputs),
-        }
-        logging.info("QuantizationEvaluator: batch-1 latency p50/p95 float %.3f/%.3f ms, quantized %.3f/%.3f ms "
-                     "(%d calls each after warm-up)", latency["float"].p50_ms, latency["float"].p95_ms,
-                     latency["quantized"].p50_ms, latency["quantized"].p95_ms, latency["quantized"].calls)
+                     n, plan.source, elapsed, n / max(elapsed, 1e-9), len(results[0]) - 1)
+        latency = {"float": measure_latency(plan.float_runner, plan.sample_inputs),
+                   "candidates": [measure_latency(c.runner, plan.sample_inputs) for c in plan.candidates]}
+        for name, value in [("float", latency["float"])] + [
+                (c.name, timed) for c, timed in zip(plan.candidates, latency["candidates"], strict=True)]:
+            logging.info("QuantizationEvaluator: %s model batch-1 latency p50/p95 end to end %.4f/%.4f ms, kernel "
+                         "%s ms (%d calls each after warm-up)", name, value.p50_ms, value.p95_ms,
+                         "n/a" if value.kernel_p50_ms is None else
+                         f"{value.kernel_p50_ms:.4f}/{value.kernel_p95_ms:.4f}", value.calls)
         if serving is not None:
             logging.info("QuantizationEvaluator: serving signature %r agrees with the transformed-feature path on "
                          "%s of %d examples (max |difference| %s)", serving["signature"], serving["agreement"],
                          serving["num_examples"], serving["max_abs_diff"])
-        metrics, verdict = build_metrics(results, config, plan, model, quantized_model, latency, serving)
+        metrics, verdict, chosen = build_metrics(results, config, plan, model, latency, serving, run)
         write_evaluation_files(staging, metrics)
     write_blessing_marker(blessing.uri, verdict)
-    set_properties(evaluation, blessing, metrics, verdict, quantized_model)
+    set_properties(evaluation, blessing, metrics, verdict, chosen.artifact)
     logging.info("QuantizationEvaluator: %s (float %s %s, quantized %s, delta %s, threshold %s)", verdict.reason,
                  metrics["metric"], metrics["overall"]["float"].get(metrics["metric"]),
                  metrics["overall"]["quantized"].get(metrics["metric"]), verdict.delta, verdict.threshold)
@@ -82,10 +85,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         evaluate(
             self._make_beam_pipeline(),
             model=artifact_utils.get_single_instance(input_dict[MODEL_KEY]),
-            quantized_model=artifact_utils.get_single_instance(input_dict[QUANTIZED_MODEL_KEY]),
+            quantized_models=[a for i in range(MAX_CANDIDATES) for a in input_dict.get(candidate_key(i)) or []],
             examples=artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]),
             evaluation=artifact_utils.get_single_instance(output_dict[EVALUATION_KEY]),
             blessing=artifact_utils.get_single_instance(output_dict[BLESSING_KEY]),
             config=config_from_exec_properties(exec_properties),
             transform_graph=artifact_utils.get_single_instance(transform_graphs) if transform_graphs else None,
+            run=self._run_info(),
         )
+
+    def _run_info(self) -> dict[str, Any]:
+        """The pipeline name and run id the orchestrator passed in (``None`` when run by hand)."""
+        context = self._context
+        info = getattr(context, "pipeline_info", None)
+        return {"pipeline_name": info.id if info is not None and info.id else None,
+                "run_id": getattr(context, "pipeline_run_id", None) or None}

@@ -14,13 +14,19 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
+from components.quantization_evaluator.confidence import (
+    AUC_BUCKETS,
+    BoundedSample,
+    auc_buckets,
+    bootstrap_bounds,
+    histogram_auc,
+    paired_accuracy_bounds,
+)
 from components.quantization_evaluator.gate import CLASSIFICATION, REGRESSION
 
 # A slice is (feature, value); the whole split is the empty tuple.
 SliceKey = tuple[str, ...]
 OVERALL: SliceKey = ()
-# Binary AUC from score histograms (as TFMA does): 10k buckets bound the error well below any sane gate.
-AUC_BUCKETS = 10_000
 # Mean relative error divides by |float prediction|; this floor keeps near-zero predictions from exploding it.
 RELATIVE_ERROR_FLOOR = 1e-6
 
@@ -63,9 +69,12 @@ def slice_batch(batch: PredictionBatch, slicing_feature_keys: Sequence[str]) -> 
     yield OVERALL, batch
     for feature in slicing_feature_keys:
         values = batch.slice_values[feature]
-        present = np.array([v is not None for v in values], dtype=bool)
-        for value in sorted(set(values[present])):
-            yield (feature, value), batch.take(values == value)
+        present = np.flatnonzero(np.not_equal(values, None))  # elementwise in C, no per-example Python
+        names, codes = np.unique(values[present], return_inverse=True)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        for i, value in enumerate(names):
+            yield (feature, value), batch.take(present[order[bounds[i]:bounds[i + 1]]])
 
 
 @dataclass
@@ -131,6 +140,15 @@ class ClassificationAccumulator(RowCounts):
     quant_hits: np.ndarray | None = None
     # [2 models, 2 (negative, positive), AUC_BUCKETS]; binary models only.
     auc_histogram: np.ndarray | None = None
+    # The paired 2x2 table's off-diagonal (the confidence bound on accuracy reads it with the two sums above).
+    float_only_correct: int = 0
+    quant_only_correct: int = 0
+    # [num_classes, num_classes]: label x float class, label x quantized class, float class x quantized class.
+    float_confusion: np.ndarray | None = None
+    quant_confusion: np.ndarray | None = None
+    disagreement: np.ndarray | None = None
+    # (label, float score of class 1, quantized score of class 1) of binary models, for the AUC's bootstrap bound.
+    sample: BoundedSample | None = None
 
 
 def _add_arrays(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
@@ -158,17 +176,48 @@ def _positive_scores(predictions: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def histogram_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    """ROC AUC from per-bucket counts of negatives and positives (ties inside a bucket count one half)."""
-    num_neg, num_pos = negatives.sum(), positives.sum()
-    if num_neg == 0 or num_pos == 0:
-        return float("nan")
-    positives_above = np.cumsum(positives[::-1])[::-1] - positives  # positives in strictly higher buckets
-    return float((negatives * (positives_above + 0.5 * positives)).sum() / (num_neg * num_pos))
+def _pairs(a: np.ndarray, b: np.ndarray, num_classes: int) -> np.ndarray:
+    """The [num_classes, num_classes] counts of (a, b) pairs."""
+    return np.bincount(a * num_classes + b, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _merge_samples(a: BoundedSample | None, b: BoundedSample | None) -> BoundedSample | None:
+    if a is None or b is None:
+        return b if a is None else a
+    a.merge(b)
+    return a
+
+
+def _bounds(lower: float, upper: float, method: str, **extra: Any) -> dict[str, Any]:
+    return {"lower": lower, "upper": upper, "method": method, **extra}
+
+
+def _relative(bounds: tuple[float, float], float_value: float, relative: bool) -> tuple[float, float]:
+    if not relative:
+        return bounds
+    if not float_value:
+        return float("nan"), float("nan")
+    return bounds[0] / abs(float_value), bounds[1] / abs(float_value)
+
+
+def _sample_bounds(sample: BoundedSample, n: int, metric: str, float_value: float, quant_value: float,
+                   confidence: float, relative: bool) -> dict[str, Any]:
+    delta = float_value - quant_value if metric == "auc" else quant_value - float_value
+    if relative:
+        delta = delta / abs(float_value) if float_value else float("nan")
+    lower, upper = bootstrap_bounds(sample.rows, n, metric, confidence, relative, full_delta=delta)
+    return _bounds(lower, upper, "paired_bootstrap", sample=len(sample.rows))
 
 
 class ClassificationMetricsCombineFn(beam.CombineFn):
-    """``PredictionBatch`` es -> accuracy, per-class recall, AUC (binary), top-1 agreement of both models."""
+    """``PredictionBatch`` es -> accuracy, per-class recall, AUC (binary), top-1 agreement of both models, the
+    confusion and disagreement matrices, and paired confidence bounds on each metric's degradation (at
+    ``confidence``, ``relative`` or absolute, see ``confidence.py``)."""
+
+    def __init__(self, confidence: float = 0.95, relative: bool = False) -> None:
+        super().__init__()
+        self._confidence = confidence
+        self._relative = relative
 
     def create_accumulator(self) -> ClassificationAccumulator:
         return ClassificationAccumulator()
@@ -184,6 +233,11 @@ class ClassificationMetricsCombineFn(beam.CombineFn):
         acc.float_correct += int((float_cls == labels).sum())
         acc.quant_correct += int((quant_cls == labels).sum())
         acc.agree += int((float_cls == quant_cls).sum())
+        acc.float_only_correct += int(((float_cls == labels) & (quant_cls != labels)).sum())
+        acc.quant_only_correct += int(((quant_cls == labels) & (float_cls != labels)).sum())
+        acc.float_confusion = _add_arrays(acc.float_confusion, _pairs(labels, float_cls, num_classes))
+        acc.quant_confusion = _add_arrays(acc.quant_confusion, _pairs(labels, quant_cls, num_classes))
+        acc.disagreement = _add_arrays(acc.disagreement, _pairs(float_cls, quant_cls, num_classes))
         acc.support = _add_arrays(acc.support, np.bincount(labels, minlength=num_classes))
         acc.float_hits = _add_arrays(acc.float_hits, np.bincount(labels[float_cls == labels], minlength=num_classes))
         acc.quant_hits = _add_arrays(acc.quant_hits, np.bincount(labels[quant_cls == labels], minlength=num_classes))
@@ -191,20 +245,26 @@ class ClassificationMetricsCombineFn(beam.CombineFn):
         if float_scores is not None:
             histogram = np.zeros((2, 2, AUC_BUCKETS), dtype=np.int64)
             for model, scores in enumerate((float_scores, quant_scores)):
-                buckets = np.clip((scores * AUC_BUCKETS).astype(np.int64), 0, AUC_BUCKETS - 1)
+                buckets = auc_buckets(scores)
                 for cls in (0, 1):
                     histogram[model, cls] = np.bincount(buckets[labels == cls], minlength=AUC_BUCKETS)
             acc.auc_histogram = _add_arrays(acc.auc_histogram, histogram)
+            acc.sample = acc.sample or BoundedSample()
+            acc.sample.add(np.stack([labels.astype(np.float64), float_scores.astype(np.float64),
+                                     quant_scores.astype(np.float64)], axis=1))
         return acc
 
     def merge_accumulators(self, accumulators: Iterator[ClassificationAccumulator]) -> ClassificationAccumulator:
         merged = ClassificationAccumulator()
         for acc in accumulators:
             merged.merge(acc)
-            for name in ("invalid_labels", "float_correct", "quant_correct", "agree"):
+            for name in ("invalid_labels", "float_correct", "quant_correct", "agree", "float_only_correct",
+                         "quant_only_correct"):
                 setattr(merged, name, getattr(merged, name) + getattr(acc, name))
-            for name in ("support", "float_hits", "quant_hits", "auc_histogram"):
+            for name in ("support", "float_hits", "quant_hits", "auc_histogram", "float_confusion",
+                         "quant_confusion", "disagreement"):
                 setattr(merged, name, _add_arrays(getattr(merged, name), getattr(acc, name)))
+            merged.sample = _merge_samples(merged.sample, acc.sample)
         return merged
 
     def extract_output(self, acc: ClassificationAccumulator) -> dict[str, Any]:
@@ -220,6 +280,21 @@ class ClassificationMetricsCombineFn(beam.CombineFn):
             if acc.auc_histogram is not None:
                 values["auc"] = histogram_auc(acc.auc_histogram[index, 0], acc.auc_histogram[index, 1])
             result[model] = values
+        both = acc.float_correct - acc.float_only_correct
+        neither = n - both - acc.float_only_correct - acc.quant_only_correct
+        accuracy_bounds = paired_accuracy_bounds(both, acc.float_only_correct, acc.quant_only_correct, neither,
+                                                 self._confidence)
+        bounds = {"accuracy": _bounds(*_relative(accuracy_bounds, result["float"]["accuracy"], self._relative),
+                                      "newcombe_paired_score")}
+        if acc.sample is not None:
+            bounds["auc"] = _sample_bounds(acc.sample, n, "auc", result["float"]["auc"], result["quantized"]["auc"],
+                                           self._confidence, self._relative)
+        result["bounds"] = bounds
+        result["paired"] = {"both_correct": both, "float_only_correct": acc.float_only_correct,
+                            "quantized_only_correct": acc.quant_only_correct, "both_wrong": neither}
+        if acc.float_confusion is not None:
+            result["confusion"] = {"float": acc.float_confusion.tolist(), "quantized": acc.quant_confusion.tolist(),
+                                   "disagreement": acc.disagreement.tolist()}
         return result
 
 
@@ -232,10 +307,17 @@ class RegressionAccumulator(RowCounts):
     float_absolute: float = 0.0
     quant_absolute: float = 0.0
     relative_error: float = 0.0
+    sample: BoundedSample = field(default_factory=BoundedSample)
 
 
 class RegressionMetricsCombineFn(beam.CombineFn):
-    """``PredictionBatch`` es (one output column) -> MSE and MAE of both models, mean relative error between them."""
+    """``PredictionBatch`` es (one output column) -> MSE and MAE of both models, mean relative error between them,
+    and paired bootstrap bounds on the degradation of MSE and MAE (see ``confidence.py``)."""
+
+    def __init__(self, confidence: float = 0.95, relative: bool = False) -> None:
+        super().__init__()
+        self._confidence = confidence
+        self._relative = relative
 
     def create_accumulator(self) -> RegressionAccumulator:
         return RegressionAccumulator()
@@ -254,15 +336,18 @@ class RegressionMetricsCombineFn(beam.CombineFn):
         acc.quant_absolute += float(np.abs(quant_pred - labels).sum())
         acc.relative_error += float((np.abs(quant_pred - float_pred)
                                      / np.maximum(np.abs(float_pred), RELATIVE_ERROR_FLOOR)).sum())
+        acc.sample.add(np.stack([labels, float_pred, quant_pred], axis=1))
         return acc
 
     def merge_accumulators(self, accumulators: Iterator[RegressionAccumulator]) -> RegressionAccumulator:
         merged = RegressionAccumulator()
-        sums = [name for name in RegressionAccumulator.__dataclass_fields__ if name not in RowCounts.__dataclass_fields__]
+        sums = [name for name in RegressionAccumulator.__dataclass_fields__
+                if name not in RowCounts.__dataclass_fields__ and name != "sample"]
         for acc in accumulators:
             merged.merge(acc)
             for name in sums:
                 setattr(merged, name, getattr(merged, name) + getattr(acc, name))
+            merged.sample.merge(acc.sample)
         return merged
 
     def extract_output(self, acc: RegressionAccumulator) -> dict[str, Any]:
@@ -271,10 +356,14 @@ class RegressionMetricsCombineFn(beam.CombineFn):
         def mean(total: float) -> float:
             return total / n if n else float("nan")
 
-        return {**acc.output(),
-                "agreement": mean(acc.relative_error), "agreement_kind": "mean_relative_error",
-                "float": {"mse": mean(acc.float_squared), "mae": mean(acc.float_absolute)},
-                "quantized": {"mse": mean(acc.quant_squared), "mae": mean(acc.quant_absolute)}}
+        result = {**acc.output(),
+                  "agreement": mean(acc.relative_error), "agreement_kind": "mean_relative_error",
+                  "float": {"mse": mean(acc.float_squared), "mae": mean(acc.float_absolute)},
+                  "quantized": {"mse": mean(acc.quant_squared), "mae": mean(acc.quant_absolute)}}
+        result["bounds"] = {metric: _sample_bounds(acc.sample, n, metric, result["float"][metric],
+                                                   result["quantized"][metric], self._confidence, self._relative)
+                            for metric in ("mse", "mae")}
+        return result
 
 
 COMBINE_FNS: Mapping[str, type[beam.CombineFn]] = {
@@ -283,17 +372,28 @@ COMBINE_FNS: Mapping[str, type[beam.CombineFn]] = {
 }
 
 
-class ComputeSliceMetrics(beam.PTransform):
-    """``PCollection[PredictionBatch]`` -> ``PCollection[(SliceKey, metrics dict)]``, overall and per slice."""
+def _slice_candidate_batch(row: tuple[int, PredictionBatch], slicing_feature_keys: Sequence[str]
+                           ) -> Iterator[tuple[tuple[int, SliceKey], PredictionBatch]]:
+    candidate, batch = row
+    for key, part in slice_batch(batch, slicing_feature_keys):
+        yield (candidate, key), part
 
-    def __init__(self, task: str, slicing_feature_keys: Sequence[str] = ()) -> None:
+
+class ComputeSliceMetrics(beam.PTransform):
+    """``PCollection[(candidate index, PredictionBatch)]`` -> ``PCollection[((candidate, SliceKey), metrics)]``,
+    overall and per slice, for each candidate."""
+
+    def __init__(self, task: str, slicing_feature_keys: Sequence[str] = (), confidence: float = 0.95,
+                 relative: bool = False) -> None:
         super().__init__()
         self._task = task
         self._slicing_feature_keys = tuple(slicing_feature_keys)
+        self._confidence = confidence
+        self._relative = relative
 
     def expand(self, batches: beam.PCollection) -> beam.PCollection:
         return (
             batches
-            | "Slice" >> beam.FlatMap(slice_batch, self._slicing_feature_keys)
-            | "CombinePerSlice" >> beam.CombinePerKey(COMBINE_FNS[self._task]())
+            | "Slice" >> beam.FlatMap(_slice_candidate_batch, self._slicing_feature_keys)
+            | "CombinePerSlice" >> beam.CombinePerKey(COMBINE_FNS[self._task](self._confidence, self._relative))
         )

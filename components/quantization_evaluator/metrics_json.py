@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from typing import Any
 
 from tfx.dsl.io import fileio
 from tfx.types import Artifact
 
-from components.quantization_evaluator.checks import EvaluationPlan, fail
-from components.quantization_evaluator.config import EvaluatorConfig
+from components.quantization_evaluator.checks import CandidatePlan, EvaluationPlan, fail
+from components.quantization_evaluator.config import SMALLEST, EvaluatorConfig
 from components.quantization_evaluator.gate import (
     CLASSIFICATION,
     DROP,
+    KERNEL,
+    METRICS,
     GateInputs,
     GateResult,
+    MetricValues,
     SliceValues,
     Thresholds,
     degradation,
     gate,
 )
+from components.quantization_evaluator.host import latency_host
 from components.quantization_evaluator.inference import Latency
 from components.quantization_evaluator.metrics import OVERALL, SliceKey, slice_name
 from components.shared import properties
@@ -35,29 +41,66 @@ def _size_bytes(artifact: Artifact, name: str, fallback_path: str | None = None)
     return int(fileio.stat(fallback_path).length) if fallback_path else None
 
 
+def read_quantization_report(quantized_model: Artifact) -> dict[str, Any] | None:
+    """The Quantizer's ``quantization_report.json`` beside the model (``None`` for a model from elsewhere)."""
+    path = os.path.join(quantized_model.uri, properties.QUANTIZATION_REPORT_FILENAME)
+    if not fileio.exists(path):
+        return None
+    with fileio.open(path, "r") as f:
+        return json.load(f)
+
+
 def _slice_entry(key: SliceKey, values: dict[str, Any], thresholds: Thresholds) -> dict[str, Any]:
-    metric = thresholds.metric
-    float_value, quant_value = values["float"].get(metric), values["quantized"].get(metric)
-    delta = None
-    if float_value is not None and quant_value is not None:
-        delta = degradation(float_value, quant_value, thresholds.info, thresholds.delta_type)
+    """The slice's combiner output, with ``deltas``: for every metric both models have, the point degradation and
+    its one-sided confidence bounds (``lower``, ``upper``, ``method``); ``delta`` / ``delta_upper`` are the gated
+    metric's."""
+    values = dict(values)
+    bounds = values.pop("bounds", {})
+    deltas = {}
+    for metric in values["float"]:
+        if metric not in METRICS:
+            continue
+        float_value, quant_value = values["float"].get(metric), values["quantized"].get(metric)
+        delta = None
+        if float_value is not None and quant_value is not None:
+            delta = degradation(float_value, quant_value, METRICS[metric], thresholds.delta_type)
+        deltas[metric] = {"delta": delta, "lower": None, "upper": None, "method": None, **bounds.get(metric, {})}
     entry = {"feature": key[0], "value": key[1]} if key != OVERALL else {}
-    return {**entry, **values, "delta": delta}
+    primary = deltas.get(thresholds.metric, {"delta": None, "upper": None})
+    return {**entry, **values, "delta": primary["delta"], "delta_upper": primary["upper"], "deltas": deltas}
 
 
-def _slice_values(name: str, entry: dict[str, Any], metric: str) -> SliceValues:
-    def number(v: float | None) -> float:
-        return math.nan if v is None else float(v)
-
-    return SliceValues(name, entry["num_examples"], number(entry["float"].get(metric)),
-                       number(entry["quantized"].get(metric)))
+def _number(v: float | None) -> float:
+    return math.nan if v is None else float(v)
 
 
-def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConfig, plan: EvaluationPlan,
-                  model: Artifact, quantized_model: Artifact, latency: dict[str, Latency],
-                  serving: dict[str, Any] | None = None) -> tuple[dict, GateResult]:
-    """Assembles ``metrics.json`` (schema in the README) and decides the gate; ``serving`` is the serving-signature
-    comparison of ``run_beam_evaluation``."""
+def _slice_values(name: str, entry: dict[str, Any], thresholds: Thresholds) -> SliceValues:
+    def of(metric: str) -> MetricValues:
+        upper = entry["deltas"].get(metric, {}).get("upper")
+        return MetricValues(_number(entry["float"].get(metric)), _number(entry["quantized"].get(metric)),
+                            _number(upper))
+
+    primary = of(thresholds.metric)
+    return SliceValues(name, entry["num_examples"], primary.float_value, primary.quant_value, primary.delta_upper,
+                       others={metric: of(metric) for metric, _ in thresholds.extra_metrics})
+
+
+def _verdict_json(verdict: GateResult, config: EvaluatorConfig, overall: dict[str, Any]) -> dict[str, Any]:
+    thresholds = config.thresholds
+    return {"blessed": verdict.blessed, "reason": verdict.reason, "reasons": verdict.reasons,
+            "notes": verdict.notes, "warnings": verdict.warnings, "delta": verdict.delta,
+            "delta_upper": verdict.delta_upper, "deltas": verdict.deltas, "threshold": verdict.threshold,
+            "delta_bound": thresholds.delta_bound, "confidence": thresholds.confidence,
+            "nonfinite_inputs": config.nonfinite_inputs,
+            # Under 'drop', what the verdict left out; under 'refuse' nothing is dropped (it is refused).
+            "dropped": {"examples": overall["nonfinite_input_examples"],
+                        "nonfinite_inputs": overall["nonfinite_inputs"]}
+            if config.nonfinite_inputs == DROP else {"examples": 0, "nonfinite_inputs": {}}}
+
+
+def _candidate(results: dict[SliceKey, dict[str, Any]], candidate: CandidatePlan, config: EvaluatorConfig,
+               plan: EvaluationPlan, latency: Latency, serving: dict[str, Any] | None) -> tuple[dict, GateResult]:
+    """One candidate's section of metrics.json and its verdict."""
     thresholds = config.thresholds
     if OVERALL not in results:  # the split's files held no record that reached the combiner
         raise fail(f"{plan.source} produced no predictions; pass a split that has examples")
@@ -69,11 +112,14 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
             slices.append(entry)
         else:
             skipped.append({"feature": key[0], "value": key[1], "num_examples": entry["num_examples"]})
-    sizes = {"float_bytes": _size_bytes(quantized_model, properties.FLOAT_SIZE_BYTES),
-             "quantized_bytes": _size_bytes(quantized_model, properties.SIZE_BYTES, plan.tflite_path)}
+    artifact = candidate.artifact
+    quantization_report = read_quantization_report(artifact)
+    sizes = {"float_bytes": _size_bytes(artifact, properties.FLOAT_SIZE_BYTES),
+             "quantized_bytes": _size_bytes(artifact, properties.SIZE_BYTES, candidate.tflite_path),
+             "float_tflite_bytes": ((quantization_report or {}).get("sizes") or {}).get("float_tflite_bytes")}
     verdict = gate(GateInputs(
-        overall=_slice_values("overall", overall, thresholds.metric),
-        slices=[_slice_values(slice_name((s["feature"], s["value"])), s, thresholds.metric) for s in slices],
+        overall=_slice_values("overall", overall, thresholds),
+        slices=[_slice_values(slice_name((s["feature"], s["value"])), s, thresholds) for s in slices],
         agreement=overall["agreement"] if thresholds.info.task == CLASSIFICATION else None,
         nonfinite_predictions=overall["nonfinite"],
         missing_predictions=overall["missing"],
@@ -83,12 +129,62 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
         nonfinite_input_policy=config.nonfinite_inputs,
         split=config.split,
         model_bytes=sizes["quantized_bytes"],
-        latency_p95_ms=latency["quantized"].p95_ms,
+        latency_p95_ms=latency.gated_p95_ms(thresholds.latency_measure),
         serving_compared=serving is not None,
         serving_agreement=None if serving is None else serving["agreement"],
         serving_signature=plan.serving_signature or "",
         signature_name=plan.signature_name,
     ), thresholds)
+    model = {"id": artifact.id, "uri": artifact.uri, "path": candidate.tflite_path, "output": candidate.output,
+             "quantization_mode": artifact.get_string_custom_property(properties.QUANTIZATION_MODE) or None,
+             "sha256": artifact.get_string_custom_property(properties.SHA256) or None,
+             "evaluated_sha256": candidate.tflite_sha256, "quantization_report": quantization_report}
+    section = {"name": candidate.name, **model, "model": model, "overall": overall, "slices": slices,
+               "skipped_slices": skipped, "sizes": sizes, "latency": dataclasses.asdict(latency),
+               "verdict": _verdict_json(verdict, config, overall)}
+    return section, verdict
+
+
+def select(sections: list[dict[str, Any]], verdicts: list[GateResult], selection: str,
+           latency_measure: str = KERNEL) -> int:
+    """The chosen candidate's index: by ``selection`` (``smallest`` bytes, ``fastest`` batch-1 p50 of
+    ``latency_measure``) among those passing every threshold, or among all when none passes (the blessing then
+    names it, not blessed). Ties go to the other criterion, then to the wiring order."""
+    passing = [i for i, v in enumerate(verdicts) if v.blessed] or list(range(len(sections)))
+
+    def size(i: int) -> float:
+        value = sections[i]["sizes"]["quantized_bytes"]
+        return math.inf if value is None else value
+
+    def speed(i: int) -> float:
+        latency = sections[i]["latency"]
+        value = latency.get("kernel_p50_ms") if latency_measure == KERNEL else None
+        value = latency.get("p50_ms") if value is None else value
+        return math.inf if value is None or math.isnan(value) else value
+
+    key = (lambda i: (size(i), speed(i), i)) if selection == SMALLEST else (lambda i: (speed(i), size(i), i))
+    return min(passing, key=key)
+
+
+def build_metrics(results: list[dict[SliceKey, dict[str, Any]]], config: EvaluatorConfig, plan: EvaluationPlan,
+                  model: Artifact, latency: dict[str, Any], serving: dict[str, Any] | None = None,
+                  run: dict[str, Any] | None = None) -> tuple[dict, GateResult, CandidatePlan]:
+    """Assembles ``metrics.json`` (schema in the README), gates every candidate and picks one by
+    ``config.selection``; returns (metrics, the chosen one's verdict, the chosen candidate). ``results`` and
+    ``latency['candidates']`` follow ``plan.candidates``; ``serving`` is the serving-signature comparison of
+    ``run_beam_evaluation``, ``run`` the pipeline name and run id (when the orchestrator says)."""
+    thresholds = config.thresholds
+    built = [_candidate(r, c, config, plan, lat, serving)
+             for r, c, lat in zip(results, plan.candidates, latency["candidates"], strict=True)]
+    sections, verdicts = [b[0] for b in built], [b[1] for b in built]
+    chosen = select(sections, verdicts, config.selection, thresholds.latency_measure)
+    section, verdict = sections[chosen], verdicts[chosen]
+    if len(sections) > 1:
+        section["selected"] = True
+        if not verdict.blessed:
+            verdict = dataclasses.replace(verdict, reasons=["no candidate passes every threshold"] + [
+                f"{s['name']}: {'; '.join(v.reasons)}" for s, v in zip(sections, verdicts, strict=True)])
+            section["verdict"] = {**section["verdict"], "reason": verdict.reason, "reasons": verdict.reasons}
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "metric": thresholds.metric,
@@ -100,28 +196,26 @@ def build_metrics(results: dict[SliceKey, dict[str, Any]], config: EvaluatorConf
         "models": {
             "float": {"id": model.id, "uri": model.uri, "signature_name": plan.signature_name,
                       "output": plan.float_output},
-            "quantized": {"id": quantized_model.id, "uri": quantized_model.uri, "path": plan.tflite_path,
-                          "output": plan.quant_output,
-                          "quantization_mode": quantized_model.get_string_custom_property(properties.QUANTIZATION_MODE) or None,
-                          "sha256": quantized_model.get_string_custom_property(properties.SHA256) or None,
-                          "evaluated_sha256": plan.tflite_sha256},
+            "quantized": section["model"],
         },
+        "run": {"pipeline_name": None, "run_id": None, **(run or {})},
+        "latency_host": latency_host(),
         "transform_graph": plan.transform_graph,
         "serving_signature_agreement": serving,
-        "overall": overall,
-        "slices": slices,
-        "skipped_slices": skipped,
-        "latency_ms": {name: dataclasses.asdict(value) for name, value in latency.items()},
-        "sizes": sizes,
+        "overall": section["overall"],
+        "slices": section["slices"],
+        "skipped_slices": section["skipped_slices"],
+        "latency_ms": {"float": dataclasses.asdict(latency["float"]), "quantized": section["latency"]},
+        "sizes": section["sizes"],
         "thresholds": dataclasses.asdict(thresholds),
-        "verdict": {"blessed": verdict.blessed, "reason": verdict.reason, "reasons": verdict.reasons,
-                    "notes": verdict.notes, "delta": verdict.delta, "threshold": verdict.threshold,
-                    "nonfinite_inputs": config.nonfinite_inputs,
-                    # Under 'drop', what the verdict left out; under 'refuse' nothing is dropped (it is refused).
-                    "dropped": {"examples": overall["nonfinite_input_examples"],
-                                "nonfinite_inputs": overall["nonfinite_inputs"]}
-                    if config.nonfinite_inputs == DROP else {"examples": 0, "nonfinite_inputs": {}}},
+        "selection": config.selection,
+        "verdict": section["verdict"],
     }
-    return json_safe(metrics), verdict
-
-
+    if len(sections) > 1:
+        for s in sections:
+            del s["model"]
+        metrics["candidates"] = sections
+        metrics["selected_candidate"] = chosen
+    else:
+        del section["model"]
+    return json_safe(metrics), verdict, plan.candidates[chosen]

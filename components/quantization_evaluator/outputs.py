@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any
@@ -34,8 +35,11 @@ def write_blessing_marker(blessing_uri: str, verdict: GateResult) -> None:
 def set_properties(evaluation: Artifact, blessing: Artifact, metrics: dict[str, Any], verdict: GateResult,
                    quantized_model: Artifact) -> None:
     """The numbers people gate on, as custom properties (MLMD, Vertex and KFP show them; the stock Pusher and
-    ``LatestBlessedModelStrategy`` read ``blessed`` and ``current_model_id``, as TFX's Evaluator writes them)."""
+    ``LatestBlessedModelStrategy`` read ``blessed`` and ``current_model_id``, as TFX's Evaluator writes them).
+    ``quantized_model`` is the candidate ``selection`` chose; ``candidate_ids`` lists every one scored."""
+    candidates = metrics.get("candidates") or [metrics["models"]["quantized"]]
     delta = math.nan if verdict.delta is None else verdict.delta
+    delta_upper = math.nan if verdict.delta_upper is None else verdict.delta_upper
     blessing.set_int_custom_property(properties.BLESSED, int(verdict.blessed))
     blessing.set_string_custom_property(properties.CURRENT_MODEL_URI, quantized_model.uri)
     blessing.set_int_custom_property(properties.CURRENT_MODEL_ID, quantized_model.id)
@@ -43,17 +47,23 @@ def set_properties(evaluation: Artifact, blessing: Artifact, metrics: dict[str, 
     overall = metrics["overall"]
     for artifact in (blessing, evaluation):
         artifact.set_string_custom_property(properties.REASON, verdict.reason)
+        artifact.set_string_custom_property(properties.SELECTION, metrics["selection"])
+        artifact.set_string_custom_property(properties.CANDIDATE_IDS, json.dumps([c["id"] for c in candidates]))
         artifact.set_float_custom_property(properties.DELTA, delta)
+        artifact.set_float_custom_property(properties.DELTA_UPPER, delta_upper)
+        artifact.set_string_custom_property(properties.DELTA_BOUND, metrics["thresholds"]["delta_bound"])
+        artifact.set_float_custom_property(properties.CONFIDENCE, metrics["thresholds"]["confidence"])
         artifact.set_float_custom_property(properties.THRESHOLD, verdict.threshold)
         artifact.set_string_custom_property(properties.METRIC, metric)
         artifact.set_string_custom_property(properties.DELTA_TYPE, metrics["thresholds"]["delta_type"])
         artifact.set_string_custom_property(properties.EVALUATED_SHA256,
                                             metrics["models"]["quantized"]["evaluated_sha256"])
-    for name, value in ((properties.float_metric(metric), overall["float"].get(metric)),
-                        (properties.quantized_metric(metric), overall["quantized"].get(metric)),
-                        (properties.AGREEMENT, overall["agreement"]),
+    gated = [metric] + [name for name, _ in metrics["thresholds"]["extra_metrics"]]
+    for name, value in ([(properties.float_metric(m), overall["float"].get(m)) for m in gated]
+                        + [(properties.quantized_metric(m), overall["quantized"].get(m)) for m in gated]
+                        + [(properties.AGREEMENT, overall["agreement"]),
                         (properties.QUANTIZED_LATENCY_P95_MS, metrics["latency_ms"]["quantized"]["p95_ms"]),
-                        (properties.FLOAT_LATENCY_P95_MS, metrics["latency_ms"]["float"]["p95_ms"])):
+                           (properties.FLOAT_LATENCY_P95_MS, metrics["latency_ms"]["float"]["p95_ms"])]):
         evaluation.set_float_custom_property(name, math.nan if value is None else value)
     serving = metrics.get("serving_signature_agreement")
     if serving is not None:

@@ -1,7 +1,11 @@
 """``report.html``: one self-contained page (inline base64 PNG plots, no scripts, no links) from ``metrics.json``.
 
-Plots: the gated metric of both models per slice, each slice's delta against its threshold, model sizes and batch-1
-latencies. Neither the Vertex nor the KFP UI renders it; the same numbers are custom properties of the artifacts.
+What an engineer deciding to ship needs, top to bottom: the verdict and its rule; the run (pipeline, run id, model
+sha256); three charts across the candidates (size, batch-1 latency with ratios to float, each gated metric's
+degradation with its confidence bound against the threshold); per-slice degradations sorted worst first; for
+classifiers the confusion matrices of both models, their disagreement matrix and per-class recall; each candidate's
+quantization settings, ops by dtype and coarse-input warnings (from its ``quantization_report.json``); where latency
+was measured. Neither the Vertex nor the KFP UI renders it; the numbers people gate on are custom properties too.
 """
 
 from __future__ import annotations
@@ -9,131 +13,389 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure  # the object API needs no pyplot backend (no display on workers)
 
-_FLOAT_COLOR, _QUANT_COLOR, _FAIL_COLOR = "#4c72b0", "#dd8452", "#c44e52"
+_FLOAT_COLOR, _QUANT_COLOR, _FAIL_COLOR, _OK_COLOR = "#4c72b0", "#dd8452", "#c44e52", "#55a868"
+_CANDIDATE_COLORS = ("#dd8452", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974")
 # Slice names come from the data: matplotlib would parse `$...$` in them as mathtext (and fail on an unknown macro
 # after Beam has run) or hand them to LaTeX with text.usetex. Drawn as literal text instead.
 _LITERAL = {"parse_math": False, "usetex": False}
+_FONT = 10
+_MAX_SLICES_DRAWN = 30
 
 
-def _png(fig: Figure) -> str:
+def _png(fig: Figure, alt: str) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode("ascii")}">'
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img class="chart" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _rows(metrics: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [("overall", metrics["overall"])] + [(f"{s['feature']}={s['value']}", s) for s in metrics["slices"]]
-
-
-def _value(entry: dict[str, Any], model: str, metric: str) -> float:
-    value = entry[model].get(metric)
-    return float("nan") if value is None else value
-
-
-def _metric_plot(metrics: dict[str, Any]) -> str:
-    metric, rows = metrics["metric"], _rows(metrics)
-    fig = Figure(figsize=(max(4.0, 1.2 * len(rows)), 3.2))
-    ax = fig.subplots()
-    xs = range(len(rows))
-    for offset, model, color in ((-0.2, "float", _FLOAT_COLOR), (0.2, "quantized", _QUANT_COLOR)):
-        bars = ax.bar([x + offset for x in xs], [_value(e, model, metric) for _, e in rows], 0.4, label=model,
-                      color=color)
-        # Deltas are often a fraction of a percent: print the values, the bar heights alone do not show them.
-        ax.bar_label(bars, fmt="%.4g", fontsize=7, rotation=90, padding=2)
-    ax.margins(y=0.18)  # room for the labels below the title
-    ax.set_xticks(list(xs), [name for name, _ in rows], rotation=20, ha="right", **_LITERAL)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric}: float vs quantized")
-    ax.legend(loc="lower right")
-    return _png(fig)
-
-
-def _delta_plot(metrics: dict[str, Any]) -> str:
-    thresholds, rows = metrics["thresholds"], _rows(metrics)
-    limits = [thresholds["max_delta"]] + [thresholds["max_slice_delta"]] * (len(rows) - 1)
-    deltas = [float("nan") if e["delta"] is None else e["delta"] for _, e in rows]
-    fig = Figure(figsize=(max(4.0, 1.2 * len(rows)), 3.2))
-    ax = fig.subplots()
-    colors = [_FAIL_COLOR if limit is not None and d > limit else _FLOAT_COLOR for d, limit in zip(deltas, limits, strict=True)]
-    ax.bar(range(len(rows)), deltas, 0.6, color=colors)
-    for x, limit in enumerate(limits):
-        if limit is not None:
-            ax.hlines(limit, x - 0.4, x + 0.4, colors="black", linestyles="dashed")
-    ax.axhline(0.0, color="grey", linewidth=0.8)
-    ax.set_xticks(range(len(rows)), [name for name, _ in rows], rotation=20, ha="right", **_LITERAL)
-    ax.set_ylabel(f"{thresholds['delta_type']} delta")
-    ax.set_title("degradation (dashed: threshold; red: over it)")
-    return _png(fig)
-
-
-def _pair_plot(title: str, unit: str, labels: Sequence[str], values: Sequence[float | None]) -> str:
-    fig = Figure(figsize=(4.0, 2.6))
-    ax = fig.subplots()
-    shown = [float("nan") if v is None else v for v in values]
-    ax.bar(range(len(labels)), shown, 0.6, color=[_FLOAT_COLOR, _QUANT_COLOR] * (len(labels) // 2))
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_ylabel(unit)
-    ax.set_title(title)
-    return _png(fig)
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _fmt(value: Any) -> str:
     if value is None:
         return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return "n/a" if math.isnan(value) else f"{value:.6g}"
     return html.escape(str(value))
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f'<table class="{cls}"><tr>{head}</tr>{body}</table>'
+
+
+def _bytes(n: Any) -> str:
+    if n is None:
+        return "n/a"
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B"
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or base is None or not base or math.isnan(value) or math.isnan(base):
+        return ""
+    return f"{value / base:.2f}x"
+
+
+def candidates(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every scored candidate as one shape: ``name``, ``id``, ``overall``, ``slices``, ``sizes``, ``latency``,
+    ``verdict``, ``quantization_report``, ``selected``. A metrics.json of one candidate has no ``candidates``
+    section; its top level is that candidate."""
+    if metrics.get("candidates"):
+        return metrics["candidates"]
+    quantized = metrics["models"]["quantized"]
+    return [{"name": quantized.get("quantization_mode") or "quantized", "id": quantized.get("id"),
+             "uri": quantized.get("uri"), "overall": metrics["overall"], "slices": metrics["slices"],
+             "sizes": metrics["sizes"], "latency": metrics["latency_ms"]["quantized"], "verdict": metrics["verdict"],
+             "quantization_report": quantized.get("quantization_report"),
+             "evaluated_sha256": quantized.get("evaluated_sha256"), "selected": True}]
+
+
+def _gated(metrics: dict[str, Any]) -> list[tuple[str, float]]:
+    thresholds = metrics["thresholds"]
+    return [(thresholds["metric"], thresholds["max_delta"])] + [tuple(p) for p in thresholds.get("extra_metrics", [])]
+
+
+def _annotate(ax: Any, bars: Any, texts: Sequence[str]) -> None:
+    for bar, text in zip(bars, texts, strict=True):
+        if text:
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 3),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=_FONT - 1)
+
+
+def _size_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
+    """Bars: the float SavedModel's variables, the float32 TFLite conversion (the honest baseline), each candidate;
+    each candidate labelled with its ratio to the float32 TFLite (else to the variables)."""
+    first = cands[0]["sizes"]
+    report = cands[0].get("quantization_report") or {}
+    float_tflite = first.get("float_tflite_bytes") or (report.get("sizes") or {}).get("float_tflite_bytes")
+    names, values, colors = [], [], []
+    if first.get("float_bytes") is not None:
+        names.append("float\n(SavedModel vars)")
+        values.append(first["float_bytes"])
+        colors.append("#a1b6d8")
+    if float_tflite is not None:
+        names.append("float32\nTFLite")
+        values.append(float_tflite)
+        colors.append(_FLOAT_COLOR)
+    base = float_tflite or first.get("float_bytes")
+    texts = [_bytes(v) for v in values]
+    for i, cand in enumerate(cands):
+        size = cand["sizes"].get("quantized_bytes")
+        names.append(cand["name"])
+        values.append(_number(size))
+        colors.append(_CANDIDATE_COLORS[i % len(_CANDIDATE_COLORS)])
+        texts.append(f"{_bytes(size)}  {_ratio(size, base)}".strip())
+    fig = Figure(figsize=(max(4.5, 1.5 * len(names)), 3.4))
+    ax = fig.subplots()
+    bars = ax.bar(range(len(names)), values, 0.6, color=colors)
+    _annotate(ax, bars, texts)
+    ax.set_xticks(range(len(names)), names, fontsize=_FONT, **_LITERAL)
+    ax.set_ylabel("bytes", fontsize=_FONT)
+    ax.margins(y=0.2)
+    ax.set_title("model size (ratio to the float32 TFLite)" if float_tflite else "model size", fontsize=_FONT + 1)
+    return _png(fig, "model size")
+
+
+def _measured(latency: dict[str, Any], key: str, measure: str) -> float:
+    """``p50_ms`` / ``p95_ms`` of the measure the gate uses (kernel, else end to end)."""
+    if measure == "kernel" and latency.get(f"kernel_{key}") is not None:
+        return _number(latency[f"kernel_{key}"])
+    return _number(latency.get(key))
+
+
+def _latency_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
+    float_latency = metrics["latency_ms"]["float"]
+    measure = metrics["thresholds"].get("latency_measure", "end_to_end")
+    rows = [("float", float_latency, _FLOAT_COLOR)] + [
+        (c["name"], c["latency"], _CANDIDATE_COLORS[i % len(_CANDIDATE_COLORS)]) for i, c in enumerate(cands)]
+    fig = Figure(figsize=(max(4.5, 1.7 * len(rows)), 3.4))
+    ax = fig.subplots()
+    xs = np.arange(len(rows))
+    for offset, key, alpha in ((-0.2, "p50_ms", 1.0), (0.2, "p95_ms", 0.55)):
+        values = [_measured(latency, key, measure) for _, latency, _ in rows]
+        bars = ax.bar(xs + offset, values, 0.38, color=[color for *_, color in rows], alpha=alpha,
+                      label=key.replace("_ms", ""))
+        base = _measured(float_latency, key, measure)
+        _annotate(ax, bars, [f"{v:.3g}" + (f"\n{_ratio(v, base)}" if i else "") for i, v in enumerate(values)])
+    ax.set_xticks(xs, [name for name, *_ in rows], fontsize=_FONT, **_LITERAL)
+    ax.set_ylabel("ms per call", fontsize=_FONT)
+    ax.margins(y=0.3)
+    ax.legend(["p50", "p95 (lighter)"], fontsize=_FONT - 1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title(f"batch-1 latency ({measure.replace('_', ' ')}), p50 and p95 (ratio to float)", fontsize=_FONT + 1)
+    return _png(fig, "batch-1 latency")
+
+
+def _delta_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
+    """Each candidate's degradation of each gated metric with its confidence interval, and the threshold: the
+    axis spans the deltas and thresholds, not 0-1, so a 0.005 delta is visible."""
+    gated = _gated(metrics)
+    confidence = metrics["thresholds"].get("confidence", 0.95)
+    fig = Figure(figsize=(max(4.5, 1.6 * len(cands) * len(gated) + 1.5), 3.6))
+    ax = fig.subplots()
+    labels, x = [], 0
+    for metric, max_delta in gated:
+        start = x
+        for i, cand in enumerate(cands):
+            entry = cand["overall"].get("deltas", {}).get(metric, {"delta": cand["overall"].get("delta")})
+            delta = _number(entry.get("delta"))
+            lower, upper = _number(entry.get("lower")), _number(entry.get("upper"))
+            color = _FAIL_COLOR if delta > max_delta else _CANDIDATE_COLORS[i % len(_CANDIDATE_COLORS)]
+            ax.bar(x, 0.0 if math.isnan(delta) else delta, 0.6, color=color)
+            if not (math.isnan(lower) or math.isnan(upper) or math.isnan(delta)):
+                ax.errorbar(x, delta, yerr=[[delta - lower], [upper - delta]], color="black", capsize=5, lw=1.2)
+            text = "n/a" if math.isnan(delta) else f"{delta:+.4f}"
+            ax.annotate(text, (x, 0 if math.isnan(delta) else delta), xytext=(8, 0), textcoords="offset points",
+                        fontsize=_FONT - 1, va="center")
+            labels.append(f"{cand['name']}\n{metric}" if len(gated) > 1 else cand["name"])
+            x += 1
+        ax.hlines(max_delta, start - 0.45, x - 0.55, colors="black", linestyles="dashed")
+        ax.annotate(f"max {max_delta:g}", (x - 0.55, max_delta), xytext=(3, 3), textcoords="offset points",
+                    fontsize=_FONT - 1)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(x), labels, fontsize=_FONT, **_LITERAL)
+    ax.set_xlim(-0.6, x - 0.4 + 0.6)
+    ax.margins(y=0.25)
+    ax.set_ylabel(f"{metrics['thresholds']['delta_type']} degradation", fontsize=_FONT)
+    ax.set_title(f"degradation vs threshold (bars: point, whiskers: {confidence:.0%} one-sided bounds)",
+                 fontsize=_FONT + 1)
+    return _png(fig, "degradation against the threshold")
+
+
+def _slice_rows(cand: dict[str, Any], metric: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    rows = []
+    for entry in [{"feature": None, "value": "overall", **cand["overall"]}, *cand["slices"]]:
+        name = "overall" if entry["feature"] is None else f"{entry['feature']}={entry['value']}"
+        bounds = entry.get("deltas", {}).get(metric, {"delta": entry.get("delta")})
+        rows.append((name, entry, bounds))
+    return rows
+
+
+def _slice_section(metrics: dict[str, Any], cand: dict[str, Any]) -> str:
+    metric = metrics["metric"]
+    rows = _slice_rows(cand, metric)
+    rows.sort(key=lambda r: -_number(r[2].get("delta")) if not math.isnan(_number(r[2].get("delta"))) else math.inf)
+    table = _table(["slice", "examples", f"float {metric}", f"quantized {metric}", "delta", "lower", "upper",
+                    "agreement" if metrics["task"] == "classification" else "mean relative error"],
+                   [(name, e["num_examples"], e["float"].get(metric), e["quantized"].get(metric), b.get("delta"),
+                     b.get("lower"), b.get("upper"), e.get("agreement")) for name, e, b in rows])
+    sliced = [(name, b) for name, _, b in rows if name != "overall"]
+    degraded = [(name, b) for name, b in sliced if _number(b.get("delta")) > 0]
+    if not sliced:
+        chart = "<p>No slices (no <code>slicing_feature_keys</code>).</p>"
+    elif not degraded:
+        chart = '<p class="good">No degradation on any slice.</p>'
+    else:
+        chart = _slice_chart(metrics, degraded[:_MAX_SLICES_DRAWN])
+    skipped = "".join(f"<li>{html.escape(s['feature'])}={html.escape(s['value'])}: {s['num_examples']} examples</li>"
+                      for s in metrics["skipped_slices"])
+    skipped = (f'<p>Slices under min_slice_size ({metrics["thresholds"]["min_slice_size"]}), not gated:</p>'
+               f"<ul>{skipped}</ul>") if skipped else ""
+    return f"{chart}<p>Sorted worst first; bounds are one-sided at the gate's confidence.</p>{table}{skipped}"
+
+
+def _slice_chart(metrics: dict[str, Any], rows: list[tuple[str, dict[str, Any]]]) -> str:
+    limit = metrics["thresholds"].get("max_slice_delta")
+    fig = Figure(figsize=(7.0, 0.45 * len(rows) + 1.4))
+    ax = fig.subplots()
+    deltas = [_number(b.get("delta")) for _, b in rows]
+    ys = np.arange(len(rows))[::-1]
+    colors = [_FAIL_COLOR if limit is not None and d > limit else _QUANT_COLOR for d in deltas]
+    ax.barh(ys, deltas, 0.6, color=colors)
+    for y, (_, b), d in zip(ys, rows, deltas, strict=True):
+        upper = _number(b.get("upper"))
+        if not math.isnan(upper):
+            ax.plot([d, upper], [y, y], color="black", lw=1)
+        ax.annotate(f"{d:+.4f}", (d, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=_FONT - 1)
+    if limit is not None:
+        ax.axvline(limit, color="black", linestyle="dashed")
+    ax.set_yticks(ys, [name for name, _ in rows], fontsize=_FONT, **_LITERAL)
+    ax.set_xlabel(f"{metrics['thresholds']['delta_type']} degradation of {metrics['metric']} (line: to the upper "
+                  "bound)", fontsize=_FONT)
+    ax.margins(x=0.25)
+    ax.set_title("degraded slices" + (f" (dashed: max_slice_delta {limit:g})" if limit is not None else ""),
+                 fontsize=_FONT + 1)
+    return _png(fig, "degraded slices")
+
+
+def _matrix_chart(matrix: list[list[int]], title: str, ylabel: str, xlabel: str) -> str:
+    values = np.array(matrix)
+    k = len(values)
+    fig = Figure(figsize=(1.0 + 0.6 * max(k, 3), 0.8 + 0.6 * max(k, 3)))
+    ax = fig.subplots()
+    ax.imshow(values, cmap="Blues")
+    high = values.max() if values.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(values[i, j]), ha="center", va="center", fontsize=_FONT,
+                    color="white" if values[i, j] > high / 2 else "black")
+    ax.set_xticks(range(k), [str(c) for c in range(k)], fontsize=_FONT)
+    ax.set_yticks(range(k), [str(c) for c in range(k)], fontsize=_FONT)
+    ax.set_xlabel(xlabel, fontsize=_FONT)
+    ax.set_ylabel(ylabel, fontsize=_FONT)
+    ax.set_title(title, fontsize=_FONT + 1)
+    return _png(fig, title)
+
+
+def _classifier_section(cand: dict[str, Any]) -> str:
+    overall = cand["overall"]
+    confusion = overall.get("confusion")
+    if not confusion:
+        return ""
+    charts = (_matrix_chart(confusion["float"], "float: label x predicted", "label", "predicted class")
+              + _matrix_chart(confusion["quantized"], f"{cand['name']}: label x predicted", "label",
+                              "predicted class")
+              + _matrix_chart(confusion["disagreement"], f"float x {cand['name']} predictions", "float class",
+                              f"{cand['name']} class"))
+    off = int(np.sum(confusion["disagreement"]) - np.trace(np.array(confusion["disagreement"])))
+    recall_f, recall_q = overall["float"].get("recall", {}), overall["quantized"].get("recall", {})
+    recall = _table(["class", "examples", "float recall", f"{cand['name']} recall", "change"],
+                    [(c, int(np.sum(confusion["float"][int(c)])), recall_f[c], recall_q.get(c),
+                      None if recall_q.get(c) is None or recall_f[c] is None else recall_q[c] - recall_f[c])
+                     for c in recall_f])
+    return (f"<h3>{html.escape(cand['name'])}</h3>{charts}"
+            f"<p>{off} of {overall['num_examples']} examples predicted differently by the two models.</p>"
+            f"<h4>Per-class recall</h4>{recall}")
+
+
+def _quantization_section(cand: dict[str, Any]) -> str:
+    report = cand.get("quantization_report")
+    name = html.escape(cand["name"])
+    if not report:
+        return f"<h3>{name}</h3><p>No quantization_report.json beside this model.</p>"
+    rep = report.get("representative_dataset") or {}
+    sizes = report.get("sizes") or {}
+    settings = [("mode", report.get("mode")), ("engine", report.get("engine")),
+                ("signature", report.get("signature_name")), ("I/O dtype", report.get("io_dtype")),
+                ("calibration examples", rep.get("num_examples")), ("calibration seed", rep.get("seed")),
+                ("calibration data", rep.get("uri")),
+                ("denylisted ops", ", ".join(report.get("denylisted_ops") or []) or "none"),
+                ("float fallback allowed", report.get("allow_float_fallback")),
+                ("float32 TFLite bytes", sizes.get("float_tflite_bytes")),
+                ("ratio to float32 TFLite", sizes.get("ratio_to_float_tflite")),
+                ("sha256", report.get("sha256"))]
+    readiness = report.get("edge_tpu_readiness")
+    if readiness:
+        settings.append(("Edge TPU / integer-only ready (static check)", readiness.get("ready")))
+    ops = report.get("ops") or {}
+    dtypes = sorted({d for counts in (ops.get("ops") or {}).values() for d in counts})
+    op_table = _table(["op", *dtypes], [(op, *[counts.get(d, 0) for d in dtypes])
+                                         for op, counts in sorted((ops.get("ops") or {}).items())])
+    coarse = [(f, s.get("step"), s.get("std"), s.get("step_over_std"), s.get("distinct_levels"))
+              for f, s in sorted((report.get("input_steps") or {}).items()) if s.get("coarse")]
+    warnings = list(report.get("warnings") or [])
+    if readiness and not readiness.get("ready"):
+        warnings += [f"Edge TPU: {r}" for r in readiness.get("reasons") or []]
+    warned = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+    coarse_table = (_table(["coarse input", "int8 step", "std", "step / std", "distinct levels"], coarse)
+                    if coarse else "<p>No coarse int8 input.</p>")
+    return (f"<h3>{name}</h3>{_table(['setting', 'value'], settings, 'left')}"
+            f"<h4>Ops by dtype</h4>{op_table}<h4>Inputs</h4>{coarse_table}"
+            + (f'<ul class="warn">{warned}</ul>' if warned else ""))
+
+
+def _candidate_table(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
+    metric = metrics["metric"]
+    rows = []
+    for cand in cands:
+        verdict, overall = cand["verdict"], cand["overall"]
+        rows.append((("▶ " if cand.get("selected") else "") + cand["name"], cand.get("id"),
+                     "passes" if verdict["blessed"] else "fails", cand["sizes"].get("quantized_bytes"),
+                     cand["latency"].get("p50_ms"), cand["latency"].get("p95_ms"), overall["quantized"].get(metric),
+                     overall.get("delta"), overall.get("delta_upper"), "; ".join(verdict.get("reasons") or [])))
+    return _table(["candidate", "model id", "thresholds", "bytes", "p50 ms", "p95 ms", f"quantized {metric}",
+                   "delta", "upper bound", "why not"], rows)
 
 
 def render_html(metrics: dict[str, Any]) -> str:
     """The report page for a ``metrics.json`` dict; it names the verdict in its title and first heading."""
-    metric, verdict, sizes, latency = metrics["metric"], metrics["verdict"], metrics["sizes"], metrics["latency_ms"]
+    metric, verdict, thresholds = metrics["metric"], metrics["verdict"], metrics["thresholds"]
+    cands = candidates(metrics)
     word = "BLESSED" if verdict["blessed"] else "NOT BLESSED"
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in verdict["reasons"])
-    slice_rows = [(name, e["num_examples"], _value(e, "float", metric), _value(e, "quantized", metric), e["delta"],
-                   e["agreement"]) for name, e in _rows(metrics)]
-    skipped = "".join(f"<li>{html.escape(s['feature'])}={html.escape(s['value'])}: {s['num_examples']} examples</li>"
-                      for s in metrics["skipped_slices"])
+    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in verdict.get("warnings") or [])
+    bound = thresholds.get("delta_bound", "point")
+    confidence = thresholds.get("confidence", 0.95)
+    gated = " and ".join(f"<b>{html.escape(m)}</b> ≤ {d:g}" for m, d in _gated(metrics))
+    compared = (f"its {confidence:.0%} upper confidence bound" if bound == "upper"
+                else f"the point degradation (its {confidence:.0%} upper bound is reported beside it)")
+    run = metrics.get("run") or {}
+    host = metrics.get("latency_host") or {}
+    selected = [c for c in cands if c.get("selected")]
+    chosen = selected[0] if selected else cands[0]
     models = metrics["models"]
+    selection = (f"<p>{len(cands)} candidates; selection <code>{html.escape(str(metrics.get('selection')))}</code>"
+                 f" chose <b>{html.escape(chosen['name'])}</b>" + ("" if verdict["blessed"] else " (none passes)")
+                 + ".</p>" + _candidate_table(metrics, cands)) if len(cands) > 1 else ""
+    classifier = "".join(_classifier_section(c) for c in cands) if metrics["task"] == "classification" else ""
+    threads = host.get("tflite_threads")
+    host_text = (f"Latency ({html.escape(str(thresholds.get('latency_measure', 'end_to_end')))}: kernel is the "
+                 "model call alone on inputs already set, end to end adds input quantization and copies; both are in "
+                 f"metrics.json) {html.escape(str(host.get('note', 'measured on the evaluating host')))}: "
+                 f"{html.escape(str(host.get('cpu', 'unknown CPU')))}, {host.get('usable_cpus', '?')} of "
+                 f"{host.get('logical_cpus', '?')} logical CPUs usable, TFLite threads: "
+                 f"{threads if threads is not None else 'interpreter default'}; batch 1, "
+                 f"{metrics['latency_ms']['float'].get('calls', '?')} timed calls per model after warm-up.")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>QuantizationEvaluator: {word}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:70em}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}} th{{background:#eee}}
-.verdict{{padding:.5em 1em;color:white;background:{'#55a868' if verdict['blessed'] else _FAIL_COLOR}}}
-img{{margin:.5em 1em .5em 0}}</style></head><body>
+<style>body{{font-family:sans-serif;margin:1.5em 2em;max-width:78em;font-size:15px}}
+table{{border-collapse:collapse;margin:.8em 0}} td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}
+th{{background:#eee}} table.left td{{text-align:left}} code{{background:#f4f4f4}}
+.verdict{{padding:.5em 1em;color:white;background:{_OK_COLOR if verdict['blessed'] else _FAIL_COLOR}}}
+.warn li{{color:#8a5a00}} .good{{color:#2e7d32;font-weight:bold}} .meta{{color:#555}}
+img.chart{{margin:.5em 1em .5em 0;vertical-align:top}}</style></head><body>
 <h1 class="verdict">{word}</h1>
-<p>{html.escape(verdict['reason'])}</p>{f'<ul>{reasons}</ul>' if reasons else ''}
-<p>Gate: {metrics['thresholds']['delta_type']} delta of <b>{html.escape(metric)}</b> (degradation, positive = the
-quantized model is worse) = {_fmt(verdict['delta'])}, threshold {_fmt(verdict['threshold'])}.
-Split <code>{html.escape(metrics['split'])}</code>, label <code>{html.escape(metrics['label_key'])}</code>.</p>
-<h2>{html.escape(metric)} per slice</h2>
-{_metric_plot(metrics)}{_delta_plot(metrics)}
-{_table(["slice", "examples", f"float {metric}", f"quantized {metric}", "delta",
-         "agreement" if metrics["task"] == "classification" else "mean relative error"], slice_rows)}
-{f'<p>Slices under min_slice_size ({metrics["thresholds"]["min_slice_size"]}), not gated:</p><ul>{skipped}</ul>'
- if skipped else ''}
-<h2>Size and latency</h2>
-{_pair_plot("model size", "bytes", ["float", "quantized"], [sizes["float_bytes"], sizes["quantized_bytes"]])}
-{_pair_plot("batch-1 latency", "ms", ["float p50", "quant p50", "float p95", "quant p95"],
-            [latency["float"]["p50_ms"], latency["quantized"]["p50_ms"],
-             latency["float"]["p95_ms"], latency["quantized"]["p95_ms"]])}
-{_table(["model", "bytes", "p50 ms", "p95 ms", "artifact"],
-        [("float", sizes["float_bytes"], latency["float"]["p50_ms"], latency["float"]["p95_ms"],
-          models["float"]["uri"]),
-         ("quantized", sizes["quantized_bytes"], latency["quantized"]["p50_ms"], latency["quantized"]["p95_ms"],
-          models["quantized"]["uri"])])}
+<p><b>{html.escape(verdict['reason'])}</b></p>{f'<ul>{reasons}</ul>' if reasons else ''}
+<p>Rule: {gated} ({html.escape(thresholds['delta_type'])} degradation of <b>{html.escape(chosen['name'])}</b>
+against the float model, positive = the quantized model is worse), judged on {compared}, on at least
+{thresholds.get('min_examples', 1)} examples. Point delta {_fmt(verdict['delta'])}, upper bound
+{_fmt(verdict.get('delta_upper'))}, threshold {_fmt(verdict['threshold'])}.</p>
+{f'<p>Split too small for the threshold?</p><ul class="warn">{warnings}</ul>' if warnings else ''}
+<p class="meta">Pipeline <code>{_fmt(run.get('pipeline_name'))}</code>, run <code>{_fmt(run.get('run_id'))}</code>;
+split <code>{html.escape(metrics['split'])}</code> ({metrics['overall']['num_examples']} scored examples), label
+<code>{html.escape(metrics['label_key'])}</code>; float model <code>{_fmt(models['float'].get('uri'))}</code>;
+quantized model sha256 <code>{_fmt(chosen.get('evaluated_sha256'))}</code>.</p>
+{selection}
+<h2>Size, latency, {html.escape(metric)}</h2>
+{_size_chart(metrics, cands)}{_latency_chart(metrics, cands)}{_delta_chart(metrics, cands)}
+<p class="meta">{host_text}</p>
+<h2>{html.escape(metric)} per slice ({html.escape(chosen['name'])})</h2>
+{_slice_section(metrics, chosen)}
+{f'<h2>Confusion and disagreement</h2>{classifier}' if classifier else ''}
+<h2>Quantization settings</h2>
+{''.join(_quantization_section(c) for c in cands)}
 <h2>Thresholds</h2>
-{_table(list(metrics["thresholds"]), [list(metrics["thresholds"].values())])}
+{_table(list(thresholds), [[str(v) if isinstance(v, list) else v for v in thresholds.values()]])}
 </body></html>
 """

@@ -26,8 +26,23 @@ MAX_SLICE_DELTA_KEY = "max_slice_delta"
 MIN_AGREEMENT_KEY = "min_agreement"
 MAX_MODEL_BYTES_KEY = "max_model_bytes"
 MAX_LATENCY_MS_KEY = "max_latency_ms"
+LATENCY_MEASURE_KEY = "latency_measure"
 SIGNATURE_NAME_KEY = "signature_name"
 NONFINITE_INPUTS_KEY = "nonfinite_inputs"
+# Gated metrics beyond METRIC_KEY's, with their max_delta: a JSON list of [metric, max_delta] pairs.
+EXTRA_METRICS_KEY = "extra_metrics"
+DELTA_BOUND_KEY = "delta_bound"
+CONFIDENCE_KEY = "confidence"
+MIN_EXAMPLES_KEY = "min_examples"
+SELECTION_KEY = properties.SELECTION
+# Further candidates, each its own optional channel (Kubeflow v2 compiles one channel per input key, no union):
+# quantized_model_1 ... quantized_model_{MAX_CANDIDATES - 1}, beside quantized_model.
+MAX_CANDIDATES = 6
+
+
+def candidate_key(index: int) -> str:
+    """The input key of the ``index``-th candidate (0: ``quantized_model``)."""
+    return QUANTIZED_MODEL_KEY if index == 0 else f"{QUANTIZED_MODEL_KEY}_{index}"
 
 
 class QuantizationEvaluatorSpec(ComponentSpec):
@@ -45,12 +60,20 @@ class QuantizationEvaluatorSpec(ComponentSpec):
         MIN_AGREEMENT_KEY: ExecutionParameter(type=float, optional=True),
         MAX_MODEL_BYTES_KEY: ExecutionParameter(type=int, optional=True),
         MAX_LATENCY_MS_KEY: ExecutionParameter(type=float, optional=True),
+        LATENCY_MEASURE_KEY: ExecutionParameter(type=str, optional=True),
         SIGNATURE_NAME_KEY: ExecutionParameter(type=str, optional=True),
         NONFINITE_INPUTS_KEY: ExecutionParameter(type=str),
+        EXTRA_METRICS_KEY: ExecutionParameter(type=str, optional=True),
+        DELTA_BOUND_KEY: ExecutionParameter(type=str, optional=True),
+        CONFIDENCE_KEY: ExecutionParameter(type=float, optional=True),
+        MIN_EXAMPLES_KEY: ExecutionParameter(type=int, optional=True),
+        SELECTION_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         QUANTIZED_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        **{candidate_key(i): ChannelParameter(type=standard_artifacts.Model, optional=True)
+           for i in range(1, MAX_CANDIDATES)},
         EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
         # The graph the Quantizer calibrated through (raw examples -> the signature's transformed inputs).
         TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),

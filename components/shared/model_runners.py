@@ -6,7 +6,7 @@ outputs, so callers compare the two models without caring how either is quantize
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -27,8 +27,13 @@ def quantize_array(x: np.ndarray, scale: float, zero_point: int, dtype: np.dtype
     if not scale > 0:
         raise ValueError(f"quantization scale must be > 0, got {scale}")
     info = np.iinfo(dtype)
-    q = np.round(np.asarray(x, dtype=np.float64) / scale) + zero_point
-    return np.clip(q, info.min, info.max).astype(dtype)
+    # float32 throughout, in one buffer: TFLite's own QUANTIZE op computes in float32 too, and float64 temporaries
+    # made this the costliest part of a batch-1 call.
+    q = np.divide(np.asarray(x, dtype=np.float32), np.float32(scale), dtype=np.float32)
+    np.rint(q, out=q)
+    q += np.float32(zero_point)
+    np.clip(q, info.min, info.max, out=q)
+    return q.astype(dtype)
 
 
 def _per_tensor_params(details: dict) -> tuple[float, int]:
@@ -70,11 +75,18 @@ class TFLiteRunner:
                     content = f.read()
             self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
             self._interpreter.allocate_tensors()
-            self._runner = self._interpreter.get_signature_runner(TFLITE_SIGNATURE)
+            runner = self._interpreter.get_signature_runner(TFLITE_SIGNATURE)
             # Read here, inside the try: a damaged file can load and still hold names that are not UTF-8.
-            self._input_details = self._runner.get_input_details()
-            self._output_details = self._runner.get_output_details()
+            self._input_details = runner.get_input_details()
+            self._output_details = runner.get_output_details()
             _check_quantization(self._input_details, self._output_details)
+            # One signature is the first subgraph: it is driven through the interpreter itself, which re-allocates
+            # only when the batch shape changes (the signature runner resizes and allocates on every call). The
+            # runner is then dropped: the interpreter refuses to resize while anything else holds its wrapper.
+            self._single_signature = len(self._interpreter.get_signature_list()) == 1
+            self._runner = None if self._single_signature else runner
+            del runner
+            self._shapes: tuple[tuple[int, ...], ...] | None = None
         except Exception as e:  # the interpreter raises ValueError, RuntimeError or UnicodeDecodeError by damage
             raise ValueError(
                 f"cannot load TFLite model {model_path}: {e}; expected a TFLite flatbuffer with a "
@@ -108,8 +120,7 @@ class TFLiteRunner:
         """The signature's output names, sorted."""
         return sorted(self._output_details)
 
-    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs one batch (the interpreter is resized to its size); outputs by name, quantized/float ones as float32."""
+    def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         _check_inputs(self.model_path, self._input_details, inputs)
         feed = {}
         for name, details in self._input_details.items():
@@ -120,7 +131,37 @@ class TFLiteRunner:
             if dtype in _QUANTIZED_DTYPES and value.dtype != dtype and scale:
                 value = quantize_array(value, scale, zero_point, dtype)
             feed[name] = value.astype(dtype, copy=False)
-        raw = self._runner(**feed)
+        return feed
+
+    def kernel(self, inputs: dict[str, np.ndarray]) -> Callable[[], object] | None:
+        """A call that runs the model alone (``Interpreter.invoke``) on ``inputs``, quantized and set once here: what
+        the model costs without our Python around it. ``None`` for a model with several signatures (``invoke``
+        runs the first subgraph only)."""
+        if not self._single_signature:
+            return None
+        self._set_inputs(self._feed(inputs))
+        return self._interpreter.invoke
+
+    def _set_inputs(self, feed: dict[str, np.ndarray]) -> None:
+        shapes = tuple(value.shape for value in feed.values())
+        if shapes != self._shapes:
+            for name, value in feed.items():
+                self._interpreter.resize_tensor_input(self._input_details[name]["index"], value.shape)
+            self._interpreter.allocate_tensors()
+            self._shapes = shapes
+        for name, value in feed.items():
+            self._interpreter.set_tensor(self._input_details[name]["index"], value)
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs one batch (the interpreter is resized when its size changes); outputs by name, quantized/float ones
+        as float32."""
+        feed = self._feed(inputs)
+        if self._single_signature:
+            self._set_inputs(feed)
+            self._interpreter.invoke()
+            raw = {name: self._interpreter.get_tensor(d["index"]) for name, d in self._output_details.items()}
+        else:
+            raw = self._runner(**feed)
         outputs = {}
         for name, value in raw.items():
             details = self._output_details[name]
@@ -145,9 +186,17 @@ class SavedModelRunner:
         """The signature's inputs, sorted by name."""
         return list(self._specs)
 
+    def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, tf.Tensor]:
+        _check_inputs(self.signature_name, [spec.name for spec in self._specs], inputs)
+        return {spec.name: tf.constant(np.asarray(inputs[spec.name]), dtype=spec.dtype) for spec in self._specs}
+
+    def kernel(self, inputs: dict[str, np.ndarray]) -> Callable[[], object]:
+        """A call that runs the signature alone on ``inputs`` already made tensors (it still pays TensorFlow's
+        function dispatch, which is part of serving a SavedModel)."""
+        feed = self._feed(inputs)
+        return lambda: self._fn(**feed)
+
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs one batch and returns the outputs by name (floating ones as float32, others keep their dtype)."""
-        _check_inputs(self.signature_name, [spec.name for spec in self._specs], inputs)
-        feed = {spec.name: tf.constant(np.asarray(inputs[spec.name]), dtype=spec.dtype) for spec in self._specs}
-        outputs = {name: value.numpy() for name, value in self._fn(**feed).items()}
+        outputs = {name: value.numpy() for name, value in self._fn(**self._feed(inputs)).items()}
         return {name: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v for name, v in outputs.items()}

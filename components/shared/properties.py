@@ -64,6 +64,15 @@ SERVING_SIGNATURE_AGREEMENT = "serving_signature_agreement"
 METRICS_PATH = "metrics_path"
 # On the blessing: the sha256 of the model.tflite bytes the verdict was computed on; the pusher pushes only those.
 EVALUATED_SHA256 = "evaluated_sha256"
+# With several quantized candidates: the blessing's CURRENT_MODEL_ID / CURRENT_MODEL_URI / EVALUATED_SHA256 name the
+# one candidate ``selection`` chose (the pusher ships exactly that one, from a model channel holding several);
+# SELECTION is the rule ('smallest' | 'fastest'), CANDIDATE_IDS the ids of every candidate scored (a JSON list).
+SELECTION = "selection"
+CANDIDATE_IDS = "candidate_ids"
+# The degradation's one-sided upper confidence bound (at CONFIDENCE), and which of point / upper the gate compared.
+DELTA_UPPER = "delta_upper"
+DELTA_BOUND = "delta_bound"
+CONFIDENCE = "confidence"
 
 
 def float_metric(metric: str) -> str:

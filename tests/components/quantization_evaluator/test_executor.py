@@ -117,7 +117,9 @@ def test_metrics_json_records_sizes_latency_thresholds(blessed, demo_quantized) 
     assert metrics["sizes"]["quantized_bytes"] == os.path.getsize(demo_quantized.tflite_path)
     for model in ("float", "quantized"):
         latency = metrics["latency_ms"][model]
-        assert 0 < latency["p50_ms"] <= latency["p95_ms"] and latency["calls"] == 300
+        assert 0 < latency["p50_ms"] <= latency["p95_ms"] and 50 <= latency["calls"] <= 300
+        assert 0 < latency["kernel_p50_ms"] <= latency["kernel_p95_ms"]
+    assert metrics["thresholds"]["latency_measure"] == "kernel"
     assert metrics["thresholds"]["max_delta"] == 0.01 and metrics["thresholds"]["min_agreement"] == 0.9
     assert metrics["verdict"]["blessed"] is True and metrics["models"]["float"]["signature_name"] == "serving_features"
 
@@ -294,3 +296,48 @@ def test_metrics_json_is_strict_even_for_undefined_values(blessed, tmp_path) -> 
     write_evaluation_files(str(tmp_path), metrics)
     written = _strict_json(str(tmp_path / "metrics.json"))
     assert written["overall"]["agreement"] is None and written["latency_ms"]["float"]["p95_ms"] is None
+
+
+def test_a_tiny_split_passes_on_the_point_delta_but_not_on_its_upper_bound(run_evaluator, make_examples,
+                                                                           demo_quantized) -> None:
+    tiny_split = make_examples({"eval": demo_quantized.eval_records[:40]})
+    point = run_evaluator("tiny_point", examples=tiny_split)
+    upper = run_evaluator("tiny_upper", examples=tiny_split, delta_bound="upper")
+    metrics = _metrics(upper)
+    delta, bound = metrics["overall"]["delta"], metrics["overall"]["delta_upper"]
+    assert delta <= 0.01 < bound  # the same scores: the point delta passes, its 95 % bound does not
+    assert point.blessing_property("blessed") == 1 and upper.blessing_property("blessed") == 0
+    assert "the 95% upper confidence bound of the absolute delta of accuracy on overall is" in \
+        upper.blessing_property("reason")
+    assert upper.blessing_property("delta_upper") == pytest.approx(bound)
+    assert upper.blessing_property("delta_bound") == "upper"
+    assert metrics["overall"]["deltas"]["accuracy"]["method"] == "newcombe_paired_score"
+    # 1/40 > 0.01: said in the verdict (and the report), without refusing.
+    (warning,) = [w for w in _metrics(point)["verdict"]["warnings"] if "one flipped prediction" in w]
+    assert "by 0.025 > max_delta 0.01: 40 examples are too few" in warning
+
+
+def test_fewer_examples_than_min_examples_are_not_blessed(run_evaluator, make_examples, demo_quantized) -> None:
+    five = make_examples({"eval": demo_quantized.eval_records[:5]})
+    run = run_evaluator("five", examples=five, max_delta=1.0)
+    assert run.blessing_property("blessed") == 0
+    assert "only 5 examples of the eval split were scored < min_examples 30" in run.blessing_property("reason")
+    assert run_evaluator("five_allowed", examples=five, max_delta=1.0, min_examples=5).blessing_property("blessed")
+
+
+def test_metrics_json_has_confusion_and_disagreement_matrices(blessed, predictions) -> None:
+    overall = _metrics(blessed)["overall"]
+    labels, float_cls, quant_cls = predictions["labels"], predictions["float"], predictions["quantized"]
+    for model, classes in (("float", float_cls), ("quantized", quant_cls)):
+        expected = np.zeros((3, 3), dtype=int)
+        np.add.at(expected, (labels, classes), 1)
+        assert overall["confusion"][model] == expected.tolist()
+    disagreement = np.zeros((3, 3), dtype=int)
+    np.add.at(disagreement, (float_cls, quant_cls), 1)
+    assert overall["confusion"]["disagreement"] == disagreement.tolist()
+    paired = overall["paired"]
+    assert paired["float_only_correct"] == int(((float_cls == labels) & (quant_cls != labels)).sum())
+    assert sum(paired.values()) == overall["num_examples"]
+    for entry in [overall, *_metrics(blessed)["slices"]]:
+        bounds = entry["deltas"]["accuracy"]
+        assert bounds["lower"] <= bounds["delta"] <= bounds["upper"]

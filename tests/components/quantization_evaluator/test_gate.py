@@ -9,6 +9,7 @@ import pytest
 from components.quantization_evaluator.gate import (
     METRICS,
     GateInputs,
+    MetricValues,
     SliceValues,
     Thresholds,
     degradation,
@@ -16,8 +17,10 @@ from components.quantization_evaluator.gate import (
 )
 
 
-def _inputs(float_value: float | None = 0.99, quant_value: float | None = 0.985, **kwargs: object) -> GateInputs:
-    return GateInputs(overall=SliceValues("overall", 100, float_value, quant_value), **kwargs)
+def _inputs(float_value: float | None = 0.99, quant_value: float | None = 0.985, delta_upper: float | None = None,
+            others: dict[str, MetricValues] | None = None, **kwargs: object) -> GateInputs:
+    return GateInputs(overall=SliceValues("overall", 100, float_value, quant_value, delta_upper, others or {}),
+                      **kwargs)
 
 
 ISLANDS = (SliceValues("island=Biscoe", 50, 0.98, 0.90), SliceValues("island=Dream", 10, 1.0, 0.5))
@@ -61,7 +64,28 @@ CASES = [
     ("size-over", _inputs(model_bytes=1001), Thresholds(max_model_bytes=1000), False, "1001 bytes"),
     ("size-unknown", _inputs(), Thresholds(max_model_bytes=1000), False, "size is unknown"),
     ("latency-ok", _inputs(latency_p95_ms=0.5), Thresholds(max_latency_ms=1.0), True, ""),
-    ("latency-over", _inputs(latency_p95_ms=2.0), Thresholds(max_latency_ms=1.0), False, "p95 latency 2 ms"),
+    ("latency-over", _inputs(latency_p95_ms=2.0), Thresholds(max_latency_ms=1.0), False, "p95 latency 2 ms (kernel)"),
+    ("too-few-examples", GateInputs(SliceValues("overall", 1, 1.0, 1.0)), Thresholds(), False,
+     "only 1 examples of the eval split were scored < min_examples 30"),
+    ("min-examples-lowered", GateInputs(SliceValues("overall", 1, 1.0, 1.0)), Thresholds(min_examples=1), True, ""),
+    ("upper-bound-passes", _inputs(delta_upper=0.008), Thresholds(delta_bound="upper"), True, ""),
+    ("upper-bound-over-where-point-passes", _inputs(delta_upper=0.04), Thresholds(delta_bound="upper"), False,
+     "the 95% upper confidence bound of the absolute delta of accuracy on overall is 0.04 > max 0.01 (point delta "
+     "0.005"),
+    ("upper-bound-ignored-for-point", _inputs(delta_upper=0.04), Thresholds(), True, ""),
+    ("upper-bound-undefined", _inputs(delta_upper=math.nan), Thresholds(delta_bound="upper"), False,
+     "upper confidence bound of the absolute delta of accuracy on overall is undefined"),
+    ("second-metric-over", _inputs(others={"auc": MetricValues(0.99, 0.97)}),
+     Thresholds(extra_metrics=(("auc", 0.01),)), False, "absolute delta of auc on overall is 0.02 > max 0.01"),
+    ("second-metric-within", _inputs(others={"auc": MetricValues(0.99, 0.985)}),
+     Thresholds(extra_metrics=(("auc", 0.01),)), True, ""),
+    ("second-metric-missing", _inputs(), Thresholds(extra_metrics=(("auc", 0.01),)), False, "auc on overall is undefined"),
+    ("second-metric-upper-bound", _inputs(delta_upper=0.0, others={"auc": MetricValues(0.99, 0.99, 0.02)}),
+     Thresholds(delta_bound="upper", extra_metrics=(("auc", 0.01),)), False, "bound of the absolute delta of auc"),
+    ("second-metric-on-slices", _inputs(others={"auc": MetricValues(0.99, 0.99)},
+                                        slices=(SliceValues("island=Biscoe", 50, 0.9, 0.9,
+                                                            others={"auc": MetricValues(0.9, 0.7)}),)),
+     Thresholds(extra_metrics=(("auc", 0.01),), max_slice_delta=0.05), False, "auc on island=Biscoe"),
 ]
 
 
@@ -115,6 +139,15 @@ def test_degradation_follows_the_metric_direction(metric: str, float_value: floa
     (Thresholds(max_model_bytes=-5), "max_model_bytes is a budget and must be > 0"),
     (Thresholds(max_latency_ms=0), "max_latency_ms is a budget and must be > 0"),
     (Thresholds(max_latency_ms=math.nan), "max_latency_ms must be a finite number"),
+    (Thresholds(delta_bound="lower"), "delta_bound must be one of"),
+    (Thresholds(confidence=0.4), "confidence is the one-sided level"),
+    (Thresholds(confidence=1.0), "confidence is the one-sided level"),
+    (Thresholds(min_examples=0), "min_examples must be an integer >= 1"),
+    (Thresholds(extra_metrics=(("accuracy", 0.1),)), "each metric once"),
+    (Thresholds(extra_metrics=(("mse", 0.1),)), "mix classification and regression"),
+    (Thresholds(extra_metrics=(("f1", 0.1),)), "unknown metric 'f1'"),
+    (Thresholds(extra_metrics=(("auc", math.nan),)), "max_delta of auc must be a finite number"),
+    (Thresholds(latency_measure="wall"), "latency_measure must be one of"),
 ])
 def test_invalid_thresholds_are_refused(thresholds: Thresholds, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
@@ -138,3 +171,24 @@ def test_a_serving_path_compared_on_no_example_is_not_blessed() -> None:
         "the model's serving path (serving_default) could not be compared with the transformed-feature path "
         "(serving_features) on any example (no finite output)"]
     assert gate(_inputs(0.9, 0.9, serving_agreement=None), Thresholds()).blessed  # not compared: no rule
+
+
+def test_the_verdict_reports_every_metrics_delta_and_bound() -> None:
+    result = gate(_inputs(delta_upper=0.03, others={"auc": MetricValues(0.98, 0.97, 0.05)}),
+                  Thresholds(extra_metrics=(("auc", 0.02),)).validate())
+    assert result.blessed and result.delta == pytest.approx(0.005) and result.delta_upper == 0.03
+    assert result.deltas["auc"] == {"delta": pytest.approx(0.01), "delta_upper": 0.05, "threshold": 0.02}
+
+
+@pytest.mark.parametrize(("n", "upper", "warned"), [
+    (102, 0.012, []),
+    (90, 0.012, ["one flipped prediction moves the absolute accuracy delta by 0.01111 > max_delta 0.01: 90 "
+                 "examples are too few for this threshold"]),
+    (1000, 0.03, ["upper confidence bound of the accuracy delta is 0.03, 0.025 above the point delta"]),
+])
+def test_a_split_too_small_for_the_threshold_is_said(n: int, upper: float, warned: list[str]) -> None:
+    result = gate(GateInputs(SliceValues("overall", n, 0.99, 0.985, upper)), Thresholds().validate())
+    assert result.blessed and len(result.warnings) == len(warned)
+    for warning, expected in zip(result.warnings, warned, strict=True):
+        assert expected in warning
+    assert result.reason == "blessed: every threshold passed"  # a warning is no refusal

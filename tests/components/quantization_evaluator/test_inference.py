@@ -8,10 +8,12 @@ import tensorflow as tf
 from tfx_bsl.coders import example_coder
 
 from components.quantization_evaluator.inference import (
-    ParseExamplesDoFn,
-    PredictDoFn,
+    BatchParser,
+    ParserSpec,
+    ScoreDoFn,
     decode_labels,
     decode_slice_values,
+    feature_kinds,
     measure_latency,
     parse_examples,
 )
@@ -80,23 +82,71 @@ def test_string_labels_are_refused_with_the_fix() -> None:
         decode_labels(_decoded(), "island", "Examples artifact 'x' split 'eval'")
 
 
-def test_parse_dofn_decodes_inputs_labels_and_slices_in_one_batch() -> None:
-    dofn = ParseExamplesDoFn(SPECS, "species", ["island"], "test")
-    dofn.setup()  # as Beam does: it loads the transform graph when there is one
-    (parsed,) = dofn.process(EXAMPLES)
-    np.testing.assert_array_equal(parsed.inputs["x"], [[1.0], [2.0], [3.0], [4.0]])
-    assert parsed.inputs["x"].dtype == np.float32
-    assert list(parsed.slice_values) == ["island"] and len(parsed.labels) == 4
+def _assert_same(fast, exact) -> None:
+    assert fast.inputs.keys() == exact.inputs.keys()
+    for name in exact.inputs:
+        np.testing.assert_array_equal(fast.inputs[name], exact.inputs[name])
+        assert fast.inputs[name].dtype == exact.inputs[name].dtype
+    np.testing.assert_array_equal(fast.labels, exact.labels)
+    assert {k: list(v) for k, v in fast.slice_values.items()} == {k: list(v) for k, v in exact.slice_values.items()}
+    assert fast.nonfinite_inputs.keys() == exact.nonfinite_inputs.keys()
+
+
+def test_batch_parser_matches_the_tfx_bsl_path() -> None:
+    """The one-pass parse_example decoder gives what tfx_bsl gives: absent, empty and repeated labels, int and
+    bytes slices, bad UTF-8, NaN inputs."""
+    bad_utf8 = tf.train.Example(features=tf.train.Features(feature={
+        "x": tf.train.Feature(float_list=tf.train.FloatList(value=[float("nan")])),
+        "species": tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
+        "year": tf.train.Feature(int64_list=tf.train.Int64List(value=[2009])),
+        "island": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"Dr\xffeam"]))})).SerializeToString()
+    records = EXAMPLES + [bad_utf8]
+    kinds = feature_kinds(_decoded())
+    parser = BatchParser(SPECS, "species", ["island", "year"], "test", kinds)
+    assert parser._feature_spec is not None  # the fast path is the one under test
+    fast = parser(records)
+    _assert_same(fast, parse_examples(records, SPECS, "species", ["island", "year"], "test"))
+    assert list(fast.slice_values["year"]) == ["2007", None, "2008", None, "2009"]
+
+
+def test_batch_parser_falls_back_to_the_exact_path_and_its_errors() -> None:
+    kinds = feature_kinds(_decoded())
+    parser = BatchParser(SPECS, "species", ["island"], "test", kinds)
+    # The label is a float in this batch, int64 in the first records: parse_example refuses, tfx_bsl decodes it.
+    floats = [_example(x=[1.0], species=[1.0], island=["Dream"])]
+    np.testing.assert_array_equal(parser(floats).labels, [1.0])
+    with pytest.raises(ValueError, match=r"feature 'x' is missing from 1 of a batch of 2 examples"):
+        parser([EXAMPLES[0], _example(species=[1])])
+    with pytest.raises(ValueError, match=r"feature 'x' must have 1 value\(s\) per example"):
+        parser([EXAMPLES[0], _example(x=[1.0, 2.0], species=[1])])
+
+
+def test_score_dofn_decodes_and_predicts_in_one_step(demo_quantized) -> None:
+    records = demo_quantized.eval_records
+    kinds = feature_kinds(example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records[:8]))
+    spec = ParserSpec(tuple(demo_quantized.specs), "species", ("island",), "demo eval", kinds)
+    fast = spec.build()(records)
+    _assert_same(fast, parse_examples(records, demo_quantized.specs, "species", ["island"], "demo eval"))
+    dofn = ScoreDoFn(spec, demo_quantized.saved_model_dir, demo_quantized.signature_name, demo_quantized.tflite_path,
+                     "probabilities", demo_quantized.quant_output)
+    dofn.setup()
+    (batch,) = dofn.process(records)
+    dofn.teardown()
+    np.testing.assert_array_equal(batch.labels, fast.labels)
+    assert list(batch.slice_values["island"]) == list(fast.slice_values["island"])
+    assert batch.float_predictions.shape == (len(records), 3)
 
 
 def test_predict_dofn_round_and_clip_matches_the_tflite_model_fed_float_inputs(demo_quantized, tmp_path) -> None:
     """The DoFn quantizes the int8 model's inputs with round and clip; the same model converted with float32 I/O
     quantizes them inside TFLite. Same calibration data, so same scales: the predictions must agree."""
     parsed = parse_examples(demo_quantized.eval_records, demo_quantized.specs, "species", ["island"], "demo eval")
-    dofn = PredictDoFn(demo_quantized.saved_model_dir, demo_quantized.signature_name, demo_quantized.tflite_path,
-                       "probabilities", demo_quantized.quant_output)
+    spec = ParserSpec(tuple(demo_quantized.specs), "species", ("island",), "demo eval")
+    dofn = ScoreDoFn(spec, demo_quantized.saved_model_dir, demo_quantized.signature_name,
+                     [demo_quantized.tflite_path], "probabilities", [demo_quantized.quant_output])
     dofn.setup()
-    (batch,) = dofn.process(parsed)
+    ((candidate, batch),) = dofn.process(demo_quantized.eval_records)
+    assert candidate == 0
     dofn.teardown()
     n = len(demo_quantized.eval_records)
     assert batch.float_predictions.shape == batch.quant_predictions.shape == (n, 3)
@@ -130,3 +180,23 @@ def test_latency_is_measured_after_warmup(demo_quantized) -> None:
     inputs = parse_examples(demo_quantized.eval_records[:4], demo_quantized.specs, "species", [], "demo").inputs
     latency = measure_latency(runner, inputs, warmup=5, calls=50)
     assert latency.calls == 50 and 0 < latency.p50_ms <= latency.p95_ms < 1000
+    assert 0 < latency.kernel_p50_ms <= latency.kernel_p95_ms
+    assert latency.gated_p95_ms("kernel") == latency.kernel_p95_ms and latency.gated_p95_ms("end_to_end") == latency.p95_ms
+
+
+def test_the_kernel_call_runs_the_model_on_the_inputs_it_was_given(demo_quantized) -> None:
+    """``TFLiteRunner.kernel`` sets the inputs once; invoking it leaves the outputs ``predict`` gives, and
+    ``predict`` re-allocates only when the batch size changes (batch 1, 4, 1 give the same rows)."""
+    runner = TFLiteRunner(demo_quantized.tflite_path)
+    inputs = parse_examples(demo_quantized.eval_records[:4], demo_quantized.specs, "species", [], "demo").inputs
+    (name,) = runner.output_names
+    four = runner.predict(inputs)[name]
+    one = runner.predict({k: v[:1] for k, v in inputs.items()})[name]
+    np.testing.assert_array_equal(one, four[:1])
+    invoke = runner.kernel({k: v[1:2] for k, v in inputs.items()})
+    invoke()
+    (index,) = [d["index"] for d in runner.output_details.values()]
+    raw = runner._interpreter.get_tensor(index)
+    (details,) = runner.output_details.values()
+    scale, zero_point = details["quantization"]
+    np.testing.assert_allclose((raw.astype(np.float32) - zero_point) * scale, four[1:2], rtol=1e-6)

@@ -30,13 +30,15 @@ _RESULTS: dict = {}
 
 
 def _collect(row: tuple) -> None:
-    _RESULTS[row[0]] = row[1]
+    (candidate, key), values = row
+    assert candidate == 0
+    _RESULTS[key] = values
 
 
 def _run(batches: list[PredictionBatch], task: str, slicing: tuple[str, ...] = ()) -> dict:
     _RESULTS.clear()
     with beam.Pipeline(runner="DirectRunner") as pipeline:
-        _ = pipeline | beam.Create(batches, reshuffle=False) | ComputeSliceMetrics(task, slicing) | beam.Map(_collect)
+        _ = pipeline | beam.Create([(0, b) for b in batches], reshuffle=False) | ComputeSliceMetrics(task, slicing) | beam.Map(_collect)
     return dict(_RESULTS)
 
 

@@ -15,6 +15,7 @@ from tfx.types import Artifact, artifact_utils, standard_artifacts
 
 from components import QuantizationEvaluator
 from components.quantization_evaluator import executor
+from components.quantization_evaluator.spec import QUANTIZED_MODEL_KEY
 from components.shared import properties
 from components.types import QuantizationEvaluation
 
@@ -32,7 +33,7 @@ def _run(tiny_transform, examples: Artifact, root, *, quantized: Artifact | None
     evaluation, blessing = QuantizationEvaluation(), standard_artifacts.ModelBlessing()
     evaluation.uri, blessing.uri = str(root / "evaluation"), str(root / "blessing")
     inputs = {executor.MODEL_KEY: [tiny_transform.model],
-              executor.QUANTIZED_MODEL_KEY: [quantized or tiny_transform.quantized],
+              QUANTIZED_MODEL_KEY: [quantized or tiny_transform.quantized],
               executor.EXAMPLES_KEY: [examples]}
     if graph is not None:
         inputs[executor.TRANSFORM_GRAPH_KEY] = [graph]
