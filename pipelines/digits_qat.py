@@ -1,4 +1,5 @@
-"""The digits QAT pipeline: a float CNN and its quantization-aware fine-tune, each quantized to int8, compared.
+"""The digits QAT pipeline: a float CNN and its quantization-aware fine-tune, each quantized to int8, compared with
+the float model in one QuantizationEvaluator pass.
 
 ``python -m pipelines run --pipeline digits-qat``; the Kubeflow runner compiles it with ``--pipeline digits-qat``.
 """
@@ -10,14 +11,14 @@ import os
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import Quantizer, RepresentativeDatasetGen
+from components import QuantizationEvaluator, Quantizer, RepresentativeDatasetGen
 from pipelines.models.digits.digits_trainer import DENSE_SIGNATURE, LABEL_KEY
-from pipelines.pipeline import _float_eval_config  # the penguin pipeline's: accuracy over the whole split
-from pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
+from pipelines.quantgate_stage import QuantizationKnobs
 
 DIGITS_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "digits", "digits_trainer.py")
 QAT_TRAINER_ID = "QatTrainer"
 PTQ_QUANTIZER_ID = "PtqQuantizer"
+QAT_QUANTIZER_ID = "QatQuantizer"
 
 
 def create_digits_qat_pipeline(
@@ -32,7 +33,6 @@ def create_digits_qat_pipeline(
     qat_train_steps: int = 120,
     eval_steps: int = 20,
     trainer_config: dict | None = None,
-    float_accuracy_threshold: float = 0.8,
     calibration_num_examples: int = 200,
     calibration_strategy: str = "stratified",
     calibration_seed: int = 0,
@@ -52,20 +52,22 @@ def create_digits_qat_pipeline(
     quantization_max_model_bytes: int | None = None,
     quantization_max_latency_ms: float | None = None,
     quantization_nonfinite_inputs: str = "refuse",
+    quantization_selection: str = "smallest",
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
-    push_destination: str | None = None,
 ) -> tfx.dsl.Pipeline:
     """ImportExampleGen (the digits tf.Examples) → StatisticsGen → SchemaGen → Trainer (float CNN) → QatTrainer
-    (its quantization-aware fine-tune: the same module, ``base_model`` = the float model) → Evaluator (float);
-    RepresentativeDatasetGen (train split, stratified by digit) → PtqQuantizer (post-training int8 of the float
-    model) and Quantizer (``quantization_mode`` on the QAT model: ``int8`` converts it as ``qat``) →
-    QuantizationEvaluator (eval split) → QuantizedModelPusher (the QAT int8 model, when blessed).
+    (its quantization-aware fine-tune: the same module, ``base_model`` = the float model);
+    RepresentativeDatasetGen (train split, stratified by digit) → PtqQuantizer (post-training ``int8`` of the float
+    model) and Quantizer (``quantization_mode`` on the QAT model: ``int8`` converts it as ``qat``) → one
+    QuantizationEvaluator scoring the float model and both candidates on the eval split in one Beam pass (its
+    report and ``metrics.json`` show float, PTQ int8 and QAT int8 side by side; ``selection`` picks the blessed one).
 
-    Parameters as ``pipelines.pipeline.create_pipeline``'s; ``qat_train_steps``: the fine-tune's steps (its
-    ``custom_config`` ``qat_epochs``, ``qat_learning_rate`` tune it further); ``quantization_io_dtype`` defaults to
-    int8 for both quantized models.
+    No pusher: the point is the comparison (the penguin and taxi pipelines show the push). Parameters as
+    ``pipelines.pipeline.create_pipeline``'s; ``qat_train_steps``: the fine-tune's steps (``custom_config``
+    ``qat_epochs`` and ``qat_learning_rate`` tune it further); ``quantization_io_dtype`` (default int8) applies to
+    both quantized models; ``quantization_selection``: the evaluator's ``selection``.
     """
     knobs = QuantizationKnobs.from_arguments(locals())
     example_gen = tfx.components.ImportExampleGen(input_base=data_root)
@@ -82,30 +84,28 @@ def create_digits_qat_pipeline(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"], split="train",
         num_examples=calibration_num_examples, strategy=calibration_strategy, label_key=label_key,
         seed=calibration_seed)
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"], model=trainer.outputs["model"],
-        eval_config=_float_eval_config(label_key, float_accuracy_threshold))
-    ptq_quantizer = Quantizer(
+    quantizers = [
+        Quantizer(model=model, representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+                  mode=mode, engine=knobs.engine, signature_name=knobs.signature, io_dtype=knobs.io_dtype,
+                  denylisted_ops=knobs.denylisted_ops, allow_float_fallback=knobs.allow_float_fallback
+                  ).with_id(component_id)
+        for component_id, model, mode in ((PTQ_QUANTIZER_ID, trainer.outputs["model"], "int8"),
+                                          (QAT_QUANTIZER_ID, qat_trainer.outputs["model"], knobs.mode))]
+    quantization_evaluator = QuantizationEvaluator(
         model=trainer.outputs["model"],
-        representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
-        mode="int8", engine=quantization_engine, signature_name=quantization_signature,
-        io_dtype=quantization_io_dtype).with_id(PTQ_QUANTIZER_ID)
-    quantizer, quantization_evaluator, pusher = quantgate_stage(
-        examples=example_gen.outputs["examples"],
-        model=qat_trainer.outputs["model"],
-        float_blessing=evaluator.outputs["blessing"],
-        representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
-        label_key=label_key,
-        knobs=knobs,
-        push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
-    )
+        quantized_model=[quantizer.outputs["quantized_model"] for quantizer in quantizers],
+        examples=example_gen.outputs["examples"], label_key=label_key, split="eval",
+        metric=knobs.metric, max_delta=knobs.max_delta, delta_type=knobs.delta_type,
+        slicing_feature_keys=knobs.slicing_feature_keys, min_slice_size=knobs.min_slice_size,
+        max_slice_delta=knobs.max_slice_delta, min_agreement=knobs.min_agreement,
+        max_model_bytes=knobs.max_model_bytes, max_latency_ms=knobs.max_latency_ms,
+        signature_name=knobs.signature, nonfinite_inputs=knobs.nonfinite_inputs, selection=quantization_selection)
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, trainer, qat_trainer, representative_dataset_gen,
-                    evaluator, ptq_quantizer, quantizer, quantization_evaluator, pusher],
+                    *quantizers, quantization_evaluator],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],
     )
-

@@ -23,6 +23,7 @@ class PipelineKind:
     home: str  # default home of a local run
     trainer_run_fn: str  # the Trainer's run_fn inside the image (Kubeflow)
     transform_preprocessing_fn: str | None = None  # Transform's preprocessing_fn inside the image, when any
+    pushes: bool = True  # has a QuantizedModelPusher (its factory takes push_destination)
 
     @property
     def factory(self) -> Callable[..., Any]:
@@ -63,6 +64,7 @@ PIPELINES: dict[str, PipelineKind] = {
         pipeline_name="digits-qat-quantgate",
         home="out/digits-qat",
         trainer_run_fn="pipelines.models.digits.digits_trainer.run_fn",
+        pushes=False,
     ),
 }
 DEFAULT_PIPELINE = "penguin"

@@ -146,7 +146,7 @@ def test_cli_compiles_the_digits_qat_pipeline_with_both_trainers_from_the_image(
     job = json.loads((tmp_path / "pipeline.json").read_text())
     digits = runner.PIPELINES["digits-qat"]
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
-    assert {"Trainer", "QatTrainer", "PtqQuantizer", "Quantizer", "QuantizationEvaluator"} <= set(tasks)
+    assert {"Trainer", "QatTrainer", "PtqQuantizer", "QatQuantizer", "QuantizationEvaluator"} <= set(tasks)
     for trainer in ("Trainer", "QatTrainer"):
         assert constant_value(tasks[trainer]["inputs"]["parameters"]["run_fn"]) == digits.trainer_run_fn
     assert tasks["QatTrainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]["producerTask"] == "Trainer"
