@@ -58,7 +58,11 @@ def _run_and_report(args: argparse.Namespace, home: str, log_file: str, out: Tex
     print(f"pipeline root : {paths.pipeline_root}", file=out)
     print(f"MLMD (SQLite) : {paths.metadata_path}", file=out)
     print(f"trained model : {model_uri}", file=out)
-    summary = lineage.run_summary(store, paths.pipeline_name, PUSHER_ID)
+    # A pipeline without a pusher (digits-qat) has no gate summary; its comparison is the evaluator's report.
+    summary = lineage.run_summary(store, paths.pipeline_name, PUSHER_ID) if kinds.pipeline_kind(args.pipeline).pushes \
+        else None
+    if summary is None:
+        _print_evaluation(store, paths.pipeline_name, out)
     if summary is not None:
         print(file=out)
         print(lineage.format_summary(summary), file=out)
@@ -70,6 +74,13 @@ def _run_and_report(args: argparse.Namespace, home: str, log_file: str, out: Tex
         print(f"\nask again: python -m pipelines lineage --metadata {paths.metadata_path} "
               f"{'--pushed latest' if summary['pushed'] else '--why-not'}", file=out)
     return None
+
+
+def _print_evaluation(store: metadata_store.MetadataStore, pipeline_name: str, out: TextIO) -> None:
+    evaluator = lineage.latest_complete_execution(store, pipeline_name, "QuantizationEvaluator")
+    if evaluator is not None:
+        (evaluation,) = lineage.output_artifacts(store, evaluator.id)["evaluation"]
+        print(f"evaluation    : {evaluation.uri}/report.html (metrics.json beside it)", file=out)
 
 
 def _pushed_arg(value: str) -> str | int:

@@ -1,4 +1,5 @@
-"""The pipelines quantgate ships, by name (``penguin``, ``taxi``, ``diabetes``): factory, data writer, defaults.
+"""The pipelines quantgate ships, by name (``penguin``, ``taxi``, ``diabetes``, ``digits-qat``): factory, data
+writer, defaults.
 
 Plain data, no TensorFlow or TFX import: the factory and the data writer are import paths, resolved when a run or a
 compile needs them, so ``python -m pipelines --help`` and ``kubeflow/runner.py --help`` stay fast.
@@ -18,11 +19,12 @@ class PipelineKind:
 
     name: str
     factory_path: str  # module:function, e.g. pipelines.pipeline:create_pipeline
-    data_writer_path: str  # module:function taking the data root, returning the written CSV's path
+    data_writer_path: str  # module:function taking the data root, returning the written data file's path
     pipeline_name: str  # default pipeline name (local runs and Kubeflow)
     home: str  # default home of a local run
     trainer_run_fn: str  # the Trainer's run_fn inside the image (Kubeflow)
     transform_preprocessing_fn: str | None = None  # Transform's preprocessing_fn inside the image, when any
+    pushes: bool = True  # has a QuantizedModelPusher (its factory takes push_destination)
 
     @property
     def factory(self) -> Callable[..., Any]:
@@ -63,6 +65,15 @@ PIPELINES: dict[str, PipelineKind] = {
         pipeline_name="diabetes-quantgate",
         home="out/diabetes",
         trainer_run_fn="pipelines.models.diabetes.diabetes_trainer.run_fn",
+    ),
+    "digits-qat": PipelineKind(
+        name="digits-qat",
+        factory_path="pipelines.digits_qat:create_digits_qat_pipeline",
+        data_writer_path="pipelines.digits_data:write_digits_examples",
+        pipeline_name="digits-qat-quantgate",
+        home="out/digits-qat",
+        trainer_run_fn="pipelines.models.digits.digits_trainer.run_fn",
+        pushes=False,
     ),
 }
 DEFAULT_PIPELINE = "penguin"

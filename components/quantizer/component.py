@@ -31,9 +31,10 @@ class Quantizer(base_component.BaseComponent):
         ``quantization_report.json`` (mode, engine, I/O quantization, input steps, layer errors, op counts, sizes,
         versions) and ``quantization_report.html`` (the worst layers, a table and a plot);
       custom properties: ``quantization_mode``, ``engine``, ``signature_name``, ``io_dtype``, ``size_bytes``,
-        ``float_size_bytes``, ``sha256``, ``float_op_count``, ``coarse_input_count``, ``report_path``, and with a
-        ``transform_graph`` ``transform_graph_id`` / ``transform_graph_uri``; with ``accuracy_search``
-        ``candidates_tried``, ``chosen_config`` (JSON) and ``search_delta`` too, and the report's ``search`` section.
+        ``float_size_bytes``, ``sha256``, ``float_op_count``, ``coarse_input_count``, ``qat`` (1 for a
+        quantization-aware model), ``report_path``, and with a ``transform_graph`` ``transform_graph_id`` /
+        ``transform_graph_uri``; with ``accuracy_search`` ``candidates_tried``, ``chosen_config`` (JSON) and
+        ``search_delta`` too, and the report's ``search`` section.
     """
 
     SPEC_CLASS = QuantizerSpec
@@ -60,7 +61,10 @@ class Quantizer(base_component.BaseComponent):
         Args:
           model: the Trainer's ``Model`` channel (a SavedModel in ``Format-Serving``).
           representative_dataset: calibration examples (RepresentativeDatasetGen's output); needed for int8/int16x8.
-          mode: ``int8`` (full integer), ``dynamic_range``, ``float16`` or ``int16x8`` (16-bit activations).
+          mode: ``int8`` (full integer), ``dynamic_range``, ``float16``, ``int16x8`` (16-bit activations), or
+            ``qat``: a quantization-aware model (``components/shared/qat.py``) to full integer with its learned
+            ranges, ``representative_dataset`` optional. ``int8`` on such a model converts it as ``qat``; the other
+            modes are refused on it.
           signature_name: the dense-input signature to convert; by default the only one whose inputs are all dense
             numeric tensors.
           io_dtype: model input/output dtype: int8 mode ``int8`` (default), ``uint8`` or ``float32``; int16x8 mode

@@ -18,7 +18,7 @@ from components.quantizer import diagnostics, html_report, readiness, report, tf
 from components.quantizer.engines import convert_with_float_reference
 from components.quantizer.float_reference import write_float_tflite
 from components.quantizer.isolation import run_isolated
-from components.quantizer.options import QuantizationOptions, resolve_options
+from components.quantizer.options import QuantizationOptions, qat_options, resolve_options
 from components.quantizer.search import Search, SearchData, check_search_request, parse_search_config
 from components.quantizer.search import single_output as search_output
 from components.quantizer.spec import (
@@ -39,6 +39,7 @@ from components.quantizer.spec import (
 )
 from components.representative_dataset.storage import read_examples
 from components.shared import properties
+from components.shared.fake_quant import fake_quant_ops
 from components.shared.model_runners import SavedModelRunner
 from components.shared.signature_inputs import (
     InputSpec,
@@ -105,6 +106,17 @@ def describe_conversion(options: QuantizationOptions, signature: str, saved_mode
     return what + (f", calibrated on {dataset_label}" if dataset_label else "")
 
 
+def uses_calibration(options: QuantizationOptions, representative_dataset_uri: str | None) -> bool:
+    """Whether the conversion is fed the representative examples: always in the calibrated modes, and in ``qat``
+    when a dataset is wired (it then ranges only what training left without one: the I/O, layers left float)."""
+    return options.calibrated or (options.mode == properties.QAT_MODE and bool(representative_dataset_uri))
+
+
+def qat_report(fake_quant: dict[str, int]) -> dict[str, Any]:
+    """The report's QAT entries: ``qat`` (the model was trained quantization-aware) and its ``fake_quant_ops``."""
+    return {"qat": bool(fake_quant), "fake_quant_ops": fake_quant}
+
+
 def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri: str,
              options: QuantizationOptions, signature_name: str | None, *, model_id: int | None = None,
              representative_dataset_id: int | None = None, transform_graph_uri: str | None = None,
@@ -119,6 +131,8 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
     saved_model_dir = path_utils.serving_model_path(model_uri)
     signature, specs = dense_signature_specs(saved_model_dir, signature_name)
     tflite_engine.refuse_crashing_layers(saved_model_dir, artifact_label(MODEL_KEY, model_uri, model_id))
+    fake_quant = fake_quant_ops(saved_model_dir, signature)
+    options = qat_options(options, fake_quant, artifact_label(MODEL_KEY, model_uri, model_id), signature)
     dataset_label = (artifact_label(REPRESENTATIVE_DATASET_KEY, representative_dataset_uri, representative_dataset_id)
                      if representative_dataset_uri else None)
     # Built even for modes without calibration: a signature the transform does not produce is refused either way.
@@ -127,7 +141,8 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
         model_label=artifact_label(MODEL_KEY, model_uri, model_id),
         source=dataset_label or "the representative dataset") if transform_graph_uri else None
     inputs = None
-    if options.calibrated:
+    calibrating = uses_calibration(options, representative_dataset_uri)
+    if calibrating:
         if not representative_dataset_uri:
             raise ValueError(f"Quantizer: mode {options.mode!r} needs a representative_dataset input.")
         inputs = load_calibration_inputs(representative_dataset_uri, specs, artifact_id=representative_dataset_id,
@@ -140,7 +155,7 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
             {"saved_model_dir": saved_model_dir, "signature_name": signature, "options": options,
              "inputs": inputs, "output_path": local_model, "float_output_path": local_float_model},
             what=describe_conversion(options, signature, saved_model_dir,
-                                     artifact_label(MODEL_KEY, model_uri, model_id), dataset_label if options.calibrated else None),
+                                     artifact_label(MODEL_KEY, model_uri, model_id), dataset_label if calibrating else None),
         )
         with open(local_model, "rb") as f:
             content = f.read()
@@ -149,6 +164,7 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
         content, options=options, signature_name=signature, saved_model_dir=saved_model_dir, inputs=inputs,
         representative_dataset_uri=representative_dataset_uri, conversion_seconds=timings["conversion_seconds"])
     add_size_and_readiness(quantization_report, content, float_tflite_bytes, timings["float_tflite_seconds"])
+    quantization_report.update(qat_report(fake_quant))
     quantization_report["transform_graph"] = (
         {"uri": transform_graph_uri, "id": transform_graph_id} if transform_graph_uri else None)
     layer_errors = timings["layer_errors"]
@@ -205,6 +221,13 @@ def quantize_with_search(model_uri: str, representative_dataset_uri: str, search
     model_label = artifact_label(MODEL_KEY, model_uri, model_id)
     saved_model_dir = path_utils.serving_model_path(model_uri)
     signature, specs = dense_signature_specs(saved_model_dir, signature_name)
+    fake_quant = fake_quant_ops(saved_model_dir, signature)
+    if fake_quant:
+        raise ValueError(
+            f"Quantizer: {model_label}, signature {signature!r}, is quantization-aware (fake-quant ops {fake_quant}); "
+            "accuracy_search tries post-training variants, which would ignore its learned ranges. Drop "
+            "accuracy_search (mode 'int8' / 'qat' converts it with those ranges), or search on the float model."
+        )
     tflite_engine.refuse_crashing_layers(saved_model_dir, model_label)
     dataset_label = artifact_label(REPRESENTATIVE_DATASET_KEY, representative_dataset_uri, representative_dataset_id)
     transform = transformed_inputs(transform_graph_uri, specs, transform_graph_id=transform_graph_id,
@@ -294,6 +317,7 @@ def set_artifact_properties(artifact: Artifact, quantization_report: dict[str, A
         strings[properties.TRANSFORM_GRAPH_URI] = transform_graph["uri"]
         if transform_graph["id"]:
             ints[properties.TRANSFORM_GRAPH_ID] = transform_graph["id"]
+    ints[properties.QAT] = int(bool(quantization_report.get("qat")))
     for name, text in strings.items():
         artifact.set_string_custom_property(name, text)
     for name, number in ints.items():

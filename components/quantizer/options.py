@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-MODES = ("int8", "dynamic_range", "float16", "int16x8")
+from components.shared.properties import QAT_MODE
+
+MODES = ("int8", "dynamic_range", "float16", "int16x8", QAT_MODE)
 # Modes whose activations are quantized need value ranges, i.e. a representative dataset.
 CALIBRATED_MODES = ("int8", "int16x8")
+# Full-integer modes: every op must compute in an integer dtype (unless float fallback or a denylist says otherwise).
+# "qat" takes its ranges from the model's fake-quant ops (see qat_options); calibration is optional there.
+FULL_INTEGER_MODES = (*CALIBRATED_MODES, QAT_MODE)
+# Post-training modes that would quantize a quantization-aware model a second time, ignoring its learned ranges.
+POST_TRAINING_ONLY_MODES = ("dynamic_range", "float16", "int16x8")
 # Allowed io_dtype per mode; the first is the default.
 IO_DTYPES = {
     "int8": ("int8", "uint8", "float32"),
     "int16x8": ("int16", "float32"),
     "dynamic_range": ("float32",),
     "float16": ("float32",),
+    QAT_MODE: ("int8", "uint8", "float32"),
 }
 ENGINES = ("tflite_converter", "litert_quantizer")
 # ai-edge-quantizer's recipes (static_wi8_ai8, static_wi8_ai16, dynamic_wi8_afp32) fix the model I/O dtype and
@@ -40,6 +49,11 @@ class QuantizationOptions:
     def calibrated(self) -> bool:
         """Whether the mode needs a representative dataset."""
         return self.mode in CALIBRATED_MODES
+
+    @property
+    def full_integer(self) -> bool:
+        """Whether every op must compute in an integer dtype (float ops are refused unless allowed)."""
+        return self.mode in FULL_INTEGER_MODES
 
 
 def resolve_options(
@@ -78,6 +92,7 @@ def resolve_options(
             "examples, e.g. RepresentativeDatasetGen's output); wire one, or use mode 'dynamic_range' or 'float16'."
         )
     ops = tuple(str(op).upper() for op in denylisted_ops)
+    _check_qat_request(mode, ops)
     if ops and engine == "litert_quantizer":
         raise ValueError("Quantizer: denylisted_ops needs engine 'tflite_converter' (TFLite's quantizer denylist).")
     if ops and mode not in CALIBRATED_MODES:
@@ -159,3 +174,36 @@ def check_node_names(options: QuantizationOptions, known: Sequence[str], where: 
             f"Quantizer: {parameter} names tensor(s) that no op of {where} outputs: {hints}. Its op output tensors "
             f"are: {listed}{more} (quantization_report.json's layer_errors lists them with their errors)."
         )
+
+
+def _check_qat_request(mode: str, denylisted_ops: tuple[str, ...]) -> None:
+    if mode == QAT_MODE and denylisted_ops:
+        raise ValueError("Quantizer: denylisted_ops do not apply to mode 'qat' (the model's fake-quant ops decide "
+                         "what is quantized); annotate those layers out in the Trainer (components/shared/qat.py) "
+                         "or use mode 'int8' on a float model.")
+
+
+def qat_options(options: QuantizationOptions, fake_quant_ops: dict[str, int], model_label: str,
+                signature: str) -> QuantizationOptions:
+    """The conversion a model's fake-quant ops call for: ``int8`` on a quantization-aware model becomes ``qat``.
+
+    Raises:
+      ValueError naming the model and signature: a post-training mode (``dynamic_range``, ``float16``,
+        ``int16x8``) on a quantization-aware model, or mode ``qat`` on a model without fake-quant ops.
+    """
+    if fake_quant_ops and options.mode in POST_TRAINING_ONLY_MODES:
+        raise ValueError(
+            f"Quantizer: {model_label}, signature {signature!r}, is quantization-aware (fake-quant ops "
+            f"{fake_quant_ops}); post-training mode {options.mode!r} would ignore its learned int8 ranges. Use mode "
+            "'qat' (or 'int8', which converts such a model the same way), or quantize the float model instead."
+        )
+    if not fake_quant_ops and options.mode == QAT_MODE:
+        raise ValueError(
+            f"Quantizer: mode 'qat' needs a quantization-aware model, but signature {signature!r} of {model_label} "
+            "runs no fake-quant op. Train it with components/shared/qat.py (tfmot's quantize_model), or use "
+            "mode 'int8' with a representative_dataset."
+        )
+    if fake_quant_ops and options.mode == "int8":
+        _check_qat_request(QAT_MODE, options.denylisted_ops)
+        return dataclasses.replace(options, mode=QAT_MODE)
+    return options

@@ -92,9 +92,9 @@ def float_ops_by_output(model_content: bytes) -> list[tuple[str, str]]:
 
 
 def unexpected_float_ops(content: bytes, options: QuantizationOptions) -> list[str]:
-    """Op types computing in float that a calibrated mode without float fallback must not have: any but the
+    """Op types computing in float that a full-integer mode without float fallback must not have: any but the
     denylisted op types and the ops writing a denylisted node."""
-    if not options.calibrated or options.allow_float_fallback:
+    if not options.full_integer or options.allow_float_fallback:
         return []
     return sorted({op for op, output in float_ops_by_output(content)
                    if op not in options.denylisted_ops and output not in options.denylisted_nodes})

@@ -53,6 +53,9 @@ COARSE_INPUT_COUNT = "coarse_input_count"
 CANDIDATES_TRIED = "candidates_tried"
 CHOSEN_CONFIG = "chosen_config"
 SEARCH_DELTA = "search_delta"
+# 1 when the model was trained quantization-aware (fake-quant ops; quantization_mode is then "qat"), else 0.
+QAT = "qat"
+QAT_MODE = "qat"  # the quantization_mode of a model converted with its learned (QAT) ranges
 # The Transform graph the model's inputs were calibrated through (absent when the signature reads raw features).
 TRANSFORM_GRAPH_ID = "transform_graph_id"
 TRANSFORM_GRAPH_URI = "transform_graph_uri"

@@ -65,7 +65,9 @@ def test_the_packages_the_image_adds_are_pinned_as_pyproject_declares_them() -> 
         declared = {Requirement(text).name: str(Requirement(text)) for text in tomllib.load(f)["project"]["dependencies"]}
     (added,) = [args for op, args in _instructions() if op == "RUN" and "-c /tmp/image-constraints.txt" in args]
     names = shlex.split(added.split("-c /tmp/image-constraints.txt", 1)[1])
-    assert {"ai-edge-litert", "ai-edge-quantizer"} <= {Requirement(text).name for text in names}
+    # tensorflow-model-optimization: the QAT helper (components/shared/qat.py) that the digits-qat Trainer imports
+    assert {"ai-edge-litert", "ai-edge-quantizer", "tensorflow-model-optimization"} <= {
+        Requirement(text).name for text in names}
     assert {str(Requirement(text)) for text in names} <= set(declared.values())
 
 
@@ -81,7 +83,8 @@ def _container_modules() -> list[str]:
     for folder in ("components", os.path.join("pipelines", "models")):
         for root, _dirs, files in os.walk(os.path.join(REPO, folder)):
             paths += [os.path.join(root, name) for name in files if name.endswith(".py")]
-    return sorted(paths + [os.path.join(REPO, "pipelines", name) for name in ("pipeline.py", "data.py")])
+    return sorted(paths + [os.path.join(REPO, "pipelines", name)
+                           for name in ("pipeline.py", "data.py", "digits_qat.py", "digits_data.py")])
 
 
 def _py311_uses(tree: ast.Module) -> list[str]:

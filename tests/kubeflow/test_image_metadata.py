@@ -80,7 +80,7 @@ def test_pyproject_resolves_inside_the_tfx_1_16_image_on_python_3_10(tmp_path) -
         "tfx": "1.16.0", "ml-pipelines-sdk": "1.16.0", "tensorflow": "2.16.2", "apache-beam": "2.59.0",
         "kfp": "2.5.0", "kfp-pipeline-spec": "0.2.2", "protobuf": "3.20.3", "numpy": "1.26.4", "pyarrow": "10.0.1"}
     # what the Dockerfile adds: cp310 wheels exist for these exact versions
-    assert pins["ai-edge-litert"] == "2.1.2" and pins["ai-edge-quantizer"] == "0.5.1"
+    assert pins["ai-edge-litert"] == "2.3.0" and pins["ai-edge-quantizer"] == "0.10.0"
 
 
 def test_pyproject_and_tfx_requirements_resolve_to_the_lock_on_python_3_11(tmp_path) -> None:

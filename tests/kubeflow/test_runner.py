@@ -141,6 +141,18 @@ def test_cli_compiles_the_taxi_pipeline_with_its_code_from_the_image(tmp_path) -
     assert "module_file" not in transform and "_wheels" not in json.dumps(job)
 
 
+def test_cli_compiles_the_digits_qat_pipeline_with_both_trainers_from_the_image(tmp_path) -> None:
+    assert runner.main(["--pipeline", "digits-qat", "--output-dir", str(tmp_path)]) == 0
+    job = json.loads((tmp_path / "pipeline.json").read_text())
+    digits = runner.PIPELINES["digits-qat"]
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert {"Trainer", "QatTrainer", "PtqQuantizer", "QatQuantizer", "QuantizationEvaluator"} <= set(tasks)
+    for trainer in ("Trainer", "QatTrainer"):
+        assert constant_value(tasks[trainer]["inputs"]["parameters"]["run_fn"]) == digits.trainer_run_fn
+    assert tasks["QatTrainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]["producerTask"] == "Trainer"
+    assert "_wheels" not in json.dumps(job)
+
+
 def test_taxi_overrides_are_checked_against_its_own_factory() -> None:
     assert runner.parse_overrides(["float_auc_threshold=0.7"], "taxi") == {"float_auc_threshold": 0.7}
     with pytest.raises(ValueError, match="not a parameter of pipelines.taxi.create_taxi_pipeline; known: "

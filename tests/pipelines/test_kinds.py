@@ -21,9 +21,10 @@ def test_each_kind_builds_its_pipeline_with_what_the_local_runner_passes(name: s
     pipeline = kind.factory(pipeline_name=paths.pipeline_name, pipeline_root=paths.pipeline_root,
                             data_root=paths.data_root, beam_pipeline_args=direct_runner_args(),
                             metadata_connection_config=None, enable_cache=True,
-                            push_destination=paths.serving_model_dir)
+                            **({"push_destination": paths.serving_model_dir} if kind.pushes else {}))
     ids = {c.id for c in pipeline.components}
     assert ("Transform" in ids) == (name == "taxi")
+    assert ("QuantizedModelPusher" in ids) == kind.pushes
     assert pipeline.pipeline_info.pipeline_name == kind.pipeline_name
 
 
@@ -37,8 +38,8 @@ def test_the_image_paths_of_the_modules_import() -> None:
 
 
 def test_an_unknown_pipeline_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown pipeline 'cats': choose one of diabetes, penguin, taxi"):
+    with pytest.raises(ValueError, match="unknown pipeline 'cats': choose one of diabetes, digits-qat, penguin, taxi"):
         kinds.pipeline_kind("cats")
     result = subprocess.run([sys.executable, "-m", "pipelines", "run", "--pipeline", "cats"],
                             capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "invalid choice: 'cats' (choose from 'diabetes', 'penguin', 'taxi')" in result.stderr
+    assert result.returncode == 2 and "invalid choice: 'cats' (choose from 'diabetes', 'digits-qat', 'penguin', 'taxi')" in result.stderr

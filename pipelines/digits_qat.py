@@ -1,0 +1,117 @@
+"""The digits QAT pipeline: a float CNN and its quantization-aware fine-tune, each quantized to int8, compared with
+the float model in one QuantizationEvaluator pass.
+
+``python -m pipelines run --pipeline digits-qat``; the Kubeflow runner compiles it with ``--pipeline digits-qat``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components import QuantizationEvaluator, Quantizer, RepresentativeDatasetGen
+from pipelines.models.digits.digits_trainer import DENSE_SIGNATURE, LABEL_KEY
+from pipelines.quantgate_stage import QuantizationKnobs
+
+DIGITS_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "digits", "digits_trainer.py")
+QAT_TRAINER_ID = "QatTrainer"
+PTQ_QUANTIZER_ID = "PtqQuantizer"
+QAT_QUANTIZER_ID = "QatQuantizer"
+
+
+def create_digits_qat_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    *,
+    module_file: str = DIGITS_MODULE_FILE,
+    trainer_run_fn: str | None = None,
+    label_key: str = LABEL_KEY,
+    train_steps: int = 400,
+    qat_train_steps: int = 120,
+    eval_steps: int = 20,
+    trainer_config: dict | None = None,
+    calibration_num_examples: int = 200,
+    calibration_strategy: str = "stratified",
+    calibration_seed: int = 0,
+    quantization_mode: str = "int8",
+    quantization_engine: str = "tflite_converter",
+    quantization_signature: str | None = DENSE_SIGNATURE,
+    quantization_io_dtype: str | None = "int8",
+    quantization_denylisted_ops: tuple[str, ...] = (),
+    quantization_allow_float_fallback: bool = False,
+    quantization_denylisted_nodes: tuple[str, ...] = (),
+    quantization_int16_nodes: tuple[str, ...] = (),
+    quantization_accuracy_search: dict | None = None,
+    quantization_metric: str = "accuracy",
+    quantization_max_delta: float = 0.01,
+    quantization_delta_type: str = "absolute",
+    quantization_slicing_feature_keys: tuple[str, ...] = (),
+    quantization_min_slice_size: int = 30,
+    quantization_max_slice_delta: float | None = None,
+    quantization_min_agreement: float | None = None,
+    quantization_max_model_bytes: int | None = None,
+    quantization_max_latency_ms: float | None = None,
+    quantization_nonfinite_inputs: str = "refuse",
+    quantization_selection: str = "smallest",
+    beam_pipeline_args: list[str] | None = None,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+    enable_cache: bool = True,
+) -> tfx.dsl.Pipeline:
+    """ImportExampleGen (the digits tf.Examples) → StatisticsGen → SchemaGen → Trainer (float CNN) → QatTrainer
+    (its quantization-aware fine-tune: the same module, ``base_model`` = the float model);
+    RepresentativeDatasetGen (train split, stratified by digit) → PtqQuantizer (post-training ``int8`` of the float
+    model) and Quantizer (``quantization_mode`` on the QAT model: ``int8`` converts it as ``qat``) → one
+    QuantizationEvaluator scoring the float model and both candidates on the eval split in one Beam pass (its
+    report and ``metrics.json`` show float, PTQ int8 and QAT int8 side by side; ``selection`` picks the blessed one).
+
+    No pusher: the point is the comparison (the penguin and taxi pipelines show the push). Parameters as
+    ``pipelines.pipeline.create_pipeline``'s; ``qat_train_steps``: the fine-tune's steps (``custom_config``
+    ``qat_epochs`` and ``qat_learning_rate`` tune it further); ``quantization_io_dtype`` (default int8) applies to
+    both quantized models; ``quantization_selection``: the evaluator's ``selection``.
+    """
+    knobs = QuantizationKnobs.from_arguments(locals())
+    if knobs.accuracy_search is not None:
+        raise ValueError("digits-qat: quantization_accuracy_search is not wired in this pipeline (the QAT model is "
+                         "converted with its learned ranges); use the penguin, taxi or diabetes pipeline for the search.")
+    example_gen = tfx.components.ImportExampleGen(input_base=data_root)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    code = {"module_file": None if trainer_run_fn else module_file, "run_fn": trainer_run_fn}
+    common = {"examples": example_gen.outputs["examples"], "schema": schema_gen.outputs["schema"],
+              "eval_args": tfx.proto.EvalArgs(num_steps=eval_steps), "custom_config": trainer_config or {}}
+    trainer = tfx.components.Trainer(**code, **common, train_args=tfx.proto.TrainArgs(num_steps=train_steps))
+    qat_trainer = tfx.components.Trainer(**code, **common, base_model=trainer.outputs["model"],
+                                         train_args=tfx.proto.TrainArgs(num_steps=qat_train_steps),
+                                         ).with_id(QAT_TRAINER_ID)
+    representative_dataset_gen = RepresentativeDatasetGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"], split="train",
+        num_examples=calibration_num_examples, strategy=calibration_strategy, label_key=label_key,
+        seed=calibration_seed)
+    quantizers = [
+        Quantizer(model=model, representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
+                  mode=mode, engine=knobs.engine, signature_name=knobs.signature, io_dtype=knobs.io_dtype,
+                  denylisted_ops=knobs.denylisted_ops, allow_float_fallback=knobs.allow_float_fallback,
+                  denylisted_nodes=knobs.denylisted_nodes, int16_nodes=knobs.int16_nodes).with_id(component_id)
+        for component_id, model, mode in ((PTQ_QUANTIZER_ID, trainer.outputs["model"], "int8"),
+                                          (QAT_QUANTIZER_ID, qat_trainer.outputs["model"], knobs.mode))]
+    quantization_evaluator = QuantizationEvaluator(
+        model=trainer.outputs["model"],
+        quantized_model=[quantizer.outputs["quantized_model"] for quantizer in quantizers],
+        examples=example_gen.outputs["examples"], label_key=label_key, split="eval",
+        metric=knobs.metric, max_delta=knobs.max_delta, delta_type=knobs.delta_type,
+        slicing_feature_keys=knobs.slicing_feature_keys, min_slice_size=knobs.min_slice_size,
+        max_slice_delta=knobs.max_slice_delta, min_agreement=knobs.min_agreement,
+        max_model_bytes=knobs.max_model_bytes, max_latency_ms=knobs.max_latency_ms,
+        signature_name=knobs.signature, nonfinite_inputs=knobs.nonfinite_inputs, selection=quantization_selection)
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, trainer, qat_trainer, representative_dataset_gen,
+                    *quantizers, quantization_evaluator],
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [],
+    )
