@@ -174,7 +174,8 @@ def _run_local(config: LocalRunConfig, metadata_connection_config: metadata_stor
         beam_pipeline_args=direct_runner_args(config.num_workers, config.running_mode),
         metadata_connection_config=metadata_connection_config,
         enable_cache=config.enable_cache,
-        **({"push_destination": paths.serving_model_dir} if kind.pushes else {}), **config.pipeline_kwargs,
+        # pipeline_kwargs win: a caller may push elsewhere (the faults tests push to full or read-only mounts).
+        **{**({"push_destination": paths.serving_model_dir} if kind.pushes else {}), **config.pipeline_kwargs},
     )
     logging.info("running %s in %s", paths.pipeline_name, paths.pipeline_root)
     if any(isinstance(component, Quantizer) for component in pipeline.components):
