@@ -60,6 +60,8 @@ def create_diabetes_pipeline(
     quantization_max_model_bytes: int | None = None,
     quantization_max_latency_ms: float | None = None,
     quantization_nonfinite_inputs: str = "refuse",
+    quantization_candidate_modes: tuple[str, ...] = (),
+    quantization_selection: str = "smallest",
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -102,7 +104,7 @@ def create_diabetes_pipeline(
         model=trainer.outputs["model"],
         eval_config=_float_eval_config(float_mae_threshold),
     )
-    quantizer, quantization_evaluator, pusher = quantgate_stage(
+    quantizers, quantization_evaluator, pusher = quantgate_stage(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         float_blessing=evaluator.outputs["blessing"],
@@ -115,7 +117,7 @@ def create_diabetes_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, trainer, representative_dataset_gen, quantizer,
+        components=[example_gen, statistics_gen, schema_gen, trainer, representative_dataset_gen, *quantizers,
                     quantization_evaluator, evaluator, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,

@@ -13,7 +13,7 @@ from tfx import v1 as tfx
 
 from components import QuantizationEvaluator, Quantizer, RepresentativeDatasetGen
 from pipelines.models.digits.digits_trainer import DENSE_SIGNATURE, LABEL_KEY
-from pipelines.quantgate_stage import QuantizationKnobs
+from pipelines.quantgate_stage import QuantizationKnobs, candidate_quantizer_modes
 
 DIGITS_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "digits", "digits_trainer.py")
 QAT_TRAINER_ID = "QatTrainer"
@@ -55,6 +55,7 @@ def create_digits_qat_pipeline(
     quantization_max_model_bytes: int | None = None,
     quantization_max_latency_ms: float | None = None,
     quantization_nonfinite_inputs: str = "refuse",
+    quantization_candidate_modes: tuple[str, ...] = (),
     quantization_selection: str = "smallest",
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
@@ -70,7 +71,8 @@ def create_digits_qat_pipeline(
     No pusher: the point is the comparison (the penguin and taxi pipelines show the push). Parameters as
     ``pipelines.pipeline.create_pipeline``'s; ``qat_train_steps``: the fine-tune's steps (``custom_config``
     ``qat_epochs`` and ``qat_learning_rate`` tune it further); ``quantization_io_dtype`` (default int8) applies to
-    both quantized models; ``quantization_selection``: the evaluator's ``selection``.
+    both quantized models; ``quantization_selection``: the evaluator's ``selection``; ``quantization_candidate_modes``:
+    more post-training modes of the float model (``Quantizer_<mode>``), compared in the same pass.
     """
     knobs = QuantizationKnobs.from_arguments(locals())
     if knobs.accuracy_search is not None:
@@ -97,6 +99,11 @@ def create_digits_qat_pipeline(
                   denylisted_nodes=knobs.denylisted_nodes, int16_nodes=knobs.int16_nodes).with_id(component_id)
         for component_id, model, mode in ((PTQ_QUANTIZER_ID, trainer.outputs["model"], "int8"),
                                           (QAT_QUANTIZER_ID, qat_trainer.outputs["model"], knobs.mode))]
+    quantizers += [
+        Quantizer(model=trainer.outputs["model"],
+                  representative_dataset=representative_dataset_gen.outputs["representative_dataset"], mode=mode,
+                  engine=knobs.engine, signature_name=knobs.signature).with_id(f"Quantizer_{mode}")
+        for mode in candidate_quantizer_modes(knobs)]
     quantization_evaluator = QuantizationEvaluator(
         model=trainer.outputs["model"],
         quantized_model=[quantizer.outputs["quantized_model"] for quantizer in quantizers],
@@ -105,7 +112,7 @@ def create_digits_qat_pipeline(
         slicing_feature_keys=knobs.slicing_feature_keys, min_slice_size=knobs.min_slice_size,
         max_slice_delta=knobs.max_slice_delta, min_agreement=knobs.min_agreement,
         max_model_bytes=knobs.max_model_bytes, max_latency_ms=knobs.max_latency_ms,
-        signature_name=knobs.signature, nonfinite_inputs=knobs.nonfinite_inputs, selection=quantization_selection)
+        signature_name=knobs.signature, nonfinite_inputs=knobs.nonfinite_inputs, selection=knobs.selection)
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

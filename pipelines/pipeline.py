@@ -50,6 +50,8 @@ def create_pipeline(
     quantization_max_model_bytes: int | None = None,
     quantization_max_latency_ms: float | None = None,
     quantization_nonfinite_inputs: str = "refuse",
+    quantization_candidate_modes: tuple[str, ...] = (),
+    quantization_selection: str = "smallest",
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -87,6 +89,10 @@ def create_pipeline(
         quantization_max_model_bytes / quantization_max_latency_ms / quantization_nonfinite_inputs: the
         QuantizationEvaluator's gate (``metric``, ``max_delta``, ...) on the eval split; a negative
         ``quantization_max_delta`` forces a refusal.
+      quantization_candidate_modes: more post-training modes of the same float model (e.g. ``("float16",
+        "dynamic_range")``), each its own Quantizer (``Quantizer_<mode>``), scored beside the main one in the same
+        QuantizationEvaluator pass; ``quantization_selection`` (``'smallest'`` or ``'fastest'`` of those that pass
+        every threshold) picks the one blessed and pushed. ``()`` (the default): one candidate.
       beam_pipeline_args: passed to every Beam-based component (e.g. ``--direct_num_workers=2``).
       metadata_connection_config: MLMD connection; ``None`` leaves it to the orchestrator (Kubeflow / Vertex).
       enable_cache: reuse executions whose inputs and parameters are unchanged.
@@ -121,7 +127,7 @@ def create_pipeline(
         model=trainer.outputs["model"],
         eval_config=_float_eval_config(label_key, float_accuracy_threshold),
     )
-    quantizer, quantization_evaluator, pusher = quantgate_stage(
+    quantizers, quantization_evaluator, pusher = quantgate_stage(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         float_blessing=evaluator.outputs["blessing"],
@@ -135,7 +141,7 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, trainer, representative_dataset_gen, quantizer,
+        components=[example_gen, statistics_gen, schema_gen, trainer, representative_dataset_gen, *quantizers,
                     quantization_evaluator, evaluator, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,

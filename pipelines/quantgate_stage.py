@@ -16,6 +16,7 @@ from tfx import types
 from tfx import v1 as tfx
 
 from components import QuantizationEvaluator, QuantizedModelPusher, Quantizer
+from components.shared.properties import MAX_CANDIDATES
 
 KNOB_PREFIX = "quantization_"
 
@@ -43,6 +44,8 @@ class QuantizationKnobs:
     max_model_bytes: int | None
     max_latency_ms: float | None
     nonfinite_inputs: str
+    candidate_modes: tuple[str, ...]
+    selection: str
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> QuantizationKnobs:
@@ -55,14 +58,20 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
                     push_base_directory: str, transform_graph: types.BaseChannel | None = None,
                     search_dataset: types.BaseChannel | None = None,
                     schema: types.BaseChannel | None = None,
-                    ) -> tuple[Quantizer, QuantizationEvaluator, QuantizedModelPusher]:
-    """The three components, wired: the float model's eval split gates the quantized one, both blessings the push.
+                    ) -> tuple[list[Quantizer], QuantizationEvaluator, QuantizedModelPusher]:
+    """The components, wired: the float model's eval split gates the quantized one, both blessings the push.
 
     ``examples`` are raw (ExampleGen's); with ``transform_graph`` (Transform's), calibration and both models see
     the transformed features and the push ships its vocabularies; ``schema`` (SchemaGen's) lets the push name the
     classes in labels.txt from the label's domain. ``search_dataset`` (RepresentativeDatasetGen's, with
     ``representative_num_search_examples`` > 0) feeds the Quantizer's ``accuracy_search`` knob.
+
+    ``knobs.candidate_modes`` (e.g. ``("float16", "dynamic_range")``) adds one Quantizer per mode (id
+    ``Quantizer_<mode>``, the same float model, engine and signature, the mode's own I/O dtype) beside the main one;
+    the QuantizationEvaluator scores them all in one Beam pass, ``knobs.selection`` picks the blessed one and the
+    pusher ships that one. Returns the Quantizers (the main one first), the evaluator and the pusher.
     """
+    extra_modes = candidate_quantizer_modes(knobs)
     quantizer = Quantizer(
         model=model,
         representative_dataset=representative_dataset,
@@ -78,9 +87,14 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         accuracy_search=knobs.accuracy_search,
         search_dataset=search_dataset,
     )
+    quantizers = [quantizer] + [
+        Quantizer(model=model, representative_dataset=representative_dataset, transform_graph=transform_graph,
+                  mode=mode, engine=knobs.engine, signature_name=knobs.signature).with_id(f"Quantizer_{mode}")
+        for mode in extra_modes]
+    candidates = [candidate.outputs["quantized_model"] for candidate in quantizers]
     quantization_evaluator = QuantizationEvaluator(
         model=model,
-        quantized_model=quantizer.outputs["quantized_model"],
+        quantized_model=candidates[0] if len(candidates) == 1 else candidates,
         examples=examples,
         transform_graph=transform_graph,
         label_key=label_key,
@@ -96,9 +110,10 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         max_latency_ms=knobs.max_latency_ms,
         signature_name=knobs.signature,
         nonfinite_inputs=knobs.nonfinite_inputs,
+        selection=knobs.selection,
     )
     pusher = QuantizedModelPusher(
-        model=quantizer.outputs["quantized_model"],
+        model=candidates[0] if len(candidates) == 1 else candidates,
         model_blessing=quantization_evaluator.outputs["blessing"],
         float_blessing=float_blessing,
         float_model=model,
@@ -109,4 +124,17 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)),
     )
-    return quantizer, quantization_evaluator, pusher
+    return quantizers, quantization_evaluator, pusher
+
+
+def candidate_quantizer_modes(knobs: QuantizationKnobs) -> tuple[str, ...]:
+    """The extra candidates' modes, checked: each once, none equal to the main ``mode``, at most
+    ``MAX_CANDIDATES`` - 1 (the evaluator scores up to ``MAX_CANDIDATES`` models)."""
+    modes = tuple(knobs.candidate_modes)
+    if knobs.mode in modes or len(set(modes)) != len(modes):
+        raise ValueError(f"quantization_candidate_modes {list(modes)}: each mode once, and not the main "
+                         f"quantization_mode {knobs.mode!r} (it is the first candidate already)")
+    if len(modes) > MAX_CANDIDATES - 1:
+        raise ValueError(f"quantization_candidate_modes {list(modes)}: at most {MAX_CANDIDATES - 1} beside the main "
+                         f"mode (the QuantizationEvaluator scores up to {MAX_CANDIDATES} candidates)")
+    return modes

@@ -67,6 +67,8 @@ def create_taxi_pipeline(
     quantization_max_model_bytes: int | None = None,
     quantization_max_latency_ms: float | None = None,
     quantization_nonfinite_inputs: str = "refuse",
+    quantization_candidate_modes: tuple[str, ...] = (),
+    quantization_selection: str = "smallest",
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -127,7 +129,7 @@ def create_taxi_pipeline(
         seed=calibration_seed,
         num_search_examples=representative_num_search_examples,
     )
-    quantizer, quantization_evaluator, pusher = quantgate_stage(
+    quantizers, quantization_evaluator, pusher = quantgate_stage(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         float_blessing=evaluator.outputs["blessing"],
@@ -143,7 +145,7 @@ def create_taxi_pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, transform, trainer, evaluator,
-                    representative_dataset_gen, quantizer, quantization_evaluator, pusher],
+                    representative_dataset_gen, *quantizers, quantization_evaluator, pusher],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],

@@ -153,6 +153,22 @@ def test_cli_compiles_the_digits_qat_pipeline_with_both_trainers_from_the_image(
     assert "_wheels" not in json.dumps(job)
 
 
+def test_cli_compiles_the_candidates_pipeline_with_three_quantizers_feeding_evaluator_and_pusher(tmp_path) -> None:
+    assert runner.main(["--pipeline", "penguin-candidates", "--output-dir", str(tmp_path),
+                        "--set", "quantization_selection=fastest"]) == 0
+    job = json.loads((tmp_path / "pipeline.json").read_text())
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    expected = {"quantized_model": "Quantizer", "quantized_model_1": "Quantizer_float16",
+                "quantized_model_2": "Quantizer_dynamic_range"}
+    evaluator = tasks["QuantizationEvaluator"]["inputs"]
+    assert {k: v["taskOutputArtifact"]["producerTask"] for k, v in evaluator["artifacts"].items()
+            if k.startswith("quantized_model")} == expected
+    pusher = tasks["QuantizedModelPusher"]["inputs"]["artifacts"]
+    assert {k: pusher[k]["taskOutputArtifact"]["producerTask"] for k in ("model", "model_1", "model_2")} == (
+        {"model": "Quantizer", "model_1": "Quantizer_float16", "model_2": "Quantizer_dynamic_range"})
+    assert "fastest" in json.dumps(evaluator["parameters"]["selection"])
+
+
 def test_taxi_overrides_are_checked_against_its_own_factory() -> None:
     assert runner.parse_overrides(["float_auc_threshold=0.7"], "taxi") == {"float_auc_threshold": 0.7}
     with pytest.raises(ValueError, match="not a parameter of pipelines.taxi.create_taxi_pipeline; known: "
