@@ -159,9 +159,8 @@ def beam_pipeline_args(options: KubeflowOptions) -> list[str]:
 def parse_overrides(items: list[str], pipeline: str = DEFAULT_PIPELINE) -> dict[str, Any]:
     """Parses ``KEY=VALUE`` pairs for the factory of ``pipeline`` (``create_pipeline``, ``create_taxi_pipeline``);
     VALUE is JSON when it parses (numbers, lists), else text."""
-    kind = pipeline_kind(pipeline)
-    factory = kind.factory
-    factory_name = kind.factory_path.replace(":", ".")
+    factory = pipeline_kind(pipeline).factory
+    factory_name = f"{factory.__module__}.{factory.__name__}"
     allowed = {name: param.default for name, param in inspect.signature(factory).parameters.items()
                if param.kind is inspect.Parameter.KEYWORD_ONLY and name not in _RESERVED_KWARGS}
     overrides: dict[str, Any] = {}

@@ -1,5 +1,5 @@
-"""The pipelines quantgate ships, by name (``penguin``, ``penguin-candidates``, ``taxi``, ``diabetes``,
-``digits-qat``): factory, data writer, defaults.
+"""The pipelines quantgate ships, by name (``penguin``, ``taxi``, ``diabetes``, ``digits-qat``): factory, data
+writer, defaults.
 
 Plain data, no TensorFlow or TFX import: the factory and the data writer are import paths, resolved when a run or a
 compile needs them, so ``python -m pipelines --help`` and ``kubeflow/runner.py --help`` stay fast.
@@ -7,10 +7,9 @@ compile needs them, so ``python -m pipelines --help`` and ``kubeflow/runner.py -
 
 from __future__ import annotations
 
-import functools
 import importlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -26,14 +25,10 @@ class PipelineKind:
     trainer_run_fn: str  # the Trainer's run_fn inside the image (Kubeflow)
     transform_preprocessing_fn: str | None = None  # Transform's preprocessing_fn inside the image, when any
     pushes: bool = True  # has a QuantizedModelPusher (its factory takes push_destination)
-    # keyword arguments this kind gives its factory (a variant of another kind's pipeline); callers' kwargs win
-    factory_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def factory(self) -> Callable[..., Any]:
-        """The factory, with ``factory_defaults`` bound (``inspect.signature`` shows them as its defaults)."""
-        factory = _resolve(self.factory_path)
-        return functools.partial(factory, **self.factory_defaults) if self.factory_defaults else factory
+        return _resolve(self.factory_path)
 
     @property
     def data_writer(self) -> Callable[[str], str]:
@@ -53,15 +48,6 @@ PIPELINES: dict[str, PipelineKind] = {
         pipeline_name="penguin-quantgate",
         home="out/demo",
         trainer_run_fn="pipelines.models.penguin.penguin_trainer.run_fn",
-    ),
-    "penguin-candidates": PipelineKind(
-        name="penguin-candidates",
-        factory_path="pipelines.pipeline:create_pipeline",
-        data_writer_path="pipelines.data:write_penguins_csv",
-        pipeline_name="penguin-candidates-quantgate",
-        home="out/penguin-candidates",
-        trainer_run_fn="pipelines.models.penguin.penguin_trainer.run_fn",
-        factory_defaults={"quantization_candidate_modes": ("float16", "dynamic_range")},
     ),
     "taxi": PipelineKind(
         name="taxi",

@@ -153,9 +153,8 @@ def test_cli_compiles_the_digits_qat_pipeline_with_both_trainers_from_the_image(
     assert "_wheels" not in json.dumps(job)
 
 
-def test_cli_compiles_the_candidates_pipeline_with_three_quantizers_feeding_evaluator_and_pusher(tmp_path) -> None:
-    assert runner.main(["--pipeline", "penguin-candidates", "--output-dir", str(tmp_path),
-                        "--set", "quantization_selection=fastest"]) == 0
+def test_cli_compiles_the_candidates_with_three_quantizers_feeding_evaluator_and_pusher(tmp_path) -> None:
+    assert runner.main(["--output-dir", str(tmp_path), "--set", "quantization_selection=fastest"]) == 0
     job = json.loads((tmp_path / "pipeline.json").read_text())
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     expected = {"quantized_model": "Quantizer", "quantized_model_1": "Quantizer_float16",
@@ -167,6 +166,10 @@ def test_cli_compiles_the_candidates_pipeline_with_three_quantizers_feeding_eval
     assert {k: pusher[k]["taskOutputArtifact"]["producerTask"] for k in ("model", "model_1", "model_2")} == (
         {"model": "Quantizer", "model_1": "Quantizer_float16", "model_2": "Quantizer_dynamic_range"})
     assert "fastest" in json.dumps(evaluator["parameters"]["selection"])
+
+    assert runner.main(["--output-dir", str(tmp_path), "--set", "quantization_candidate_modes=[]"]) == 0
+    tasks = json.loads((tmp_path / "pipeline.json").read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert [task for task in tasks if task.startswith("Quantizer")] == ["Quantizer"]
 
 
 def test_taxi_overrides_are_checked_against_its_own_factory() -> None:

@@ -344,7 +344,7 @@ def test_demo_run_summary(demo_run) -> None:
 # (the quantized model would have to *improve* by 1.0), so this store answers --why-not, while the SQLite demo
 # run answers --pushed.
 MYSQL_RUN_KWARGS = {"train_steps": 20, "eval_steps": 5, "calibration_num_examples": 30,
-                    "quantization_max_delta": -1.0}
+                    "quantization_max_delta": -1.0, "quantization_candidate_modes": ()}
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from components.shared.properties import MAX_CANDIDATES, candidate_model_key
-from pipelines.kinds import pipeline_kind
 from pipelines.pipeline import create_pipeline
 
 
@@ -15,15 +14,14 @@ def _components(tmp_path, **kwargs) -> dict:
 
 
 def test_without_candidate_modes_there_is_one_quantizer_and_one_pusher_input(tmp_path) -> None:
-    components = _components(tmp_path)
+    components = _components(tmp_path, quantization_candidate_modes=())
     assert [i for i in components if i.startswith("Quantizer")] == ["Quantizer"]
     assert candidate_model_key(1) not in components["QuantizedModelPusher"].inputs
     assert "quantized_model_1" not in components["QuantizationEvaluator"].inputs
 
 
-def test_candidate_modes_add_one_quantizer_each_wired_to_the_evaluator_and_the_pusher(tmp_path) -> None:
-    components = _components(tmp_path, quantization_candidate_modes=("float16", "dynamic_range"),
-                             quantization_selection="fastest")
+def test_the_penguin_default_adds_float16_and_dynamic_range_wired_to_the_evaluator_and_the_pusher(tmp_path) -> None:
+    components = _components(tmp_path, quantization_selection="fastest")
     extra = {"Quantizer_float16": "float16", "Quantizer_dynamic_range": "dynamic_range"}
     for component_id, mode in extra.items():
         assert components[component_id].exec_properties["mode"] == mode
@@ -34,14 +32,6 @@ def test_candidate_modes_add_one_quantizer_each_wired_to_the_evaluator_and_the_p
         produced_by = components[component_id].outputs["quantized_model"]
         assert pusher.inputs[candidate_model_key(index)] is produced_by
         assert produced_by in [evaluator.inputs[key] for key in evaluator.inputs if key.startswith("quantized_model")]
-
-
-def test_the_candidates_kind_is_the_penguin_pipeline_with_two_more_modes(tmp_path) -> None:
-    pipeline = pipeline_kind("penguin-candidates").factory("p", str(tmp_path / "root"), str(tmp_path / "data"))
-    assert {"Quantizer", "Quantizer_float16", "Quantizer_dynamic_range"} <= {c.id for c in pipeline.components}
-    own = pipeline_kind("penguin-candidates").factory("p", str(tmp_path / "root"), str(tmp_path / "data"),
-                                                     quantization_candidate_modes=())
-    assert [c.id for c in own.components if c.id.startswith("Quantizer_")] == []  # the caller's value wins
 
 
 @pytest.mark.parametrize(("modes", "message"), [
