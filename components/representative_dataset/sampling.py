@@ -12,8 +12,12 @@ whose rank can still make the cut (``_Candidates``); a combiner merges the bundl
 
 from __future__ import annotations
 
+import array
 import collections
 import hashlib
+import itertools
+import pickle
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -208,17 +212,25 @@ def stratified_quotas(class_counts: dict[str, int], num_examples: int,
     return quotas
 
 
+def _slack(capacity: int) -> int:
+    """How far a candidate list may grow past ``capacity`` before it is cut back: an eighth, at least 1024 keys."""
+    return max(capacity // 8, 1024)
+
+
 class _Candidates:
     """The smallest keys (``rank digest + record``: bytes order is rank order) seen so far, at most ``capacity``.
 
     Keys above the current cut are dropped on arrival, one comparison; the list is cut back to ``capacity`` when
-    it reaches twice that, so memory stays O(capacity) and the work per record O(1) on average.
+    it reaches ``capacity + _slack(capacity)`` (an eighth more), so memory stays about 1.125 x capacity keys and the
+    work per record O(1) on average. A key replaces its record (the record's own object is freed once ``process``
+    returns): one copy of each kept record, 16 bytes longer.
     """
 
-    __slots__ = ("capacity", "keys", "cut")
+    __slots__ = ("capacity", "limit", "keys", "cut")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
+        self.limit = capacity + _slack(capacity)
         self.keys: list[bytes] = []
         self.cut: bytes | None = None
 
@@ -226,7 +238,7 @@ class _Candidates:
         if self.cut is not None and key > self.cut:
             return
         self.keys.append(key)
-        if len(self.keys) >= 2 * self.capacity:
+        if len(self.keys) >= self.limit:
             self.shrink()
 
     def shrink(self) -> None:
@@ -236,14 +248,92 @@ class _Candidates:
             self.cut = self.keys[-1]
 
 
-class _Partial(NamedTuple):
-    """One bundle's (or a merge's) share: records seen, class counts, candidates per class (``None``: no class)."""
+class _Partial:
+    """One bundle's (or a merge's) share: records seen, class counts, candidates per class (``None``: no class).
 
-    count: int
-    class_counts: dict[str, int]
-    candidates: dict[str | None, list[bytes]]
+    Each class's keys are sorted. Mutable, so that the combiner merges into the first accumulator in place.
+    """
+
+    __slots__ = ("count", "class_counts", "candidates")
+
+    def __init__(self, count: int, class_counts: dict[str, int],
+                 candidates: dict[str | None, list[bytes]]) -> None:
+        self.count, self.class_counts, self.candidates = count, class_counts, candidates
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Partial) and (self.count, self.class_counts, self.candidates) == (
+            other.count, other.class_counts, other.candidates)
+
+    def __repr__(self) -> str:
+        sizes = {cls: len(keys) for cls, keys in self.candidates.items()}
+        return f"_Partial(count={self.count}, class_counts={self.class_counts}, candidates={sizes})"
 
 
+_HEADER = struct.Struct("<Q")
+
+
+class _PartialCoder(beam.coders.Coder):
+    """A ``_Partial`` as bytes: a pickled header (counts, classes, key lengths), then the keys back to back.
+
+    Beam estimates the size of the first elements of each PCollection (it encodes them with the default coder, a
+    pickle: a transient full copy of the candidates, and a memo of every key); ``estimate_size`` here adds up
+    lengths instead. Encoding makes one copy of the keys, which a shuffle needs anyway.
+    """
+
+    def encode(self, partial: _Partial) -> bytes:
+        classes = list(partial.candidates.items())
+        lengths = [array.array("I", map(len, keys)).tobytes() for _, keys in classes]
+        header = pickle.dumps((partial.count, partial.class_counts, [(cls, len(keys)) for cls, keys in classes]),
+                              protocol=pickle.HIGHEST_PROTOCOL)
+        return b"".join(itertools.chain((_HEADER.pack(len(header)), header), lengths,
+                                        itertools.chain.from_iterable(keys for _, keys in classes)))
+
+    def decode(self, encoded: bytes) -> _Partial:
+        (size,) = _HEADER.unpack_from(encoded)
+        at = _HEADER.size + size
+        count, class_counts, sizes = pickle.loads(encoded[_HEADER.size:at])
+        all_lengths = []
+        for _, n in sizes:
+            lengths = array.array("I")
+            lengths.frombytes(encoded[at:at + 4 * n])
+            all_lengths.append(lengths)
+            at += 4 * n
+        candidates = {}
+        for (cls, _), lengths in zip(sizes, all_lengths, strict=True):
+            keys = candidates[cls] = []
+            for length in lengths:
+                keys.append(encoded[at:at + length])
+                at += length
+        return _Partial(count, class_counts, candidates)
+
+    def estimate_size(self, partial: _Partial) -> int:
+        return _HEADER.size + 64 + sum(5 * len(keys) + sum(map(len, keys)) for keys in partial.candidates.values())
+
+    def to_type_hint(self) -> Any:
+        return _Partial
+
+
+class _SampleCoder(beam.coders.Coder):
+    """A ``Sample`` pickled; ``estimate_size`` adds up lengths (see ``_PartialCoder``)."""
+
+    def encode(self, sample: Sample) -> bytes:
+        return pickle.dumps(tuple(sample), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes) -> Sample:
+        return Sample(*pickle.loads(encoded))
+
+    def estimate_size(self, sample: Sample) -> int:
+        return 256 + sum(map(len, sample.records)) + sum(map(len, sample.search_records))
+
+    def to_type_hint(self) -> Any:
+        return Sample
+
+
+beam.coders.registry.register_coder(_Partial, _PartialCoder)
+beam.coders.registry.register_coder(Sample, _SampleCoder)
+
+
+@beam.typehints.with_output_types(_Partial)
 class _SelectInBundle(beam.DoFn):
     """Serialized tf.Examples -> one ``_Partial`` per bundle (emitted in ``finish_bundle``)."""
 
@@ -280,48 +370,49 @@ class _SelectInBundle(beam.DoFn):
             candidates.shrink()
         partial = _Partial(self._count, dict(self._class_counts),
                            {cls: c.keys for cls, c in self._candidates.items()})
+        # The DoFn instance outlives the bundle: hold no keys once the partial is out.
+        self._candidates, self._class_counts = {}, collections.Counter()
         yield WindowedValue(partial, GlobalWindow().max_timestamp(), [GlobalWindow()])
 
 
-class _MergePartials(beam.CombineFn):
-    """``_Partial``s -> one ``_Partial``: counts added, each class's ``capacity`` smallest keys, sorted."""
+def _merge_into(merged: _Partial, partial: _Partial, capacity: int) -> None:
+    """Adds ``partial`` to ``merged`` in place: counts added, each class's ``capacity`` smallest keys, sorted.
 
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self._capacity = capacity
-
-    def create_accumulator(self) -> _Partial:
-        return _Partial(0, {}, {})
-
-    def add_input(self, accumulator: _Partial, partial: _Partial) -> _Partial:
-        return self.merge_accumulators([accumulator, partial])
-
-    def merge_accumulators(self, accumulators: Any) -> _Partial:
-        count, class_counts = 0, collections.Counter()
-        keys: dict[str | None, list[bytes]] = collections.defaultdict(list)
-        for partial in accumulators:
-            count += partial.count
-            class_counts.update(partial.class_counts)
-            for cls, more in partial.candidates.items():
-                keys[cls].extend(more)
-        return _Partial(count, dict(class_counts),
-                        {cls: sorted(more)[: self._capacity] for cls, more in keys.items()})
-
-    def extract_output(self, accumulator: _Partial) -> _Partial:
-        return accumulator
+    ``partial`` is left as it was (its lists are copied, never extended): it may be another accumulator.
+    """
+    merged.count += partial.count
+    for cls, n in partial.class_counts.items():
+        merged.class_counts[cls] = merged.class_counts.get(cls, 0) + n
+    for cls, more in partial.candidates.items():
+        keys = merged.candidates.get(cls)
+        if keys is None:
+            merged.candidates[cls] = more[:capacity]
+        elif more:
+            keys.extend(more)
+            keys.sort()  # two sorted runs: a linear merge
+            del keys[capacity:]
 
 
-def _records(keys: list[bytes]) -> list[bytes]:
-    return [key[_DIGEST_SIZE:] for key in sorted(keys)]
+def _take_records(keys: list[bytes]) -> list[bytes]:
+    """The records of ``keys`` in rank order; ``keys`` is emptied as it goes, so each key is freed (when nothing
+    else holds it) as its record is made, and the two never all coexist."""
+    keys.sort()
+    keys.reverse()
+    records = []
+    while keys:
+        records.append(keys.pop()[_DIGEST_SIZE:])
+    return records
 
 
 def _count_classes(records: list[bytes], label_key: str | None) -> dict[str, int] | None:
     if label_key is None:
         return None
-    return dict(sorted(collections.Counter(label_class(record, label_key) for record in records).items()))
+    label = LabelReader(label_key)
+    return dict(sorted(collections.Counter(label(record) for record in records).items()))
 
 
 def _to_sample(merged: _Partial, config: SamplingConfig) -> Sample:
+    """The ``Sample`` of the merged candidates; takes the keys out of ``merged`` (its lists are left empty)."""
     k, m = config.num_examples, config.num_search_examples
     if config.strategy == UNIFORM:
         keys = merged.candidates.get(None, [])
@@ -335,10 +426,46 @@ def _to_sample(merged: _Partial, config: SamplingConfig) -> Sample:
             quota = quotas[cls]
             chosen += keys[:quota]
             search += keys[quota:quota + search_quotas.get(cls, 0)]
-    records, search_records = _records(chosen), _records(search)
+    for keys in merged.candidates.values():
+        keys.clear()
+    records, search_records = _take_records(chosen), _take_records(search)
     source_class_counts = dict(sorted(merged.class_counts.items())) if config.label_key is not None else None
     return Sample(records, merged.count, source_class_counts, _count_classes(records, config.label_key),
                   search_records, _count_classes(search_records, config.label_key) if m else None)
+
+
+@beam.typehints.with_input_types(_Partial)
+@beam.typehints.with_output_types(Sample)
+class _MergePartials(beam.CombineFn):
+    """``_Partial``s -> the ``Sample``: the partials merged in place (each class's ``capacity`` smallest keys), then
+    the sample taken out of the merged keys."""
+
+    def __init__(self, capacity: int, config: SamplingConfig) -> None:
+        super().__init__()
+        self._capacity, self._config = capacity, config
+
+    def create_accumulator(self) -> _Partial:
+        return _Partial(0, {}, {})
+
+    def add_input(self, accumulator: _Partial, partial: _Partial) -> _Partial:
+        _merge_into(accumulator, partial, self._capacity)
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Any) -> _Partial:
+        # Beam lets the first accumulator be modified and returned.
+        accumulators = iter(accumulators)
+        merged = next(accumulators, None)
+        if merged is None:
+            return self.create_accumulator()
+        for partial in accumulators:
+            _merge_into(merged, partial, self._capacity)
+        return merged
+
+    def extract_output(self, accumulator: _Partial) -> Sample:
+        return _to_sample(accumulator, self._config)
+
+    def get_accumulator_coder(self) -> beam.coders.Coder:
+        return _PartialCoder()
 
 
 class SampleExamples(beam.PTransform):
@@ -357,8 +484,12 @@ class SampleExamples(beam.PTransform):
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         config = self._config
         capacity = config.num_examples + config.num_search_examples
-        return (records
-                | "SelectInBundle" >> beam.ParDo(_SelectInBundle(capacity, config.seed, config.label_key,
-                                                                 per_class=config.strategy == STRATIFIED))
-                | "Merge" >> beam.CombineGlobally(_MergePartials(capacity))
-                | "ToSample" >> beam.Map(_to_sample, config=config))
+        partials = records | "SelectInBundle" >> beam.ParDo(
+            _SelectInBundle(capacity, config.seed, config.label_key, per_class=config.strategy == STRATIFIED))
+        # One empty partial more, so that the combine always has an input and needs no default: CombineGlobally's
+        # default for an empty input joins its output through a side input, which would encode the whole Sample
+        # (a copy of every record, and another on decoding) on the way.
+        nothing = records.pipeline | "NoRecords" >> beam.Create([_Partial(0, {}, {})]).with_output_types(_Partial)
+        return ((partials, nothing)
+                | "Partials" >> beam.Flatten()
+                | "Merge" >> beam.CombineGlobally(_MergePartials(capacity, config)).without_defaults())

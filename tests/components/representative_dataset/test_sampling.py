@@ -266,3 +266,19 @@ def test_num_search_examples_is_checked() -> None:
 def test_stratified_quotas_name_the_search_parameter() -> None:
     with pytest.raises(ValueError, match="more than num_search_examples=2; raise num_search_examples"):
         stratified_quotas({"a": 5, "b": 5, "c": 5}, 2, "num_search_examples")
+
+
+def test_partial_coder_round_trips_and_merging_keeps_the_smallest_keys() -> None:
+    from components.representative_dataset.sampling import _merge_into, _Partial, _PartialCoder
+
+    coder = _PartialCoder()
+    keys = sorted(rank(_example(i), 0)[0] + _example(i) for i in range(50))
+    partial = _Partial(50, {"0": 30, "1": 20}, {"0": keys[:30:2], "1": keys[1:30:2], None: [b"", b"x" * 300]})
+    assert coder.decode(coder.encode(partial)) == partial
+    assert coder.decode(coder.encode(_Partial(0, {}, {}))) == _Partial(0, {}, {})
+    merged = _Partial(0, {}, {})
+    for share in (_Partial(25, {}, {None: keys[::2]}), _Partial(25, {}, {None: keys[1::2]})):
+        before = list(share.candidates[None])
+        _merge_into(merged, share, 10)
+        assert share.candidates[None] == before  # the other accumulator is left as it was
+    assert merged == _Partial(50, {}, {None: keys[:10]})
