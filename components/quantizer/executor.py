@@ -51,6 +51,8 @@ from components.shared.staged_output import staged_output
 from components.shared.strict_json import dumps
 from components.shared.transform_inputs import TransformedInputs
 
+READINESS_LOG_CHARS = 160  # per reason, on the console; quantization_report.json has every op and tensor
+
 
 def artifact_label(key: str, uri: str, artifact_id: int | None) -> str:
     """How errors name an input artifact: its channel key, uri and (once registered in MLMD) id."""
@@ -278,7 +280,9 @@ def add_size_and_readiness(quantization_report: dict[str, Any], content: bytes, 
     report.compare_with_float_tflite(quantization_report, float_tflite_bytes, float_tflite_seconds)
     ready = quantization_report["edge_tpu_readiness"] = readiness.edge_tpu_readiness(content)
     logging.info("Quantizer: Edge TPU / integer-only readiness (static check): %s",
-                 "ready" if ready["ready"] else "not ready: " + "; ".join(ready["reasons"]))
+                 "ready" if ready["ready"] else "not ready: " + "; ".join(
+                     reason if len(reason) <= READINESS_LOG_CHARS else reason[:READINESS_LOG_CHARS] + " ..."
+                     for reason in ready["reasons"]) + " (all in quantization_report.json)")
 
 
 def _publish(output_uri: str, content: bytes, quantization_report: dict[str, Any]) -> None:

@@ -161,7 +161,8 @@ def why_not(store: metadata_store.MetadataStore, run_id: str | None = None) -> d
 
 def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_id: str) -> dict[str, Any] | None:
     """The numbers a run gated on, from its newest pusher execution: metrics, delta, threshold, sizes, verdict,
-    the evaluation's ``report_path``, and the run's executions that failed or did not finish (``unfinished``).
+    the candidates offered to the pusher (``candidates``: id, mode, size, which one the blessing chose), the
+    evaluation's ``report_path``, and the run's executions that failed or did not finish (``unfinished``).
 
     The metric values are the ``float_<metric>`` / ``quantized_<metric>`` properties of the evaluation that the
     blessing's producer wrote beside it; ``None`` where a property is missing (e.g. a stock Evaluator's blessing).
@@ -179,7 +180,8 @@ def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_
     blessing = reader.artifact_info(blessing_artifact).properties
     current_model_id = blessing.get(properties.CURRENT_MODEL_ID)  # several candidates: the one the blessing chose
     candidates = _inputs(inputs, properties.MODEL_KEY)
-    model = reader.artifact_info(next((m for m in candidates if m.id == current_model_id), candidates[0])).properties
+    chosen = next((m for m in candidates if m.id == current_model_id), candidates[0])
+    model = reader.artifact_info(chosen).properties
     pushed = reader.artifact_info(pushed_model).properties
     metric = blessing.get(properties.METRIC)
     run_id = reader.execution_info(execution).run_id
@@ -192,6 +194,10 @@ def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_
         "quantization_mode": model.get(properties.QUANTIZATION_MODE),
         "float_size_bytes": model.get(properties.FLOAT_SIZE_BYTES),
         "quantized_size_bytes": model.get(properties.SIZE_BYTES),
+        "candidates": [{"id": m.id, "chosen": m.id == chosen.id,
+                        "quantization_mode": reader.artifact_info(m).properties.get(properties.QUANTIZATION_MODE),
+                        "size_bytes": reader.artifact_info(m).properties.get(properties.SIZE_BYTES)}
+                       for m in candidates],
         "verdict": "blessed" if blessing.get(properties.BLESSED) == 1 else "not blessed",
         "pushed": pushed.get(properties.PUSHED) == 1,
         "pushed_destination": pushed.get(properties.PUSHED_DESTINATION),

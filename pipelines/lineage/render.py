@@ -44,6 +44,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         ("verdict", summary["verdict"]),
         outcome,
     ]
+    if len(summary.get("candidates") or ()) > 1:
+        rows.insert(-2, ("candidates", ", ".join(
+            f"{c['quantization_mode'] or '#' + str(c['id'])} {_size(c['size_bytes'])}{' (chosen)' if c['chosen'] else ''}"
+            for c in summary["candidates"])))
     if summary.get("report_path"):
         rows.append(("report", summary["report_path"]))
     rows += [(_unfinished_state(e), _execution(e)) for e in summary.get("unfinished", ())]

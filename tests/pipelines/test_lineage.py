@@ -336,6 +336,11 @@ def test_demo_run_summary(demo_run) -> None:
                   "pushed to"):
         assert f"\n{label}" in table
     assert summary["pushed_destination"] in table
+    candidates = {c["quantization_mode"]: c for c in summary["candidates"]}
+    assert sorted(candidates) == ["dynamic_range", "float16", "int8"]
+    assert [c["id"] for c in summary["candidates"] if c["chosen"]] == [
+        demo_run.output("QuantizationEvaluator", "blessing").custom_properties["current_model_id"].int_value]
+    assert f"int8 {candidates['int8']['size_bytes']:,} bytes" in table.split("\ncandidates")[1]
 
 
 # --- MLMD on a real MariaDB server: a second, small run whose gate refuses the push ------------------------
