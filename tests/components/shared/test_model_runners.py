@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner, quantize_array
+from components.shared.model_runners import InputQuantizer, SavedModelRunner, TFLiteRunner, quantize_array
 from components.shared.signature_inputs import InputSpec
 
 RNG = np.random.default_rng(0)
@@ -18,6 +18,19 @@ BATCH = {"a": RNG.normal(size=(64, 2)).astype(np.float32), "b": RNG.normal(size=
 def test_quantize_array_rounds_to_nearest_instead_of_truncating() -> None:
     x = np.array([0.26, 0.74, -0.26, -0.74], dtype=np.float32)
     np.testing.assert_array_equal(quantize_array(x, 0.5, 0, np.int8), [1, 1, -1, -1])  # truncation gives 0,1,0,-1
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16])
+def test_the_one_value_path_quantizes_as_the_whole_array_path(dtype) -> None:
+    scale, zero_point = 0.037, {np.int8: -3, np.uint8: 131, np.int16: 0}[dtype]
+    # Random values, exact half steps (where rounding modes differ) and values far out of range.
+    values = np.concatenate([RNG.normal(scale=4.0, size=500), (np.arange(-40, 40) + 0.5) * scale,
+                             [-1e6, 1e6]]).astype(np.float32)
+    quantizer = InputQuantizer(scale, zero_point, dtype)
+    whole = quantizer(values.reshape(-1, 1))
+    one_by_one = np.array([quantizer(values[i:i + 1].reshape(1, 1))[0, 0] for i in range(values.size)])
+    assert whole.dtype == dtype and quantizer(values[:1].reshape(1, 1)).dtype == dtype
+    np.testing.assert_array_equal(one_by_one, whole[:, 0])
 
 
 def test_quantize_array_clips_to_the_dtype_range_and_applies_the_zero_point() -> None:
