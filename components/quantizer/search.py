@@ -144,6 +144,8 @@ def describe(options: QuantizationOptions) -> str:
         text += f" float: {len(options.denylisted_nodes)} node(s)"
     if options.int16_nodes:
         text += f" int16: {len(options.int16_nodes)} node(s)"
+    if options.int4_weight_nodes:
+        text += f" int4 weights: {len(options.int4_weight_nodes)} node(s)"
     return text
 
 
@@ -151,7 +153,7 @@ def config_of(options: QuantizationOptions) -> dict[str, Any]:
     """The options a candidate differs by (the ``chosen_config`` property and the report's ``config``)."""
     return {"mode": options.mode, "io_dtype": options.io_dtype, "engine": options.engine,
             "denylisted_ops": list(options.denylisted_ops), "denylisted_nodes": list(options.denylisted_nodes),
-            "int16_nodes": list(options.int16_nodes)}
+            "int16_nodes": list(options.int16_nodes), "int4_weight_nodes": list(options.int4_weight_nodes)}
 
 
 @dataclass
@@ -355,7 +357,10 @@ class Search:
         requests = []
         if requested.mode != "int16x8":
             io = "float32" if requested.io_dtype == "float32" and requested.engine == "tflite_converter" else None
-            requests.append(("int16", resolve_options("int16x8", io, engine=requested.engine), False))
+            # The requested int4 weights stay: they are the caller's size choice, not a remedy to try.
+            requests.append(("int16", resolve_options("int16x8", io, engine=requested.engine,
+                                                      int4_weight_nodes=requested.int4_weight_nodes,
+                                                      int4_block_size=requested.int4_block_size), False))
         worst = [r["tensor"] for r in first.layer_errors or []][:INT16_LAYERS]
         if requested.engine == "litert_quantizer" and requested.mode == "int8" and worst:
             requests.append(("int16", replace(requested, int16_nodes=tuple(worst)), False))
