@@ -11,7 +11,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 
 from components.quantizer import executor
-from components.quantizer.options import INT4_BLOCK_SIZES, resolve_options
+from components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE, resolve_options
 from components.quantizer.search import SearchConfig, check_search_request
 from components.quantizer.spec import QuantizerSpec
 
@@ -55,7 +55,7 @@ class Quantizer(base_component.BaseComponent):
         denylisted_nodes: Sequence[str] = (),
         int16_nodes: Sequence[str] = (),
         int4_weight_nodes: Sequence[str] = (),
-        int4_block_size: int = INT4_BLOCK_SIZES[0],
+        int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
         accuracy_search: Mapping[str, Any] | None = None,
         search_dataset: types.BaseChannel | None = None,
     ) -> None:

@@ -32,6 +32,7 @@ LITERT_IO_DTYPES = {"int8": ("int8",), "int16x8": ("int16",), "dynamic_range": (
 # int4_weight_nodes: ai-edge-quantizer 0.10's blockwise granularities (QuantGranularity.BLOCKWISE_<n>), the first the
 # default; a weight's input dimension must be a multiple of the block size.
 INT4_BLOCK_SIZES = (32, 64, 128, 256)
+DEFAULT_INT4_BLOCK_SIZE = INT4_BLOCK_SIZES[0]
 # The op types ai-edge-quantizer 0.10's policy gives int4 blockwise weights (its "dynamic_wi4_afp32_blockwise").
 INT4_WEIGHT_OPS = ("FULLY_CONNECTED", "EMBEDDING_LOOKUP")
 
@@ -51,7 +52,7 @@ class QuantizationOptions:
     denylisted_nodes: tuple[str, ...] = ()
     int16_nodes: tuple[str, ...] = ()
     int4_weight_nodes: tuple[str, ...] = ()
-    int4_block_size: int = INT4_BLOCK_SIZES[0]
+    int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE
 
     @property
     def calibrated(self) -> bool:
@@ -75,7 +76,7 @@ def resolve_options(
     denylisted_nodes: Sequence[str] = (),
     int16_nodes: Sequence[str] = (),
     int4_weight_nodes: Sequence[str] = (),
-    int4_block_size: int = INT4_BLOCK_SIZES[0],
+    int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
 ) -> QuantizationOptions:
     """Validates the Quantizer's parameters and returns them resolved.
 
@@ -164,7 +165,7 @@ def _check_int4_options(engine: str, int4: tuple[str, ...], block_size: int,
     # bool is an int: True would pass as block size 1 and fail the membership test with a confusing message.
     if isinstance(block_size, bool) or block_size not in INT4_BLOCK_SIZES:
         raise ValueError(f"Quantizer: int4_block_size {block_size!r} is not one of ai-edge-quantizer's blockwise "
-                         f"sizes {INT4_BLOCK_SIZES}; use one of them (default {INT4_BLOCK_SIZES[0]}).")
+                         f"sizes {INT4_BLOCK_SIZES}; use one of them (default {DEFAULT_INT4_BLOCK_SIZE}).")
     if int4 and engine != "litert_quantizer":
         raise ValueError(
             f"Quantizer: int4_weight_nodes (int4 blockwise weights for named ops) needs engine 'litert_quantizer' "

@@ -8,7 +8,10 @@ import pytest
 from tfx.types import channel_utils, standard_artifacts
 
 from components import Quantizer, RepresentativeDataset
+from pipelines.diabetes import create_diabetes_pipeline
+from pipelines.digits_qat import create_digits_qat_pipeline
 from pipelines.pipeline import create_pipeline
+from pipelines.taxi import create_taxi_pipeline
 
 
 def _model() -> object:
@@ -67,3 +70,13 @@ def test_the_demo_pipeline_quantizes_after_the_representative_dataset(tmp_path) 
     assert quantizer.exec_properties["io_dtype"] == "float32"
     producers = {name: channel.producer_component_id for name, channel in quantizer.inputs.items()}
     assert producers == {"model": "Trainer", "representative_dataset": "RepresentativeDatasetGen"}
+
+
+@pytest.mark.parametrize("factory", [create_pipeline, create_taxi_pipeline, create_diabetes_pipeline,
+                                     create_digits_qat_pipeline])
+def test_every_factory_passes_the_int4_knobs_to_its_quantizers(factory, tmp_path) -> None:
+    pipeline = factory("p", str(tmp_path / "root"), str(tmp_path / "data"), quantization_engine="litert_quantizer",
+                       quantization_int4_weight_nodes=("dense/MatMul",), quantization_int4_block_size=64)
+    quantizers = [c for c in pipeline.components if isinstance(c, Quantizer)]
+    assert quantizers and all(q.exec_properties["int4_weight_nodes"] == '["dense/MatMul"]'
+                              and q.exec_properties["int4_block_size"] == 64 for q in quantizers)
