@@ -334,6 +334,16 @@ def shared_scale_warnings(groups: list[dict[str, Any]]) -> list[str]:
 
 
 _VERSIONED_PACKAGES = ("tensorflow", "ai-edge-litert", "ai-edge-quantizer", "tfx")
+# Measured on the int4 test model (tests/components/quantizer/test_litert_engine.py): only LiteRT's default CPU path
+# (the XNNPACK delegate, what TFLiteRunner and so the QuantizationEvaluator and the pusher's check use) computes
+# FULLY_CONNECTED with int4 blockwise weights right; TF 2.16's tf.lite.Interpreter and LiteRT's builtin kernels
+# without the delegate run it without an error and give wrong outputs (probabilities off by up to 0.72).
+INT4_RUNTIME_WARNING = (
+    "{count} op(s) read int4 blockwise weights (int4_weight_nodes): only LiteRT's default CPU interpreter "
+    "(ai-edge-litert with its XNNPACK delegate, what the QuantizationEvaluator runs) computes them right; TF's "
+    "tf.lite.Interpreter (TFMA's model_type 'tf_lite') and LiteRT without XNNPACK (BUILTIN_WITHOUT_DEFAULT_DELEGATES, "
+    "BUILTIN_REF) run the model without an error and give wrong outputs. Deploy with XNNPACK, or drop "
+    "int4_weight_nodes.")
 
 
 def _dir_bytes(path: str) -> int:
@@ -350,6 +360,8 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
     io = io_summary(content)
     steps = input_steps(io, inputs)
     shared = shared_input_scales(io, inputs)
+    int4 = int4_weights(content)
+    runtime = [INT4_RUNTIME_WARNING.format(count=len({w["output"] for w in int4}))] if int4 else []
     return {
         "mode": options.mode,
         "engine": options.engine,
@@ -368,9 +380,9 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
         "outputs": io["outputs"],
         "input_steps": steps,
         "shared_input_scales": json_safe(shared),
-        "warnings": coarse_input_warnings(steps) + shared_scale_warnings(shared),
+        "warnings": coarse_input_warnings(steps) + shared_scale_warnings(shared) + runtime,
         "ops": op_summary(content),
-        "int4_weights": int4_weights(content),
+        "int4_weights": int4,
         "sizes": {
             "tflite_bytes": len(content),
             "float_variables_bytes": _dir_bytes(os.path.join(saved_model_dir, "variables")),

@@ -267,3 +267,4 @@ def test_int4_weight_nodes_reach_the_conversion_and_the_report(wide_dense_model,
         ("FULLY_CONNECTED", hidden, 64)]
     assert report["ops"]["ops"]["FULLY_CONNECTED"] == {"hybrid": 2}  # int4 (hidden) and int8 (head) weights
     assert output.get_int_custom_property("size_bytes") == report["sizes"]["tflite_bytes"]
+    assert any(w.startswith("1 op(s) read int4 blockwise weights") and "XNNPACK" in w for w in report["warnings"])
