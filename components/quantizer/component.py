@@ -79,8 +79,9 @@ class Quantizer(base_component.BaseComponent):
           int16_nodes: op output tensor names whose ops get int16 activations with int8 weights, the rest int8
             (engine ``litert_quantizer``, mode ``int8``).
           int4_weight_nodes: op output tensor names whose ops (FULLY_CONNECTED, EMBEDDING_LOOKUP) get int4
-            blockwise weights and keep float activations, the rest as ``mode`` says (engine ``litert_quantizer``, any
-            of its modes); unknown names and other op types fail the conversion.
+            blockwise weights and keep float activations, the rest as ``mode`` says (engine ``litert_quantizer``, modes
+            ``int8`` / ``dynamic_range``, not with ``int16_nodes``); unknown names and other op types fail the
+            conversion. Only LiteRT's XNNPACK path computes such ops right (the report warns).
           int4_block_size: input values per int4 scale: 32 (default), 64, 128 or 256; must divide the named ops'
             weight input dimension.
           allow_float_fallback: let ops without a quantized kernel stay float instead of failing.

@@ -11,7 +11,8 @@ catch-all rule: the last matching rule wins (the lists are disjoint, ``options``
 ``dynamic_wi4b<n>_afp32``): the op keeps float activations (its kernel quantizes them on the fly) and reads int4
 weights with one fp16 scale per block of ``int4_block_size`` input values. 0.10's weight-only rule
 (``add_weight_only_config``, explicit DEQUANTIZE, float math) has no blockwise granularity in its policy: asked
-for one, it leaves the op as the recipe had it without an error, so it is not used.
+for one, it leaves the op as the recipe had it without an error, so it is not used. Only LiteRT's XNNPACK path
+computes these ops right (``report.INT4_RUNTIME_WARNING``); modes: ``options.INT4_MODES``.
 """
 
 from __future__ import annotations

@@ -35,6 +35,10 @@ INT4_BLOCK_SIZES = (32, 64, 128, 256)
 DEFAULT_INT4_BLOCK_SIZE = INT4_BLOCK_SIZES[0]
 # The op types ai-edge-quantizer 0.10's policy gives int4 blockwise weights (its "dynamic_wi4_afp32_blockwise").
 INT4_WEIGHT_OPS = ("FULLY_CONNECTED", "EMBEDDING_LOOKUP")
+# The litert modes int4_weight_nodes combine with. int16x8 converts and LiteRT's default CPU path (XNNPACK) runs it
+# right, but its builtin kernels (what the layer-wise diagnostics run, tensors kept) give wrong outputs next to int16
+# activations (measured: probabilities off by 0.64), so its layer errors and the search built on them would lie.
+INT4_MODES = ("int8", "dynamic_range")
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class QuantizationOptions:
     allow_float_fallback: bool = False
     # Op output tensor names (as ``diagnostics.layer_errors`` reports them) whose ops stay float / get int16
     # activations with int8 weights (litert_quantizer, mode int8 only) / get int4 blockwise weights with float
-    # activations (litert_quantizer, any of its modes).
+    # activations (litert_quantizer, INT4_MODES).
     denylisted_nodes: tuple[str, ...] = ()
     int16_nodes: tuple[str, ...] = ()
     int4_weight_nodes: tuple[str, ...] = ()
@@ -83,8 +87,8 @@ def resolve_options(
     Raises:
       ValueError: unknown mode, engine or io_dtype for the mode; a calibrated mode without a representative
         dataset; denylisted ops or nodes for a mode that quantizes no activations; int16_nodes outside engine
-        'litert_quantizer' mode 'int8'; int4_weight_nodes outside engine 'litert_quantizer', or an
-        int4_block_size not in ``INT4_BLOCK_SIZES``; a node in two of the node lists. The message says which value
+        'litert_quantizer' mode 'int8'; int4_weight_nodes outside engine 'litert_quantizer' and ``INT4_MODES``
+        or with int16_nodes, or an int4_block_size not in ``INT4_BLOCK_SIZES``; a node in two of the node lists. The message says which value
         to change. Whether the named nodes exist is checked at conversion (``check_node_names``; for
         int4_weight_nodes also their op type and weight shape, ``litert_engine``): only the model knows its tensors.
     """
@@ -116,7 +120,7 @@ def resolve_options(
     nodes, int16 = _node_names("denylisted_nodes", denylisted_nodes), _node_names("int16_nodes", int16_nodes)
     int4 = _node_names("int4_weight_nodes", int4_weight_nodes)
     _check_node_options(mode, engine, nodes, int16)
-    _check_int4_options(engine, int4, int4_block_size, {"denylisted_nodes": nodes, "int16_nodes": int16})
+    _check_int4_options(mode, engine, int4, int4_block_size, {"denylisted_nodes": nodes, "int16_nodes": int16})
     if (ops or nodes) and engine == "tflite_converter" and mode == "int16x8":
         # The converter quantizes int16 activations with its older calibrator, which has no denylist; the MLIR
         # quantizer that has one gives int16 models that fail to prepare (CONCATENATION: 'zero_point != 0').
@@ -160,7 +164,7 @@ def _check_node_options(mode: str, engine: str, nodes: tuple[str, ...], int16: t
                          "int16, drop it from one list.")
 
 
-def _check_int4_options(engine: str, int4: tuple[str, ...], block_size: int,
+def _check_int4_options(mode: str, engine: str, int4: tuple[str, ...], block_size: int,
                         other_lists: dict[str, tuple[str, ...]]) -> None:
     # bool is an int: True would pass as block size 1 and fail the membership test with a confusing message.
     if isinstance(block_size, bool) or block_size not in INT4_BLOCK_SIZES:
@@ -170,7 +174,13 @@ def _check_int4_options(engine: str, int4: tuple[str, ...], block_size: int,
         raise ValueError(
             f"Quantizer: int4_weight_nodes (int4 blockwise weights for named ops) needs engine 'litert_quantizer' "
             f"(got engine {engine!r}): TFLiteConverter has no int4 weights. Set engine='litert_quantizer' (modes "
-            f"{', '.join(LITERT_IO_DTYPES)}), or drop int4_weight_nodes.")
+            f"{', '.join(INT4_MODES)}), or drop int4_weight_nodes.")
+    if int4 and (mode not in INT4_MODES or other_lists["int16_nodes"]):
+        raise ValueError(
+            f"Quantizer: int4_weight_nodes combine with modes {', '.join(INT4_MODES)} and no int16_nodes (got mode "
+            f"{mode!r}{', int16_nodes' if other_lists['int16_nodes'] else ''}): next to int16 activations LiteRT's "
+            "builtin kernels, which the layer-wise diagnostics run, compute int4 weights wrong. Use mode 'int8' or "
+            "'dynamic_range' without int16_nodes, or drop int4_weight_nodes.")
     for parameter, names in other_lists.items():
         both = sorted(set(int4) & set(names))
         if both:

@@ -355,12 +355,11 @@ class Search:
     @staticmethod
     def _int16(requested: QuantizationOptions, first: Trial) -> list[tuple[str, QuantizationOptions, bool]]:
         requests = []
+        if requested.int4_weight_nodes:  # int4 weights do not combine with int16 activations (options.INT4_MODES)
+            return requests
         if requested.mode != "int16x8":
             io = "float32" if requested.io_dtype == "float32" and requested.engine == "tflite_converter" else None
-            # The requested int4 weights stay: they are the caller's size choice, not a remedy to try.
-            requests.append(("int16", resolve_options("int16x8", io, engine=requested.engine,
-                                                      int4_weight_nodes=requested.int4_weight_nodes,
-                                                      int4_block_size=requested.int4_block_size), False))
+            requests.append(("int16", resolve_options("int16x8", io, engine=requested.engine), False))
         worst = [r["tensor"] for r in first.layer_errors or []][:INT16_LAYERS]
         if requested.engine == "litert_quantizer" and requested.mode == "int8" and worst:
             requests.append(("int16", replace(requested, int16_nodes=tuple(worst)), False))
