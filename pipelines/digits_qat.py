@@ -12,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components import QuantizationEvaluator, Quantizer, RepresentativeDatasetGen
+from components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
 from pipelines.models.digits.digits_trainer import DENSE_SIGNATURE, LABEL_KEY
 from pipelines.quantgate_stage import QuantizationKnobs, candidate_quantizer_modes
 
@@ -44,6 +45,8 @@ def create_digits_qat_pipeline(
     quantization_allow_float_fallback: bool = False,
     quantization_denylisted_nodes: tuple[str, ...] = (),
     quantization_int16_nodes: tuple[str, ...] = (),
+    quantization_int4_weight_nodes: tuple[str, ...] = (),
+    quantization_int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
     quantization_accuracy_search: dict | None = None,
     quantization_metric: str = "accuracy",
     quantization_max_delta: float = 0.01,
@@ -96,7 +99,9 @@ def create_digits_qat_pipeline(
         Quantizer(model=model, representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
                   mode=mode, engine=knobs.engine, signature_name=knobs.signature, io_dtype=knobs.io_dtype,
                   denylisted_ops=knobs.denylisted_ops, allow_float_fallback=knobs.allow_float_fallback,
-                  denylisted_nodes=knobs.denylisted_nodes, int16_nodes=knobs.int16_nodes).with_id(component_id)
+                  denylisted_nodes=knobs.denylisted_nodes, int16_nodes=knobs.int16_nodes,
+                  int4_weight_nodes=knobs.int4_weight_nodes, int4_block_size=knobs.int4_block_size,
+                  ).with_id(component_id)
         for component_id, model, mode in ((PTQ_QUANTIZER_ID, trainer.outputs["model"], "int8"),
                                           (QAT_QUANTIZER_ID, qat_trainer.outputs["model"], knobs.mode))]
     quantizers += [

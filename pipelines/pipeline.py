@@ -9,6 +9,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components import RepresentativeDatasetGen
+from components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
 from components.shared.properties import SEARCH_DATASET_KEY
 from pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
 
@@ -39,6 +40,8 @@ def create_pipeline(
     quantization_allow_float_fallback: bool = False,
     quantization_denylisted_nodes: tuple[str, ...] = (),
     quantization_int16_nodes: tuple[str, ...] = (),
+    quantization_int4_weight_nodes: tuple[str, ...] = (),
+    quantization_int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
     quantization_accuracy_search: dict | None = None,
     quantization_metric: str = "accuracy",
     quantization_max_delta: float = 0.01,
@@ -79,8 +82,9 @@ def create_pipeline(
         sample of that size disjoint from the calibration one (for the Quantizer's accuracy search); 0: none.
       quantization_mode / quantization_engine / quantization_signature / quantization_io_dtype /
         quantization_denylisted_ops / quantization_allow_float_fallback / quantization_denylisted_nodes /
-        quantization_int16_nodes: the Quantizer's ``mode``, ``engine``, ``signature_name`` (the Trainer's dense
-        signature), ``io_dtype``, ``denylisted_ops``, ``allow_float_fallback``, ``denylisted_nodes``, ``int16_nodes``.
+        quantization_int16_nodes / quantization_int4_weight_nodes / quantization_int4_block_size: the Quantizer's
+        ``mode``, ``engine``, ``signature_name`` (the Trainer's dense signature), ``io_dtype``, ``denylisted_ops``,
+        ``allow_float_fallback``, ``denylisted_nodes``, ``int16_nodes``, ``int4_weight_nodes``, ``int4_block_size``.
       quantization_accuracy_search: the Quantizer's ``accuracy_search`` (a dict: ``label_key``, ``metric``,
         ``max_delta``, ``delta_type``, ``max_trials``, ``max_float_op_fraction``); needs
         ``representative_num_search_examples`` > 0. ``None`` (the default): no search.

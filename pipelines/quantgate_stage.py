@@ -33,6 +33,8 @@ class QuantizationKnobs:
     allow_float_fallback: bool
     denylisted_nodes: tuple[str, ...]
     int16_nodes: tuple[str, ...]
+    int4_weight_nodes: tuple[str, ...]
+    int4_block_size: int
     accuracy_search: dict | None
     metric: str
     max_delta: float
@@ -84,6 +86,8 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         allow_float_fallback=knobs.allow_float_fallback,
         denylisted_nodes=knobs.denylisted_nodes,
         int16_nodes=knobs.int16_nodes,
+        int4_weight_nodes=knobs.int4_weight_nodes,
+        int4_block_size=knobs.int4_block_size,
         accuracy_search=knobs.accuracy_search,
         search_dataset=search_dataset,
     )

@@ -20,6 +20,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components import RepresentativeDatasetGen
+from components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
 from components.shared.properties import SEARCH_DATASET_KEY
 from pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
 
@@ -56,6 +57,8 @@ def create_taxi_pipeline(
     quantization_allow_float_fallback: bool = False,
     quantization_denylisted_nodes: tuple[str, ...] = (),
     quantization_int16_nodes: tuple[str, ...] = (),
+    quantization_int4_weight_nodes: tuple[str, ...] = (),
+    quantization_int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
     quantization_accuracy_search: dict | None = None,
     quantization_metric: str = "auc",
     quantization_max_delta: float = 0.01,

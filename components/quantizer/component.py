@@ -11,7 +11,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 
 from components.quantizer import executor
-from components.quantizer.options import resolve_options
+from components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE, resolve_options
 from components.quantizer.search import SearchConfig, check_search_request
 from components.quantizer.spec import QuantizerSpec
 
@@ -23,7 +23,8 @@ class Quantizer(base_component.BaseComponent):
     optional ``transform_graph`` (Transform's output, when the signature takes transformed features), optional
     ``search_dataset`` (with ``accuracy_search``: the sample the accuracy-aware search scores candidates on).
     Parameters: ``mode``, ``engine``, ``signature_name``, ``io_dtype``, ``denylisted_ops``, ``denylisted_nodes``,
-    ``int16_nodes``, ``allow_float_fallback``, ``accuracy_search`` (see ``__init__``).
+    ``int16_nodes``, ``int4_weight_nodes``, ``int4_block_size``, ``allow_float_fallback``, ``accuracy_search`` (see
+    ``__init__``).
 
     Output ``quantized_model`` (standard ``Model``):
       files: ``Format-Serving/model.tflite`` (signature ``serving_default``, inputs named after the features), the
@@ -53,6 +54,8 @@ class Quantizer(base_component.BaseComponent):
         transform_graph: types.BaseChannel | None = None,
         denylisted_nodes: Sequence[str] = (),
         int16_nodes: Sequence[str] = (),
+        int4_weight_nodes: Sequence[str] = (),
+        int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
         accuracy_search: Mapping[str, Any] | None = None,
         search_dataset: types.BaseChannel | None = None,
     ) -> None:
@@ -75,6 +78,12 @@ class Quantizer(base_component.BaseComponent):
             the model's names listed.
           int16_nodes: op output tensor names whose ops get int16 activations with int8 weights, the rest int8
             (engine ``litert_quantizer``, mode ``int8``).
+          int4_weight_nodes: op output tensor names whose ops (FULLY_CONNECTED, EMBEDDING_LOOKUP) get int4
+            blockwise weights and keep float activations, the rest as ``mode`` says (engine ``litert_quantizer``, modes
+            ``int8`` / ``dynamic_range``, not with ``int16_nodes``); unknown names and other op types fail the
+            conversion. Only LiteRT's XNNPACK path computes such ops right (the report warns).
+          int4_block_size: input values per int4 scale: 32 (default), 64, 128 or 256; must divide the named ops'
+            weight input dimension.
           allow_float_fallback: let ops without a quantized kernel stay float instead of failing.
           engine: ``tflite_converter`` (TFLiteConverter) or ``litert_quantizer`` (ai-edge-quantizer recipes).
           transform_graph: Transform's ``transform_graph``; when wired, the raw calibration examples are transformed
@@ -90,7 +99,8 @@ class Quantizer(base_component.BaseComponent):
         options = resolve_options(mode, io_dtype, engine=engine, denylisted_ops=denylisted_ops,
                         allow_float_fallback=allow_float_fallback,
                         has_representative_dataset=representative_dataset is not None,
-                        denylisted_nodes=denylisted_nodes, int16_nodes=int16_nodes)
+                        denylisted_nodes=denylisted_nodes, int16_nodes=int16_nodes,
+                        int4_weight_nodes=int4_weight_nodes, int4_block_size=int4_block_size)
         search = SearchConfig.from_mapping(accuracy_search) if accuracy_search is not None else None
         check_search_request(search, search_dataset is not None, options)
         spec = QuantizerSpec(
@@ -106,6 +116,8 @@ class Quantizer(base_component.BaseComponent):
             allow_float_fallback=int(allow_float_fallback),
             denylisted_nodes=json.dumps(list(denylisted_nodes)),
             int16_nodes=json.dumps(list(int16_nodes)),
+            int4_weight_nodes=json.dumps(list(int4_weight_nodes)),
+            int4_block_size=int4_block_size,
             accuracy_search=search.to_json() if search else None,
             quantized_model=types.Channel(type=standard_artifacts.Model),
         )

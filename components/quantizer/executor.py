@@ -18,7 +18,12 @@ from components.quantizer import diagnostics, html_report, readiness, report, tf
 from components.quantizer.engines import convert_with_float_reference
 from components.quantizer.float_reference import write_float_tflite
 from components.quantizer.isolation import run_isolated
-from components.quantizer.options import QuantizationOptions, qat_options, resolve_options
+from components.quantizer.options import (
+    DEFAULT_INT4_BLOCK_SIZE,
+    QuantizationOptions,
+    qat_options,
+    resolve_options,
+)
 from components.quantizer.search import Search, SearchData, check_search_request, parse_search_config
 from components.quantizer.search import single_output as search_output
 from components.quantizer.spec import (
@@ -27,6 +32,8 @@ from components.quantizer.spec import (
     DENYLISTED_NODES_KEY,
     DENYLISTED_OPS_KEY,
     ENGINE_KEY,
+    INT4_BLOCK_SIZE_KEY,
+    INT4_WEIGHT_NODES_KEY,
     INT16_NODES_KEY,
     IO_DTYPE_KEY,
     MODE_KEY,
@@ -353,6 +360,9 @@ class Executor(base_executor.BaseExecutor):
             has_representative_dataset=bool(representative),
             denylisted_nodes=json.loads(exec_properties.get(DENYLISTED_NODES_KEY) or "[]"),
             int16_nodes=json.loads(exec_properties.get(INT16_NODES_KEY) or "[]"),
+            int4_weight_nodes=json.loads(exec_properties.get(INT4_WEIGHT_NODES_KEY) or "[]"),
+            int4_block_size=(DEFAULT_INT4_BLOCK_SIZE if exec_properties.get(INT4_BLOCK_SIZE_KEY) is None
+                             else exec_properties[INT4_BLOCK_SIZE_KEY]),
         )
         output = artifact_utils.get_single_instance(output_dict[QUANTIZED_MODEL_KEY])
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])

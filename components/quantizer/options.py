@@ -29,6 +29,16 @@ ENGINES = ("tflite_converter", "litert_quantizer")
 # ai-edge-quantizer's recipes (static_wi8_ai8, static_wi8_ai16, dynamic_wi8_afp32) fix the model I/O dtype and
 # have no op-type denylist (per-tensor rules only: denylisted_nodes, int16_nodes); float16 is a converter feature only.
 LITERT_IO_DTYPES = {"int8": ("int8",), "int16x8": ("int16",), "dynamic_range": ("float32",)}
+# int4_weight_nodes: ai-edge-quantizer 0.10's blockwise granularities (QuantGranularity.BLOCKWISE_<n>), the first the
+# default; a weight's input dimension must be a multiple of the block size.
+INT4_BLOCK_SIZES = (32, 64, 128, 256)
+DEFAULT_INT4_BLOCK_SIZE = INT4_BLOCK_SIZES[0]
+# The op types ai-edge-quantizer 0.10's policy gives int4 blockwise weights (its "dynamic_wi4_afp32_blockwise").
+INT4_WEIGHT_OPS = ("FULLY_CONNECTED", "EMBEDDING_LOOKUP")
+# The litert modes int4_weight_nodes combine with. int16x8 converts and LiteRT's default CPU path (XNNPACK) runs it
+# right, but its builtin kernels (what the layer-wise diagnostics run, tensors kept) give wrong outputs next to int16
+# activations (measured: probabilities off by 0.64), so its layer errors and the search built on them would lie.
+INT4_MODES = ("int8", "dynamic_range")
 
 
 @dataclass(frozen=True)
@@ -41,9 +51,12 @@ class QuantizationOptions:
     denylisted_ops: tuple[str, ...] = ()
     allow_float_fallback: bool = False
     # Op output tensor names (as ``diagnostics.layer_errors`` reports them) whose ops stay float / get int16
-    # activations with int8 weights (litert_quantizer, mode int8 only).
+    # activations with int8 weights (litert_quantizer, mode int8 only) / get int4 blockwise weights with float
+    # activations (litert_quantizer, INT4_MODES).
     denylisted_nodes: tuple[str, ...] = ()
     int16_nodes: tuple[str, ...] = ()
+    int4_weight_nodes: tuple[str, ...] = ()
+    int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE
 
     @property
     def calibrated(self) -> bool:
@@ -66,14 +79,18 @@ def resolve_options(
     has_representative_dataset: bool = True,
     denylisted_nodes: Sequence[str] = (),
     int16_nodes: Sequence[str] = (),
+    int4_weight_nodes: Sequence[str] = (),
+    int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
 ) -> QuantizationOptions:
     """Validates the Quantizer's parameters and returns them resolved.
 
     Raises:
       ValueError: unknown mode, engine or io_dtype for the mode; a calibrated mode without a representative
         dataset; denylisted ops or nodes for a mode that quantizes no activations; int16_nodes outside engine
-        'litert_quantizer' mode 'int8'. The message says which value to change. Whether the named nodes exist is
-        checked at conversion (``check_node_names``): only the model knows its tensors.
+        'litert_quantizer' mode 'int8'; int4_weight_nodes outside engine 'litert_quantizer' and ``INT4_MODES``
+        or with int16_nodes, or an int4_block_size not in ``INT4_BLOCK_SIZES``; a node in two of the node lists. The message says which value
+        to change. Whether the named nodes exist is checked at conversion (``check_node_names``; for
+        int4_weight_nodes also their op type and weight shape, ``litert_engine``): only the model knows its tensors.
     """
     if mode not in MODES:
         raise ValueError(f"Quantizer: unknown mode {mode!r}; use one of {', '.join(MODES)}.")
@@ -101,7 +118,9 @@ def resolve_options(
             "quantizes no activations. Drop denylisted_ops or change the mode."
         )
     nodes, int16 = _node_names("denylisted_nodes", denylisted_nodes), _node_names("int16_nodes", int16_nodes)
+    int4 = _node_names("int4_weight_nodes", int4_weight_nodes)
     _check_node_options(mode, engine, nodes, int16)
+    _check_int4_options(mode, engine, int4, int4_block_size, {"denylisted_nodes": nodes, "int16_nodes": int16})
     if (ops or nodes) and engine == "tflite_converter" and mode == "int16x8":
         # The converter quantizes int16 activations with its older calibrator, which has no denylist; the MLIR
         # quantizer that has one gives int16 models that fail to prepare (CONCATENATION: 'zero_point != 0').
@@ -112,7 +131,7 @@ def resolve_options(
         )
     return QuantizationOptions(mode=mode, io_dtype=io_dtype, engine=engine, denylisted_ops=ops,
                                allow_float_fallback=bool(allow_float_fallback), denylisted_nodes=nodes,
-                               int16_nodes=int16)
+                               int16_nodes=int16, int4_weight_nodes=int4, int4_block_size=int4_block_size)
 
 
 def _node_names(parameter: str, names: Sequence[str]) -> tuple[str, ...]:
@@ -145,12 +164,37 @@ def _check_node_options(mode: str, engine: str, nodes: tuple[str, ...], int16: t
                          "int16, drop it from one list.")
 
 
+def _check_int4_options(mode: str, engine: str, int4: tuple[str, ...], block_size: int,
+                        other_lists: dict[str, tuple[str, ...]]) -> None:
+    # bool is an int: True would pass as block size 1 and fail the membership test with a confusing message.
+    if isinstance(block_size, bool) or block_size not in INT4_BLOCK_SIZES:
+        raise ValueError(f"Quantizer: int4_block_size {block_size!r} is not one of ai-edge-quantizer's blockwise "
+                         f"sizes {INT4_BLOCK_SIZES}; use one of them (default {DEFAULT_INT4_BLOCK_SIZE}).")
+    if int4 and engine != "litert_quantizer":
+        raise ValueError(
+            f"Quantizer: int4_weight_nodes (int4 blockwise weights for named ops) needs engine 'litert_quantizer' "
+            f"(got engine {engine!r}): TFLiteConverter has no int4 weights. Set engine='litert_quantizer' (modes "
+            f"{', '.join(INT4_MODES)}), or drop int4_weight_nodes.")
+    if int4 and (mode not in INT4_MODES or other_lists["int16_nodes"]):
+        raise ValueError(
+            f"Quantizer: int4_weight_nodes combine with modes {', '.join(INT4_MODES)} and no int16_nodes (got mode "
+            f"{mode!r}{', int16_nodes' if other_lists['int16_nodes'] else ''}): next to int16 activations LiteRT's "
+            "builtin kernels, which the layer-wise diagnostics run, compute int4 weights wrong. Use mode 'int8' or "
+            "'dynamic_range' without int16_nodes, or drop int4_weight_nodes.")
+    for parameter, names in other_lists.items():
+        both = sorted(set(int4) & set(names))
+        if both:
+            raise ValueError(f"Quantizer: {both} are in both {parameter} and int4_weight_nodes; an op gets one rule, "
+                             "drop it from one list.")
+
+
 # How many of the model's tensor names an unknown-node error lists.
 MAX_LISTED_NODES = 40
 
 
 def check_node_names(options: QuantizationOptions, known: Sequence[str], where: str) -> None:
-    """Refuses ``denylisted_nodes`` / ``int16_nodes`` naming tensors that are no op output of the model.
+    """Refuses ``denylisted_nodes`` / ``int16_nodes`` / ``int4_weight_nodes`` naming tensors that are no op output of
+    the model.
 
     Args:
       known: the op output tensor names of the model being quantized (what ``diagnostics.layer_errors`` reports).
@@ -160,7 +204,8 @@ def check_node_names(options: QuantizationOptions, known: Sequence[str], where: 
       ValueError: listing each unknown name with its closest known names, and the known names.
     """
     known_set = set(known)
-    for parameter, names in (("denylisted_nodes", options.denylisted_nodes), ("int16_nodes", options.int16_nodes)):
+    for parameter, names in (("denylisted_nodes", options.denylisted_nodes), ("int16_nodes", options.int16_nodes),
+                             ("int4_weight_nodes", options.int4_weight_nodes)):
         unknown = [n for n in names if n not in known_set]
         if not unknown:
             continue

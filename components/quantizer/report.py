@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from ai_edge_litert import schema_py_generated as tflite_schema
 from ai_edge_litert.interpreter import Interpreter
 
 from components.quantizer.options import QuantizationOptions
@@ -77,6 +78,39 @@ def op_output_names(content: bytes) -> list[str]:
             for op in interpreter._get_ops_details() for index in op["outputs"] if index >= 0]
 
 
+def int4_weights(model_content: bytes) -> list[dict[str, Any]]:
+    """The int4 tensors of the main subgraph and the ops reading them (``int4_weight_nodes``), in op order.
+
+    The interpreter reports an INT4 tensor as int8 (``op_summary`` counts its op as ``hybrid``), so the type and
+    the blockwise details are read from the flatbuffer. Returns ``{"tensor", "op", "output", "shape",
+    "block_size"}`` per (int4 tensor, reading op): ``output`` is the op's first output tensor name, ``block_size``
+    0 for a per-channel int4 tensor.
+    """
+    subgraph = tflite_schema.Model.GetRootAs(model_content, 0).Subgraphs(0)
+    int4 = {}
+    for index in range(subgraph.TensorsLength()):
+        tensor = subgraph.Tensors(index)
+        if tensor.Type() != tflite_schema.TensorType.INT4:
+            continue
+        quantization, block_size = tensor.Quantization(), 0
+        if quantization is not None and quantization.DetailsType() == \
+                tflite_schema.QuantizationDetails.BlockwiseQuantization:
+            details = tflite_schema.BlockwiseQuantization()
+            details.Init(quantization.Details().Bytes, quantization.Details().Pos)
+            block_size = int(details.BlockSize())
+        int4[index] = {"tensor": tensor.Name().decode(), "shape": [int(d) for d in tensor.ShapeAsNumpy()],
+                       "block_size": block_size}
+    if not int4:
+        return []
+    interpreter = Interpreter(model_content=model_content)
+    found = []
+    for op in interpreter._get_ops_details():
+        outputs = [i for i in op["outputs"] if i >= 0]
+        output = interpreter._get_tensor_details(outputs[0], 0)["name"] if outputs else None
+        found += [{**int4[i], "op": op["op_name"], "output": output} for i in op["inputs"] if i in int4]
+    return found
+
+
 def float_ops_by_output(model_content: bytes) -> list[tuple[str, str]]:
     """``(op type, first output tensor name)`` of each op computing in float (a category in ``FLOAT_CATEGORIES``)."""
     interpreter = Interpreter(model_content=model_content)
@@ -93,11 +127,13 @@ def float_ops_by_output(model_content: bytes) -> list[tuple[str, str]]:
 
 def unexpected_float_ops(content: bytes, options: QuantizationOptions) -> list[str]:
     """Op types computing in float that a full-integer mode without float fallback must not have: any but the
-    denylisted op types and the ops writing a denylisted node."""
+    denylisted op types and the ops writing a denylisted node or an ``int4_weight_nodes`` one (float math on int4
+    weights, as asked)."""
     if not options.full_integer or options.allow_float_fallback:
         return []
+    allowed = set(options.denylisted_nodes) | set(options.int4_weight_nodes)
     return sorted({op for op, output in float_ops_by_output(content)
-                   if op not in options.denylisted_ops and output not in options.denylisted_nodes})
+                   if op not in options.denylisted_ops and output not in allowed})
 
 
 def _tensor_io(details: dict[str, Any]) -> dict[str, Any]:
@@ -298,6 +334,16 @@ def shared_scale_warnings(groups: list[dict[str, Any]]) -> list[str]:
 
 
 _VERSIONED_PACKAGES = ("tensorflow", "ai-edge-litert", "ai-edge-quantizer", "tfx")
+# Measured on the int4 test model (tests/components/quantizer/test_litert_engine.py): only LiteRT's default CPU path
+# (the XNNPACK delegate, what TFLiteRunner and so the QuantizationEvaluator and the pusher's check use) computes
+# FULLY_CONNECTED with int4 blockwise weights right; TF 2.16's tf.lite.Interpreter and LiteRT's builtin kernels
+# without the delegate run it without an error and give wrong outputs (probabilities off by up to 0.72).
+INT4_RUNTIME_WARNING = (
+    "{count} op(s) read int4 blockwise weights (int4_weight_nodes): only LiteRT's default CPU interpreter "
+    "(ai-edge-litert with its XNNPACK delegate, what the QuantizationEvaluator runs) computes them right; TF's "
+    "tf.lite.Interpreter (TFMA's model_type 'tf_lite') and LiteRT without XNNPACK (BUILTIN_WITHOUT_DEFAULT_DELEGATES, "
+    "BUILTIN_REF) run the model without an error and give wrong outputs. Deploy with XNNPACK, or drop "
+    "int4_weight_nodes.")
 
 
 def _dir_bytes(path: str) -> int:
@@ -314,6 +360,8 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
     io = io_summary(content)
     steps = input_steps(io, inputs)
     shared = shared_input_scales(io, inputs)
+    int4 = int4_weights(content)
+    runtime = [INT4_RUNTIME_WARNING.format(count=len({w["output"] for w in int4}))] if int4 else []
     return {
         "mode": options.mode,
         "engine": options.engine,
@@ -323,6 +371,8 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
         "denylisted_ops": list(options.denylisted_ops),
         "denylisted_nodes": list(options.denylisted_nodes),
         "int16_nodes": list(options.int16_nodes),
+        "int4_weight_nodes": list(options.int4_weight_nodes),
+        "int4_block_size": options.int4_block_size if options.int4_weight_nodes else None,
         "source_saved_model": saved_model_dir,
         "representative_dataset": None if inputs is None else {
             "uri": representative_dataset_uri, "num_examples": len(next(iter(inputs.values())))},
@@ -330,8 +380,9 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
         "outputs": io["outputs"],
         "input_steps": steps,
         "shared_input_scales": json_safe(shared),
-        "warnings": coarse_input_warnings(steps) + shared_scale_warnings(shared),
+        "warnings": coarse_input_warnings(steps) + shared_scale_warnings(shared) + runtime,
         "ops": op_summary(content),
+        "int4_weights": int4,
         "sizes": {
             "tflite_bytes": len(content),
             "float_variables_bytes": _dir_bytes(os.path.join(saved_model_dir, "variables")),

@@ -144,6 +144,8 @@ def describe(options: QuantizationOptions) -> str:
         text += f" float: {len(options.denylisted_nodes)} node(s)"
     if options.int16_nodes:
         text += f" int16: {len(options.int16_nodes)} node(s)"
+    if options.int4_weight_nodes:
+        text += f" int4 weights: {len(options.int4_weight_nodes)} node(s)"
     return text
 
 
@@ -151,7 +153,7 @@ def config_of(options: QuantizationOptions) -> dict[str, Any]:
     """The options a candidate differs by (the ``chosen_config`` property and the report's ``config``)."""
     return {"mode": options.mode, "io_dtype": options.io_dtype, "engine": options.engine,
             "denylisted_ops": list(options.denylisted_ops), "denylisted_nodes": list(options.denylisted_nodes),
-            "int16_nodes": list(options.int16_nodes)}
+            "int16_nodes": list(options.int16_nodes), "int4_weight_nodes": list(options.int4_weight_nodes)}
 
 
 @dataclass
@@ -353,6 +355,8 @@ class Search:
     @staticmethod
     def _int16(requested: QuantizationOptions, first: Trial) -> list[tuple[str, QuantizationOptions, bool]]:
         requests = []
+        if requested.int4_weight_nodes:  # int4 weights do not combine with int16 activations (options.INT4_MODES)
+            return requests
         if requested.mode != "int16x8":
             io = "float32" if requested.io_dtype == "float32" and requested.engine == "tflite_converter" else None
             requests.append(("int16", resolve_options("int16x8", io, engine=requested.engine), False))

@@ -22,6 +22,8 @@ ALLOW_FLOAT_FALLBACK_KEY = "allow_float_fallback"  # int 0/1, for the same reaso
 ACCURACY_SEARCH_KEY = "accuracy_search"  # a JSON object (search.SearchConfig), absent when the search is off
 DENYLISTED_NODES_KEY = "denylisted_nodes"  # JSON lists of op output tensor names
 INT16_NODES_KEY = "int16_nodes"
+INT4_WEIGHT_NODES_KEY = "int4_weight_nodes"
+INT4_BLOCK_SIZE_KEY = "int4_block_size"
 
 
 class QuantizerSpec(ComponentSpec):
@@ -37,6 +39,8 @@ class QuantizerSpec(ComponentSpec):
         ACCURACY_SEARCH_KEY: ExecutionParameter(type=str, optional=True),
         DENYLISTED_NODES_KEY: ExecutionParameter(type=str, optional=True),
         INT16_NODES_KEY: ExecutionParameter(type=str, optional=True),
+        INT4_WEIGHT_NODES_KEY: ExecutionParameter(type=str, optional=True),
+        INT4_BLOCK_SIZE_KEY: ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

@@ -133,3 +133,17 @@ def bad_layer_model(tmp_path_factory: pytest.TempPathFactory) -> SavedKerasModel
     tf.saved_model.save(module, path, signatures={SIGNATURE: module.serve})
     x = np.random.default_rng(1).normal(size=(64, 4)).astype(np.float32)
     return SavedKerasModel(path, {"x": x}, np.zeros(64))
+
+
+@pytest.fixture(scope="session")
+def wide_dense_model(tmp_path_factory: pytest.TempPathFactory) -> SavedKerasModel:
+    """x [None, 64] -> Dense(64, relu, ``hidden``) -> Dense(4, softmax, ``head``), untrained (seeded), with 64
+    normal inputs: the hidden weights' input dimension (64) holds whole int4 blocks of 32 and 64."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((64,), name="x")
+    hidden = keras.layers.Dense(64, activation="relu", name="hidden")(x)
+    model = keras.Model(x, keras.layers.Dense(4, activation="softmax", name="head")(hidden), name="wide")
+    path = _save(model, {"x": tf.TensorSpec([None, 64], tf.float32, name="x")},
+                 str(tmp_path_factory.mktemp("wide_dense") / "model"))
+    inputs = {"x": np.random.default_rng(2).normal(size=(64, 64)).astype(np.float32)}
+    return SavedKerasModel(path, inputs, np.zeros(64))

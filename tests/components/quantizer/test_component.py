@@ -8,7 +8,10 @@ import pytest
 from tfx.types import channel_utils, standard_artifacts
 
 from components import Quantizer, RepresentativeDataset
+from pipelines.diabetes import create_diabetes_pipeline
+from pipelines.digits_qat import create_digits_qat_pipeline
 from pipelines.pipeline import create_pipeline
+from pipelines.taxi import create_taxi_pipeline
 
 
 def _model() -> object:
@@ -26,8 +29,16 @@ def test_parameters_become_execution_properties() -> None:
     assert quantizer.exec_properties == {
         "mode": "int8", "engine": "tflite_converter", "signature_name": "serving_features", "io_dtype": "uint8",
         "denylisted_ops": json.dumps(["softmax"]), "allow_float_fallback": 1,
-        "denylisted_nodes": json.dumps(["model/dense/MatMul"]), "int16_nodes": "[]", "accuracy_search": None}
+        "denylisted_nodes": json.dumps(["model/dense/MatMul"]), "int16_nodes": "[]", "int4_weight_nodes": "[]",
+        "int4_block_size": 32, "accuracy_search": None}
     assert quantizer.outputs["quantized_model"].type == standard_artifacts.Model
+
+
+def test_int4_weight_nodes_become_execution_properties() -> None:
+    quantizer = Quantizer(model=_model(), mode="dynamic_range", engine="litert_quantizer",
+                          int4_weight_nodes=["model/dense/MatMul;model/dense/BiasAdd"], int4_block_size=64)
+    assert quantizer.exec_properties["int4_weight_nodes"] == json.dumps(["model/dense/MatMul;model/dense/BiasAdd"])
+    assert quantizer.exec_properties["int4_block_size"] == 64
 
 
 def test_modes_without_calibration_need_no_representative_dataset() -> None:
@@ -40,6 +51,9 @@ def test_modes_without_calibration_need_no_representative_dataset() -> None:
     ({"mode": "int4", "representative_dataset": True}, r"unknown mode 'int4'"),
     ({"mode": "int8", "io_dtype": "int32", "representative_dataset": True}, r"io_dtype 'int32' is not available"),
     ({"mode": "int8", "int16_nodes": ["x"], "representative_dataset": True}, r"int16_nodes .*needs engine 'litert_quantizer'"),
+    ({"mode": "dynamic_range", "int4_weight_nodes": ["x"]}, r"int4_weight_nodes .*needs engine 'litert_quantizer'"),
+    ({"mode": "dynamic_range", "engine": "litert_quantizer", "int4_weight_nodes": ["x"], "int4_block_size": 48},
+     r"int4_block_size 48 is not one of"),
 ])
 def test_bad_parameters_fail_when_the_component_is_built(kwargs: dict, message: str) -> None:
     if kwargs.pop("representative_dataset", False):
@@ -56,3 +70,13 @@ def test_the_demo_pipeline_quantizes_after_the_representative_dataset(tmp_path) 
     assert quantizer.exec_properties["io_dtype"] == "float32"
     producers = {name: channel.producer_component_id for name, channel in quantizer.inputs.items()}
     assert producers == {"model": "Trainer", "representative_dataset": "RepresentativeDatasetGen"}
+
+
+@pytest.mark.parametrize("factory", [create_pipeline, create_taxi_pipeline, create_diabetes_pipeline,
+                                     create_digits_qat_pipeline])
+def test_every_factory_passes_the_int4_knobs_to_its_quantizers(factory, tmp_path) -> None:
+    pipeline = factory("p", str(tmp_path / "root"), str(tmp_path / "data"), quantization_engine="litert_quantizer",
+                       quantization_int4_weight_nodes=("dense/MatMul",), quantization_int4_block_size=64)
+    quantizers = [c for c in pipeline.components if isinstance(c, Quantizer)]
+    assert quantizers and all(q.exec_properties["int4_weight_nodes"] == '["dense/MatMul"]'
+                              and q.exec_properties["int4_block_size"] == 64 for q in quantizers)

@@ -247,3 +247,24 @@ def test_a_crashed_conversion_names_the_model_and_the_representative_dataset() -
     assert what == ("int8 conversion (tflite_converter) of signature 'dense' of model /m/5 (artifact id 5), "
                     "SavedModel /m/5/Format-Serving, calibrated on representative_dataset /r/4 (artifact id 4)")
     assert executor.artifact_label("model", "/m/5", None) == "model /m/5"  # not registered in MLMD (yet)
+
+
+def test_int4_weight_nodes_reach_the_conversion_and_the_report(wide_dense_model, tmp_path) -> None:
+    model = standard_artifacts.Model()
+    model.uri = str(tmp_path / "model")
+    shutil.copytree(wide_dense_model.path, os.path.join(model.uri, "Format-Serving"))
+    output = standard_artifacts.Model()
+    output.uri = str(tmp_path / "out")
+    hidden = "wide/hidden/MatMul;wide/hidden/Relu;wide/hidden/BiasAdd"
+    properties = {executor.MODE_KEY: "dynamic_range", executor.ENGINE_KEY: "litert_quantizer",
+                  executor.SIGNATURE_NAME_KEY: "serving_features", executor.DENYLISTED_OPS_KEY: "[]",
+                  executor.ALLOW_FLOAT_FALLBACK_KEY: 0, executor.INT4_WEIGHT_NODES_KEY: json.dumps([hidden]),
+                  executor.INT4_BLOCK_SIZE_KEY: 64}
+    executor.Executor().Do({executor.MODEL_KEY: [model]}, {executor.QUANTIZED_MODEL_KEY: [output]}, properties)
+    report = json.loads((tmp_path / "out" / "quantization_report.json").read_text())
+    assert report["int4_weight_nodes"] == [hidden] and report["int4_block_size"] == 64
+    assert [(w["op"], w["output"], w["block_size"]) for w in report["int4_weights"]] == [
+        ("FULLY_CONNECTED", hidden, 64)]
+    assert report["ops"]["ops"]["FULLY_CONNECTED"] == {"hybrid": 2}  # int4 (hidden) and int8 (head) weights
+    assert output.get_int_custom_property("size_bytes") == report["sizes"]["tflite_bytes"]
+    assert any(w.startswith("1 op(s) read int4 blockwise weights") and "XNNPACK" in w for w in report["warnings"])

@@ -78,3 +78,32 @@ def test_check_node_names_lists_close_and_known_names() -> None:
     with pytest.raises(ValueError, match=r"no op of the model outputs: 'dense_1/MatMul' \(did you mean "
                                          r"'dense_1/MatMul;dense_1/BiasAdd'.*'t37' and 12 more"):
         check_node_names(options, known, "the model")
+
+
+def test_int4_weight_nodes_are_kept_in_modes_int8_and_dynamic_range() -> None:
+    for mode in ("int8", "dynamic_range"):
+        options = resolve_options(mode, engine="litert_quantizer", int4_weight_nodes=["a;b"], int4_block_size=64)
+        assert options.int4_weight_nodes == ("a;b",) and options.int4_block_size == 64
+    assert resolve_options("int8").int4_weight_nodes == () and resolve_options("int8").int4_block_size == 32
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"mode": "int8", "int4_weight_nodes": ["x"]},
+     r"int4_weight_nodes .*needs engine 'litert_quantizer' \(got engine 'tflite_converter'\).*Set "
+     r"engine='litert_quantizer' \(modes int8, dynamic_range\)"),
+    ({"mode": "int16x8", "engine": "litert_quantizer", "int4_weight_nodes": ["x"]},
+     r"int4_weight_nodes combine with modes int8, dynamic_range and no int16_nodes \(got mode 'int16x8'\).*"
+     r"LiteRT's builtin kernels.*compute int4 weights wrong"),
+    ({"mode": "dynamic_range", "int4_weight_nodes": ["x"]}, r"int4_weight_nodes .*needs engine 'litert_quantizer'"),
+    ({"mode": "int8", "engine": "litert_quantizer", "int4_weight_nodes": ["x"], "int4_block_size": 16},
+     r"int4_block_size 16 is not one of ai-edge-quantizer's blockwise sizes \(32, 64, 128, 256\)"),
+    ({"mode": "int8", "int4_block_size": True}, r"int4_block_size True is not one of"),
+    ({"mode": "int8", "engine": "litert_quantizer", "int4_weight_nodes": "x"}, r"int4_weight_nodes must be a list"),
+    ({"mode": "int8", "engine": "litert_quantizer", "int4_weight_nodes": ["x"], "int16_nodes": ["x"]},
+     r"int4_weight_nodes combine with .*\(got mode 'int8', int16_nodes\)"),
+    ({"mode": "int8", "engine": "litert_quantizer", "int4_weight_nodes": ["x"], "denylisted_nodes": ["x"]},
+     r"\['x'\] are in both denylisted_nodes and int4_weight_nodes"),
+])
+def test_bad_int4_requests_are_refused_with_the_fix(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_options(kwargs.pop("mode"), **kwargs)

@@ -217,3 +217,14 @@ def test_the_component_refuses_one_without_the_other_when_built() -> None:
                       accuracy_search={"label_key": LABEL, "metric": "mae"})
     assert SearchConfig.from_mapping(json.loads(built.exec_properties["accuracy_search"])).metric == "mae"
     assert Quantizer(model=model, representative_dataset=representative).exec_properties["accuracy_search"] is None
+
+
+def test_with_int4_weight_nodes_the_search_tries_no_int16_candidate() -> None:
+    from components.quantizer.search import Search, Trial, config_of, describe
+
+    first = Trial(1, "requested", resolve_options("int8", engine="litert_quantizer"),
+                  layer_errors=[{"tensor": "a"}, {"tensor": "b"}])
+    assert [o.int16_nodes for _, o, _ in Search._int16(first.options, first)] == [(), ("a", "b")]
+    int4 = resolve_options("int8", engine="litert_quantizer", int4_weight_nodes=["c"])
+    assert Search._int16(int4, first) == []  # int16 activations next to int4 weights are refused (options)
+    assert config_of(int4)["int4_weight_nodes"] == ["c"] and describe(int4).endswith("int4 weights: 1 node(s)")
