@@ -99,7 +99,8 @@ def check_blessing_is_about(model: types.Artifact, sha256: str, blessing_key: st
 
 def select_candidate(models: list[types.Artifact], blessing_key: str, blessing: types.Artifact) -> types.Artifact:
     """The model to push: the only one, or among several candidates the one the blessing's ``current_model_id``
-    names (the QuantizationEvaluator's ``selection``).
+    names (the QuantizationEvaluator's ``selection``), else the one whose ``sha256`` is the blessing's
+    ``evaluated_sha256`` (ids differ between orchestrators; the bytes do not).
 
     Raises ``ValueError`` naming every candidate's id when the blessing names none of them, or none at all.
     """
@@ -114,10 +115,17 @@ def select_candidate(models: list[types.Artifact], blessing_key: str, blessing: 
                          "of the QuantizationEvaluator that scored these candidates")
     chosen = [m for m in models if _is_model(current_model_id, m)]
     if not chosen:
+        # Artifact ids are the orchestrator's (Kubeflow v2 derives them from artifact names): the bytes the blessing
+        # was computed on name the candidate wherever it ran.
+        evaluated = manifest_lib.property_value(blessing, properties.EVALUATED_SHA256)
+        chosen = [m for m in models if evaluated is not None
+                  and manifest_lib.property_value(m, properties.SHA256) == evaluated]
+    if len(chosen) != 1:
         raise ValueError(f"QuantizedModelPusher: {named} chose model {current_model_id} "
                          f"({properties.CURRENT_MODEL_ID}), which is not among the {len(models)} candidates of input "
-                         f"'model' (artifacts {ids}); wire the same candidates into the QuantizationEvaluator and "
-                         "the pusher")
+                         f"'model' (artifacts {ids}), nor are the bytes it was computed on "
+                         f"({properties.EVALUATED_SHA256}) exactly one candidate's; wire the same candidates into "
+                         "the QuantizationEvaluator and the pusher")
     return chosen[0]
 
 

@@ -579,8 +579,9 @@ def test_of_several_candidates_the_one_the_blessing_chose_is_pushed(arts, tflite
 def test_candidates_without_the_chosen_one_are_refused(arts, tflite_bytes, classifier_bytes, tmp_path,
                                                        current_model_id) -> None:
     candidates = [arts.quantized_model(tflite_bytes), arts.quantized_model(classifier_bytes)]
-    named = None if current_model_id is None else 10_000  # an id no candidate has
-    blessing = arts.blessing(1, evaluated_sha256=bytes_sha256(classifier_bytes), current_model_id=named)
+    named = None if current_model_id is None else 10_000  # an id no candidate has, and bytes none holds
+    evaluated = bytes_sha256(classifier_bytes if named is None else b"bytes no candidate holds")
+    blessing = arts.blessing(1, evaluated_sha256=evaluated, current_model_id=named)
     pushed, base = arts.pushed_model(), str(tmp_path / "serving")
     ids = f"artifacts {candidates[0].id}, {candidates[1].id}"
     expected = (r"has no current_model_id to say which was chosen" if named is None else

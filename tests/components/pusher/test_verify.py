@@ -89,3 +89,24 @@ def test_blessing_without_current_model_id_or_evaluated_sha256_is_not_checked() 
     with pytest.raises(ValueError, match=r"sha256 bb \(evaluated_sha256\), but input 'model' \(artifact 5, "
                                          r"/models/5\) holds bytes with sha256 aa"):
         verify.check_blessing_is_about(_model(5), "aa", "model_blessing", _blessing(evaluated_sha256="bb"))
+
+
+def _candidate(artifact_id: int, sha256: str) -> standard_artifacts.Model:
+    model = _model(artifact_id)
+    model.set_string_custom_property("sha256", sha256)
+    return model
+
+
+def test_a_candidate_is_chosen_by_id_else_by_the_bytes_the_blessing_was_computed_on() -> None:
+    candidates = [_candidate(5, "aa"), _candidate(6, "bb"), _candidate(7, "cc")]
+    assert verify.select_candidate(candidates, "model_blessing", _blessing(current_model_id=6)).id == 6
+    # Another orchestrator's ids (a blessing computed where the candidates had other ids): the sha256 decides.
+    chosen = verify.select_candidate(candidates, "model_blessing", _blessing(current_model_id=60, evaluated_sha256="cc"))
+    assert chosen.id == 7
+    for blessing in (_blessing(current_model_id=60, evaluated_sha256="dd"), _blessing(current_model_id=60)):
+        with pytest.raises(ValueError, match=r"chose model 60 \(current_model_id\), which is not among the 3 "
+                                             r"candidates of input 'model' \(artifacts 5, 6, 7\), nor are the bytes"):
+            verify.select_candidate(candidates, "model_blessing", blessing)
+    twins = [_candidate(5, "aa"), _candidate(6, "aa")]
+    with pytest.raises(ValueError, match="exactly one candidate's"):
+        verify.select_candidate(twins, "model_blessing", _blessing(current_model_id=60, evaluated_sha256="aa"))
