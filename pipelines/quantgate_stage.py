@@ -16,6 +16,7 @@ from tfx import types
 from tfx import v1 as tfx
 
 from components import QuantizationEvaluator, QuantizedModelPusher, Quantizer
+from components.quantizer.options import LITERT_ENGINE, LITERT_IO_DTYPES, TFLITE_ENGINE
 from components.shared.properties import MAX_CANDIDATES
 
 KNOB_PREFIX = "quantization_"
@@ -69,7 +70,7 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
     ``representative_num_search_examples`` > 0) feeds the Quantizer's ``accuracy_search`` knob.
 
     ``knobs.candidate_modes`` (e.g. ``("float16", "dynamic_range")``) adds one Quantizer per mode (id
-    ``Quantizer_<mode>``, the same float model, engine and signature, the mode's own I/O dtype) beside the main one;
+    ``Quantizer_<mode>``, the same float model, engine (``candidate_engine``) and signature, the mode's own I/O dtype) beside the main one;
     the QuantizationEvaluator scores them all in one Beam pass, ``knobs.selection`` picks the blessed one and the
     pusher ships that one. Returns the Quantizers (the main one first), the evaluator and the pusher.
     """
@@ -93,7 +94,8 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
     )
     quantizers = [quantizer] + [
         Quantizer(model=model, representative_dataset=representative_dataset, transform_graph=transform_graph,
-                  mode=mode, engine=knobs.engine, signature_name=knobs.signature).with_id(f"Quantizer_{mode}")
+                  mode=mode, engine=candidate_engine(mode, knobs.engine),
+                  signature_name=knobs.signature).with_id(f"Quantizer_{mode}")
         for mode in extra_modes]
     candidates = [candidate.outputs["quantized_model"] for candidate in quantizers]
     quantization_evaluator = QuantizationEvaluator(
@@ -129,6 +131,12 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)),
     )
     return quantizers, quantization_evaluator, pusher
+
+
+def candidate_engine(mode: str, engine: str) -> str:
+    """The main Quantizer's ``engine`` for an extra candidate when it has that mode, else ``tflite_converter`` (e.g.
+    float16 with ``litert_quantizer``, which has no float16 recipe): a candidate must not make the pipeline unbuildable."""
+    return engine if engine != LITERT_ENGINE or mode in LITERT_IO_DTYPES else TFLITE_ENGINE
 
 
 def candidate_quantizer_modes(knobs: QuantizationKnobs) -> tuple[str, ...]:

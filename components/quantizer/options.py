@@ -25,7 +25,8 @@ IO_DTYPES = {
     "float16": ("float32",),
     QAT_MODE: ("int8", "uint8", "float32"),
 }
-ENGINES = ("tflite_converter", "litert_quantizer")
+TFLITE_ENGINE, LITERT_ENGINE = "tflite_converter", "litert_quantizer"
+ENGINES = (TFLITE_ENGINE, LITERT_ENGINE)
 # ai-edge-quantizer's recipes (static_wi8_ai8, static_wi8_ai16, dynamic_wi8_afp32) fix the model I/O dtype and
 # have no op-type denylist (per-tensor rules only: denylisted_nodes, int16_nodes); float16 is a converter feature only.
 LITERT_IO_DTYPES = {"int8": ("int8",), "int16x8": ("int16",), "dynamic_range": ("float32",)}

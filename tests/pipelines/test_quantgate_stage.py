@@ -6,6 +6,7 @@ import pytest
 
 from components.shared.properties import MAX_CANDIDATES, candidate_model_key
 from pipelines.pipeline import create_pipeline
+from pipelines.quantgate_stage import candidate_engine
 
 
 def _components(tmp_path, **kwargs) -> dict:
@@ -47,3 +48,9 @@ def test_bad_candidate_modes_are_refused_with_the_fix(tmp_path, modes, message) 
 def test_an_unknown_candidate_mode_is_refused_by_the_quantizer(tmp_path) -> None:
     with pytest.raises(ValueError, match="int4"):
         _components(tmp_path, quantization_candidate_modes=("int4",))
+
+
+def test_an_extra_candidate_falls_back_to_the_converter_only_for_a_mode_the_engine_lacks() -> None:
+    assert candidate_engine("float16", "litert_quantizer") == "tflite_converter"  # ai-edge-quantizer has no float16
+    assert candidate_engine("dynamic_range", "litert_quantizer") == "litert_quantizer"
+    assert candidate_engine("float16", "tflite_converter") == "tflite_converter"

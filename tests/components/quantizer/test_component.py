@@ -77,6 +77,10 @@ def test_the_demo_pipeline_quantizes_after_the_representative_dataset(tmp_path) 
 def test_every_factory_passes_the_int4_knobs_to_its_quantizers(factory, tmp_path) -> None:
     pipeline = factory("p", str(tmp_path / "root"), str(tmp_path / "data"), quantization_engine="litert_quantizer",
                        quantization_int4_weight_nodes=("dense/MatMul",), quantization_int4_block_size=64)
-    quantizers = [c for c in pipeline.components if isinstance(c, Quantizer)]
+    # The per-node knobs are the main Quantizers'; the extra candidates (Quantizer_<mode>) take the mode alone.
+    quantizers = [c for c in pipeline.components if isinstance(c, Quantizer) and not c.id.startswith("Quantizer_")]
+    extras = {c.id: c.exec_properties["engine"] for c in pipeline.components if c.id.startswith("Quantizer_")}
+    assert extras == ({"Quantizer_float16": "tflite_converter", "Quantizer_dynamic_range": "litert_quantizer"}
+                      if factory is create_pipeline else {})
     assert quantizers and all(q.exec_properties["int4_weight_nodes"] == '["dense/MatMul"]'
                               and q.exec_properties["int4_block_size"] == 64 for q in quantizers)
