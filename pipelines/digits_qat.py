@@ -14,7 +14,7 @@ from tfx import v1 as tfx
 from components import QuantizationEvaluator, Quantizer, RepresentativeDatasetGen
 from components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
 from pipelines.models.digits.digits_trainer import DENSE_SIGNATURE, LABEL_KEY
-from pipelines.quantgate_stage import QuantizationKnobs, candidate_engine, candidate_quantizer_modes
+from pipelines.quantgate_stage import QuantizationKnobs, extra_candidate_quantizers
 
 DIGITS_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "digits", "digits_trainer.py")
 QAT_TRAINER_ID = "QatTrainer"
@@ -104,11 +104,8 @@ def create_digits_qat_pipeline(
                   ).with_id(component_id)
         for component_id, model, mode in ((PTQ_QUANTIZER_ID, trainer.outputs["model"], "int8"),
                                           (QAT_QUANTIZER_ID, qat_trainer.outputs["model"], knobs.mode))]
-    quantizers += [
-        Quantizer(model=trainer.outputs["model"],
-                  representative_dataset=representative_dataset_gen.outputs["representative_dataset"], mode=mode,
-                  engine=candidate_engine(mode, knobs.engine), signature_name=knobs.signature).with_id(f"Quantizer_{mode}")
-        for mode in candidate_quantizer_modes(knobs)]
+    quantizers += extra_candidate_quantizers(trainer.outputs["model"],
+                                             representative_dataset_gen.outputs["representative_dataset"], knobs)
     quantization_evaluator = QuantizationEvaluator(
         model=trainer.outputs["model"],
         quantized_model=[quantizer.outputs["quantized_model"] for quantizer in quantizers],

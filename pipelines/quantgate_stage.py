@@ -74,7 +74,6 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
     the QuantizationEvaluator scores them all in one Beam pass, ``knobs.selection`` picks the blessed one and the
     pusher ships that one. Returns the Quantizers (the main one first), the evaluator and the pusher.
     """
-    extra_modes = candidate_quantizer_modes(knobs)
     quantizer = Quantizer(
         model=model,
         representative_dataset=representative_dataset,
@@ -92,11 +91,7 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         accuracy_search=knobs.accuracy_search,
         search_dataset=search_dataset,
     )
-    quantizers = [quantizer] + [
-        Quantizer(model=model, representative_dataset=representative_dataset, transform_graph=transform_graph,
-                  mode=mode, engine=candidate_engine(mode, knobs.engine),
-                  signature_name=knobs.signature).with_id(f"Quantizer_{mode}")
-        for mode in extra_modes]
+    quantizers = [quantizer, *extra_candidate_quantizers(model, representative_dataset, knobs, transform_graph)]
     candidates = [candidate.outputs["quantized_model"] for candidate in quantizers]
     quantization_evaluator = QuantizationEvaluator(
         model=model,
@@ -131,6 +126,17 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)),
     )
     return quantizers, quantization_evaluator, pusher
+
+
+def extra_candidate_quantizers(model: types.BaseChannel, representative_dataset: types.BaseChannel,
+                               knobs: QuantizationKnobs,
+                               transform_graph: types.BaseChannel | None = None) -> list[Quantizer]:
+    """One ``Quantizer_<mode>`` per ``knobs.candidate_modes`` (checked by ``candidate_quantizer_modes``): the mode
+    alone, with ``candidate_engine``, the signature and the mode's default I/O dtype; no per-node knobs, no search."""
+    return [Quantizer(model=model, representative_dataset=representative_dataset, transform_graph=transform_graph,
+                      mode=mode, engine=candidate_engine(mode, knobs.engine),
+                      signature_name=knobs.signature).with_id(f"Quantizer_{mode}")
+            for mode in candidate_quantizer_modes(knobs)]
 
 
 def candidate_engine(mode: str, engine: str) -> str:

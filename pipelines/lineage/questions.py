@@ -195,9 +195,9 @@ def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_
         "float_size_bytes": model.get(properties.FLOAT_SIZE_BYTES),
         "quantized_size_bytes": model.get(properties.SIZE_BYTES),
         "candidates": [{"id": m.id, "chosen": m.id == chosen.id,
-                        "quantization_mode": reader.artifact_info(m).properties.get(properties.QUANTIZATION_MODE),
-                        "size_bytes": reader.artifact_info(m).properties.get(properties.SIZE_BYTES)}
-                       for m in candidates],
+                        "quantization_mode": props.get(properties.QUANTIZATION_MODE),
+                        "size_bytes": props.get(properties.SIZE_BYTES)}
+                       for m, props in ((m, reader.artifact_info(m).properties) for m in candidates)],
         "verdict": "blessed" if blessing.get(properties.BLESSED) == 1 else "not blessed",
         "pushed": pushed.get(properties.PUSHED) == 1,
         "pushed_destination": pushed.get(properties.PUSHED_DESTINATION),
