@@ -483,10 +483,10 @@ class Latency:
 # Batch-1 calls timed per model and per measure, after warm-up: enough for a stable p95 on a small model. A slow
 # model stops at the time budget instead (never under LATENCY_MIN_CALLS): the cost is the same at any split size
 # and at most ~4 budgets per evaluation.
-LATENCY_WARMUP_CALLS = 50
+LATENCY_WARMUP_CALLS = 20
 LATENCY_CALLS = 300
-LATENCY_MIN_CALLS = 50
-LATENCY_BUDGET_S = 0.2
+LATENCY_MIN_CALLS = 30
+LATENCY_BUDGET_S = 0.05
 
 
 def _percentiles(call: Callable[[], object], warmup: int, calls: int, budget_s: float) -> tuple[float, float, int]:

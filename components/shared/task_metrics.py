@@ -76,11 +76,19 @@ def score_histogram(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def histogram_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
     """ROC AUC from per-bucket counts (or weights) of negatives and positives (ties inside a bucket count one half)."""
-    num_neg, num_pos = negatives.sum(), positives.sum()
-    if num_neg == 0 or num_pos == 0:
-        return float("nan")
-    positives_above = np.cumsum(positives[::-1])[::-1] - positives  # positives in strictly higher buckets
-    return float((negatives * (positives_above + 0.5 * positives)).sum() / (num_neg * num_pos))
+    return float(histogram_aucs(negatives[np.newaxis], positives[np.newaxis])[0])
+
+
+def histogram_aucs(negatives: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    """``histogram_auc`` of each row of ``[n, buckets]`` negatives and positives (NaN for a row without both)."""
+    num_neg, num_pos = negatives.sum(axis=1), positives.sum(axis=1)
+    # Pairs ranked right = all pairs - negatives at or above each positive's bucket + half the ties; with forward
+    # cumulative sums and row dot products only (integer counts stay exact).
+    at_or_below = np.cumsum(positives, axis=1)
+    pairs = (num_neg * num_pos - np.einsum("ij,ij->i", negatives, at_or_below)
+             + 0.5 * np.einsum("ij,ij->i", negatives, positives))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((num_neg == 0) | (num_pos == 0), np.nan, pairs / (num_neg * num_pos))
 
 
 def metric_value(metric: str, predictions: np.ndarray, labels: np.ndarray) -> float:

@@ -8,11 +8,14 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
+from components.quantization_evaluator import confidence
 from components.quantization_evaluator.confidence import (
     BoundedSample,
     bootstrap_bounds,
     paired_accuracy_bounds,
+    row_priorities,
 )
+from components.shared.task_metrics import metric_value
 
 
 def test_newcombe_closed_form_and_symmetry() -> None:
@@ -68,6 +71,31 @@ def test_bootstrap_bound_is_seeded_paired_and_scaled() -> None:
     assert (upper_big - lower_big) == pytest.approx((upper - lower) / 10, rel=1e-6)
 
 
+def _bootstrap_one_resample_at_a_time(rows: np.ndarray, metric: str, resamples: int) -> np.ndarray:
+    """The textbook paired bootstrap, as a reference: one resample of the examples at a time."""
+    rng = np.random.default_rng(0)
+    deltas = []
+    for _ in range(resamples):
+        drawn = rows[rng.integers(0, len(rows), len(rows))]
+        f, q = (metric_value(metric, drawn[:, column:column + 1], drawn[:, 0]) for column in (1, 2))
+        deltas.append(f - q if metric == "auc" else q - f)
+    return np.array(deltas)
+
+
+@pytest.mark.parametrize("metric", ["auc", "mse", "mae"])
+def test_vectorised_bootstrap_is_the_textbook_one(metric: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunked, histogram-based resampling gives the bounds of one-resample-at-a-time (any chunk size)."""
+    rng = np.random.default_rng(3)
+    labels = (rng.random(700) < 0.4).astype(np.float64)
+    float_pred = np.clip(0.3 * labels + 0.7 * rng.random(700), 0, 1)
+    rows = np.stack([labels, float_pred, np.clip(float_pred + rng.normal(0, 0.03, 700), 0, 1)], axis=1)
+    deltas = _bootstrap_one_resample_at_a_time(rows, metric, 300)
+    expected = tuple(np.quantile(deltas, [0.05, 0.95]))
+    for chunk in (700, 7000, 10**6):  # one resample per chunk, ten, all
+        monkeypatch.setattr(confidence, "_DRAWS_PER_CHUNK", chunk)
+        assert bootstrap_bounds(rows, len(rows), metric, 0.95, resamples=300) == pytest.approx(expected, rel=1e-9)
+
+
 def test_bootstrap_auc_undefined_on_one_class() -> None:
     rows = np.array([[1.0, 0.9, 0.8]] * 50)
     assert all(math.isnan(v) for v in bootstrap_bounds(rows, 50, "auc", 0.95))
@@ -82,5 +110,11 @@ def test_bounded_sample_is_the_same_whatever_the_split_of_work() -> None:
         parts[i % 3].add(chunk)
     parts[0].merge(parts[2])
     parts[1].merge(parts[0])
+    one_by_one = BoundedSample(size=700)  # cut back many times on the way
+    for row in rows:
+        one_by_one.add(row[np.newaxis])
     assert len(whole.rows) == 700
-    assert sorted(map(tuple, whole.rows)) == sorted(map(tuple, parts[1].rows))
+    # The same rows in the same order (the bootstrap's draws index into them), whatever the order they came in.
+    assert np.array_equal(whole.rows, parts[1].rows) and np.array_equal(whole.rows, one_by_one.rows)
+    expected = rows[np.argsort(row_priorities(rows), kind="stable")[:700]]
+    assert sorted(map(tuple, whole.rows)) == sorted(map(tuple, expected))
