@@ -10,6 +10,7 @@ from typing import Any
 import apache_beam as beam
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.dsl.components.base import base_beam_executor
+from tfx.dsl.io import fileio
 from tfx.types import Artifact, artifact_utils
 from tfx.utils import io_utils
 from tfx_bsl.public import tfxio
@@ -113,6 +114,8 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
                                       manifest=source, examples_uri=examples.uri,
                                       output_uris=(output_uri, search_output_uri), config=config)
             )
+        if not fileio.exists(storage.manifest_path(staging)):  # no Sample at all: a runner ran no bundle
+            raise _empty_split(split, examples.uri)
         manifest = storage.read_manifest(staging)
     elapsed = time.monotonic() - started
     logging.info("RepresentativeDatasetGen: sampled %d of %d examples of split %r (%s, seed %d) in %.1f s, "
@@ -129,13 +132,15 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
     return manifest
 
 
+def _empty_split(split: str, examples_uri: str) -> ValueError:
+    return ValueError(f"RepresentativeDatasetGen: split {split!r} of Examples artifact {examples_uri!r} has no "
+                      "examples; pass a split that has examples")
+
+
 def _write_samples(sample: Sample, staging_dir: str, search_staging_dir: str | None, manifest: dict[str, Any],
                    examples_uri: str, output_uris: tuple[str, str | None], config: SamplingConfig) -> None:
     if not sample.records:
-        raise ValueError(
-            f"RepresentativeDatasetGen: split {manifest['split']!r} of Examples artifact {examples_uri!r} has no "
-            "examples; pass a split that has examples"
-        )
+        raise _empty_split(manifest["split"], examples_uri)
     output_uri, search_output_uri = output_uris
     common = {**manifest, properties.SOURCE_NUM_EXAMPLES: sample.source_num_examples,
               "source_class_counts": sample.source_class_counts}

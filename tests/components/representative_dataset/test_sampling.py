@@ -269,16 +269,31 @@ def test_stratified_quotas_name_the_search_parameter() -> None:
 
 
 def test_partial_coder_round_trips_and_merging_keeps_the_smallest_keys() -> None:
+    from components.representative_dataset.sampling import _DIGEST_SIZE as DIGEST
     from components.representative_dataset.sampling import _merge_into, _Partial, _PartialCoder
 
     coder = _PartialCoder()
     keys = sorted(rank(_example(i), 0)[0] + _example(i) for i in range(50))
     partial = _Partial(50, {"0": 30, "1": 20}, {"0": keys[:30:2], "1": keys[1:30:2], None: [b"", b"x" * 300]})
-    assert coder.decode(coder.encode(partial)) == partial
+    decoded = coder.decode(coder.encode(partial))
+    assert decoded == partial
+    # Decoded keys are views on the encoded bytes; re-encoded (as Beam's local shuffle does) they are the same.
+    assert coder.decode(coder.encode(decoded)) == partial
+    # The keys travel compressed (tf.Examples repeat their feature names); decoded, they stay so until read.
+    many = _Partial(50, {}, {None: keys})
+    assert len(coder.encode(many)) < sum(map(len, keys))
+    assert coder.encode(coder.decode(coder.encode(many))) == coder.encode(many)
+    packed, kept = decoded.candidates["0"], keys[:30:2]
+    assert list(packed[2:5]) == kept[2:5] and packed[2:5].records() == [key[DIGEST:] for key in kept[2:5]]
+    assert len(packed[5:]) == len(kept) - 5 and packed[20:] == []
     assert coder.decode(coder.encode(_Partial(0, {}, {}))) == _Partial(0, {}, {})
     merged = _Partial(0, {}, {})
     for share in (_Partial(25, {}, {None: keys[::2]}), _Partial(25, {}, {None: keys[1::2]})):
         before = list(share.candidates[None])
         _merge_into(merged, share, 10)
         assert share.candidates[None] == before  # the other accumulator is left as it was
+    assert merged == _Partial(50, {}, {None: keys[:10]})
+    merged = _Partial(0, {}, {})  # decoded shares merge as the lists do
+    for share in (_Partial(25, {}, {None: keys[::2]}), _Partial(25, {}, {None: keys[1::2]})):
+        _merge_into(merged, coder.decode(coder.encode(share)), 10)
     assert merged == _Partial(50, {}, {None: keys[:10]})
