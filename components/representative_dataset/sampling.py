@@ -550,7 +550,8 @@ class SampleExamples(beam.PTransform):
     One pass over the data; memory O(num_examples + num_search_examples) for ``uniform``, that times the number
     of classes for ``stratified`` (each class keeps what its quota could need until the class counts are known).
     With a label key, the classes are counted in the split and in each sample. An empty input gives a ``Sample``
-    with no records.
+    with no records (from the empty partial of the bundle that read it; a runner that ran no bundle at all would give
+    no ``Sample``, which ``executor.generate`` refuses as an empty split).
     """
 
     def __init__(self, config: SamplingConfig) -> None:
