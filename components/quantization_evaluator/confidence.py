@@ -99,6 +99,7 @@ class BoundedSample:
         self._cutoff: np.uint64 | None = None
 
     def add(self, rows: np.ndarray, priorities: np.ndarray | None = None) -> None:
+        """Offers ``rows`` (kept as given, not copied: the caller must not change them afterwards)."""
         if not len(rows):
             return
         priorities = row_priorities(rows) if priorities is None else priorities
@@ -116,9 +117,8 @@ class BoundedSample:
     def _cut_back(self) -> None:
         if self._cut:
             return
-        rows = np.concatenate([r for r, _ in self._chunks]) if self._chunks else np.empty((0, 3))
-        priorities = (np.concatenate([p for _, p in self._chunks]) if self._chunks
-                      else np.empty(0, dtype=np.uint64))
+        rows = np.concatenate([r for r, _ in self._chunks])  # not cut: something was added since the last cut
+        priorities = np.concatenate([p for _, p in self._chunks])
         # Ties are broken by the rows' own content (lexsort), so the kept set is order-independent.
         order = np.lexsort((*rows.T[::-1], priorities))[: self.size]
         rows, priorities = rows[order], priorities[order]

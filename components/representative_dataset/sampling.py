@@ -295,6 +295,8 @@ class _PackedKeys:
         return len(self.lengths)
 
     def __getitem__(self, index: slice) -> _PackedKeys:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError(f"_PackedKeys takes contiguous slices only, got {index!r}")
         first, stop, _ = index.indices(len(self.lengths))
         stop = max(first, stop)
         if (first, stop) == (0, len(self.lengths)):
@@ -308,6 +310,13 @@ class _PackedKeys:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, (list, _PackedKeys)) and list(self) == list(other)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A memoryview cannot be pickled: a pickled partial (a coder-less path) carries the compressed bytes.
+        return _PackedKeys, (self.lengths,), {"_compressed": self.compressed()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._compressed = state["_compressed"]
 
     def records(self) -> list[bytes]:
         """The records of the keys (the digest cut off), in rank order: one copy of each, straight from the buffer."""
@@ -347,8 +356,8 @@ class _PartialCoder(beam.coders.Coder):
     keys back to back, zlib-compressed (level 1: ~3x on tf.Examples at ~120 MB/s; see ``_PackedKeys``).
 
     Beam estimates the size of the first elements of each PCollection (it encodes them with the default coder, a
-    pickle: a transient full copy of the candidates, and a memo of every key); ``estimate_size`` here adds up
-    lengths instead.
+    pickle: a transient full copy of the candidates, and a memo of every key); ``estimate_size`` here uses the
+    compressed size of packed keys and a third of the lengths of listed ones instead.
     """
 
     def encode(self, partial: _Partial) -> bytes:
@@ -451,7 +460,8 @@ class _SelectInBundle(beam.DoFn):
 def _merge_into(merged: _Partial, partial: _Partial, capacity: int) -> None:
     """Adds ``partial`` to ``merged`` in place: counts added, each class's ``capacity`` smallest keys, sorted.
 
-    ``partial`` is left as it was (its lists are copied, never extended): it may be another accumulator.
+    ``partial`` is left as it was (its lists are copied, never extended; packed keys are shared, read-only, and
+    cache their decompressed buffer when read): it may be another accumulator.
     """
     merged.count += partial.count
     for cls, n in partial.class_counts.items():
@@ -492,18 +502,20 @@ def _to_sample(merged: _Partial, config: SamplingConfig) -> Sample:
     """The ``Sample`` of the merged candidates; takes the keys out of ``merged`` (its candidates are left empty)."""
     k, m = config.num_examples, config.num_search_examples
     if config.strategy == UNIFORM:
-        keys = merged.candidates.get(None, [])
+        keys = merged.candidates.pop(None, [])
         chosen, search = keys[:k], keys[k:k + m]
+        del keys  # the slices hold the only references: each key is freed as its record is made
     else:
         quotas = stratified_quotas(merged.class_counts, k)
         left = {cls: n - quotas[cls] for cls, n in merged.class_counts.items()}
         search_quotas = stratified_quotas(left, m, "num_search_examples") if m and sum(left.values()) else {}
         chosen, search = [], []
-        for cls, keys in merged.candidates.items():
+        while merged.candidates:
+            cls, keys = merged.candidates.popitem()
             quota = quotas[cls]
             chosen += keys[:quota]
             search += keys[quota:quota + search_quotas.get(cls, 0)]
-    merged.candidates.clear()
+            del keys
     records, search_records = _take_records(chosen), _take_records(search)
     source_class_counts = dict(sorted(merged.class_counts.items())) if config.label_key is not None else None
     return Sample(records, merged.count, source_class_counts, _count_classes(records, config.label_key),

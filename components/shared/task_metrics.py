@@ -81,9 +81,11 @@ def histogram_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
 
 def histogram_aucs(negatives: np.ndarray, positives: np.ndarray) -> np.ndarray:
     """``histogram_auc`` of each row of ``[n, buckets]`` negatives and positives (NaN for a row without both)."""
+    # In float64: counts and pair counts stay exact up to 2**53 (int64 products would wrap past ~3e9 per class).
+    negatives, positives = negatives.astype(np.float64), positives.astype(np.float64)
     num_neg, num_pos = negatives.sum(axis=1), positives.sum(axis=1)
     # Pairs ranked right = all pairs - negatives at or above each positive's bucket + half the ties; with forward
-    # cumulative sums and row dot products only (integer counts stay exact).
+    # cumulative sums and row dot products only.
     at_or_below = np.cumsum(positives, axis=1)
     pairs = (num_neg * num_pos - np.einsum("ij,ij->i", negatives, at_or_below)
              + 0.5 * np.einsum("ij,ij->i", negatives, positives))

@@ -15,7 +15,7 @@ from components.quantization_evaluator.confidence import (
     paired_accuracy_bounds,
     row_priorities,
 )
-from components.shared.task_metrics import metric_value
+from components.shared.task_metrics import auc_buckets
 
 
 def test_newcombe_closed_form_and_symmetry() -> None:
@@ -71,13 +71,30 @@ def test_bootstrap_bound_is_seeded_paired_and_scaled() -> None:
     assert (upper_big - lower_big) == pytest.approx((upper - lower) / 10, rel=1e-6)
 
 
+def _pairwise_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """AUC by comparing every positive with every negative on the evaluator's score buckets (ties count half)."""
+    buckets = auc_buckets(scores)
+    positives, negatives = buckets[labels == 1], buckets[labels != 1]
+    above = positives[:, np.newaxis] > negatives[np.newaxis, :]
+    tied = positives[:, np.newaxis] == negatives[np.newaxis, :]
+    return float(above.mean() + 0.5 * tied.mean())
+
+
+def _metric_by_definition(metric: str, labels: np.ndarray, scores: np.ndarray) -> float:
+    if metric == "auc":
+        return _pairwise_auc(labels, scores)
+    errors = scores - labels
+    return float(np.mean(errors ** 2 if metric == "mse" else np.abs(errors)))
+
+
 def _bootstrap_one_resample_at_a_time(rows: np.ndarray, metric: str, resamples: int) -> np.ndarray:
-    """The textbook paired bootstrap, as a reference: one resample of the examples at a time."""
+    """The textbook paired bootstrap, as a reference: one resample of the examples at a time, each metric computed
+    from its definition (no code shared with the evaluator's histograms)."""
     rng = np.random.default_rng(0)
     deltas = []
     for _ in range(resamples):
         drawn = rows[rng.integers(0, len(rows), len(rows))]
-        f, q = (metric_value(metric, drawn[:, column:column + 1], drawn[:, 0]) for column in (1, 2))
+        f, q = (_metric_by_definition(metric, drawn[:, 0], drawn[:, column]) for column in (1, 2))
         deltas.append(f - q if metric == "auc" else q - f)
     return np.array(deltas)
 

@@ -17,6 +17,7 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
+from components.quantization_evaluator.inference import LATENCY_CALLS, LATENCY_MIN_CALLS
 from components.quantization_evaluator.outputs import write_evaluation_files
 from components.shared.model_runners import TFLiteRunner
 from components.shared.signature_inputs import examples_to_inputs
@@ -117,7 +118,7 @@ def test_metrics_json_records_sizes_latency_thresholds(blessed, demo_quantized) 
     assert metrics["sizes"]["quantized_bytes"] == os.path.getsize(demo_quantized.tflite_path)
     for model in ("float", "quantized"):
         latency = metrics["latency_ms"][model]
-        assert 0 < latency["p50_ms"] <= latency["p95_ms"] and 50 <= latency["calls"] <= 300
+        assert 0 < latency["p50_ms"] <= latency["p95_ms"] and LATENCY_MIN_CALLS <= latency["calls"] <= LATENCY_CALLS
         assert 0 < latency["kernel_p50_ms"] <= latency["kernel_p95_ms"]
     assert metrics["thresholds"]["latency_measure"] == "kernel"
     assert metrics["thresholds"]["max_delta"] == 0.01 and metrics["thresholds"]["min_agreement"] == 0.9

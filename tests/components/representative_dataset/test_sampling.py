@@ -286,6 +286,9 @@ def test_partial_coder_round_trips_and_merging_keeps_the_smallest_keys() -> None
     packed, kept = decoded.candidates["0"], keys[:30:2]
     assert list(packed[2:5]) == kept[2:5] and packed[2:5].records() == [key[DIGEST:] for key in kept[2:5]]
     assert len(packed[5:]) == len(kept) - 5 and packed[20:] == []
+    assert pickle.loads(pickle.dumps(packed[2:5])) == kept[2:5]  # read keys hold a memoryview; pickling still works
+    with pytest.raises(TypeError, match="contiguous slices only"):
+        packed[::2]
     assert coder.decode(coder.encode(_Partial(0, {}, {}))) == _Partial(0, {}, {})
     merged = _Partial(0, {}, {})
     for share in (_Partial(25, {}, {None: keys[::2]}), _Partial(25, {}, {None: keys[1::2]})):
