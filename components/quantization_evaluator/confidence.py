@@ -25,7 +25,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from components.shared.task_metrics import auc_buckets, histogram_auc, histogram_aucs, score_histogram
+from components.shared.task_metrics import auc_buckets, histogram_aucs, metric_value
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -140,14 +140,6 @@ class BoundedSample:
         self.add(other.rows, other.priorities)
 
 
-def _metric(metric: str, labels: np.ndarray, predictions: np.ndarray) -> float:
-    if metric == "mse":
-        return float(np.mean((predictions - labels) ** 2))
-    if metric == "mae":
-        return float(np.mean(np.abs(predictions - labels)))
-    return histogram_auc(*score_histogram(predictions, labels == 1))
-
-
 def _resampled(metric: str, labels: np.ndarray, predictions: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """A function of ``draws`` (``[resamples, k]`` indices into the k examples): ``metric`` on each resample."""
     if metric in ("mse", "mae"):
@@ -198,8 +190,8 @@ def bootstrap_bounds(rows: np.ndarray, population: int, metric: str, confidence:
     if k == 0 or population < k:
         return math.nan, math.nan
     labels, float_pred, quant_pred = rows[:, 0], rows[:, 1], rows[:, 2]
-    point = float(_degradation(metric, _metric(metric, labels, float_pred), _metric(metric, labels, quant_pred),
-                               relative))
+    point = float(_degradation(metric, metric_value(metric, float_pred[:, np.newaxis], labels),
+                               metric_value(metric, quant_pred[:, np.newaxis], labels), relative))
     if not math.isfinite(point):
         return math.nan, math.nan
     float_metric, quant_metric = _resampled(metric, labels, float_pred), _resampled(metric, labels, quant_pred)
