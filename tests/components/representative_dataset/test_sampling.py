@@ -17,6 +17,7 @@ from components.representative_dataset.sampling import (
     Sample,
     SampleExamples,
     SamplingConfig,
+    _Candidates,
     label_class,
     rank,
     stratified_quotas,
@@ -300,3 +301,34 @@ def test_partial_coder_round_trips_and_merging_keeps_the_smallest_keys() -> None
     for share in (_Partial(25, {}, {None: keys[::2]}), _Partial(25, {}, {None: keys[1::2]})):
         _merge_into(merged, coder.decode(coder.encode(share)), 10)
     assert merged == _Partial(50, {}, {None: keys[:10]})
+
+
+def test_records_read_fast_and_parsed_count_and_rank_as_one_class() -> None:
+    # Class "1" arrives three ways: an int64 label and a bytes label (two label encodings, read fast) and, for a
+    # third of the records, a label whose entry also sits inside another value (the record is parsed).
+    records = []
+    for i in range(90):
+        label = [1, b"1", 1][i % 3] if i % 2 else 0
+        records.append(_labelled(label, idx=str(i).encode(), **({"blob": _labelled(2)} if i % 3 == 2 else {})))
+    config = SamplingConfig(num_examples=12, strategy=STRATIFIED, label_key="label", seed=3)
+    sample = _sample(records, config)
+    assert sample.source_class_counts == {"0": 45, "1": 45}
+    assert sample.class_counts == {"0": 6, "1": 6}
+    for cls in "01":
+        of_class = sorted((r for r in records if label_class(r, "label") == cls), key=lambda r: rank(r, 3))
+        assert {r for r in sample.records if label_class(r, "label") == cls} == set(of_class[:6])
+
+
+def test_a_digest_equal_to_the_cut_is_decided_by_the_record() -> None:
+    candidates = _Candidates(2)
+    digest = b"\x10" * 16
+    for record in (b"b", b"d", b"c"):
+        candidates.offer(digest, record)
+    candidates.shrink()
+    assert candidates.keys == [digest + b"b", digest + b"c"] and candidates.cut == digest + b"c"
+    candidates.offer(digest, b"e")  # same digest, larger record: above the cut
+    candidates.offer(b"\x11" * 16, b"a")  # larger digest
+    candidates.offer(digest, b"a")  # same digest, smaller record
+    candidates.offer(b"\x0f" * 16, b"z")  # smaller digest
+    candidates.shrink()
+    assert candidates.keys == [b"\x0f" * 16 + b"z", digest + b"a"]
