@@ -164,7 +164,7 @@ class LabelReader:
     CACHE_SIZE = 4096
 
     def __init__(self, label_key: str) -> None:
-        self.label_key = label_key
+        self._label_key = label_key
         key = label_key.encode("utf-8")
         self._needle = b"\x0a" + _encode_varint(len(key)) + key + b"\x12"
         self._labels: dict[bytes, str | None] = {}
@@ -193,7 +193,7 @@ class LabelReader:
                 label = self._labels[feature] = self.feature_label(feature)
             if label is not None:
                 return label
-        return label_class(record, self.label_key)
+        return label_class(record, self._label_key)
 
 
 def stratified_quotas(class_counts: dict[str, int], num_examples: int,
@@ -294,8 +294,8 @@ class _PackedKeys:
     partial passed through a shuffle is neither split into objects nor copied key by key. The buffer arrives
     zstd-compressed and is decompressed only when the keys are read (a merge, the final sample): Beam's local runner
     decodes, holds and re-encodes the partial in its shuffle, and keeps every encoded copy until the pipeline ends,
-    so the copies it holds are compressed ones (about a quarter of the keys' size on tf.Examples), re-encoded without any
-    work. Sliced and iterated like a list."""
+    so the copies it holds are compressed ones (about a quarter of the keys' size on tf.Examples), re-encoded
+    without any work. Sliced and iterated like a list."""
 
     __slots__ = ("lengths", "_starts", "_buffer", "_compressed")
 
@@ -455,7 +455,7 @@ class _SelectInBundle(beam.DoFn):
         self._capacity, self._seed, self._label_key, self._per_class = capacity, seed, label_key, per_class
 
     def setup(self) -> None:
-        # The read is fused with this DoFn: a worker process may have imported nothing of ours that installs it.
+        # The read is fused with this DoFn: installed here too, not only as a side effect of importing this module.
         use_compiled_crc32c()
         self._hasher = _hasher(self._seed)
         self._label = LabelReader(self._label_key) if self._label_key is not None else None
@@ -472,9 +472,9 @@ class _SelectInBundle(beam.DoFn):
             cls = key = self._label(record) if self._label is not None else None
         else:
             cls = self._label.feature_label(key)
-            if cls is None:
-                label_class(record, self._label_key)  # raises the error for a label of other than one value
-            if len(self._groups) >= LabelReader.CACHE_SIZE:
+            if cls is None:  # not one value: the parse raises the error
+                cls = key = label_class(record, self._label_key)
+            elif len(self._groups) >= LabelReader.CACHE_SIZE:
                 key = cls
         group = self._groups.get(key)
         if group is None:

@@ -212,6 +212,14 @@ def test_missing_label_fails_the_pipeline_with_the_key_named() -> None:
         _sample(records, SamplingConfig(num_examples=2, strategy=STRATIFIED, label_key="label"))
 
 
+def test_multi_valued_label_fails_the_pipeline_with_the_count() -> None:
+    example = example_pb2.Example()
+    example.features.feature["label"].int64_list.value.extend([0, 1])
+    records = [_example(0, 1), example.SerializeToString()]
+    with pytest.raises(Exception, match="label_key 'label' holds 2 values"):
+        _sample(records, SamplingConfig(num_examples=2, strategy=STRATIFIED, label_key="label"))
+
+
 def test_search_sample_is_the_next_ranks_and_leaves_the_calibration_sample_unchanged() -> None:
     records = [_example(i) for i in range(200)]
     alone = _sample(records, SamplingConfig(num_examples=20, seed=7))
