@@ -16,7 +16,7 @@ from tfx.utils import io_utils
 from tfx_bsl.public import tfxio
 
 from components.representative_dataset import storage
-from components.representative_dataset.sampling import Sample, SampleExamples, SamplingConfig
+from components.representative_dataset.sampling import RANK_HASH, Sample, SampleExamples, SamplingConfig
 from components.representative_dataset.spec import (
     ALLOW_EVAL_SPLIT_KEY,
     EXAMPLES_KEY,
@@ -97,6 +97,7 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
         properties.NUM_EXAMPLES_REQUESTED: config.num_examples,
         properties.SOURCE_EXAMPLES_ID: examples.id,
         "source_examples_uri": examples.uri,
+        "rank_hash": RANK_HASH,
     }
     logging.info("RepresentativeDatasetGen: sampling %d examples (%s, seed %d) from split %r of %s",
                  config.num_examples, config.strategy, config.seed, split, examples.uri)

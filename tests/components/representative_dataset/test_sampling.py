@@ -7,10 +7,12 @@ import pickle
 import tempfile
 
 import apache_beam as beam
+import mmh3
 import pytest
 from tensorflow.core.example import example_pb2
 
 from components.representative_dataset.sampling import (
+    RANK_HASH,
     STRATIFIED,
     UNIFORM,
     LabelReader,
@@ -61,6 +63,14 @@ def test_rank_depends_on_seed_and_bytes_only() -> None:
     assert rank(record, 2**63 - 1)[1] == record
 
 
+def test_rank_is_the_documented_murmur3_of_the_seed_then_the_record() -> None:
+    # The manifest names this hash (RANK_HASH): a changed rank would silently change every seed's sample.
+    record = _example(3)
+    for seed in (0, 7, 2**63 - 1):
+        assert rank(record, seed)[0] == mmh3.mmh3_x64_128_digest(seed.to_bytes(8, "big") + record)
+    assert "murmur3_x64_128" in RANK_HASH
+
+
 def test_label_class_reads_int_and_bytes_labels() -> None:
     assert label_class(_example(0, 2), "label") == "2"
     assert label_class(_example(0, b"Adelie"), "label") == "Adelie"
@@ -87,6 +97,18 @@ def test_label_reader_is_not_fooled_by_the_key_inside_another_value() -> None:
     # The label's entry bytes also inside a string feature: two occurrences, so the record is parsed.
     record = _labelled(1, blob=_labelled(2))
     assert LabelReader("label")(record) == label_class(record, "label") == "1"
+
+
+def test_an_entry_framed_otherwise_is_not_read_fast() -> None:
+    reader = LabelReader("label")
+    entry = reader.entry(_labelled(1))
+    assert reader.entry_label(entry) == "1"
+    wrong_tag, wrong_length = b"\x0b" + entry[1:], entry[:1] + bytes([entry[1] + 1]) + entry[2:]
+    cut_short, bad_feature = entry[:-1], entry[:-3] + b"\xff\xff\xff"
+    for framed_otherwise in (wrong_tag, wrong_length, cut_short, bad_feature, b"", entry[:4]):
+        assert reader.entry_label(framed_otherwise) is None
+    # the label's key at the very start of a record: nothing before it to frame an entry
+    assert reader.entry(b"\x0a\x05label\x12" + entry) is None
 
 
 def test_label_reader_raises_label_class_errors() -> None:
