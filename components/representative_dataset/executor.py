@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
@@ -35,6 +38,8 @@ from components.shared import properties
 from components.shared.staged_output import staged_output
 
 _TELEMETRY = ["quantgate", "RepresentativeDatasetGen"]
+# Written into the staging folder instead of the sample when a stratified class fell short (``Sample.shortfall``).
+_SHORTFALL_FILENAME = "shortfall.json"
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -83,7 +88,9 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
     With ``config.num_search_examples`` the search sample goes to ``search_output_uri`` (same layout; read its
     manifest with ``storage.read_manifest``), and each manifest names the other's uri. The inputs are checked
     before Beam starts. Each sample is written into a staging folder and moved into place (manifest last) only when
-    both are complete (``staged_output``).
+    both are complete (``staged_output``). In the rare case that a stratified class falls short of its quotas in the
+    one pass (``SampleExamples``), the split is sampled again, with a pipeline like ``pipeline`` and each class keeping
+    ``num_examples`` candidates: a second pass, logged as a warning; the sample is the same as it would have been.
     """
     if bool(config.num_search_examples) != bool(search_output_uri):
         raise ValueError("RepresentativeDatasetGen: num_search_examples > 0 needs search_output_uri, and only then")
@@ -106,15 +113,20 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
     with contextlib.ExitStack() as stack:
         staging = stack.enter_context(staged_output(output_uri, files))
         search_staging = stack.enter_context(staged_output(search_output_uri, files)) if search_output_uri else None
-        with pipeline as p:
-            _ = (
-                p
-                | "ReadSplit" >> tfxio.TFExampleRecord(patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
-                | "Sample" >> SampleExamples(config)
-                | "Write" >> beam.Map(_write_samples, staging_dir=staging, search_staging_dir=search_staging,
-                                      manifest=source, examples_uri=examples.uri,
-                                      output_uris=(output_uri, search_output_uri), config=config)
-            )
+        write = functools.partial(beam.Map, _write_samples, staging_dir=staging, search_staging_dir=search_staging, manifest=source,
+                         examples_uri=examples.uri, output_uris=(output_uri, search_output_uri), config=config)
+        _sample_split(pipeline, patterns, SampleExamples(config), write)
+        shortfall_path = f"{staging}/{_SHORTFALL_FILENAME}"
+        if fileio.exists(shortfall_path):
+            with fileio.open(shortfall_path, "r") as f:
+                shortfall = json.load(f)
+            fileio.remove(shortfall_path)
+            logging.warning("RepresentativeDatasetGen: in one pass, the candidates of class(es) %s fell short of their "
+                            "quotas by %s (many copies of one record in a class do this); sampling split %r again, "
+                            "each class keeping %d candidates", sorted(shortfall), shortfall, split,
+                            config.num_examples + config.num_search_examples)
+            _sample_split(beam.Pipeline(runner=pipeline.runner, options=pipeline.options), patterns,
+                          SampleExamples(config, full_class_capacity=True), write)
         if not fileio.exists(storage.manifest_path(staging)):  # no Sample at all: a runner ran no bundle
             raise _empty_split(split, examples.uri)
         manifest = storage.read_manifest(staging)
@@ -133,6 +145,15 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
     return manifest
 
 
+def _sample_split(pipeline: beam.Pipeline, patterns: list[str], sample: SampleExamples,
+                  write: Callable[[], beam.PTransform]) -> None:
+    with pipeline as p:
+        _ = (p
+             | "ReadSplit" >> tfxio.TFExampleRecord(patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
+             | "Sample" >> sample
+             | "Write" >> write())
+
+
 def _empty_split(split: str, examples_uri: str) -> ValueError:
     return ValueError(f"RepresentativeDatasetGen: split {split!r} of Examples artifact {examples_uri!r} has no "
                       "examples; pass a split that has examples")
@@ -140,6 +161,10 @@ def _empty_split(split: str, examples_uri: str) -> ValueError:
 
 def _write_samples(sample: Sample, staging_dir: str, search_staging_dir: str | None, manifest: dict[str, Any],
                    examples_uri: str, output_uris: tuple[str, str | None], config: SamplingConfig) -> None:
+    if sample.shortfall:
+        with fileio.open(f"{staging_dir}/{_SHORTFALL_FILENAME}", "w") as f:
+            json.dump(sample.shortfall, f)
+        return
     if not sample.records:
         raise _empty_split(manifest["split"], examples_uri)
     output_uri, search_output_uri = output_uris

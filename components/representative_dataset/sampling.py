@@ -14,6 +14,7 @@ whose rank can still make the cut (``_Candidates``); a combiner merges the bundl
 from __future__ import annotations
 
 import array
+import bisect
 import collections
 import itertools
 import pickle
@@ -87,7 +88,9 @@ class Sample(NamedTuple):
 
     ``records`` (the calibration sample) and ``search_records`` (the search sample, empty unless
     ``num_search_examples``) are in rank order and share no rank. The class counts are keyed by the label value
-    as a string and are ``None`` without a label key.
+    as a string and are ``None`` without a label key. ``shortfall`` names the classes whose candidates fell short
+    of their quotas, by how many (``class_capacity``); then there are no records: sample again with
+    ``SampleExamples(config, full_class_capacity=True)``.
     """
 
     records: list[bytes]
@@ -96,6 +99,7 @@ class Sample(NamedTuple):
     class_counts: dict[str, int] | None
     search_records: list[bytes] = []
     search_class_counts: dict[str, int] | None = None
+    shortfall: dict[str, int] = {}
 
 
 def _hasher(seed: int) -> mmh3.mmh3_x64_128:
@@ -247,14 +251,35 @@ def _slack(capacity: int) -> int:
     return max(capacity // 8, 1024)
 
 
+# A stratified class's candidates in a bundle: its expected share of the capacity, an eighth more, and this many more.
+_CLASS_CAPACITY_MARGIN = 128
+
+
+def class_capacity(capacity: int, class_count: int, count: int) -> int:
+    """How many candidates a class keeps, of ``count`` records seen so far, ``class_count`` of them in the class.
+
+    A class's quota is about ``capacity * n_class / n`` (``stratified_quotas``); the records of the class ranked
+    within it fall below the same quantile of the hash, about ``capacity / n``, whatever the class. A bundle that
+    keeps ``capacity * class_count / count`` of a class so keeps those below ``capacity / count`` (or above: ``count``
+    is at most ``n``), so its share is enough on any split of the data among bundles. The eighth and the margin
+    cover the hash's spread (at least 8 standard deviations for any quota) and the quotas' rounding; a class whose
+    candidates still fall short (many copies of one record ranked above the cut, say) is detected at the end
+    (``Sample.shortfall``) and sampled again with ``capacity`` each. Never more than ``capacity``.
+    """
+    return min(capacity, -(-capacity * 9 * class_count // (8 * count)) + _CLASS_CAPACITY_MARGIN)
+
+
 class _Candidates:
     """The smallest keys (``rank digest + record``: bytes order is rank order) seen so far, at most ``capacity``.
 
     A record whose digest is above ``cut_digest`` (the current cut's) is dropped before its key is made, one
     comparison; the list is cut back to ``capacity`` when it reaches ``capacity + _slack(capacity)`` (an eighth
-    more), so memory stays about 1.125 x capacity keys and the work per record O(1) on average. A key replaces its
-    record (the record's own object is freed once ``process`` returns): one copy of each kept record, 16 bytes
-    longer.
+    more; ``offer`` returns True then, and the caller calls ``shrink``, with a new capacity if it likes), so memory
+    stays about 1.125 x capacity keys and the work per record O(1) on average. A key replaces its record (the
+    record's own object is freed once ``process`` returns): one copy of each kept record, 16 bytes longer.
+
+    The list holds every key offered below ``cut`` (all keys offered while ``cut`` is None) and at least one copy of
+    ``cut``: what a merge and the final sample rely on (``_merge_into``, ``_to_sample``), whatever the capacities.
     """
 
     __slots__ = ("capacity", "limit", "keys", "cut", "cut_digest")
@@ -268,17 +293,20 @@ class _Candidates:
         self.cut: bytes | None = None
         self.cut_digest = self._NO_CUT
 
-    def offer(self, digest: bytes, record: bytes) -> None:
+    def offer(self, digest: bytes, record: bytes) -> bool:
+        """Keeps the record's key if it may make the cut; True when the list is full (``shrink`` it)."""
         if digest > self.cut_digest:
-            return
+            return False
         key = digest + record
         if digest == self.cut_digest and key > self.cut:
-            return
+            return False
         self.keys.append(key)
-        if len(self.keys) >= self.limit:
-            self.shrink()
+        return len(self.keys) >= self.limit
 
-    def shrink(self) -> None:
+    def shrink(self, capacity: int | None = None) -> None:
+        """Cuts the list back to its ``capacity`` smallest keys (to a new ``capacity``, when given)."""
+        if capacity is not None:
+            self.capacity, self.limit = capacity, capacity + _slack(capacity)
         self.keys.sort()
         del self.keys[self.capacity:]
         if len(self.keys) == self.capacity:
@@ -374,23 +402,27 @@ Keys = list[bytes] | _PackedKeys
 
 
 class _Partial:
-    """One bundle's (or a merge's) share: records seen, class counts, candidates per class (``None``: no class).
+    """One bundle's (or a merge's) share: records seen, class counts, candidates per class (``None``: no class),
+    and each class's cut (``_Candidates.cut``: the keys are all those below it; no entry: all the class's keys).
 
     Each class's keys are sorted. Mutable, so that the combiner merges into the first accumulator in place.
     """
 
-    __slots__ = ("count", "class_counts", "candidates")
+    __slots__ = ("count", "class_counts", "candidates", "cuts")
 
-    def __init__(self, count: int, class_counts: dict[str, int], candidates: dict[str | None, Keys]) -> None:
+    def __init__(self, count: int, class_counts: dict[str, int], candidates: dict[str | None, Keys],
+                 cuts: dict[str | None, bytes] | None = None) -> None:
         self.count, self.class_counts, self.candidates = count, class_counts, candidates
+        self.cuts = cuts if cuts is not None else {}
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Partial) and (self.count, self.class_counts, self.candidates) == (
-            other.count, other.class_counts, other.candidates)
+        return isinstance(other, _Partial) and (self.count, self.class_counts, self.candidates, self.cuts) == (
+            other.count, other.class_counts, other.candidates, other.cuts)
 
     def __repr__(self) -> str:
         sizes = {cls: len(keys) for cls, keys in self.candidates.items()}
-        return f"_Partial(count={self.count}, class_counts={self.class_counts}, candidates={sizes})"
+        return (f"_Partial(count={self.count}, class_counts={self.class_counts}, candidates={sizes}, "
+                f"cut={sorted(self.cuts, key=str)})")
 
 
 _HEADER = struct.Struct("<Q")
@@ -410,7 +442,7 @@ class _PartialCoder(beam.coders.Coder):
         lengths = [keys.lengths if isinstance(keys, _PackedKeys) else array.array("I", map(len, keys))
                    for _, keys in classes]
         data = [keys.compressed() if isinstance(keys, _PackedKeys) else _compress(keys) for _, keys in classes]
-        header = pickle.dumps((partial.count, partial.class_counts,
+        header = pickle.dumps((partial.count, partial.class_counts, partial.cuts,
                                [(cls, len(keys), len(packed)) for (cls, keys), packed in zip(classes, data, strict=True)]),
                               protocol=pickle.HIGHEST_PROTOCOL)
         return b"".join(itertools.chain((_HEADER.pack(len(header)), header), (n.tobytes() for n in lengths), data))
@@ -418,7 +450,7 @@ class _PartialCoder(beam.coders.Coder):
     def decode(self, encoded: bytes) -> _Partial:
         (size,) = _HEADER.unpack_from(encoded)
         at = _HEADER.size + size
-        count, class_counts, sizes = pickle.loads(encoded[_HEADER.size:at])
+        count, class_counts, cuts, sizes = pickle.loads(encoded[_HEADER.size:at])
         all_lengths = []
         for _, n, _ in sizes:
             lengths = array.array("I")
@@ -429,7 +461,7 @@ class _PartialCoder(beam.coders.Coder):
         for (cls, _, packed_size), lengths in zip(sizes, all_lengths, strict=True):
             candidates[cls] = _PackedKeys(lengths, compressed=encoded[at:at + packed_size])
             at += packed_size
-        return _Partial(count, class_counts, candidates)
+        return _Partial(count, class_counts, candidates, cuts)
 
     def estimate_size(self, partial: _Partial) -> int:
         return _HEADER.size + 64 + sum(
@@ -462,11 +494,17 @@ beam.coders.registry.register_coder(Sample, _SampleCoder)
 
 @beam.typehints.with_output_types(_Partial)
 class _SelectInBundle(beam.DoFn):
-    """Serialized tf.Examples -> one ``_Partial`` per bundle (emitted in ``finish_bundle``)."""
+    """Serialized tf.Examples -> one ``_Partial`` per bundle (emitted in ``finish_bundle``).
 
-    def __init__(self, capacity: int, seed: int, label_key: str | None, per_class: bool) -> None:
+    ``per_class``: candidates per class, each class keeping its ``class_capacity`` (``capacity`` each with
+    ``full_class_capacity``); else one list of ``capacity``.
+    """
+
+    def __init__(self, capacity: int, seed: int, label_key: str | None, per_class: bool,
+                 full_class_capacity: bool = False) -> None:
         super().__init__()
         self._capacity, self._seed, self._label_key, self._per_class = capacity, seed, label_key, per_class
+        self._class_share = per_class and not full_class_capacity
 
     def setup(self) -> None:
         # The read is fused with this DoFn: installed here too, not only as a side effect of importing this module.
@@ -497,6 +535,17 @@ class _SelectInBundle(beam.DoFn):
             group = self._groups[key] = _Group(cls, candidates)
         return group
 
+    def _shrink(self, candidates: _Candidates) -> None:
+        if not self._class_share:
+            candidates.shrink()
+            return
+        count = class_count = 0
+        for group in self._groups.values():
+            count += group.count
+            if group.candidates is candidates:
+                class_count += group.count
+        candidates.shrink(class_capacity(self._capacity, class_count, count))
+
     def process(self, record: bytes) -> None:
         key = self._entry(record) if self._entry is not None else None
         group = self._groups.get(key)
@@ -505,41 +554,52 @@ class _SelectInBundle(beam.DoFn):
         group.count += 1
         hasher = self._hasher.copy()
         hasher.update(record)
-        group.candidates.offer(hasher.digest(), record)
+        if group.candidates.offer(hasher.digest(), record):
+            self._shrink(group.candidates)
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         for candidates in self._candidates.values():
-            candidates.shrink()
+            self._shrink(candidates)
         class_counts: collections.Counter[str] = collections.Counter()
         for group in self._groups.values():
             if group.cls is not None:
                 class_counts[group.cls] += group.count
         partial = _Partial(sum(group.count for group in self._groups.values()), dict(class_counts),
-                           {cls: c.keys for cls, c in self._candidates.items()})
+                           {cls: c.keys for cls, c in self._candidates.items()},
+                           {cls: c.cut for cls, c in self._candidates.items() if c.cut is not None})
         # The DoFn instance outlives the bundle: hold no keys once the partial is out.
         self._candidates, self._groups = {}, {}
         yield WindowedValue(partial, GlobalWindow().max_timestamp(), [GlobalWindow()])
 
 
 def _merge_into(merged: _Partial, partial: _Partial, capacity: int) -> None:
-    """Adds ``partial`` to ``merged`` in place: counts added, each class's ``capacity`` smallest keys, sorted.
+    """Adds ``partial`` to ``merged`` in place: counts added, each class's smallest keys, sorted.
 
-    ``partial`` is left as it was (its lists are copied, never extended; packed keys are shared, read-only, and
-    cache their decompressed buffer when read): it may be another accumulator.
+    A class keeps the keys below both cuts (below the lower one, a key missing from one share was not in its
+    bundle at all), at most ``capacity``. ``partial`` is left as it was (its lists are copied, never extended;
+    packed keys are shared, read-only, and cache their decompressed buffer when read): it may be another
+    accumulator.
     """
     merged.count += partial.count
     for cls, n in partial.class_counts.items():
         merged.class_counts[cls] = merged.class_counts.get(cls, 0) + n
     for cls, more in partial.candidates.items():
         keys = merged.candidates.get(cls)
-        if keys is None:
+        cuts = [cut for cut in (merged.cuts.get(cls), partial.cuts.get(cls)) if cut is not None]
+        cut = min(cuts) if cuts else None
+        if keys is None and len(more) <= capacity:
             merged.candidates[cls] = more[:capacity]
         elif len(more):
-            if isinstance(keys, _PackedKeys):  # merging needs the keys as objects
-                keys = merged.candidates[cls] = list(keys)
-            keys.extend(more)
-            keys.sort()  # two sorted runs: a linear merge
-            del keys[capacity:]
+            # merging needs the keys as objects; two sorted runs: sort() merges them linearly
+            keys = merged.candidates[cls] = [*(keys if keys is not None else ()), *more]
+            keys.sort()
+            if cut is not None:
+                del keys[bisect.bisect_right(keys, cut):]
+            if len(keys) > capacity:
+                del keys[capacity:]
+                cut = keys[-1]
+        if cut is not None:
+            merged.cuts[cls] = cut
 
 
 def _take_records(keys: Keys) -> list[bytes]:
@@ -563,8 +623,13 @@ def _count_classes(records: list[bytes], label_key: str | None) -> dict[str, int
 
 
 def _to_sample(merged: _Partial, config: SamplingConfig) -> Sample:
-    """The ``Sample`` of the merged candidates; takes the keys out of ``merged`` (its candidates are left empty)."""
+    """The ``Sample`` of the merged candidates; takes the keys out of ``merged`` (its candidates are left empty).
+
+    A class cut below what its quotas need (fewer keys than they take, and a cut: more keys exist) gives a
+    ``Sample`` with its ``shortfall`` and no records.
+    """
     k, m = config.num_examples, config.num_search_examples
+    source_class_counts = dict(sorted(merged.class_counts.items())) if config.label_key is not None else None
     if config.strategy == UNIFORM:
         keys = merged.candidates.pop(None, [])
         chosen, search = keys[:k], keys[k:k + m]
@@ -573,6 +638,11 @@ def _to_sample(merged: _Partial, config: SamplingConfig) -> Sample:
         quotas = stratified_quotas(merged.class_counts, k)
         left = {cls: n - quotas[cls] for cls, n in merged.class_counts.items()}
         search_quotas = stratified_quotas(left, m, "num_search_examples") if m and sum(left.values()) else {}
+        needs = {cls: quotas[cls] + search_quotas.get(cls, 0) for cls in merged.candidates}
+        shortfall = {cls: needs[cls] - len(keys) for cls, keys in sorted(merged.candidates.items())
+                     if cls in merged.cuts and len(keys) < needs[cls]}
+        if shortfall:
+            return Sample([], merged.count, source_class_counts, None, shortfall=shortfall)
         chosen, search = [], []
         while merged.candidates:
             cls, keys = merged.candidates.popitem()
@@ -581,7 +651,6 @@ def _to_sample(merged: _Partial, config: SamplingConfig) -> Sample:
             search += keys[quota:quota + search_quotas.get(cls, 0)]
             del keys
     records, search_records = _take_records(chosen), _take_records(search)
-    source_class_counts = dict(sorted(merged.class_counts.items())) if config.label_key is not None else None
     return Sample(records, merged.count, source_class_counts, _count_classes(records, config.label_key),
                   search_records, _count_classes(search_records, config.label_key) if m else None)
 
@@ -623,22 +692,28 @@ class _MergePartials(beam.CombineFn):
 class SampleExamples(beam.PTransform):
     """PCollection of serialized tf.Examples -> PCollection of exactly one ``Sample``.
 
-    One pass over the data; memory O(num_examples + num_search_examples) for ``uniform``, that times the number
-    of classes for ``stratified`` (each class keeps what its quota could need until the class counts are known).
-    With a label key, the classes are counted in the split and in each sample. An empty input gives a ``Sample``
-    with no records (from the empty partial of the bundle that read it; a runner that ran no bundle at all would give
-    no ``Sample``, which ``executor.generate`` refuses as an empty split).
+    One pass over the data; memory O(num_examples + num_search_examples) (for ``stratified``, each class keeps its
+    share seen so far, an eighth more and ``_CLASS_CAPACITY_MARGIN`` more: ``class_capacity``). With a label key, the
+    classes are counted in the split and in each sample. An empty input gives a ``Sample`` with no records (from the
+    empty partial of the bundle that read it; a runner that ran no bundle at all would give no ``Sample``, which
+    ``executor.generate`` refuses as an empty split).
+
+    A stratified ``Sample`` whose ``shortfall`` is not empty has no records: a class's share fell short of its
+    quotas (it takes data built for it, e.g. a class whose later records are mostly copies of one record). Sample
+    again with ``full_class_capacity=True``: each class keeps what its quota could need until the class counts are
+    known (memory that times the number of classes), which never falls short. ``executor.generate`` does so.
     """
 
-    def __init__(self, config: SamplingConfig) -> None:
+    def __init__(self, config: SamplingConfig, full_class_capacity: bool = False) -> None:
         super().__init__()
-        self._config = config
+        self._config, self._full_class_capacity = config, full_class_capacity
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         config = self._config
         capacity = config.num_examples + config.num_search_examples
         partials = records | "SelectInBundle" >> beam.ParDo(
-            _SelectInBundle(capacity, config.seed, config.label_key, per_class=config.strategy == STRATIFIED))
+            _SelectInBundle(capacity, config.seed, config.label_key, per_class=config.strategy == STRATIFIED,
+                            full_class_capacity=self._full_class_capacity))
         # No Flatten with a seed partial before the combine: it materialises every partial once more on the local
         # runner (~210 bytes per kept record of peak memory). An input without records still yields one partial,
         # from the read's bundle (``finish_bundle`` emits one per bundle, empty or not).

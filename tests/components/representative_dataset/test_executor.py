@@ -12,11 +12,12 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.types import Artifact, standard_artifacts
 
 from components.representative_dataset import executor, storage
-from components.representative_dataset.sampling import STRATIFIED, SamplingConfig, label_class
+from components.representative_dataset.sampling import STRATIFIED, SamplingConfig, label_class, rank
 from components.types import RepresentativeDataset
 from pipelines.local_runner import direct_runner_args
 
 from ..conftest import penguin_like_example
+from .test_sampling import _flooded_class
 
 
 def _pipeline(num_workers: int = 1, running_mode: str = "in_memory") -> beam.Pipeline:
@@ -207,3 +208,21 @@ def test_executor_do_publishes_both_samples(make_examples, tmp_path) -> None:
     assert calibration.get_string_custom_property("search_dataset_uri") == search.uri
     assert search.get_string_custom_property("calibration_dataset_uri") == calibration.uri
     assert search.get_string_custom_property("sha256") == storage.read_manifest(search.uri)["sha256"]
+
+
+def test_a_class_that_falls_short_in_one_pass_is_sampled_again_and_the_sample_is_exact(make_examples, tmp_path,
+                                                                                       caplog) -> None:
+    records, flood = _flooded_class(seed=2)
+    examples = make_examples({"train": records})
+    uri = str(tmp_path / "out")
+    with caplog.at_level(logging.WARNING):
+        manifest = _generate(examples, uri, num_examples=2000, strategy=STRATIFIED, label_key="label", seed=2)
+    assert "class(es) ['1'] fell short of their quotas" in caplog.text
+    assert manifest["class_counts"] == {"0": 943, "1": 1057} and manifest["source_num_examples"] == len(records)
+    sampled = storage.read_examples(uri)
+    expected = sorted(records, key=lambda r: rank(r, 2))
+    for cls, quota in manifest["class_counts"].items():
+        of_class = [r for r in expected if label_class(r, "label") == cls][:quota]
+        assert sorted(r for r in sampled if label_class(r, "label") == cls) == sorted(of_class)
+    assert sampled == sorted(sampled, key=lambda r: rank(r, 2)) and flood in sampled
+    assert _files(uri) == [storage.DATA_FILENAME, storage.MANIFEST_FILENAME]

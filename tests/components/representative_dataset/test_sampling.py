@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import tempfile
 
 import apache_beam as beam
@@ -305,7 +306,8 @@ def test_partial_coder_round_trips_and_merging_keeps_the_smallest_keys() -> None
 
     coder = _PartialCoder()
     keys = sorted(rank(_example(i), 0)[0] + _example(i) for i in range(50))
-    partial = _Partial(50, {"0": 30, "1": 20}, {"0": keys[:30:2], "1": keys[1:30:2], None: [b"", b"x" * 300]})
+    partial = _Partial(50, {"0": 30, "1": 20}, {"0": keys[:30:2], "1": keys[1:30:2], None: [b"", b"x" * 300]},
+                       {"1": keys[29]})
     decoded = coder.decode(coder.encode(partial))
     assert decoded == partial
     # Decoded keys are views on the encoded bytes; re-encoded (as Beam's local shuffle does) they are the same.
@@ -326,11 +328,26 @@ def test_partial_coder_round_trips_and_merging_keeps_the_smallest_keys() -> None
         before = list(share.candidates[None])
         _merge_into(merged, share, 10)
         assert share.candidates[None] == before  # the other accumulator is left as it was
-    assert merged == _Partial(50, {}, {None: keys[:10]})
+    assert merged == _Partial(50, {}, {None: keys[:10]}, {None: keys[9]})
     merged = _Partial(0, {}, {})  # decoded shares merge as the lists do
     for share in (_Partial(25, {}, {None: keys[::2]}), _Partial(25, {}, {None: keys[1::2]})):
         _merge_into(merged, coder.decode(coder.encode(share)), 10)
-    assert merged == _Partial(50, {}, {None: keys[:10]})
+    assert merged == _Partial(50, {}, {None: keys[:10]}, {None: keys[9]})
+
+
+def test_merging_keeps_only_the_keys_below_both_cuts() -> None:
+    from components.representative_dataset.sampling import _merge_into, _Partial
+
+    keys = sorted(rank(_example(i), 0)[0] + _example(i) for i in range(40))
+    # One share holds all its keys below keys[10] (the cut), the other all of its own: above keys[10] the first
+    # share's keys are unknown, so the merge cannot hold any of the second's there either.
+    cut_low = _Partial(20, {"a": 20}, {"a": keys[0:11:2]}, {"a": keys[10]})
+    whole = _Partial(20, {"a": 20}, {"a": keys[1::2]})
+    merged = _Partial(0, {}, {})
+    for share in (whole, cut_low):
+        _merge_into(merged, share, 100)
+    assert merged == _Partial(40, {"a": 40}, {"a": [key for key in keys[:11] if key in keys[0:11:2] + keys[1::2]]},
+                              {"a": keys[10]})
 
 
 def test_records_read_fast_and_parsed_count_and_rank_as_one_class() -> None:
@@ -362,3 +379,81 @@ def test_a_digest_equal_to_the_cut_is_decided_by_the_record() -> None:
     candidates.offer(b"\x0f" * 16, b"z")  # smaller digest
     candidates.shrink()
     assert candidates.keys == [b"\x0f" * 16 + b"z", digest + b"a"]
+
+
+def _sample_in_bundles(bundles: list[list[bytes]], config: SamplingConfig, full_class_capacity: bool = False) -> Sample:
+    """What SampleExamples computes, bundle by bundle (each partial through its coder), merged, without a runner."""
+    from components.representative_dataset.sampling import _MergePartials, _PartialCoder, _SelectInBundle
+
+    capacity = config.num_examples + config.num_search_examples
+    combine, coder = _MergePartials(capacity, config), _PartialCoder()
+    accumulators = []
+    for bundle in bundles:
+        select = _SelectInBundle(capacity, config.seed, config.label_key, per_class=config.strategy == STRATIFIED,
+                                 full_class_capacity=full_class_capacity)
+        select.setup()
+        select.start_bundle()
+        for record in bundle:
+            select.process(record)
+        (partial,) = select.finish_bundle()
+        accumulators.append(combine.add_input(combine.create_accumulator(), coder.decode(coder.encode(partial.value))))
+    return combine.extract_output(combine.merge_accumulators(accumulators))
+
+
+def _classed(n: int, weights: dict[int, float], rng: random.Random) -> list[bytes]:
+    labels = rng.choices(list(weights), weights=list(weights.values()), k=n)
+    return [_labelled(label, idx=str(i).encode()) for i, label in enumerate(labels)]
+
+
+@pytest.mark.parametrize(("order", "bundle_sizes", "k", "search"), [
+    ("shuffled", [6000], 5, 0),
+    ("shuffled", [6000], 400, 30),
+    ("by_class", [6000], 5, 30),
+    ("by_class", [6000], 1500, 0),
+    ("reversed_by_class", [500, 4000, 1500], 50, 0),
+    ("by_class", [100] * 60, 5, 0),
+    ("shuffled", [3000, 17, 2983], 800, 200),
+])
+def test_each_class_keeping_its_share_samples_what_keeping_everything_would(order, bundle_sizes, k, search) -> None:
+    rng = random.Random(len(bundle_sizes) * 1000 + k)
+    # 3 large classes, a small one and one of 2 records (its quota is the floor of one)
+    records = _classed(5998, {0: 6, 1: 3, 2: 1, 3: 0.05}, rng) + [_labelled(9, idx=b"a"), _labelled(9, idx=b"b")]
+    if order == "shuffled":
+        rng.shuffle(records)
+    else:
+        records.sort(key=lambda r: label_class(r, "label"), reverse=order == "reversed_by_class")
+    bundles, at = [], 0
+    for size in bundle_sizes:
+        bundles.append(records[at:at + size])
+        at += size
+    config = SamplingConfig(num_examples=k, strategy=STRATIFIED, label_key="label", seed=4, num_search_examples=search)
+    shared = _sample_in_bundles(bundles, config)
+    assert shared.shortfall == {}
+    assert shared == _sample_in_bundles(bundles, config, full_class_capacity=True)
+    assert len(shared.records) == k and len(shared.search_records) == search
+
+
+def _flooded_class(seed: int) -> tuple[list[bytes], bytes]:
+    """10,000 records of class 0, then 1,200 of class 1, then 10,000 copies of one class-1 record ranked at the
+    middle (a hash between 1/2 and 5/8): class 1 is cut while it is a tenth of the records seen, at about 0.3 of the
+    hash range, and its copies all fall above its cut, though its quota takes a few hundred of them."""
+    flood = next(r for r in (_labelled(1, idx=b"copy%d" % i) for i in range(100))
+                 if 0x80 <= rank(r, seed)[0][0] < 0xA0)
+    records = [_labelled(0, idx=str(i).encode()) for i in range(10_000)]
+    records += [_labelled(1, idx=str(i).encode()) for i in range(1_200)] + [flood] * 10_000
+    return records, flood
+
+
+def test_a_class_flooded_by_copies_of_one_record_falls_short_and_keeping_everything_samples_it() -> None:
+    records, flood = _flooded_class(seed=2)
+    config = SamplingConfig(num_examples=2000, strategy=STRATIFIED, label_key="label", seed=2)
+    short = _sample_in_bundles([records], config)
+    assert set(short.shortfall) == {"1"} and short.shortfall["1"] > 0
+    assert short.records == [] and short.source_num_examples == len(records)
+    sample = _sample_in_bundles([records], config, full_class_capacity=True)
+    assert sample.shortfall == {} and sample.class_counts == {"0": 943, "1": 1057}
+    for cls, quota in sample.class_counts.items():
+        of_class = sorted((r for r in records if label_class(r, "label") == cls), key=lambda r: rank(r, 2))
+        assert sorted((r for r in sample.records if label_class(r, "label") == cls), key=lambda r: rank(r, 2)) == (
+            of_class[:quota])
+    assert sample.records.count(flood) > 100
