@@ -59,7 +59,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         search = (artifact_utils.get_single_instance(output_dict[SEARCH_DATASET_KEY])
                   if config.num_search_examples else None)
         manifest = generate(
-            self._make_beam_pipeline(),
+            self._make_beam_pipeline,
             examples=artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]),
             output_uri=output.uri,
             config=config,
@@ -80,17 +80,18 @@ def read_schema(schema_artifacts: list[Artifact] | None) -> schema_pb2.Schema | 
     return io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(schema_artifacts)))
 
 
-def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, config: SamplingConfig, split: str,
+def generate(make_pipeline: Callable[[], beam.Pipeline], examples: Artifact, output_uri: str, config: SamplingConfig, split: str,
              schema: schema_pb2.Schema | None = None, allow_eval_split: bool = False,
              search_output_uri: str | None = None) -> dict[str, Any]:
-    """Runs ``pipeline`` (not yet run) to sample ``split`` of ``examples`` into ``output_uri``; returns the manifest.
+    """Samples ``split`` of ``examples`` into ``output_uri`` with a pipeline of ``make_pipeline``; returns the manifest.
 
     With ``config.num_search_examples`` the search sample goes to ``search_output_uri`` (same layout; read its
     manifest with ``storage.read_manifest``), and each manifest names the other's uri. The inputs are checked
     before Beam starts. Each sample is written into a staging folder and moved into place (manifest last) only when
     both are complete (``staged_output``). In the rare case that a stratified class falls short of its quotas in the
-    one pass (``SampleExamples``), the split is sampled again, with a pipeline like ``pipeline`` and each class keeping
-    ``num_examples`` candidates: a second pass, logged as a warning; the sample is the same as it would have been.
+    one pass (``SampleExamples``), the split is sampled again, with a second pipeline of ``make_pipeline`` and each
+    class keeping ``num_examples + num_search_examples`` candidates (which cannot fall short): a second pass, logged
+    as a warning.
     """
     if bool(config.num_search_examples) != bool(search_output_uri):
         raise ValueError("RepresentativeDatasetGen: num_search_examples > 0 needs search_output_uri, and only then")
@@ -113,27 +114,28 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
     with contextlib.ExitStack() as stack:
         staging = stack.enter_context(staged_output(output_uri, files))
         search_staging = stack.enter_context(staged_output(search_output_uri, files)) if search_output_uri else None
-        write = functools.partial(beam.Map, _write_samples, staging_dir=staging, search_staging_dir=search_staging, manifest=source,
-                         examples_uri=examples.uri, output_uris=(output_uri, search_output_uri), config=config)
-        _sample_split(pipeline, patterns, SampleExamples(config), write)
-        shortfall_path = f"{staging}/{_SHORTFALL_FILENAME}"
-        if fileio.exists(shortfall_path):
-            with fileio.open(shortfall_path, "r") as f:
-                shortfall = json.load(f)
-            fileio.remove(shortfall_path)
+        write = functools.partial(beam.Map, _write_samples, staging_dir=staging, search_staging_dir=search_staging,
+                                  manifest=source, examples_uri=examples.uri,
+                                  output_uris=(output_uri, search_output_uri), config=config)
+        passes = 1
+        shortfall = _sample_split(make_pipeline(), patterns, SampleExamples(config), write, staging)
+        if shortfall:
             logging.warning("RepresentativeDatasetGen: in one pass, the candidates of class(es) %s fell short of their "
                             "quotas by %s (many copies of one record in a class do this); sampling split %r again, "
                             "each class keeping %d candidates", sorted(shortfall), shortfall, split,
                             config.num_examples + config.num_search_examples)
-            _sample_split(beam.Pipeline(runner=pipeline.runner, options=pipeline.options), patterns,
-                          SampleExamples(config, full_class_capacity=True), write)
+            passes = 2
+            if _sample_split(make_pipeline(), patterns, SampleExamples(config, full_class_capacity=True), write, staging):
+                raise RuntimeError("RepresentativeDatasetGen: internal error, full candidate lists fell short of the "
+                                   f"quotas of split {split!r}; please report it")
         if not fileio.exists(storage.manifest_path(staging)):  # no Sample at all: a runner ran no bundle
             raise _empty_split(split, examples.uri)
         manifest = storage.read_manifest(staging)
     elapsed = time.monotonic() - started
     logging.info("RepresentativeDatasetGen: sampled %d of %d examples of split %r (%s, seed %d) in %.1f s, "
-                 "%.0f examples/s read", manifest["num_examples"], manifest["source_num_examples"], split,
-                 config.strategy, config.seed, elapsed, manifest["source_num_examples"] / max(elapsed, 1e-9))
+                 "%.0f examples/s read (%d pass(es))", manifest["num_examples"], manifest["source_num_examples"], split,
+                 config.strategy, config.seed, elapsed, passes * manifest["source_num_examples"] / max(elapsed, 1e-9),
+                 passes)
     if manifest["num_examples"] < config.num_examples:
         logging.warning("RepresentativeDatasetGen: split %r of %s has %d examples, fewer than num_examples=%d: "
                         "took them all", split, examples.uri, manifest["num_examples"], config.num_examples)
@@ -146,12 +148,21 @@ def generate(pipeline: beam.Pipeline, examples: Artifact, output_uri: str, confi
 
 
 def _sample_split(pipeline: beam.Pipeline, patterns: list[str], sample: SampleExamples,
-                  write: Callable[[], beam.PTransform]) -> None:
+                  write: Callable[[], beam.PTransform], staging: str) -> dict[str, int]:
+    """Runs ``pipeline`` to sample and write into ``staging``; returns the ``Sample.shortfall`` (then, nothing is
+    written but the shortfall's file, which this removes)."""
     with pipeline as p:
         _ = (p
              | "ReadSplit" >> tfxio.TFExampleRecord(patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
              | "Sample" >> sample
              | "Write" >> write())
+    shortfall_path = f"{staging}/{_SHORTFALL_FILENAME}"
+    if not fileio.exists(shortfall_path):
+        return {}
+    with fileio.open(shortfall_path, "r") as f:
+        shortfall = json.load(f)
+    fileio.remove(shortfall_path)
+    return shortfall
 
 
 def _empty_split(split: str, examples_uri: str) -> ValueError:

@@ -174,7 +174,9 @@ class LabelReader:
     entry (a handful of classes: a handful of entries) checks and parses each entry once. ``__call__`` caches
     ``entry_label`` by entry; any other record goes to ``label_class``, which parses it and raises the errors. (A
     record whose label is missing but one of whose bytes values holds a whole framed entry for the key would be
-    read from there: a tf.Example nested in a feature, with the label, and none outside.)
+    read from there: a tf.Example nested in a feature, with the label, and none outside. The input is tf.Examples,
+    CRC-checked: a SequenceExample whose label is only in a feature list, or bytes after a valid entry that break the
+    parse, would be read fast too, where ``label_class`` refuses them.)
     """
 
     CACHE_SIZE = 4096
@@ -274,8 +276,8 @@ class _Candidates:
 
     A record whose digest is above ``cut_digest`` (the current cut's) is dropped before its key is made, one
     comparison; the list is cut back to ``capacity`` when it reaches ``capacity + _slack(capacity)`` (an eighth
-    more; ``offer`` returns True then, and the caller calls ``shrink``, with a new capacity if it likes), so memory
-    stays about 1.125 x capacity keys and the work per record O(1) on average. A key replaces its record (the
+    more, at least 1024; ``offer`` returns True then, and the caller calls ``shrink``, with a new capacity if it
+    likes), so memory stays under capacity + max(capacity / 8, 1024) keys and the work per record O(1) on average. A key replaces its record (the
     record's own object is freed once ``process`` returns): one copy of each kept record, 16 bytes longer.
 
     The list holds every key offered below ``cut`` (all keys offered while ``cut`` is None) and at least one copy of
@@ -422,7 +424,7 @@ class _Partial:
     def __repr__(self) -> str:
         sizes = {cls: len(keys) for cls, keys in self.candidates.items()}
         return (f"_Partial(count={self.count}, class_counts={self.class_counts}, candidates={sizes}, "
-                f"cut={sorted(self.cuts, key=str)})")
+                f"cut_classes={sorted(self.cuts, key=str)})")
 
 
 _HEADER = struct.Struct("<Q")
@@ -535,16 +537,19 @@ class _SelectInBundle(beam.DoFn):
             group = self._groups[key] = _Group(cls, candidates)
         return group
 
-    def _shrink(self, candidates: _Candidates) -> None:
+    def _list_counts(self) -> collections.Counter[int]:
+        """Records seen per candidate list (by ``id``)."""
+        counts: collections.Counter[int] = collections.Counter()
+        for group in self._groups.values():
+            counts[id(group.candidates)] += group.count
+        return counts
+
+    def _shrink(self, candidates: _Candidates, counts: collections.Counter[int] | None = None) -> None:
         if not self._class_share:
             candidates.shrink()
             return
-        count = class_count = 0
-        for group in self._groups.values():
-            count += group.count
-            if group.candidates is candidates:
-                class_count += group.count
-        candidates.shrink(class_capacity(self._capacity, class_count, count))
+        counts = counts if counts is not None else self._list_counts()
+        candidates.shrink(class_capacity(self._capacity, counts[id(candidates)], counts.total()))
 
     def process(self, record: bytes) -> None:
         key = self._entry(record) if self._entry is not None else None
@@ -558,8 +563,9 @@ class _SelectInBundle(beam.DoFn):
             self._shrink(group.candidates)
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
+        counts = self._list_counts()
         for candidates in self._candidates.values():
-            self._shrink(candidates)
+            self._shrink(candidates, counts)
         class_counts: collections.Counter[str] = collections.Counter()
         for group in self._groups.values():
             if group.cls is not None:
@@ -623,7 +629,8 @@ def _count_classes(records: list[bytes], label_key: str | None) -> dict[str, int
 
 
 def _to_sample(merged: _Partial, config: SamplingConfig) -> Sample:
-    """The ``Sample`` of the merged candidates; takes the keys out of ``merged`` (its candidates are left empty).
+    """The ``Sample`` of the merged candidates; takes the keys out of ``merged`` (its candidates are left empty,
+    unless the sample falls short).
 
     A class cut below what its quotas need (fewer keys than they take, and a cut: more keys exist) gives a
     ``Sample`` with its ``shortfall`` and no records.
@@ -692,8 +699,9 @@ class _MergePartials(beam.CombineFn):
 class SampleExamples(beam.PTransform):
     """PCollection of serialized tf.Examples -> PCollection of exactly one ``Sample``.
 
-    One pass over the data; memory O(num_examples + num_search_examples) (for ``stratified``, each class keeps its
-    share seen so far, an eighth more and ``_CLASS_CAPACITY_MARGIN`` more: ``class_capacity``). With a label key, the
+    One pass over the data; memory O(num_examples + num_search_examples), about 1.125 times that in keys plus up to
+    1,152 keys per class for ``stratified``: each class keeps its share of the records seen so far, an eighth more
+    and ``_CLASS_CAPACITY_MARGIN`` more (``class_capacity``), until its list grows 1024 keys past that. With a label key, the
     classes are counted in the split and in each sample. An empty input gives a ``Sample`` with no records (from the
     empty partial of the bundle that read it; a runner that ran no bundle at all would give no ``Sample``, which
     ``executor.generate`` refuses as an empty split).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -25,7 +26,7 @@ def _pipeline(num_workers: int = 1, running_mode: str = "in_memory") -> beam.Pip
 
 
 def _generate(examples: Artifact, output_uri: str, split: str = "train", **config: object) -> dict:
-    return executor.generate(_pipeline(), examples, output_uri, SamplingConfig(**config), split)
+    return executor.generate(_pipeline, examples, output_uri, SamplingConfig(**config), split)
 
 
 def _files(uri: str) -> list[str]:
@@ -35,13 +36,13 @@ def _files(uri: str) -> list[str]:
 def test_same_sample_on_one_and_two_workers_and_on_rerun(demo_examples, tmp_path) -> None:
     config = SamplingConfig(num_examples=50, seed=11)
     outputs = {
-        "one_worker": _pipeline(),
-        "rerun": _pipeline(),
-        "two_processes": _pipeline(2, "multi_processing"),
+        "one_worker": _pipeline,
+        "rerun": _pipeline,
+        "two_processes": functools.partial(_pipeline, 2, "multi_processing"),
     }
     manifests = {}
-    for name, pipeline in outputs.items():
-        manifests[name] = executor.generate(pipeline, demo_examples, str(tmp_path / name), config, "train")
+    for name, make_pipeline in outputs.items():
+        manifests[name] = executor.generate(make_pipeline, demo_examples, str(tmp_path / name), config, "train")
     data = {name: (tmp_path / name / storage.DATA_FILENAME).read_bytes() for name in outputs}
     assert data["one_worker"] == data["rerun"] == data["two_processes"]
     assert manifests["one_worker"] == manifests["rerun"] == manifests["two_processes"]
@@ -122,13 +123,13 @@ def test_bad_inputs_fail_before_beam_and_write_nothing(make_examples, tmp_path, 
     uri = str(tmp_path / "out")
     os.makedirs(uri)
     with pytest.raises(ValueError, match=message):
-        executor.generate(_pipeline(), examples, uri, SamplingConfig(label_key="species"), split, schema)
+        executor.generate(_pipeline, examples, uri, SamplingConfig(label_key="species"), split, schema)
     _assert_no_artifact(uri)
 
 
 def test_the_eval_split_can_be_allowed(make_examples, tmp_path) -> None:
     examples = make_examples({"train": [penguin_like_example(0, 1)], "eval": [penguin_like_example(1, 2)]})
-    manifest = executor.generate(_pipeline(), examples, str(tmp_path / "out"), SamplingConfig(), "eval",
+    manifest = executor.generate(_pipeline, examples, str(tmp_path / "out"), SamplingConfig(), "eval",
                                  allow_eval_split=True)
     assert (manifest["split"], manifest["num_examples"]) == ("eval", 1)
 
@@ -161,7 +162,7 @@ def test_search_sample_is_written_beside_and_disjoint(make_examples, tmp_path) -
     examples = make_examples({"train": [penguin_like_example(i, i % 3) for i in range(90)]})
     uri, search_uri = str(tmp_path / "calibration"), str(tmp_path / "search")
     config = SamplingConfig(num_examples=30, strategy=STRATIFIED, label_key="species", seed=1, num_search_examples=24)
-    manifest = executor.generate(_pipeline(), examples, uri, config, "train", search_output_uri=search_uri)
+    manifest = executor.generate(_pipeline, examples, uri, config, "train", search_output_uri=search_uri)
     search = storage.read_manifest(search_uri)
     assert _files(search_uri) == [storage.DATA_FILENAME, storage.MANIFEST_FILENAME]
     assert (manifest["search_dataset_uri"], search["calibration_dataset_uri"]) == (search_uri, uri)
@@ -169,7 +170,7 @@ def test_search_sample_is_written_beside_and_disjoint(make_examples, tmp_path) -
     assert search["class_counts"] == {"0": 8, "1": 8, "2": 8}
     calibration, searched = storage.read_examples(uri), storage.read_examples(search_uri)
     assert len(calibration) == 30 and not set(calibration) & set(searched)
-    alone = executor.generate(_pipeline(), examples, str(tmp_path / "alone"),
+    alone = executor.generate(_pipeline, examples, str(tmp_path / "alone"),
                               SamplingConfig(num_examples=30, strategy=STRATIFIED, label_key="species", seed=1),
                               "train")
     assert alone["sha256"] == manifest["sha256"]  # asking for a search sample leaves the calibration one as it was
@@ -181,7 +182,7 @@ def test_no_examples_left_for_the_search_sample_fails_and_writes_nothing(make_ex
     os.makedirs(uri)
     os.makedirs(search_uri)
     with pytest.raises(Exception, match="all taken by num_examples=10: none are left for num_search_examples=3"):
-        executor.generate(_pipeline(), examples, uri, SamplingConfig(num_examples=10, num_search_examples=3),
+        executor.generate(_pipeline, examples, uri, SamplingConfig(num_examples=10, num_search_examples=3),
                           "train", search_output_uri=search_uri)
     _assert_no_artifact(uri)
     _assert_no_artifact(search_uri)

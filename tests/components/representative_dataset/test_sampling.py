@@ -108,8 +108,11 @@ def test_an_entry_framed_otherwise_is_not_read_fast() -> None:
     cut_short, bad_feature = entry[:-1], entry[:-3] + b"\xff\xff\xff"
     for framed_otherwise in (wrong_tag, wrong_length, cut_short, bad_feature, b"", entry[:4]):
         assert reader.entry_label(framed_otherwise) is None
-    # the label's key at the very start of a record: nothing before it to frame an entry
-    assert reader.entry(b"\x0a\x05label\x12" + entry) is None
+    # the label's key (once) at the very start of a record: no tag and length before it to frame an entry
+    feature = entry[len(b"\x0a\x0e\x0a\x05label\x12"):]
+    for start in (b"", b"\x0e"):
+        assert reader.entry(start + b"\x0a\x05label\x12" + feature) is None
+    assert reader.entry(b"\x0a\x0e" + b"\x0a\x05label\x12" + feature) == entry
 
 
 def test_label_reader_raises_label_class_errors() -> None:
