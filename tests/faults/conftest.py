@@ -178,8 +178,9 @@ def _kill_in(paths: LocalRunPaths, component: str) -> KillStep:
             wait_until(run, lambda: bool(publish.published_versions(paths.serving_model_dir)),
                        "a version appeared in the push destination", interval_s=0.001)
         else:
+            # Polled often: RepresentativeDatasetGen on the demo's few hundred rows is RUNNING for well under a second.
             wait_until(run, lambda: _running_execution(paths, before, component) is not None,
-                       f"{component} was RUNNING in MLMD", interval_s=0.2)
+                       f"{component} was RUNNING in MLMD", interval_s=0.01)
         run.kill()
     finally:
         if run.process.poll() is None:
