@@ -8,6 +8,7 @@ The session fixture ``resumed`` is the baseline every fault test starts from: on
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from components.pusher import publish
+from components.shared.staged_output import STAGING_DIRNAME
 from pipelines import lineage
 from pipelines.local_runner import DEFAULT_PIPELINE_NAME, LocalRunPaths
 
@@ -177,10 +179,15 @@ def _kill_in(paths: LocalRunPaths, component: str) -> KillStep:
             # The worst moment for the pusher: its version is renamed into place, MLMD does not know yet.
             wait_until(run, lambda: bool(publish.published_versions(paths.serving_model_dir)),
                        "a version appeared in the push destination", interval_s=0.001)
+        elif component == "RepresentativeDatasetGen":
+            # On the demo's few hundred rows it is RUNNING for too short a time to catch in MLMD reliably; its
+            # executor's staging folder exists only while it samples (registered RUNNING, not yet published).
+            staging = os.path.join(paths.pipeline_root, component, "*", "*", STAGING_DIRNAME)
+            wait_until(run, lambda: bool(glob.glob(staging)), f"{component} was sampling into {staging}",
+                       interval_s=0.001)
         else:
-            # Polled often: RepresentativeDatasetGen on the demo's few hundred rows is RUNNING for well under a second.
             wait_until(run, lambda: _running_execution(paths, before, component) is not None,
-                       f"{component} was RUNNING in MLMD", interval_s=0.01)
+                       f"{component} was RUNNING in MLMD", interval_s=0.2)
         run.kill()
     finally:
         if run.process.poll() is None:
