@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -147,6 +148,10 @@ def generate(make_pipeline: Callable[[], beam.Pipeline], examples: Artifact, out
     return manifest
 
 
+def _shortfall_path(staging_dir: str) -> str:
+    return os.path.join(staging_dir, _SHORTFALL_FILENAME)
+
+
 def _sample_split(pipeline: beam.Pipeline, patterns: list[str], sample: SampleExamples,
                   write: Callable[[], beam.PTransform], staging: str) -> dict[str, int]:
     """Runs ``pipeline`` to sample and write into ``staging``; returns the ``Sample.shortfall`` (then, nothing is
@@ -156,7 +161,7 @@ def _sample_split(pipeline: beam.Pipeline, patterns: list[str], sample: SampleEx
              | "ReadSplit" >> tfxio.TFExampleRecord(patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
              | "Sample" >> sample
              | "Write" >> write())
-    shortfall_path = f"{staging}/{_SHORTFALL_FILENAME}"
+    shortfall_path = _shortfall_path(staging)
     if not fileio.exists(shortfall_path):
         return {}
     with fileio.open(shortfall_path, "r") as f:
@@ -173,7 +178,7 @@ def _empty_split(split: str, examples_uri: str) -> ValueError:
 def _write_samples(sample: Sample, staging_dir: str, search_staging_dir: str | None, manifest: dict[str, Any],
                    examples_uri: str, output_uris: tuple[str, str | None], config: SamplingConfig) -> None:
     if sample.shortfall:
-        with fileio.open(f"{staging_dir}/{_SHORTFALL_FILENAME}", "w") as f:
+        with fileio.open(_shortfall_path(staging_dir), "w") as f:
             json.dump(sample.shortfall, f)
         return
     if not sample.records:
