@@ -12,9 +12,9 @@ from typing import Any
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.shared import properties
+from components.shared import properties, task_metrics
 
-CLASSIFICATION = "classification"  # the QuantizationEvaluator's metrics.json "task" of a classifier
+CLASSIFICATION = task_metrics.CLASSIFICATION  # the QuantizationEvaluator's metrics.json "task" of a classifier
 QUANTIZE_RULE = "q = clip(round(x / scale) + zero_point) to the dtype's range"
 DEQUANTIZE_RULE = "x = scale * (q - zero_point)"
 
@@ -99,10 +99,24 @@ def labels_entry(names: list[str], source: str, skipped: list[str]) -> dict[str,
     return {"file": properties.LABELS_FILENAME, "num_classes": len(names), "source": source, "passed_over": skipped}
 
 
+def metric_task(metric: Any) -> str | None:
+    """The task of a blessing's gated ``metric`` (``accuracy``/``auc``: classification, ``mse``/``mae``:
+    regression); ``None`` for no metric or one quantgate does not gate (a stock Evaluator's blessing).
+
+    The QuantizationEvaluator writes the metric on every blessing, so a pipeline wiring only model and blessing
+    still says whether the model is a classifier; the output width then gives the class count.
+    """
+    info = task_metrics.METRICS.get(metric) if isinstance(metric, str) else None
+    return info.task if info is not None else None
+
+
 def labels_file(model_io: dict[str, Any], task: str | None, label_key: str | None, vocabularies: dict[str, bytes],
                 schema: schema_pb2.Schema | None) -> tuple[bytes, dict[str, Any]] | None:
-    """``labels.txt`` and the manifest's ``labels`` for a classifier (the evaluation's task, or without one a known
-    label with a multi-class output); ``None`` for any other model."""
+    """``labels.txt`` and the manifest's ``labels`` for a classifier (``task``: the evaluation's, else the blessing's
+    metric's; without either, a known label) with a multi-class output; ``None`` for any other model.
+
+    A single-output model gets none even as a classifier: one sigmoid column is not one name per output index.
+    """
     classes = num_classes(model_io)
     classifier = task == CLASSIFICATION if task is not None else label_key is not None
     if not classifier or classes is None or classes < 2:

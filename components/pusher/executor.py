@@ -83,16 +83,21 @@ def read_vocabularies(transform_graph: types.Artifact | None) -> dict[str, bytes
     return vocabularies
 
 
-def evaluation_facts(evaluation: types.Artifact | None,
-                     representative_dataset: types.Artifact | None) -> tuple[str | None, str | None]:
+def evaluation_facts(evaluation: types.Artifact | None, representative_dataset: types.Artifact | None,
+                     blessing: types.Artifact) -> tuple[str | None, str | None]:
     """The model's task and label key: from the evaluation's ``metrics.json`` (``task``, ``label_key``) when wired
-    and present, the label key else from the representative dataset's ``label_key`` property."""
+    and present; the task else from the blessing's ``metric`` (``bundle.metric_task``), the label key else from the
+    representative dataset's ``label_key`` property.
+
+    The blessing is always wired and names its metric, so a classifier ships ``labels.txt`` without the evaluation.
+    """
     task = label_key = None
     path = evaluation.uri.rstrip("/") + "/" + properties.METRICS_FILENAME if evaluation is not None else None
     if path is not None and fileio.exists(path):
         with fileio.open(path, "r") as f:
             metrics = json.load(f)
         task, label_key = metrics.get("task"), metrics.get("label_key")
+    task = task or bundle.metric_task(manifest_lib.property_value(blessing, properties.METRIC))
     return task, label_key or manifest_lib.property_value(representative_dataset, properties.LABEL_KEY)
 
 
@@ -139,7 +144,7 @@ class Executor(pusher_executor.Executor):
                         manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI), TRANSFORM_GRAPH_KEY)
         representative_dataset = _optional_single(input_dict, REPRESENTATIVE_DATASET_KEY)
         evaluation = _optional_single(input_dict, EVALUATION_KEY)
-        task, label_key = evaluation_facts(evaluation, representative_dataset)
+        task, label_key = evaluation_facts(evaluation, representative_dataset, blessings[MODEL_BLESSING_KEY])
         labels = bundle.labels_file(model_io, task, label_key, vocabularies,
                                     read_schema(_optional_single(input_dict, SCHEMA_KEY)))
         model_io = bundle.describe_io(

@@ -42,3 +42,10 @@ def test_without_a_label_key_the_classes_are_indices() -> None:
 def test_num_classes_is_the_single_outputs_last_dimension() -> None:
     assert bundle.num_classes({"outputs": [{"shape": [None, 3]}]}) == 3
     assert bundle.num_classes({"outputs": [{"shape": [None, 3]}, {"shape": [None, 1]}]}) is None
+
+
+def test_the_blessings_metric_names_the_task() -> None:
+    assert [bundle.metric_task(m) for m in ("accuracy", "auc", "mse", "mae")] == [
+        "classification", "classification", "regression", "regression"]
+    # No metric, or one quantgate does not gate (a stock Evaluator's blessing): no task, the label key decides.
+    assert bundle.metric_task(None) is None and bundle.metric_task("binary_accuracy") is None

@@ -157,8 +157,10 @@ def test_blessed_push_writes_model_and_manifest(arts, tflite_bytes, tmp_path) ->
                    "float_model": float_model.id, "representative_dataset": representative.id,
                    "evaluation": evaluation.id}
     assert len(set(ids.values())) == 6 and manifest["mlmd"]["pipeline_run_id"] == "run-42"
+    # The blessing's metric (accuracy) makes the 2-wide output a 2-class classifier: labels.txt ships too.
+    assert manifest["labels"]["num_classes"] == 2
     # The PushedModel archives exactly what was published.
-    assert sorted(os.listdir(pushed.uri)) == ["manifest.json", "model.tflite"]
+    assert sorted(os.listdir(pushed.uri)) == ["labels.txt", "manifest.json", "model.tflite"]
     with open(os.path.join(pushed.uri, "manifest.json")) as f:
         assert json.load(f) == manifest
 
@@ -559,6 +561,75 @@ def test_a_regression_model_ships_no_labels(arts, classifier_bytes, tmp_path) ->
     _run(pusher.Executor, {"model": arts.quantized_model(classifier_bytes), "model_blessing": arts.blessing(1),
                            "evaluation": _evaluation(arts, "regression", "price")}, base, pushed)
     assert "labels.txt" not in os.listdir(_props(pushed)["pushed_destination"])
+    manifest = _manifest(pushed)
+    assert manifest["labels"] is None and manifest["io"]["outputs"][0]["labels_file"] is None
+
+
+def _classifier_of_width(width: int) -> bytes:
+    """A real float TFLite classifier: input 'x' [None, 1], ``width`` softmax probabilities (1: one sigmoid)."""
+    module = tf.Module()
+    weights = tf.constant(np.linspace(-1.0, 1.0, width)[np.newaxis], tf.float32)
+
+    def classify(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        logits = x * weights
+        return {"probabilities": tf.sigmoid(logits) if width == 1 else tf.nn.softmax(logits)}
+
+    module.classify = tf.function(classify, input_signature=[tf.TensorSpec([None, 1], tf.float32, name="x")])
+    return tf.lite.TFLiteConverter.from_concrete_functions([module.classify.get_concrete_function()],
+                                                           module).convert()
+
+
+def _metric_blessing(arts: Artifacts, metric: str, data: bytes) -> standard_artifacts.ModelBlessing:
+    """The QuantizationEvaluator's blessing as a minimal wiring sees it: blessed, about ``data``, naming ``metric``."""
+    blessing = arts.blessing(1, evaluated_sha256=bytes_sha256(data))
+    blessing.set_string_custom_property("metric", metric)
+    return blessing
+
+
+@pytest.mark.parametrize("metric, width", [("accuracy", 3), ("accuracy", 5), ("auc", 2)])
+def test_model_and_blessing_alone_ship_index_labels_for_a_classifier(arts, classifier_bytes, tmp_path, metric: str,
+                                                                      width: int) -> None:
+    # Only the two required inputs: the blessing's metric says "classifier", the output width the class count.
+    data = classifier_bytes if width == 3 else _classifier_of_width(width)  # the int8 one, and float ones
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": arts.quantized_model(data), "model_blessing": _metric_blessing(arts, metric, data)},
+         base, pushed)
+
+    destination = _props(pushed)["pushed_destination"]
+    expected = "".join(f"{i}\n" for i in range(width)).encode()
+    assert _read(os.path.join(destination, "labels.txt")) == expected
+    assert _read(os.path.join(pushed.uri, "labels.txt")) == expected  # archived too
+    manifest = _manifest(pushed)
+    assert manifest["labels"] == {"file": "labels.txt", "num_classes": width,
+                                  "source": "indices (no label vocabulary or schema domain)", "passed_over": []}
+    (out,) = manifest["io"]["outputs"]
+    assert (out["shape"], out["labels_file"], out["feature"]) == ([None, width], "labels.txt", None)
+
+
+@pytest.mark.parametrize("wired", ["model and blessing", "with the evaluation"])
+def test_a_single_sigmoid_output_ships_no_labels_whatever_is_wired(arts, tmp_path, wired: str) -> None:
+    # One column is P(class 1), not one name per output index: no labels.txt, as with the evaluation wired before.
+    data = _classifier_of_width(1)
+    inputs = {"model": arts.quantized_model(data), "model_blessing": _metric_blessing(arts, "auc", data)}
+    if wired == "with the evaluation":
+        inputs["evaluation"] = _evaluation(arts, "classification", "is_fraud")
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, inputs, base, pushed)
+    assert sorted(os.listdir(_props(pushed)["pushed_destination"])) == ["manifest.json", "model.tflite"]
+    assert _manifest(pushed)["labels"] is None
+
+
+@pytest.mark.parametrize("metric, width", [("mse", 1), ("mae", 2)])
+def test_a_regression_blessing_ships_no_labels_even_with_a_known_label(arts, tmp_path, metric: str,
+                                                                       width: int) -> None:
+    # The blessing's regression metric decides over the calibration set's label key, which alone meant "classifier".
+    representative = arts.register(RepresentativeDataset(), arts.name("representative"))
+    representative.set_string_custom_property("label_key", "price")
+    data = _classifier_of_width(width)
+    pushed, base = arts.pushed_model(), str(tmp_path / "serving")
+    _run(pusher.Executor, {"model": arts.quantized_model(data), "model_blessing": _metric_blessing(arts, metric, data),
+                           "representative_dataset": representative}, base, pushed)
+    assert sorted(os.listdir(_props(pushed)["pushed_destination"])) == ["manifest.json", "model.tflite"]
     manifest = _manifest(pushed)
     assert manifest["labels"] is None and manifest["io"]["outputs"][0]["labels_file"] is None
 
