@@ -67,7 +67,8 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
     ``examples`` are raw (ExampleGen's); with ``transform_graph`` (Transform's), calibration and both models see
     the transformed features and the push ships its vocabularies; ``schema`` (SchemaGen's) lets the push name the
     classes in labels.txt from the label's domain. ``search_dataset`` (RepresentativeDatasetGen's, with
-    ``representative_num_search_examples`` > 0) feeds the Quantizer's ``accuracy_search`` knob.
+    ``representative_num_search_examples`` > 0, a sample of the eval split) feeds the Quantizer's ``accuracy_search``
+    knob, and the QuantizationEvaluator leaves its examples out of the gate.
 
     ``knobs.candidate_modes`` (e.g. ``("float16", "dynamic_range")``) adds one Quantizer per mode (id
     ``Quantizer_<mode>``, the same float model, engine (``candidate_engine``) and signature, the mode's own I/O dtype) beside the main one;
@@ -98,6 +99,7 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         quantized_model=candidates[0] if len(candidates) == 1 else candidates,
         examples=examples,
         transform_graph=transform_graph,
+        search_dataset=search_dataset,
         label_key=label_key,
         split="eval",
         metric=knobs.metric,

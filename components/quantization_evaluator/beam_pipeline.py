@@ -47,21 +47,36 @@ def _read_lines(prefix: str) -> list[Any]:
     return rows
 
 
-def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: EvaluatorConfig,
-                        staging_dir: str) -> tuple[list[dict[SliceKey, dict[str, Any]]], dict[str, Any] | None]:
-    """Runs ``pipeline`` (not yet run): read -> batch -> parse -> predict with the float model and every candidate
-    -> per-slice metrics. Returns them by slice for each candidate (in ``plan.candidates`` order), and, when ``plan.serving_signature`` is set, the serving-signature comparison (``signature``, ``agreement``,
-    ``max_abs_diff``, ``num_examples``; else ``None``)."""
+def _held_out(record: bytes, num_partitions: int, excluded: frozenset[bytes]) -> int:
+    return int(record in excluded)
+
+
+def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: EvaluatorConfig, staging_dir: str,
+                        excluded: frozenset[bytes] = frozenset(),
+                        ) -> tuple[list[dict[SliceKey, dict[str, Any]]], dict[str, Any] | None, int]:
+    """Runs ``pipeline`` (not yet run): read -> (leave out the records in ``excluded``) -> batch -> parse ->
+    predict with the float model and every candidate -> per-slice metrics. Returns them by slice for each candidate
+    (in ``plan.candidates`` order); when ``plan.serving_signature`` is set, the serving-signature comparison
+    (``signature``, ``agreement``, ``max_abs_diff``, ``num_examples``; else ``None``); and how many records of
+    the split were left out."""
     prefix = os.path.join(staging_dir, "slice_metrics")
+    excluded_prefix = os.path.join(staging_dir, "excluded")
     serving_prefix = os.path.join(staging_dir, "serving_agreement")
     task = config.thresholds.info.task
     parser = ParserSpec(tuple(plan.specs), config.label_key, tuple(config.slicing_feature_keys), plan.source,
                         plan.kinds, plan.transform)
     use_compiled_crc32c()  # again here: a test or a caller may have reset Beam's choice since import
     with pipeline as p:
+        records = p | "ReadSplit" >> tfxio.TFExampleRecord(plan.patterns,
+                                                          telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
+        if excluded:
+            records, held_out = records | "HoldOutSearchSample" >> beam.Partition(_held_out, 2, excluded)
+            _ = (held_out
+                 | "CountHeldOut" >> beam.combiners.Count.Globally()
+                 | "HeldOutToJson" >> beam.Map(json.dumps)
+                 | "WriteHeldOut" >> beam.io.WriteToText(excluded_prefix, file_name_suffix=".jsonl"))
         predictions = (
-            p
-            | "ReadSplit" >> tfxio.TFExampleRecord(plan.patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
+            records
             | "Batch" >> beam.BatchElements(min_batch_size=BATCH_SIZE, max_batch_size=BATCH_SIZE)
             | "Score" >> beam.ParDo(ScoreDoFn(parser, plan.saved_model_dir, plan.signature_name,
                                               [c.tflite_path for c in plan.candidates], plan.float_output,
@@ -93,6 +108,6 @@ def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: E
         agree, total, worst = _sum_counts(tuple(row) for row in _read_lines(serving_prefix))
         serving = {"signature": plan.serving_signature, "agreement": agree / total if total else None,
                    "max_abs_diff": worst if total else None, "num_examples": total}
-    return results, serving
+    return results, serving, sum(_read_lines(excluded_prefix)) if excluded else 0
 
 

@@ -20,7 +20,8 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
     """Scores the float SavedModel and the quantized TFLite model on the same split and gates the quantized one.
 
     Inputs: ``model`` (float Model), ``quantized_model`` (the Quantizer's Model), ``examples`` (Examples), optional
-    ``transform_graph`` (the one wired to the Quantizer).
+    ``transform_graph`` (the one wired to the Quantizer), optional ``search_dataset`` (the one wired to the
+    Quantizer's accuracy search: its examples are left out of the gate).
     Parameters: ``label_key``, ``split``, ``metric``, ``max_delta``, ``delta_type``, ``slicing_feature_keys``,
     ``min_slice_size``, ``max_slice_delta``, ``min_agreement``, ``max_model_bytes``, ``max_latency_ms``,
     ``signature_name``, ``nonfinite_inputs``, ``delta_bound``, ``confidence``, ``min_examples`` (see ``__init__``).
@@ -29,7 +30,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
       ``evaluation`` (``components.QuantizationEvaluation``): files ``metrics.json`` (strict JSON, written last)
         and ``report.html`` (self-contained, with plots); custom properties ``blessed``, ``reason``, ``delta``,
         ``threshold``, ``metric``, ``delta_type``, ``float_<metric>``, ``quantized_<metric>``, ``agreement``,
-        ``num_examples``, ``quantized_size_bytes``, ``float_latency_p95_ms``, ``quantized_latency_p95_ms``,
+        ``num_examples``, ``search_excluded_examples`` (with ``search_dataset``), ``quantized_size_bytes``, ``float_latency_p95_ms``, ``quantized_latency_p95_ms``,
         ``evaluated_sha256``, ``report_path``, ``metrics_path``, and with a transform graph
         ``serving_signature_agreement``.
       ``blessing`` (standard ``ModelBlessing`` about the quantized model, readable by the stock Pusher and by
@@ -67,6 +68,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         confidence: float = 0.95,
         min_examples: int = 30,
         selection: str = SMALLEST,
+        search_dataset: types.BaseChannel | None = None,
     ) -> None:
         """Builds the component; bad parameter values fail here, before any pipeline runs.
 
@@ -106,6 +108,11 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
           min_examples: fewer scored examples than this are not blessed.
           selection: ``'smallest'`` (bytes) or ``'fastest'`` (batch-1 p50 latency) of the candidates passing every
             threshold; the blessing's ``current_model_id`` names it.
+          search_dataset: RepresentativeDatasetGen's ``search_dataset``, the one the Quantizer's accuracy search
+            scored candidates on. When it is a sample of ``split`` its examples are left out of the gate, so the
+            gate judges on examples the search did not see; a quantized model searched on ``split`` is refused
+            without it. The report warns when the float model's metric there and on the gate's examples differ by
+            more than the search's ``max_delta``.
         """
         channels = [quantized_model] if isinstance(quantized_model, types.BaseChannel) else list(quantized_model)
         if not 1 <= len(channels) <= MAX_CANDIDATES:
@@ -127,6 +134,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
             **{candidate_key(i): channel for i, channel in enumerate(channels)},
             examples=examples,
             transform_graph=transform_graph,
+            search_dataset=search_dataset,
             label_key=label_key,
             split=split,
             metric=metric,

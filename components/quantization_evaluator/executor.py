@@ -26,12 +26,14 @@ from components.quantization_evaluator.outputs import (
     write_blessing_marker,
     write_evaluation_files,
 )
+from components.quantization_evaluator.search_holdout import plan_holdout
 from components.quantization_evaluator.spec import (
     BLESSING_KEY,
     EVALUATION_KEY,
     EXAMPLES_KEY,
     MAX_CANDIDATES,
     MODEL_KEY,
+    SEARCH_DATASET_KEY,
     TRANSFORM_GRAPH_KEY,
     candidate_key,
 )
@@ -41,14 +43,22 @@ from components.shared.staged_output import staged_output
 
 def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_models: list[Artifact], examples: Artifact,
              evaluation: Artifact, blessing: Artifact, config: EvaluatorConfig,
-             transform_graph: Artifact | None = None, run: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The whole run: check, evaluate every candidate with Beam in one pass, time the models, gate each, select
-    one, publish. Returns ``metrics.json``."""
+             transform_graph: Artifact | None = None, search_dataset: Artifact | None = None,
+             run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole run: check, evaluate every candidate with Beam in one pass (less the accuracy search's examples
+    when ``search_dataset`` samples the same split), time the models, gate each, select one, publish. Returns
+    ``metrics.json``."""
     config.validate()
+    holdout = plan_holdout(quantized_models, search_dataset, config.split)
     plan = check_inputs(model, quantized_models, examples, config, transform_graph)
     started = time.monotonic()
     with staged_output(evaluation.uri, (properties.EVALUATION_REPORT_FILENAME, properties.METRICS_FILENAME)) as staging:
-        results, serving = run_beam_evaluation(pipeline, plan, config, staging)
+        results, serving, excluded = run_beam_evaluation(pipeline, plan, config, staging,
+                                                         holdout.records if holdout else frozenset())
+        if holdout is not None:
+            logging.info("QuantizationEvaluator: left %d examples of %s out of the gate: the accuracy search's "
+                         "sample %s (%d examples of split %r)", excluded, plan.source, holdout.uri,
+                         holdout.num_examples, holdout.split)
         n = results[0].get(OVERALL, {}).get("num_examples", 0)
         elapsed = time.monotonic() - started
         logging.info("QuantizationEvaluator: scored %d examples of %s in %.1f s (%.0f examples/s), %d slices",
@@ -65,10 +75,14 @@ def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_models: list
             logging.info("QuantizationEvaluator: serving signature %r agrees with the transformed-feature path on "
                          "%s of %d examples (max |difference| %s)", serving["signature"], serving["agreement"],
                          serving["num_examples"], serving["max_abs_diff"])
-        metrics, verdict, chosen = build_metrics(results, config, plan, model, latency, serving, run)
+        metrics, verdict, chosen = build_metrics(results, config, plan, model, latency, serving, run,
+                                                 holdout.section(excluded) if holdout else None)
         write_evaluation_files(staging, metrics)
     write_blessing_marker(blessing.uri, verdict)
     set_properties(evaluation, blessing, metrics, verdict, chosen.artifact)
+    if holdout is not None:
+        for artifact in (evaluation, blessing):
+            artifact.set_int_custom_property(properties.SEARCH_EXCLUDED_EXAMPLES, excluded)
     logging.info("QuantizationEvaluator: %s (float %s %s, quantized %s, delta %s, threshold %s)", verdict.reason,
                  metrics["metric"], metrics["overall"]["float"].get(metrics["metric"]),
                  metrics["overall"]["quantized"].get(metrics["metric"]), verdict.delta, verdict.threshold)
@@ -82,6 +96,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         transform_graphs = input_dict.get(TRANSFORM_GRAPH_KEY) or []
+        search_datasets = input_dict.get(SEARCH_DATASET_KEY) or []
         evaluate(
             self._make_beam_pipeline(),
             model=artifact_utils.get_single_instance(input_dict[MODEL_KEY]),
@@ -91,6 +106,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             blessing=artifact_utils.get_single_instance(output_dict[BLESSING_KEY]),
             config=config_from_exec_properties(exec_properties),
             transform_graph=artifact_utils.get_single_instance(transform_graphs) if transform_graphs else None,
+            search_dataset=artifact_utils.get_single_instance(search_datasets) if search_datasets else None,
             run=self._run_info(),
         )
 

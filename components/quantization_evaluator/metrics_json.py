@@ -29,6 +29,7 @@ from components.quantization_evaluator.gate import (
 from components.quantization_evaluator.host import latency_host
 from components.quantization_evaluator.inference import Latency
 from components.quantization_evaluator.metrics import OVERALL, SliceKey, slice_name
+from components.quantization_evaluator.search_holdout import search_fit_warning, search_summary
 from components.shared import properties
 from components.shared.strict_json import json_safe
 
@@ -135,6 +136,10 @@ def _candidate(results: dict[SliceKey, dict[str, Any]], candidate: CandidatePlan
         serving_signature=plan.serving_signature or "",
         signature_name=plan.signature_name,
     ), thresholds)
+    fit = search_fit_warning(candidate.name, search_summary(artifact), overall["float"],
+                             f"the gate's {overall['num_examples']} examples of split {config.split!r}")
+    if fit:
+        verdict = dataclasses.replace(verdict, warnings=[*verdict.warnings, fit])
     model = {"id": artifact.id, "uri": artifact.uri, "path": candidate.tflite_path, "output": candidate.output,
              "quantization_mode": artifact.get_string_custom_property(properties.QUANTIZATION_MODE) or None,
              "sha256": artifact.get_string_custom_property(properties.SHA256) or None,
@@ -168,11 +173,13 @@ def select(sections: list[dict[str, Any]], verdicts: list[GateResult], selection
 
 def build_metrics(results: list[dict[SliceKey, dict[str, Any]]], config: EvaluatorConfig, plan: EvaluationPlan,
                   model: Artifact, latency: dict[str, Any], serving: dict[str, Any] | None = None,
-                  run: dict[str, Any] | None = None) -> tuple[dict, GateResult, CandidatePlan]:
+                  run: dict[str, Any] | None = None, search_holdout: dict[str, Any] | None = None,
+                  ) -> tuple[dict, GateResult, CandidatePlan]:
     """Assembles ``metrics.json`` (schema in the README), gates every candidate and picks one by
     ``config.selection``; returns (metrics, the chosen one's verdict, the chosen candidate). ``results`` and
     ``latency['candidates']`` follow ``plan.candidates``; ``serving`` is the serving-signature comparison of
-    ``run_beam_evaluation``, ``run`` the pipeline name and run id (when the orchestrator says)."""
+    ``run_beam_evaluation``, ``run`` the pipeline name and run id (when the orchestrator says),
+    ``search_holdout`` the accuracy search's sample left out of the gate (``SearchHoldout.section``)."""
     thresholds = config.thresholds
     built = [_candidate(r, c, config, plan, lat, serving)
              for r, c, lat in zip(results, plan.candidates, latency["candidates"], strict=True)]
@@ -202,6 +209,7 @@ def build_metrics(results: list[dict[SliceKey, dict[str, Any]]], config: Evaluat
         "latency_host": latency_host(),
         "transform_graph": plan.transform_graph,
         "serving_signature_agreement": serving,
+        "search_holdout": search_holdout,
         "overall": section["overall"],
         "slices": section["slices"],
         "skipped_slices": section["skipped_slices"],

@@ -335,6 +335,15 @@ def _candidate_table(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> st
                    "delta", "upper bound", "why not"], rows)
 
 
+def _search_holdout_text(holdout: dict[str, Any] | None) -> str:
+    if not holdout:
+        return ""
+    return (f'<p class="meta">Accuracy search sample <code>{html.escape(str(holdout["uri"]))}</code>: '
+            f'{holdout["num_examples"]} examples of split <code>{html.escape(str(holdout["split"]))}</code>; '
+            f'{holdout["excluded_examples"]} examples of the evaluated split were left out of the gate (the search '
+            'chose its candidate on them).</p>')
+
+
 def render_html(metrics: dict[str, Any]) -> str:
     """The report page for a ``metrics.json`` dict; it names the verdict in its title and first heading."""
     metric, verdict, thresholds = metrics["metric"], metrics["verdict"], metrics["thresholds"]
@@ -379,7 +388,8 @@ table.matrix{{display:inline-table;margin:.5em 1.5em .5em 0;vertical-align:top}}
 against the float model, positive = the quantized model is worse), judged on {compared}, on at least
 {thresholds.get('min_examples', 1)} examples. Point delta {_fmt(verdict['delta'])}, upper bound
 {_fmt(verdict.get('delta_upper'))}, threshold {_fmt(verdict['threshold'])}.</p>
-{f'<p>Split too small for the threshold?</p><ul class="warn">{warnings}</ul>' if warnings else ''}
+{f'<p>Warnings:</p><ul class="warn">{warnings}</ul>' if warnings else ''}
+{_search_holdout_text(metrics.get('search_holdout'))}
 <p class="meta">Pipeline <code>{_fmt(run.get('pipeline_name'))}</code>, run <code>{_fmt(run.get('run_id'))}</code>;
 split <code>{html.escape(metrics['split'])}</code> ({metrics['overall']['num_examples']} scored examples), label
 <code>{html.escape(metrics['label_key'])}</code>; float model <code>{_fmt(models['float'].get('uri'))}</code>;

@@ -6,13 +6,14 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.shared import properties
-from components.types import QuantizationEvaluation
+from components.types import QuantizationEvaluation, RepresentativeDataset
 
 MODEL_KEY = properties.MODEL_KEY
 QUANTIZED_MODEL_KEY = "quantized_model"
 EXAMPLES_KEY = properties.EXAMPLES_KEY
 EVALUATION_KEY = properties.EVALUATION_KEY
 TRANSFORM_GRAPH_KEY = properties.TRANSFORM_GRAPH_KEY
+SEARCH_DATASET_KEY = properties.SEARCH_DATASET_KEY
 BLESSING_KEY = "blessing"
 LABEL_KEY_KEY = "label_key"
 SPLIT_KEY = "split"
@@ -77,6 +78,8 @@ class QuantizationEvaluatorSpec(ComponentSpec):
         EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
         # The graph the Quantizer calibrated through (raw examples -> the signature's transformed inputs).
         TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph, optional=True),
+        # The accuracy search's sample (the one wired to the Quantizer): left out of the gate when of its split.
+        SEARCH_DATASET_KEY: ChannelParameter(type=RepresentativeDataset, optional=True),
     }
     OUTPUTS = {
         EVALUATION_KEY: ChannelParameter(type=QuantizationEvaluation),

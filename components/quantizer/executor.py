@@ -44,7 +44,7 @@ from components.quantizer.spec import (
     SIGNATURE_NAME_KEY,
     TRANSFORM_GRAPH_KEY,
 )
-from components.representative_dataset.storage import read_examples
+from components.representative_dataset.storage import read_examples, read_manifest
 from components.shared import properties
 from components.shared.fake_quant import fake_quant_ops
 from components.shared.model_runners import SavedModelRunner
@@ -55,7 +55,7 @@ from components.shared.signature_inputs import (
     nonfinite_counts,
 )
 from components.shared.staged_output import staged_output
-from components.shared.strict_json import dumps
+from components.shared.strict_json import dumps, json_safe
 from components.shared.transform_inputs import TransformedInputs
 
 READINESS_LOG_CHARS = 160  # per reason, on the console; quantization_report.json has every op and tensor
@@ -266,6 +266,10 @@ def quantize_with_search(model_uri: str, representative_dataset_uri: str, search
     # Only the first candidate's layer errors were computed: they describe the chosen model when it is that one.
     diagnostics.add_to_report(quantization_report, chosen.layer_errors if chosen.number == 1 else None)
     quantization_report["search"] = outcome.section
+    # Which split the candidates were judged on: the QuantizationEvaluator leaves these examples out of its gate
+    # when it scores the same split.
+    search_split = read_manifest(search_dataset_uri).get(properties.SPLIT)
+    quantization_report["search"]["search_dataset"][properties.SPLIT] = search_split
     for warning in quantization_report["warnings"]:
         logging.warning("Quantizer: %s", warning)
     _publish(output_uri, chosen.content, quantization_report)
@@ -279,6 +283,17 @@ def set_search_properties(artifact: Artifact, quantization_report: dict[str, Any
     artifact.set_int_custom_property(properties.CANDIDATES_TRIED, len(search["candidates"]))
     artifact.set_string_custom_property(properties.CHOSEN_CONFIG, dumps(chosen["config"], sort_keys=True))
     artifact.set_float_custom_property(properties.SEARCH_DELTA, chosen["delta"])
+    artifact.set_string_custom_property(properties.SEARCH_SUMMARY, dumps(search_summary(search), sort_keys=True))
+
+
+def search_summary(search: dict[str, Any]) -> dict[str, Any]:
+    """What the QuantizationEvaluator needs of the search (``properties.SEARCH_SUMMARY``): the sample it judged on
+    (uri, split) and the float model's metric there, with the search's own threshold."""
+    config = search["config"]
+    dataset = search["search_dataset"]
+    return json_safe({"dataset_uri": dataset["uri"], properties.SPLIT: dataset.get(properties.SPLIT),
+                      properties.METRIC: config["metric"], properties.DELTA_TYPE: config["delta_type"],
+                      "max_delta": config["max_delta"], "float_metric_value": search["float_metric_value"]})
 
 
 def add_size_and_readiness(quantization_report: dict[str, Any], content: bytes, float_tflite_bytes: int,

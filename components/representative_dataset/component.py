@@ -25,9 +25,13 @@ class RepresentativeDatasetGen(base_beam_component.BaseBeamComponent):
         ``num_examples_requested``, ``source_num_examples``, ``source_examples_id``, ``label_key`` (when given),
         ``search_dataset_uri`` (with a search sample).
 
-    Output ``search_dataset`` (same type, files and properties; only when ``num_search_examples`` > 0): the next
-    ``num_search_examples`` ranks after the calibration sample's, so no example is in both; its manifest and
-    properties name the calibration sample (``calibration_dataset_uri``), whose name it in turn.
+    Output ``search_dataset`` (same type, files and properties; only when ``num_search_examples`` > 0): a sample of
+    ``search_split`` (the eval split by default: examples the model did not train on) with the same seed and
+    strategy, none of them in the calibration sample; with ``search_split == split``, the next
+    ``num_search_examples`` ranks after the calibration sample's. Its manifest and properties name the calibration
+    sample (``calibration_dataset_uri``), whose name it in turn. Wire it into the Quantizer's ``search_dataset``
+    (the accuracy search scores candidates on it) and into the QuantizationEvaluator's (the gate leaves these
+    examples out, so it judges on examples the search did not see).
     """
 
     SPEC_CLASS = RepresentativeDatasetGenSpec
@@ -44,6 +48,7 @@ class RepresentativeDatasetGen(base_beam_component.BaseBeamComponent):
         seed: int = 0,
         allow_eval_split: bool = False,
         num_search_examples: int = 0,
+        search_split: str = "eval",
     ) -> None:
         """Builds the component; bad parameter values fail here, before any pipeline runs.
 
@@ -59,6 +64,9 @@ class RepresentativeDatasetGen(base_beam_component.BaseBeamComponent):
           allow_eval_split: permit sampling the eval split (it leaks evaluation data into calibration).
           num_search_examples: the size of a second sample, disjoint from the first, output as ``search_dataset``
             (the Quantizer's accuracy search scores candidates on it); 0 (the default): no such output.
+          search_split: the split the search sample comes from: ``'eval'`` (the default) or a validation split,
+            never rows the model was trained on (a model fits those better than unseen ones, so every candidate
+            would look worse there than it is); ``split`` itself draws the sample from the calibration split.
         """
         SamplingConfig(num_examples=num_examples, strategy=strategy, seed=seed, label_key=label_key,
                        num_search_examples=num_search_examples)
@@ -72,6 +80,7 @@ class RepresentativeDatasetGen(base_beam_component.BaseBeamComponent):
             seed=seed,
             allow_eval_split=int(allow_eval_split),
             num_search_examples=num_search_examples,
+            search_split=search_split,
             representative_dataset=types.Channel(type=RepresentativeDataset),
             search_dataset=types.Channel(type=RepresentativeDataset) if num_search_examples else None,
         )

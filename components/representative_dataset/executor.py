@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -30,11 +31,12 @@ from components.representative_dataset.spec import (
     REPRESENTATIVE_DATASET_KEY,
     SCHEMA_KEY,
     SEARCH_DATASET_KEY,
+    SEARCH_SPLIT_KEY,
     SEED_KEY,
     SPLIT_KEY,
     STRATEGY_KEY,
 )
-from components.representative_dataset.validation import check_label_key, check_split
+from components.representative_dataset.validation import EVAL_SPLIT, check_label_key, check_split
 from components.shared import properties
 from components.shared.staged_output import staged_output
 
@@ -68,6 +70,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             schema=read_schema(input_dict.get(SCHEMA_KEY)),
             allow_eval_split=bool(exec_properties.get(ALLOW_EVAL_SPLIT_KEY)),
             search_output_uri=search.uri if search else None,
+            search_split=exec_properties.get(SEARCH_SPLIT_KEY) or EVAL_SPLIT,
         )
         set_artifact_properties(output, manifest)
         if search:
@@ -83,20 +86,26 @@ def read_schema(schema_artifacts: list[Artifact] | None) -> schema_pb2.Schema | 
 
 def generate(make_pipeline: Callable[[], beam.Pipeline], examples: Artifact, output_uri: str, config: SamplingConfig, split: str,
              schema: schema_pb2.Schema | None = None, allow_eval_split: bool = False,
-             search_output_uri: str | None = None) -> dict[str, Any]:
+             search_output_uri: str | None = None, search_split: str = EVAL_SPLIT) -> dict[str, Any]:
     """Samples ``split`` of ``examples`` into ``output_uri`` with a pipeline of ``make_pipeline``; returns the manifest.
 
     With ``config.num_search_examples`` the search sample goes to ``search_output_uri`` (same layout; read its
-    manifest with ``storage.read_manifest``), and each manifest names the other's uri. The inputs are checked
-    before Beam starts. Each sample is written into a staging folder and moved into place (manifest last) only when
-    both are complete (``staged_output``). In the rare case that a stratified class falls short of its quotas in the
-    one pass (``SampleExamples``), the split is sampled again, with a second pipeline of ``make_pipeline`` and each
-    class keeping ``num_examples + num_search_examples`` candidates (which cannot fall short): a second pass, logged
-    as a warning.
+    manifest with ``storage.read_manifest``), and each manifest names the other's uri. The search sample comes from
+    ``search_split``: by default the eval split, examples the model did not train on (the QuantizationEvaluator,
+    given the search sample, leaves them out of its gate); a second pass with the same seed, which skips any record
+    of the calibration sample. When ``search_split`` is ``split`` it is the ``num_search_examples`` ranks after the
+    calibration sample's, in the same pass. The inputs are checked before Beam starts. Each sample is written into
+    a staging folder and moved into place (manifest last) only when both are complete (``staged_output``). In the
+    rare case that a stratified class falls short of its quotas in the one pass (``SampleExamples``), the split is
+    sampled again, with a second pipeline of ``make_pipeline`` and each class keeping all the examples it needs
+    (which cannot fall short): a second pass, logged as a warning.
     """
     if bool(config.num_search_examples) != bool(search_output_uri):
         raise ValueError("RepresentativeDatasetGen: num_search_examples > 0 needs search_output_uri, and only then")
     patterns = check_split(examples, split, allow_eval_split)
+    own_search_pass = bool(search_output_uri) and search_split != split
+    # The search sample is scored, never fitted to: the eval split is where it belongs by default.
+    search_patterns = check_split(examples, search_split, allow_eval_split=True) if own_search_pass else None
     check_label_key(schema, config.label_key)
     source = {
         properties.SPLIT: split,
@@ -115,22 +124,23 @@ def generate(make_pipeline: Callable[[], beam.Pipeline], examples: Artifact, out
     with contextlib.ExitStack() as stack:
         staging = stack.enter_context(staged_output(output_uri, files))
         search_staging = stack.enter_context(staged_output(search_output_uri, files)) if search_output_uri else None
-        write = functools.partial(beam.Map, _write_samples, staging_dir=staging, search_staging_dir=search_staging,
-                                  manifest=source, examples_uri=examples.uri,
-                                  output_uris=(output_uri, search_output_uri), config=config)
-        passes = 1
-        shortfall = _sample_split(make_pipeline(), patterns, SampleExamples(config), write, staging)
-        if shortfall:
-            logging.warning("RepresentativeDatasetGen: in one pass, the candidates of class(es) %s fell short of their "
-                            "quotas by %s (many copies of one record in a class do this); sampling split %r again, "
-                            "each class keeping %d candidates", sorted(shortfall), shortfall, split,
-                            config.num_examples + config.num_search_examples)
-            passes = 2
-            if _sample_split(make_pipeline(), patterns, SampleExamples(config, full_class_capacity=True), write, staging):
-                raise RuntimeError("RepresentativeDatasetGen: internal error, full candidate lists fell short of the "
-                                   f"quotas of split {split!r}; please report it")
-        if not fileio.exists(storage.manifest_path(staging)):  # no Sample at all: a runner ran no bundle
-            raise _empty_split(split, examples.uri)
+        if own_search_pass:
+            passes = _sample_into(make_pipeline, patterns, dataclasses.replace(config, num_search_examples=0),
+                                  staging, None, {**source, properties.SEARCH_DATASET_URI: search_output_uri},
+                                  examples.uri, (output_uri, None))
+            search_config = dataclasses.replace(config, num_examples=config.num_search_examples, num_search_examples=0)
+            logging.info("RepresentativeDatasetGen: sampling %d search examples (%s, seed %d) from split %r of %s, "
+                         "none of them in the calibration sample", search_config.num_examples, config.strategy,
+                         config.seed, search_split, examples.uri)
+            passes += _sample_into(make_pipeline, search_patterns, search_config, search_staging, None,
+                                   {**source, properties.SPLIT: search_split,
+                                    properties.NUM_EXAMPLES_REQUESTED: search_config.num_examples,
+                                    properties.CALIBRATION_DATASET_URI: output_uri},
+                                   examples.uri, (search_output_uri, None),
+                                   exclude=frozenset(storage.read_examples(staging)))
+        else:
+            passes = _sample_into(make_pipeline, patterns, config, staging, search_staging, source, examples.uri,
+                                  (output_uri, search_output_uri))
         manifest = storage.read_manifest(staging)
     elapsed = time.monotonic() - started
     logging.info("RepresentativeDatasetGen: sampled %d of %d examples of split %r (%s, seed %d) in %.1f s, "
@@ -141,11 +151,38 @@ def generate(make_pipeline: Callable[[], beam.Pipeline], examples: Artifact, out
         logging.warning("RepresentativeDatasetGen: split %r of %s has %d examples, fewer than num_examples=%d: "
                         "took them all", split, examples.uri, manifest["num_examples"], config.num_examples)
     if search_output_uri:
-        searched = storage.read_manifest(search_output_uri)[properties.NUM_EXAMPLES]
-        logging.log(logging.WARNING if searched < config.num_search_examples else logging.INFO,
-                    "RepresentativeDatasetGen: search sample of %d examples (num_search_examples=%d), disjoint from "
-                    "the calibration sample, in %s", searched, config.num_search_examples, search_output_uri)
+        searched = storage.read_manifest(search_output_uri)
+        logging.log(logging.WARNING if searched[properties.NUM_EXAMPLES] < config.num_search_examples else logging.INFO,
+                    "RepresentativeDatasetGen: search sample of %d of the %d examples of split %r "
+                    "(num_search_examples=%d), disjoint from the calibration sample, in %s",
+                    searched[properties.NUM_EXAMPLES], searched[properties.SOURCE_NUM_EXAMPLES],
+                    searched[properties.SPLIT], config.num_search_examples, search_output_uri)
     return manifest
+
+
+def _sample_into(make_pipeline: Callable[[], beam.Pipeline], patterns: list[str], config: SamplingConfig,
+                 staging: str, search_staging: str | None, manifest: dict[str, Any], examples_uri: str,
+                 output_uris: tuple[str, str | None], exclude: frozenset[bytes] = frozenset()) -> int:
+    """Samples ``patterns`` (less the records in ``exclude``) into ``staging`` (and ``search_staging``); returns
+    the number of passes it took (2 when a stratified class fell short in the first)."""
+    split = manifest[properties.SPLIT]
+    write = functools.partial(beam.Map, _write_samples, staging_dir=staging, search_staging_dir=search_staging,
+                              manifest=manifest, examples_uri=examples_uri, output_uris=output_uris, config=config)
+    passes = 1
+    shortfall = _sample_split(make_pipeline(), patterns, SampleExamples(config), write, staging, exclude)
+    if shortfall:
+        logging.warning("RepresentativeDatasetGen: in one pass, the candidates of class(es) %s fell short of their "
+                        "quotas by %s (many copies of one record in a class do this); sampling split %r again, "
+                        "each class keeping %d candidates", sorted(shortfall), shortfall, split,
+                        config.num_examples + config.num_search_examples)
+        passes = 2
+        if _sample_split(make_pipeline(), patterns, SampleExamples(config, full_class_capacity=True), write, staging,
+                         exclude):
+            raise RuntimeError("RepresentativeDatasetGen: internal error, full candidate lists fell short of the "
+                               f"quotas of split {split!r}; please report it")
+    if not fileio.exists(storage.manifest_path(staging)):  # no Sample at all: a runner ran no bundle
+        raise _empty_split(split, examples_uri)
+    return passes
 
 
 def _shortfall_path(staging_dir: str) -> str:
@@ -153,12 +190,14 @@ def _shortfall_path(staging_dir: str) -> str:
 
 
 def _sample_split(pipeline: beam.Pipeline, patterns: list[str], sample: SampleExamples,
-                  write: Callable[[], beam.PTransform], staging: str) -> dict[str, int]:
-    """Runs ``pipeline`` to sample and write into ``staging``; returns the ``Sample.shortfall`` (then, nothing is
-    written but the shortfall's file, which this removes)."""
+                  write: Callable[[], beam.PTransform], staging: str, exclude: frozenset[bytes]) -> dict[str, int]:
+    """Runs ``pipeline`` to sample (all records but those in ``exclude``) and write into ``staging``; returns the
+    ``Sample.shortfall`` (then, nothing is written but the shortfall's file, which this removes)."""
     with pipeline as p:
-        _ = (p
-             | "ReadSplit" >> tfxio.TFExampleRecord(patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
+        records = p | "ReadSplit" >> tfxio.TFExampleRecord(patterns, telemetry_descriptors=_TELEMETRY).RawRecordBeamSource()
+        if exclude:
+            records = records | "ExcludeCalibration" >> beam.Filter(_not_in, exclude)
+        _ = (records
              | "Sample" >> sample
              | "Write" >> write())
     shortfall_path = _shortfall_path(staging)
@@ -168,6 +207,10 @@ def _sample_split(pipeline: beam.Pipeline, patterns: list[str], sample: SampleEx
         shortfall = json.load(f)
     fileio.remove(shortfall_path)
     return shortfall
+
+
+def _not_in(record: bytes, excluded: frozenset[bytes]) -> bool:
+    return record not in excluded
 
 
 def _empty_split(split: str, examples_uri: str) -> ValueError:

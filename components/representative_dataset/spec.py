@@ -15,6 +15,7 @@ SEARCH_DATASET_KEY = properties.SEARCH_DATASET_KEY
 SPLIT_KEY = "split"
 NUM_EXAMPLES_KEY = "num_examples"
 NUM_SEARCH_EXAMPLES_KEY = "num_search_examples"
+SEARCH_SPLIT_KEY = "search_split"
 STRATEGY_KEY = "strategy"
 LABEL_KEY_KEY = "label_key"
 SEED_KEY = "seed"
@@ -29,6 +30,8 @@ class RepresentativeDatasetGenSpec(ComponentSpec):
         SPLIT_KEY: ExecutionParameter(type=str),
         NUM_EXAMPLES_KEY: ExecutionParameter(type=int),
         NUM_SEARCH_EXAMPLES_KEY: ExecutionParameter(type=int),
+        # Optional so that executions recorded before it existed keep their cache key and meaning.
+        SEARCH_SPLIT_KEY: ExecutionParameter(type=str, optional=True),
         STRATEGY_KEY: ExecutionParameter(type=str),
         LABEL_KEY_KEY: ExecutionParameter(type=str, optional=True),
         SEED_KEY: ExecutionParameter(type=int),

@@ -53,6 +53,10 @@ COARSE_INPUT_COUNT = "coarse_input_count"
 CANDIDATES_TRIED = "candidates_tried"
 CHOSEN_CONFIG = "chosen_config"
 SEARCH_DELTA = "search_delta"
+# With accuracy_search, a JSON object: the search sample (``dataset_uri``, ``split``), the search's ``metric``,
+# ``delta_type`` and ``max_delta``, and the float model's ``float_metric_value`` on that sample. The
+# QuantizationEvaluator reads it to keep the search's examples out of its gate and to compare the float metrics.
+SEARCH_SUMMARY = "search_summary"
 # 1 when the model was trained quantization-aware (fake-quant ops; quantization_mode is then "qat"), else 0.
 QAT = "qat"
 QAT_MODE = "qat"  # the quantization_mode of a model converted with its learned (QAT) ranges
@@ -76,6 +80,8 @@ FLOAT_LATENCY_P95_MS = "float_latency_p95_ms"
 QUANTIZED_LATENCY_P95_MS = "quantized_latency_p95_ms"
 # With a transform graph: how often the float model's serving signature agrees with it fed transformed features.
 SERVING_SIGNATURE_AGREEMENT = "serving_signature_agreement"
+# With a search_dataset of the evaluated split: how many of its examples the gate left out (the search's sample).
+SEARCH_EXCLUDED_EXAMPLES = "search_excluded_examples"
 METRICS_PATH = "metrics_path"
 # On the blessing: the sha256 of the model.tflite bytes the verdict was computed on; the pusher pushes only those.
 EVALUATED_SHA256 = "evaluated_sha256"

@@ -76,7 +76,28 @@ def test_the_search_sample_is_disjoint_from_the_calibration_sample(diabetes_run)
     output = diabetes_run["output"]
     calibration = set(read_examples(output("RepresentativeDatasetGen", "representative_dataset").uri))
     search = set(read_examples(output("RepresentativeDatasetGen", properties.SEARCH_DATASET_KEY).uri))
-    assert len(search) == 100 and not calibration & search
+    assert len(search) == 60 and not calibration & search
+
+
+def test_the_search_judges_on_eval_rows_and_the_gate_on_the_others(diabetes_run) -> None:
+    output = diabetes_run["output"]
+    search_dataset = output("RepresentativeDatasetGen", properties.SEARCH_DATASET_KEY)
+    assert search_dataset.custom_properties[properties.SPLIT].string_value == "eval"
+    quantized = output("Quantizer", "quantized_model")
+    summary = json.loads(quantized.custom_properties[properties.SEARCH_SUMMARY].string_value)
+    assert (summary["split"], summary["dataset_uri"], summary["metric"]) == ("eval", search_dataset.uri, "mae")
+    evaluation = output("QuantizationEvaluator", "evaluation")
+    with open(os.path.join(evaluation.uri, properties.METRICS_FILENAME)) as f:
+        metrics = json.load(f)
+    holdout = metrics["search_holdout"]
+    assert (holdout["uri"], holdout["split"], holdout["excluded_examples"]) == (search_dataset.uri, "eval", 60)
+    # Every eval example is in exactly one of the two: the search's sample or the gate's.
+    source = search_dataset.custom_properties[properties.SOURCE_NUM_EXAMPLES].int_value
+    assert metrics["overall"]["num_examples"] + holdout["excluded_examples"] == source
+    assert evaluation.custom_properties[properties.SEARCH_EXCLUDED_EXAMPLES].int_value == 60
+    # The float model's MAE on unseen rows: the search's and the gate's are of one population now.
+    print(f"float mae: search sample {summary['float_metric_value']:.2f}, gate "
+          f"{metrics['overall']['float']['mae']:.2f} on {metrics['overall']['num_examples']} examples")
 
 
 def test_the_search_is_off_unless_asked(tmp_path) -> None:

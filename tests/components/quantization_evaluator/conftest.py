@@ -18,7 +18,7 @@ from components.quantization_evaluator import executor
 from components.quantization_evaluator.spec import candidate_key
 from components.representative_dataset.storage import read_examples
 from components.shared.signature_inputs import InputSpec, dense_signature_specs
-from components.types import QuantizationEvaluation
+from components.types import QuantizationEvaluation, RepresentativeDataset
 
 
 def to_artifact(demo_run, proto: object) -> Artifact:
@@ -83,13 +83,15 @@ def run_evaluator(demo_quantized, tmp_path_factory) -> RunEvaluator:
     ``quantized_model`` may be a list of candidates, each wired to its own input key as the component does."""
 
     def run(name: str, *, model: Artifact | None = None, quantized_model: Artifact | list[Artifact] | None = None,
-            examples: Artifact | None = None, **params: object) -> EvaluatorRun:
+            examples: Artifact | None = None, search_dataset: Artifact | None = None,
+            **params: object) -> EvaluatorRun:
         quantized = quantized_model or demo_quantized.quantized_model
         candidates = quantized if isinstance(quantized, list) else [quantized]
         component = QuantizationEvaluator(
             model=types.Channel(type=standard_artifacts.Model),
             quantized_model=[types.Channel(type=standard_artifacts.Model) for _ in candidates],
             examples=types.Channel(type=standard_artifacts.Examples),
+            search_dataset=types.Channel(type=RepresentativeDataset) if search_dataset else None,
             **{"label_key": "species", **params},
         )
         root = tmp_path_factory.mktemp(name)
@@ -100,7 +102,8 @@ def run_evaluator(demo_quantized, tmp_path_factory) -> RunEvaluator:
         executor.Executor().Do(
             {executor.MODEL_KEY: [model or demo_quantized.model],
              **{candidate_key(i): [c] for i, c in enumerate(candidates)},
-             executor.EXAMPLES_KEY: [examples or demo_quantized.examples]},
+             executor.EXAMPLES_KEY: [examples or demo_quantized.examples],
+             **({executor.SEARCH_DATASET_KEY: [search_dataset]} if search_dataset else {})},
             {executor.EVALUATION_KEY: [evaluation], executor.BLESSING_KEY: [blessing]},
             dict(component.exec_properties),
         )

@@ -162,7 +162,8 @@ def test_search_sample_is_written_beside_and_disjoint(make_examples, tmp_path) -
     examples = make_examples({"train": [penguin_like_example(i, i % 3) for i in range(90)]})
     uri, search_uri = str(tmp_path / "calibration"), str(tmp_path / "search")
     config = SamplingConfig(num_examples=30, strategy=STRATIFIED, label_key="species", seed=1, num_search_examples=24)
-    manifest = executor.generate(_pipeline, examples, uri, config, "train", search_output_uri=search_uri)
+    manifest = executor.generate(_pipeline, examples, uri, config, "train", search_output_uri=search_uri,
+                                 search_split="train")
     search = storage.read_manifest(search_uri)
     assert _files(search_uri) == [storage.DATA_FILENAME, storage.MANIFEST_FILENAME]
     assert (manifest["search_dataset_uri"], search["calibration_dataset_uri"]) == (search_uri, uri)
@@ -183,7 +184,41 @@ def test_no_examples_left_for_the_search_sample_fails_and_writes_nothing(make_ex
     os.makedirs(search_uri)
     with pytest.raises(Exception, match="all taken by num_examples=10: none are left for num_search_examples=3"):
         executor.generate(_pipeline, examples, uri, SamplingConfig(num_examples=10, num_search_examples=3),
-                          "train", search_output_uri=search_uri)
+                          "train", search_output_uri=search_uri, search_split="train")
+    _assert_no_artifact(uri)
+    _assert_no_artifact(search_uri)
+
+
+def test_search_sample_comes_from_the_eval_split_by_default(make_examples, tmp_path) -> None:
+    train = [penguin_like_example(i, i % 3) for i in range(60)]
+    # Two eval records are copies of training records: the search sample never takes a calibration example.
+    evaluation = [penguin_like_example(1000 + i, i % 3) for i in range(40)] + train[:2]
+    examples = make_examples({"train": train, "eval": evaluation})
+    uri, search_uri = str(tmp_path / "calibration"), str(tmp_path / "search")
+    config = SamplingConfig(num_examples=60, strategy=STRATIFIED, label_key="species", seed=3, num_search_examples=21)
+    manifest = executor.generate(_pipeline, examples, uri, config, "train", search_output_uri=search_uri)
+    search = storage.read_manifest(search_uri)
+    calibration, searched = storage.read_examples(uri), storage.read_examples(search_uri)
+    assert (manifest["split"], search["split"]) == ("train", "eval")
+    assert (manifest["search_dataset_uri"], search["calibration_dataset_uri"]) == (search_uri, uri)
+    assert len(calibration) == 60 and set(calibration) == set(train)
+    assert len(searched) == 21 and set(searched) <= set(evaluation) - set(train)
+    assert search["source_num_examples"] == 40 and search["class_counts"] == {"0": 7, "1": 7, "2": 7}
+    # The search sample is the eval split sampled alone with the same seed, less the calibration copies.
+    alone = str(tmp_path / "alone")
+    executor.generate(_pipeline, make_examples({"train": evaluation[:40]}), alone,
+                      SamplingConfig(num_examples=21, strategy=STRATIFIED, label_key="species", seed=3), "train")
+    assert storage.read_examples(alone) == searched
+
+
+def test_a_missing_search_split_is_refused_naming_it(make_examples, tmp_path) -> None:
+    examples = make_examples({"train": [penguin_like_example(i, 0) for i in range(20)]})
+    uri, search_uri = str(tmp_path / "calibration"), str(tmp_path / "search")
+    os.makedirs(uri)
+    os.makedirs(search_uri)
+    with pytest.raises(ValueError, match="'validation'"):
+        executor.generate(_pipeline, examples, uri, SamplingConfig(num_examples=5, num_search_examples=3), "train",
+                          search_output_uri=search_uri, search_split="validation")
     _assert_no_artifact(uri)
     _assert_no_artifact(search_uri)
 
@@ -200,7 +235,7 @@ def test_executor_do_publishes_both_samples(make_examples, tmp_path) -> None:
         {executor.EXAMPLES_KEY: [examples]}, {key: [artifact] for key, artifact in outputs.items()},
         {executor.SPLIT_KEY: "train", executor.NUM_EXAMPLES_KEY: 10, executor.STRATEGY_KEY: "uniform",
          executor.LABEL_KEY_KEY: None, executor.SEED_KEY: 5, executor.ALLOW_EVAL_SPLIT_KEY: 0,
-         executor.NUM_SEARCH_EXAMPLES_KEY: 12},
+         executor.NUM_SEARCH_EXAMPLES_KEY: 12, executor.SEARCH_SPLIT_KEY: "train"},
     )
     calibration, search = outputs[executor.REPRESENTATIVE_DATASET_KEY], outputs[executor.SEARCH_DATASET_KEY]
     assert (calibration.get_int_custom_property("num_examples"), search.get_int_custom_property("num_examples")) == (
