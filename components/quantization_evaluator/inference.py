@@ -77,8 +77,8 @@ def tflite_runner(path: str, content: bytes, sha256: str) -> TFLiteRunner:
 
 @dataclass
 class ParsedBatch:
-    """A batch of examples decoded once: model inputs, labels (NaN when absent), slicing values, and per input
-    feature with a NaN/inf value the mask of those examples."""
+    """A batch of examples decoded once: model inputs (NaN / inf replaced by 0, see ``finite_model_inputs``), labels
+    (NaN when absent), slicing values, and per input feature with a NaN/inf value the mask of those examples."""
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray
@@ -86,6 +86,25 @@ class ParsedBatch:
     nonfinite_inputs: dict[str, np.ndarray]
     # The batch's bytes, kept only when the float model's serving signature is compared on them.
     serialized: list[bytes] | None = None
+
+
+def finite_model_inputs(inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The model inputs with every NaN / inf value replaced by 0, and per input the mask of the examples that held
+    one (``nonfinite_rows``, taken before the replacement).
+
+    Those examples are counted per feature and never scored (``RowCounts``), whatever their predictions; feeding
+    them zeros instead means neither model ever gets a NaN, which an int8 input cannot represent and a float model
+    may turn into an index (a cast before a lookup) that fails the whole batch. Inputs without a non-finite value
+    are returned as they are, without a copy.
+    """
+    rows = nonfinite_rows(inputs)
+    if not rows:
+        return inputs, rows
+    finite = dict(inputs)
+    for name in rows:
+        value = inputs[name]
+        finite[name] = np.where(np.isfinite(value), value, value.dtype.type(0))
+    return finite, rows
 
 
 def first_values(batch: pa.RecordBatch, feature: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -190,12 +209,13 @@ def parse_examples(serialized: Sequence[bytes], specs: Sequence[InputSpec], labe
         labels = extra[label_key].reshape(len(serialized), -1)[:, 0].astype(np.float64)
     else:
         labels = decode_labels(batch, label_key, source)
+    inputs, nonfinite = finite_model_inputs(inputs)
     return ParsedBatch(
         inputs=inputs,
         labels=labels,
         slice_values={key: transformed_slice_values(extra[key], key, source) if key in extra
                       else decode_slice_values(batch, key, source) for key in slicing_feature_keys},
-        nonfinite_inputs=nonfinite_rows(inputs),
+        nonfinite_inputs=nonfinite,
         serialized=list(serialized) if keep_serialized else None,
     )
 
@@ -297,10 +317,11 @@ class BatchParser:
             names = {spec.name for spec in self._specs}
             inputs = {name: value for name, value in outputs.items() if name in names}
             extra = {name: value for name, value in outputs.items() if name not in names}
+        inputs, nonfinite = finite_model_inputs(inputs)
         return ParsedBatch(inputs=inputs, labels=self._labels(columns, extra, n),
                            slice_values={key: self._slices(columns, extra, key, n)
                                          for key in self._slicing_feature_keys},
-                           nonfinite_inputs=nonfinite_rows(inputs))
+                           nonfinite_inputs=nonfinite)
 
     def _labels(self, columns: dict[str, _Ragged], extra: dict[str, np.ndarray], n: int) -> np.ndarray:
         if self._label_key in extra:

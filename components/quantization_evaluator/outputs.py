@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any
 
@@ -14,6 +13,7 @@ from tfx.types import Artifact
 from components.quantization_evaluator import report
 from components.quantization_evaluator.gate import GateResult
 from components.shared import properties, strict_json
+from components.shared.finite_properties import set_finite_float_property
 
 
 def write_evaluation_files(staging_dir: str, metrics: dict[str, Any]) -> None:
@@ -36,10 +36,11 @@ def set_properties(evaluation: Artifact, blessing: Artifact, metrics: dict[str, 
                    quantized_model: Artifact) -> None:
     """The numbers people gate on, as custom properties (MLMD, Vertex and KFP show them; the stock Pusher and
     ``LatestBlessedModelStrategy`` read ``blessed`` and ``current_model_id``, as TFX's Evaluator writes them).
-    ``quantized_model`` is the candidate ``selection`` chose; ``candidate_ids`` lists every one scored."""
+    ``quantized_model`` is the candidate ``selection`` chose; ``candidate_ids`` lists every one scored.
+
+    A number that is undefined (``None``, NaN: a delta or a metric with no example scored) is left unset: MLMD
+    cannot store NaN (``set_finite_float_property``), and the ``reason`` says why the verdict has no delta."""
     candidates = metrics.get("candidates") or [metrics["models"]["quantized"]]
-    delta = math.nan if verdict.delta is None else verdict.delta
-    delta_upper = math.nan if verdict.delta_upper is None else verdict.delta_upper
     blessing.set_int_custom_property(properties.BLESSED, int(verdict.blessed))
     blessing.set_string_custom_property(properties.CURRENT_MODEL_URI, quantized_model.uri)
     blessing.set_int_custom_property(properties.CURRENT_MODEL_ID, quantized_model.id)
@@ -49,11 +50,11 @@ def set_properties(evaluation: Artifact, blessing: Artifact, metrics: dict[str, 
         artifact.set_string_custom_property(properties.REASON, verdict.reason)
         artifact.set_string_custom_property(properties.SELECTION, metrics["selection"])
         artifact.set_string_custom_property(properties.CANDIDATE_IDS, json.dumps([c["id"] for c in candidates]))
-        artifact.set_float_custom_property(properties.DELTA, delta)
-        artifact.set_float_custom_property(properties.DELTA_UPPER, delta_upper)
+        set_finite_float_property(artifact, properties.DELTA, verdict.delta)
+        set_finite_float_property(artifact, properties.DELTA_UPPER, verdict.delta_upper)
         artifact.set_string_custom_property(properties.DELTA_BOUND, metrics["thresholds"]["delta_bound"])
-        artifact.set_float_custom_property(properties.CONFIDENCE, metrics["thresholds"]["confidence"])
-        artifact.set_float_custom_property(properties.THRESHOLD, verdict.threshold)
+        set_finite_float_property(artifact, properties.CONFIDENCE, metrics["thresholds"]["confidence"])
+        set_finite_float_property(artifact, properties.THRESHOLD, verdict.threshold)
         artifact.set_string_custom_property(properties.METRIC, metric)
         artifact.set_string_custom_property(properties.DELTA_TYPE, metrics["thresholds"]["delta_type"])
         artifact.set_string_custom_property(properties.EVALUATED_SHA256,
@@ -64,12 +65,10 @@ def set_properties(evaluation: Artifact, blessing: Artifact, metrics: dict[str, 
                         + [(properties.AGREEMENT, overall["agreement"]),
                         (properties.QUANTIZED_LATENCY_P95_MS, metrics["latency_ms"]["quantized"]["p95_ms"]),
                            (properties.FLOAT_LATENCY_P95_MS, metrics["latency_ms"]["float"]["p95_ms"])]):
-        evaluation.set_float_custom_property(name, math.nan if value is None else value)
+        set_finite_float_property(evaluation, name, value)
     serving = metrics.get("serving_signature_agreement")
     if serving is not None:
-        agreement = serving["agreement"]
-        evaluation.set_float_custom_property(properties.SERVING_SIGNATURE_AGREEMENT,
-                                             math.nan if agreement is None else agreement)
+        set_finite_float_property(evaluation, properties.SERVING_SIGNATURE_AGREEMENT, serving["agreement"])
     evaluation.set_int_custom_property(properties.BLESSED, int(verdict.blessed))
     evaluation.set_int_custom_property(properties.NUM_EXAMPLES, overall["num_examples"])
     if metrics["sizes"]["quantized_bytes"] is not None:

@@ -47,6 +47,7 @@ from components.quantizer.spec import (
 from components.representative_dataset.storage import read_examples, read_manifest
 from components.shared import properties
 from components.shared.fake_quant import fake_quant_ops
+from components.shared.finite_properties import set_finite_float_property
 from components.shared.model_runners import SavedModelRunner
 from components.shared.signature_inputs import (
     InputSpec,
@@ -282,7 +283,7 @@ def set_search_properties(artifact: Artifact, quantization_report: dict[str, Any
     chosen = next(c for c in search["candidates"] if c["trial"] == search["chosen_trial"])
     artifact.set_int_custom_property(properties.CANDIDATES_TRIED, len(search["candidates"]))
     artifact.set_string_custom_property(properties.CHOSEN_CONFIG, dumps(chosen["config"], sort_keys=True))
-    artifact.set_float_custom_property(properties.SEARCH_DELTA, chosen["delta"])
+    set_finite_float_property(artifact, properties.SEARCH_DELTA, chosen["delta"])
     artifact.set_string_custom_property(properties.SEARCH_SUMMARY, dumps(search_summary(search), sort_keys=True))
 
 

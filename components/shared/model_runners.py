@@ -26,6 +26,11 @@ class InputQuantizer:
     input). float32 throughout, as TFLite's own QUANTIZE op computes. A one-value array (a batch-1 latency call)
     takes a scalar path into a preallocated buffer: the whole-array path is five NumPy calls, about ten times the
     model's own kernel time on a small model.
+
+    NaN has no integer value: both paths give it the zero point (the real value 0) instead of letting it reach the
+    integer cast, where the scalar path raised NumPy's bare ``Error setting single item of array`` and the array
+    path gave an unspecified integer. Callers that must not score such rows mask them (``nonfinite_rows``); +/-inf
+    clip to the range's ends like any value out of range.
     """
 
     def __init__(self, scale: float, zero_point: int, dtype: np.dtype) -> None:
@@ -44,13 +49,17 @@ class InputQuantizer:
             out = self._single.get(x.shape)
             if out is None:
                 out = self._single[x.shape] = np.empty(x.shape, self._dtype)
-            out.flat[0] = min(max(value, self._min), self._max)
+            # NaN compares false both ways, so min/max would pass it through to the integer buffer.
+            out.flat[0] = self._zero_point if value != value else min(max(value, self._min), self._max)
             return out
         q = np.divide(x, self._scale, dtype=np.float32)
         np.rint(q, out=q)
         q += self._zero_point
         np.maximum(q, self._min, out=q)  # np.clip costs several times these two on small arrays
-        np.minimum(q, self._max, out=q)
+        np.minimum(q, self._max, out=q)  # both propagate NaN: it is replaced below, before the integer cast
+        nan = np.isnan(q)
+        if nan.any():
+            q[nan] = self._zero_point
         return q.astype(self._dtype)
 
 
