@@ -54,6 +54,7 @@ from components.shared.signature_inputs import (
     dense_signature_specs,
     examples_to_inputs,
     nonfinite_counts,
+    signature_source,
 )
 from components.shared.staged_output import staged_output
 from components.shared.strict_json import dumps, json_safe
@@ -172,7 +173,8 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
         float_tflite_bytes = os.path.getsize(local_float_model)
     quantization_report = report.build_report(
         content, options=options, signature_name=signature, saved_model_dir=saved_model_dir, inputs=inputs,
-        representative_dataset_uri=representative_dataset_uri, conversion_seconds=timings["conversion_seconds"])
+        representative_dataset_uri=representative_dataset_uri, conversion_seconds=timings["conversion_seconds"],
+        signature_source=signature_source(signature_name, signature))
     add_size_and_readiness(quantization_report, content, float_tflite_bytes, timings["float_tflite_seconds"])
     quantization_report.update(qat_report(fake_quant))
     quantization_report["transform_graph"] = (
@@ -260,7 +262,7 @@ def quantize_with_search(model_uri: str, representative_dataset_uri: str, search
     quantization_report = report.build_report(
         chosen.content, options=chosen.options, signature_name=signature, saved_model_dir=saved_model_dir,
         inputs=inputs, representative_dataset_uri=representative_dataset_uri,
-        conversion_seconds=chosen.conversion_seconds)
+        conversion_seconds=chosen.conversion_seconds, signature_source=signature_source(signature_name, signature))
     add_size_and_readiness(quantization_report, chosen.content, float_tflite_bytes, float_tflite_seconds)
     quantization_report["transform_graph"] = (
         {"uri": transform_graph_uri, "id": transform_graph_id} if transform_graph_uri else None)
@@ -329,6 +331,7 @@ def set_artifact_properties(artifact: Artifact, quantization_report: dict[str, A
         properties.QUANTIZATION_MODE: quantization_report["mode"],
         properties.ENGINE: quantization_report["engine"],
         properties.SIGNATURE_NAME: quantization_report["signature_name"],
+        properties.SIGNATURE_SOURCE: quantization_report.get("signature_source") or "",
         properties.IO_DTYPE: quantization_report["io_dtype"],
         properties.SHA256: quantization_report["sha256"],
         properties.REPORT_PATH: os.path.join(output_uri, properties.QUANTIZATION_REPORT_FILENAME),

@@ -355,9 +355,12 @@ def _dir_bytes(path: str) -> int:
 
 def build_report(content: bytes, *, options: QuantizationOptions, signature_name: str, saved_model_dir: str,
                  inputs: dict[str, np.ndarray] | None, representative_dataset_uri: str | None,
-                 conversion_seconds: float) -> dict[str, Any]:
-    """The ``quantization_report.json`` of a converted model (see README, "Quantizer")."""
+                 conversion_seconds: float, signature_source: str | None = None) -> dict[str, Any]:
+    """The ``quantization_report.json`` of a converted model (see README, "Quantizer"). ``signature_source`` says
+    where the converted function came from (``signature_inputs.signature_source``)."""
     io = io_summary(content)
+    batches = {entry["shape"][0] for entry in io["inputs"].values() if entry["shape"]}
+    fixed_batch = batches.pop() if len(batches) == 1 and min(batches) > 0 else None
     steps = input_steps(io, inputs)
     shared = shared_input_scales(io, inputs)
     int4 = int4_weights(content)
@@ -366,6 +369,10 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
         "mode": options.mode,
         "engine": options.engine,
         "signature_name": signature_name,
+        "signature_source": signature_source,
+        # Not None when the model was converted with a fixed batch (a recurrent layer's loop lowers to a fused op
+        # only so): it takes exactly that many examples per invoke.
+        "fixed_batch_size": fixed_batch,
         "io_dtype": options.io_dtype,
         "allow_float_fallback": options.allow_float_fallback,
         "denylisted_ops": list(options.denylisted_ops),

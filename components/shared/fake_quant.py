@@ -17,6 +17,8 @@ import collections
 from tensorflow.core.framework import attr_value_pb2, function_pb2
 from tensorflow.python.saved_model import loader_impl
 
+from components.shared.signature_inputs import KERAS_CALL, keras_call
+
 # The training-time quantization ops TFLite's converter recognises (lite.py's is_quantization_aware_trained_model),
 # V4 being what tf.quantization.quantize_and_dequantize_v2 emits in TF 2.16.
 FAKE_QUANT_OPS = frozenset({
@@ -44,13 +46,15 @@ def fake_quant_ops(saved_model_dir: str, signature_name: str) -> dict[str, int]:
       ValueError: the SavedModel has no such signature.
     """
     meta_graph = loader_impl.parse_saved_model(saved_model_dir).meta_graphs[0]
-    if signature_name not in meta_graph.signature_def:
+    if signature_name != KERAS_CALL and signature_name not in meta_graph.signature_def:
         raise ValueError(f"SavedModel {saved_model_dir} has no signature {signature_name!r}.")
     library: dict[str, function_pb2.FunctionDef] = {f.signature.name: f for f in meta_graph.graph_def.library.function}
     graph_nodes = {node.name: node for node in meta_graph.graph_def.node}
     counts: collections.Counter = collections.Counter()
     pending: list[str] = []
-    for info in meta_graph.signature_def[signature_name].outputs.values():
+    if signature_name == KERAS_CALL:
+        pending.append(keras_call(saved_model_dir).function_name)
+    for info in meta_graph.signature_def[signature_name].outputs.values() if signature_name != KERAS_CALL else ():
         node = graph_nodes.get(info.name.split(":")[0])
         if node is not None:
             pending.extend(name for attr in node.attr.values() for name in _called_functions(attr))

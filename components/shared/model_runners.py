@@ -13,7 +13,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tfx.dsl.io import fileio
 
-from components.shared.signature_inputs import InputSpec, dense_signature_specs
+from components.shared.signature_inputs import KERAS_CALL, InputSpec, dense_signature_specs, keras_call
 
 TFLITE_SIGNATURE = "serving_default"
 _QUANTIZED_DTYPES = (np.int8, np.uint8, np.int16)
@@ -123,6 +123,11 @@ class TFLiteRunner:
             self._quantizers = {name: InputQuantizer(*_per_tensor_params(d), d["dtype"])
                                 for name, d in self._input_details.items()
                                 if d["dtype"] in _QUANTIZED_DTYPES and _per_tensor_params(d)[0]}
+            # A model converted with a fixed batch (a recurrent layer's fused op, whose state is sized for it)
+            # cannot be resized: it is fed that many examples per invoke.
+            batches = {int(d["shape_signature"][0]) if len(d["shape_signature"]) else -1
+                       for d in self._input_details.values()}
+            self.fixed_batch_size = batches.pop() if len(batches) == 1 and min(batches) > 0 else None
         except Exception as e:  # the interpreter raises ValueError, RuntimeError or UnicodeDecodeError by damage
             raise ValueError(
                 f"cannot load TFLite model {model_path}: {e}; expected a TFLite flatbuffer with a "
@@ -187,8 +192,17 @@ class TFLiteRunner:
             self._interpreter.set_tensor(self._input_details[name]["index"], value)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs one batch (the interpreter is resized when its size changes); outputs by name, quantized/float ones
-        as float32."""
+        """Runs one batch (the interpreter is resized when its size changes; a fixed-batch model is invoked once per
+        ``fixed_batch_size`` examples); outputs by name, quantized/float ones as float32."""
+        size = self.fixed_batch_size
+        n = len(next(iter(inputs.values()))) if inputs else 0
+        if size is not None and n != size:
+            if n % size:
+                raise ValueError(f"{self.model_path} takes batches of exactly {size} example(s) (converted with a "
+                                 f"fixed batch); got {n}")
+            parts = [self.predict({name: value[i:i + size] for name, value in inputs.items()})
+                     for i in range(0, n, size)]
+            return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]} if parts else {}
         feed = self._feed(inputs)
         if self._single_signature:
             self._set_inputs(feed)
@@ -206,14 +220,62 @@ class TFLiteRunner:
         return outputs
 
 
+def _named_outputs(outputs: object) -> dict[str, tf.Tensor]:
+    """A Keras call's outputs by name: a dict as it is, one tensor as ``output_0``, a list as ``output_<i>`` (the
+    names TensorFlow gives a signature's unnamed outputs)."""
+    if isinstance(outputs, dict):
+        return dict(outputs)
+    if isinstance(outputs, list | tuple):
+        return {f"output_{i}": value for i, value in enumerate(outputs)}
+    return {"output_0": outputs}
+
+
+class ModelFunction:
+    """The function a (resolved) signature name stands for, on a loaded SavedModel: a signature, or, for
+    ``KERAS_CALL``, the model's restored Keras call with ``training=False`` over its inputs by name (see
+    ``signature_inputs.keras_call``). With ``batch_size`` its inputs have that fixed batch size (recurrent layers
+    convert to fused TFLite ops only so). ``concrete`` is what the TFLite converter converts; ``__call__`` runs it
+    on a dict of tensors by input name, so the float baseline runs exactly the function that was converted.
+    """
+
+    def __init__(self, model: tf.Module, saved_model_dir: str, signature_name: str,
+                 batch_size: int | None = None) -> None:
+        self.signature_name = signature_name
+        if signature_name == KERAS_CALL:
+            call = keras_call(saved_model_dir)
+            self.input_names = call.flat_names
+            flat = tf.nest.flatten(call.structure)
+
+            def run(*args: tf.Tensor) -> dict[str, tf.Tensor]:
+                return _named_outputs(model(tf.nest.pack_sequence_as(call.structure, list(args)), training=False))
+        else:
+            signature = model.signatures[signature_name]
+            self.input_names = sorted(signature.structured_input_signature[1])
+            if batch_size is None:
+                self.concrete = signature
+                return
+            flat = [signature.structured_input_signature[1][name] for name in self.input_names]
+
+            def run(*args: tf.Tensor) -> dict[str, tf.Tensor]:
+                return signature(**dict(zip(self.input_names, args, strict=True)))
+        input_signature = [tf.TensorSpec((batch_size, *spec.shape[1:]), spec.dtype, name=name)
+                           for spec, name in zip(flat, self.input_names, strict=True)]
+        self.concrete = tf.function(run, input_signature=input_signature).get_concrete_function()
+
+    def __call__(self, feed: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        if self.concrete.structured_input_signature[1]:  # a loaded signature takes its inputs by keyword only
+            return self.concrete(**{name: feed[name] for name in self.input_names})
+        return self.concrete(*[feed[name] for name in self.input_names])
+
+
 class SavedModelRunner:
     """Runs a SavedModel's dense-input signature on whole batches (the float reference for the TFLite model)."""
 
     def __init__(self, saved_model_dir: str, signature_name: str) -> None:
         self.signature_name, self._specs = dense_signature_specs(saved_model_dir, signature_name)
         self._model = tf.saved_model.load(saved_model_dir)  # kept alive: the signature holds weak refs to its vars
-        self._fn = self._model.signatures[self.signature_name]
-        self.output_names = sorted(self._fn.structured_outputs)
+        self._fn = ModelFunction(self._model, saved_model_dir, self.signature_name)
+        self.output_names = sorted(self._fn.concrete.structured_outputs)
 
     @property
     def input_specs(self) -> list[InputSpec]:
@@ -228,9 +290,9 @@ class SavedModelRunner:
         """A call that runs the signature alone on ``inputs`` already made tensors (it still pays TensorFlow's
         function dispatch, which is part of serving a SavedModel)."""
         feed = self._feed(inputs)
-        return lambda: self._fn(**feed)
+        return lambda: self._fn(feed)
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Runs one batch and returns the outputs by name (floating ones as float32, others keep their dtype)."""
-        outputs = {name: value.numpy() for name, value in self._fn(**self._feed(inputs)).items()}
+        outputs = {name: value.numpy() for name, value in self._fn(self._feed(inputs)).items()}
         return {name: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v for name, v in outputs.items()}

@@ -38,6 +38,9 @@ QUANTIZATION_REPORT_HTML_FILENAME = "quantization_report.html"  # beside the jso
 QUANTIZATION_MODE = "quantization_mode"
 ENGINE = "engine"
 SIGNATURE_NAME = "signature_name"
+# Where the converted function came from: 'named' (signature_name given), 'dense' (the one dense signature) or
+# 'derived' (the Keras call of a stock export, signature_name '__call__').
+SIGNATURE_SOURCE = "signature_source"
 IO_DTYPE = "io_dtype"
 SIZE_BYTES = "size_bytes"
 FLOAT_SIZE_BYTES = "float_size_bytes"

@@ -16,7 +16,8 @@ import pyarrow.compute as pc
 from tensorflow.core.framework import tensor_shape_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow.python.framework import dtypes
-from tensorflow.python.saved_model import loader_impl
+from tensorflow.python.framework.tensor import TensorSpec
+from tensorflow.python.saved_model import loader_impl, nested_structure_coder
 from tfx_bsl.coders import example_coder
 
 
@@ -68,15 +69,102 @@ def _describe(signature: meta_graph_pb2.SignatureDef) -> str:
     return f"{{{inputs}}}"
 
 
-def dense_signature_specs(saved_model_dir: str, signature_name: str | None) -> tuple[str, list[InputSpec]]:
-    """Resolves the dense-input signature of a SavedModel and returns its name and input specs (sorted by name).
+# The signature name the derived function travels under: the Keras model's own call (``training=False``) over its
+# inputs, found in a stock export whose only signature parses serialized tf.Examples (``keras_call_specs``).
+KERAS_CALL = "__call__"
+# Where the function the Quantizer converts and the evaluator scores came from (``signature_source``).
+NAMED, DENSE, DERIVED = "named", "dense", "derived"
 
-    Reads only the SavedModel proto (no graph is loaded). With ``signature_name=None`` the signature is the only one
-    whose inputs are all dense numeric tensors.
+
+@dataclass(frozen=True)
+class KerasCall:
+    """The restored Keras call of a SavedModel (``training=False``): its input structure (a dict of TensorSpecs by
+    feature name, one TensorSpec, or a list of them) and the same inputs as ``InputSpec`` (sorted by name)."""
+
+    structure: object
+    specs: list[InputSpec]
+    function_name: str  # the inference trace's name in the graph's function library
+
+    @property
+    def flat_names(self) -> list[str]:
+        """The input names in ``tf.nest.flatten(structure)`` order (a dict flattens by sorted key)."""
+        if isinstance(self.structure, dict):
+            return sorted(self.structure)
+        return [spec.name for spec in _flat_tensor_specs(self.structure)]
+
+
+def _flat_tensor_specs(structure: object) -> list:
+    if isinstance(structure, dict):
+        return [structure[key] for key in sorted(structure)]
+    if isinstance(structure, list | tuple):
+        return [spec for item in structure for spec in _flat_tensor_specs(item)]
+    return [structure]
+
+
+def keras_call(saved_model_dir: str) -> KerasCall:
+    """The restored Keras call of a SavedModel, read from its object graph (the proto only: nothing is run).
+
+    ``tf.saved_model.save(model)`` and ``model.save(..., save_format='tf')`` both keep a Keras model's ``__call__``
+    as concrete functions, one per ``training`` value; the one with ``training=False`` and no mask is taken.
+
+    Raises:
+      ValueError: no ``__call__`` on the SavedModel's root (not a Keras model), no inference trace, several traces
+        with different inputs, or inputs that are not dense numeric tensors. The message names what was looked at.
+    """
+    saved_model = loader_impl.parse_saved_model(saved_model_dir)
+    graph = saved_model.meta_graphs[0].object_graph_def
+    children = {child.local_name: child.node_id for child in graph.nodes[0].children} if graph.nodes else {}
+    if KERAS_CALL not in children or graph.nodes[children[KERAS_CALL]].WhichOneof("kind") != "function":
+        raise ValueError(f"SavedModel {saved_model_dir} has no Keras call (no restorable __call__ function on its "
+                         f"root object; root attributes: {sorted(children)[:12]})")
+    traces = []
+    for name in graph.nodes[children[KERAS_CALL]].function.concrete_functions:
+        args, kwargs = nested_structure_coder.decode_proto(graph.concrete_functions[name].canonicalized_input_signature)
+        inputs, rest = (args[0], args[1:]) if args else (None, ())
+        training = rest[0] if rest else kwargs.get("training")
+        mask = rest[1] if len(rest) > 1 else kwargs.get("mask")
+        if inputs is not None and training in (False, None) and mask is None:
+            traces.append((inputs, name))
+    distinct = {repr(t) for t, _ in traces}
+    if len(distinct) != 1:
+        raise ValueError(f"SavedModel {saved_model_dir}: its Keras call has {len(distinct)} inference traces "
+                         f"(training=False, no mask) with distinct inputs{': ' + '; '.join(sorted(distinct)) if distinct else ''}")
+    structure, function_name = traces[0]
+    flat = _flat_tensor_specs(structure)
+    names = sorted(structure) if isinstance(structure, dict) else [spec.name for spec in flat]
+    specs_by_name = dict(zip(names, [structure[n] for n in names] if isinstance(structure, dict) else flat,
+                             strict=True))
+    refused = [f"{n}: {spec!r}" for n, spec in specs_by_name.items()
+               if not isinstance(spec, TensorSpec) or spec.dtype.as_datatype_enum not in _DENSE_NUMERIC]
+    if refused or len(set(names)) != len(names):
+        raise ValueError(f"SavedModel {saved_model_dir}: the Keras call's inputs are not dense numeric tensors with "
+                         f"distinct names ({'; '.join(refused) or names})")
+    specs = [InputSpec(name=n, dtype=np.dtype(spec.dtype.as_numpy_dtype),
+                       shape=tuple(None if d is None else int(d) for d in spec.shape.as_list()))
+             for n, spec in sorted(specs_by_name.items())]
+    return KerasCall(structure=structure, specs=specs, function_name=function_name)
+
+
+def signature_source(requested: str | None, resolved: str) -> str:
+    """``named`` (``signature_name`` was given), ``dense`` (the one dense signature) or ``derived`` (the Keras
+    call of a stock export): where the function that is converted and scored came from."""
+    if resolved == KERAS_CALL:
+        return DERIVED
+    return NAMED if requested else DENSE
+
+
+def dense_signature_specs(saved_model_dir: str, signature_name: str | None) -> tuple[str, list[InputSpec]]:
+    """Resolves the function to convert and score of a SavedModel: its name and input specs (sorted by name).
+
+    Reads only the SavedModel proto (no graph is loaded). With ``signature_name=None`` it is the only signature
+    whose inputs are all dense numeric tensors; when there is none (a stock TFX export: ``serving_default`` parses
+    serialized tf.Examples), the Keras model's own call (``keras_call``), named ``KERAS_CALL``. ``KERAS_CALL`` may
+    also be asked for by name.
 
     Raises:
       ValueError: the signature is missing, takes a string/sparse input (e.g. serialized tf.Examples), or (when
-        ``signature_name`` is None) zero or several signatures qualify. The message lists every signature's inputs.
+        ``signature_name`` is None) several signatures qualify, or none does and no Keras call can be derived. The
+        message lists every signature's inputs, what was looked at, and the fixes.
     """
     saved_model = loader_impl.parse_saved_model(saved_model_dir)
     signatures = {
@@ -90,14 +178,27 @@ def dense_signature_specs(saved_model_dir: str, signature_name: str | None) -> t
         "(e.g. a tf.function with input_signature {feature: tf.TensorSpec([None, 1], tf.float32, name=feature)}), "
         "and pass its name as signature_name."
     )
+    if signature_name == KERAS_CALL:
+        return KERAS_CALL, keras_call(saved_model_dir).specs
     if signature_name is None:
         dense = [key for key, sig in signatures.items() if sig.inputs and all(map(_is_dense_numeric, sig.inputs.values()))]
-        if len(dense) != 1:
-            found = "no signature" if not dense else f"several signatures ({', '.join(sorted(dense))})"
+        if len(dense) > 1:
             raise ValueError(
-                f"SavedModel {saved_model_dir}: signature_name was not given and {found} take only dense numeric "
-                f"inputs. Signatures: {listing}. {guidance if not dense else 'Pass signature_name to pick one.'}"
+                f"SavedModel {saved_model_dir}: signature_name was not given and several signatures "
+                f"({', '.join(sorted(dense))}) take only dense numeric inputs. Signatures: {listing}. "
+                "Pass signature_name to pick one."
             )
+        if not dense:
+            try:
+                return KERAS_CALL, keras_call(saved_model_dir).specs
+            except ValueError as e:
+                raise ValueError(
+                    f"SavedModel {saved_model_dir}: signature_name was not given, no signature takes only dense "
+                    f"numeric inputs (signatures: {listing}), and the model's own call cannot be derived: {e}. "
+                    f"Either {guidance[0].lower()}{guidance[1:]} Or save the Keras model itself "
+                    "(tf.saved_model.save(model, ...) or model.save(..., save_format='tf'), as TFX's Trainer "
+                    "examples do), so that its call over the transformed (or raw) features is kept."
+                ) from e
         (signature_name,) = dense
     if signature_name not in signatures:
         raise ValueError(

@@ -35,8 +35,12 @@ def test_several_dense_signatures_need_a_name(tiny_models) -> None:
 
 
 def test_no_dense_signature_is_an_error_with_guidance(tiny_models) -> None:
-    with pytest.raises(ValueError, match=r"no signature take only dense numeric.*Export a signature"):
+    with pytest.raises(ValueError, match=r"no signature takes only dense numeric.*cannot be derived") as error:
         dense_signature_specs(tiny_models["string_only"], None)
+    # What was looked at (the signatures, the root's __call__) and the two fixes.
+    assert "has no Keras call (no restorable __call__ function on its root object" in str(error.value)
+    assert "export a signature that takes one dense numeric tensor per feature" in str(error.value)
+    assert "Or save the Keras model itself" in str(error.value)
 
 
 def test_a_string_input_signature_is_refused(tiny_models) -> None:
