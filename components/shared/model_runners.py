@@ -206,6 +206,11 @@ class TFLiteRunner:
         feed = self._feed(inputs)
         if self._single_signature:
             self._set_inputs(feed)
+            if self.fixed_batch_size is not None:
+                # A recurrent layer's fused op keeps its state in variable tensors from one invoke to the next
+                # (measured: every example after the first scored from the previous one's state); each batch is
+                # scored from the zero state, as the float model scores it.
+                self._interpreter.reset_all_variables()
             self._interpreter.invoke()
             raw = {name: self._interpreter.get_tensor(d["index"]) for name, d in self._output_details.items()}
         else:
