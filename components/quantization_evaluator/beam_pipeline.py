@@ -83,7 +83,8 @@ def run_beam_evaluation(pipeline: beam.Pipeline, plan: EvaluationPlan, config: E
                                               [c.output for c in plan.candidates],
                                               tflite_sha256s=[c.tflite_sha256 for c in plan.candidates],
                                               serving_signature=plan.serving_signature,
-                                              classification=task == CLASSIFICATION)
+                                              classification=task == CLASSIFICATION,
+                                              output_kind=config.output_kind)
                                     ).with_outputs(SERVING_TAG, main="predictions")
         )
         _ = (

@@ -18,7 +18,7 @@ from tfx.dsl.io import fileio
 from tfx.types import Artifact
 from tfx.utils import path_utils
 
-from components.quantization_evaluator.config import EvaluatorConfig
+from components.quantization_evaluator.config import LOGITS, EvaluatorConfig
 from components.quantization_evaluator.gate import CLASSIFICATION, REGRESSION
 from components.quantization_evaluator.inference import (
     SerializedExamplesRunner,
@@ -28,6 +28,7 @@ from components.quantization_evaluator.inference import (
     saved_model_runner,
     single_output,
     tflite_runner,
+    to_probabilities,
 )
 from components.shared import properties
 from components.shared.digests import bytes_sha256
@@ -218,7 +219,8 @@ _PROBABILITY_TOLERANCE = 1e-3
 
 def check_probabilities(scores: np.ndarray, what: str) -> None:
     """Refuses classifier outputs that are not probabilities: accuracy thresholds one column at 0.5 and AUC ranks
-    scores in [0, 1], so logits would be scored wrong without a word."""
+    scores in [0, 1], so logits would be scored wrong without a word. The fix it names first is the evaluator's
+    own ``output_kind='logits'``: a Trainer's export is rarely changed for the gate's sake."""
     finite = scores[np.isfinite(scores).all(axis=1)]
     if not finite.size:
         return
@@ -226,8 +228,26 @@ def check_probabilities(scores: np.ndarray, what: str) -> None:
     unnormalized = finite.shape[1] > 1 and bool(np.any(np.abs(finite.sum(axis=1) - 1) > _PROBABILITY_TOLERANCE))
     if outside.any() or unnormalized:
         raise fail(f"{what} does not look like probabilities (values in [{finite.min():.4g}, {finite.max():.4g}]"
-                   f"{', rows not summing to 1' if unnormalized else ''}): logits? Export sigmoid / softmax "
-                   "probabilities from the signature, or use a regression metric")
+                   f"{', rows not summing to 1' if unnormalized else ''}): logits? Then pass output_kind='logits' "
+                   "to the QuantizationEvaluator (sigmoid / softmax is applied to the float and the quantized "
+                   "models' outputs before scoring), or export sigmoid / softmax probabilities from the signature; "
+                   "for a regressor, use a regression metric")
+
+
+def warn_if_probabilities(scores: np.ndarray, what: str) -> None:
+    """Logs a warning when raw outputs declared as logits look like one column of probabilities.
+
+    The sigmoid of a value in [0, 1] is in [0.5, 0.73]: every example would be class 1 for both models, so
+    accuracy and agreement would say nothing while the gate passes. Only one column is at risk (a softmax keeps
+    each row's order, so the top class and a 2-column AUC are unchanged); and only a warning, because a weak
+    binary model can give logits in [0, 1] on the first records.
+    """
+    finite = scores[np.isfinite(scores).all(axis=1)]
+    if finite.shape[1] == 1 and finite.size > 1 and finite.min() >= 0.0 and finite.max() <= 1.0:
+        logging.warning("QuantizationEvaluator: output_kind='logits' but %s is in [%.4g, %.4g] on the first %d "
+                        "examples, like a sigmoid probability: its sigmoid makes every example class 1. If the "
+                        "signature already outputs probabilities, drop output_kind='logits'", what, finite.min(),
+                        finite.max(), len(finite))
 
 
 def check_inputs(model: Artifact, quantized_models: Sequence[Artifact], examples: Artifact,
@@ -284,7 +304,8 @@ def check_inputs(model: Artifact, quantized_models: Sequence[Artifact], examples
     else:
         parsed = parse_examples(records, specs, config.label_key, config.slicing_feature_keys, source)
     float_output = _pick_output(float_runner.output_names, f"float model's {signature_name!r} signature")
-    float_scores = single_output(float_runner.predict(parsed.inputs), float_output)
+    raw_scores = single_output(float_runner.predict(parsed.inputs), float_output)
+    float_scores = to_probabilities(raw_scores, config.output_kind)
     float_width = float_scores.shape[1]
     candidates = []
     for quantized_model, tflite_path, tflite_sha256, quant_runner in loaded:
@@ -299,7 +320,10 @@ def check_inputs(model: Artifact, quantized_models: Sequence[Artifact], examples
         raise fail(f"metric='auc' needs a binary classifier (1 or 2 outputs per example); the model gives "
                     f"{float_width}: use metric='accuracy'")
     if config.thresholds.info.task == CLASSIFICATION:
-        check_probabilities(float_scores, f"the float model's {signature_name!r} output {float_output!r}")
+        what = f"the float model's {signature_name!r} output {float_output!r}"
+        if config.output_kind == LOGITS:
+            warn_if_probabilities(raw_scores, what)
+        check_probabilities(float_scores, what)
     if config.thresholds.info.task == REGRESSION and float_width != 1:
         raise fail(f"metric={config.thresholds.metric!r} is a regression metric and needs one prediction per "
                     f"example; the model gives {float_width}: use metric='accuracy' or 'auc'")

@@ -10,7 +10,7 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 
 from components.quantization_evaluator import executor
-from components.quantization_evaluator.config import SMALLEST, EvaluatorConfig, gated_metrics
+from components.quantization_evaluator.config import PROBABILITIES, SMALLEST, EvaluatorConfig, gated_metrics
 from components.quantization_evaluator.gate import KERNEL, POINT, REFUSE, Thresholds
 from components.quantization_evaluator.spec import MAX_CANDIDATES, QuantizationEvaluatorSpec, candidate_key
 from components.types import QuantizationEvaluation
@@ -24,7 +24,8 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
     Quantizer's accuracy search: its examples are left out of the gate).
     Parameters: ``label_key``, ``split``, ``metric``, ``max_delta``, ``delta_type``, ``slicing_feature_keys``,
     ``min_slice_size``, ``max_slice_delta``, ``min_agreement``, ``max_model_bytes``, ``max_latency_ms``,
-    ``signature_name``, ``nonfinite_inputs``, ``delta_bound``, ``confidence``, ``min_examples`` (see ``__init__``).
+    ``signature_name``, ``nonfinite_inputs``, ``delta_bound``, ``confidence``, ``min_examples``, ``selection``,
+    ``output_kind`` (see ``__init__``).
 
     Outputs:
       ``evaluation`` (``components.QuantizationEvaluation``): files ``metrics.json`` (strict JSON, written last)
@@ -69,6 +70,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         min_examples: int = 30,
         selection: str = SMALLEST,
         search_dataset: types.BaseChannel | None = None,
+        output_kind: str = PROBABILITIES,
     ) -> None:
         """Builds the component; bad parameter values fail here, before any pipeline runs.
 
@@ -113,6 +115,11 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
             gate judges on examples the search did not see; a quantized model searched on ``split`` is refused
             without it. The report warns when the float model's metric there and on the gate's examples differ by
             more than the search's ``max_delta``.
+          output_kind: what a classifier's single output holds: ``'probabilities'`` (sigmoid / softmax outputs,
+            scored as they are; outputs that look like logits are refused) or ``'logits'`` (e.g. a final
+            ``Dense(1)`` trained with ``from_logits=True``): sigmoid (one column) or softmax (several) is applied
+            to the float model's and every candidate's outputs before any metric, agreement or confusion. Refused
+            with a regression metric.
         """
         channels = [quantized_model] if isinstance(quantized_model, types.BaseChannel) else list(quantized_model)
         if not 1 <= len(channels) <= MAX_CANDIDATES:
@@ -122,6 +129,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
         EvaluatorConfig(
             label_key=label_key, split=split, slicing_feature_keys=tuple(slicing_feature_keys),
             signature_name=signature_name, nonfinite_inputs=nonfinite_inputs, selection=selection,
+            output_kind=output_kind,
             thresholds=Thresholds(metric=metric, max_delta=max_delta, delta_type=delta_type,
                                   min_slice_size=min_slice_size, max_slice_delta=max_slice_delta,
                                   min_agreement=min_agreement, max_model_bytes=max_model_bytes,
@@ -154,6 +162,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
             confidence=float(confidence),
             min_examples=min_examples,
             selection=selection,
+            output_kind=output_kind,
             evaluation=types.Channel(type=QuantizationEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         )

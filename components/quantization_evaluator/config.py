@@ -8,7 +8,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.quantization_evaluator.gate import KERNEL, NONFINITE_INPUT_POLICIES, POINT, REFUSE, Thresholds
+from components.quantization_evaluator.gate import (
+    KERNEL,
+    NONFINITE_INPUT_POLICIES,
+    POINT,
+    REFUSE,
+    REGRESSION,
+    Thresholds,
+)
 from components.quantization_evaluator.spec import (
     CONFIDENCE_KEY,
     DELTA_BOUND_KEY,
@@ -25,6 +32,7 @@ from components.quantization_evaluator.spec import (
     MIN_EXAMPLES_KEY,
     MIN_SLICE_SIZE_KEY,
     NONFINITE_INPUTS_KEY,
+    OUTPUT_KIND_KEY,
     SELECTION_KEY,
     SIGNATURE_NAME_KEY,
     SLICING_FEATURE_KEYS_KEY,
@@ -34,6 +42,11 @@ from components.quantization_evaluator.spec import (
 # How the blessed candidate is picked among those passing every threshold.
 SMALLEST, FASTEST = "smallest", "fastest"
 SELECTIONS = (SMALLEST, FASTEST)
+# What a classifier's single output holds. Accuracy thresholds a single column at 0.5 and AUC buckets scores in
+# [0, 1], so logits are turned into probabilities (sigmoid for one column, softmax for several) for both models
+# before any metric; 'probabilities' scores the output as it is.
+PROBABILITIES, LOGITS = "probabilities", "logits"
+OUTPUT_KINDS = (PROBABILITIES, LOGITS)
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,7 @@ class EvaluatorConfig:
     signature_name: str | None = None
     nonfinite_inputs: str = REFUSE
     selection: str = SMALLEST
+    output_kind: str = PROBABILITIES
 
     def validate(self) -> EvaluatorConfig:
         """Raises ``ValueError`` naming the parameter and the fix; returns ``self``."""
@@ -67,6 +81,16 @@ class EvaluatorConfig:
         if self.selection not in SELECTIONS:
             raise ValueError(f"QuantizationEvaluator: selection must be one of {SELECTIONS} (the smallest or the "
                              f"fastest candidate passing every threshold), got {self.selection!r}")
+        if self.output_kind not in OUTPUT_KINDS:
+            raise ValueError(f"QuantizationEvaluator: output_kind must be one of {OUTPUT_KINDS} (what the model's "
+                             "single output holds: probabilities are scored as they are, logits go through sigmoid / "
+                             f"softmax first), got {self.output_kind!r}")
+        if self.output_kind == LOGITS and self.thresholds.info.task == REGRESSION:
+            # A regressor's output is the prediction itself: squashing it through a sigmoid would gate on
+            # something the model never predicts.
+            raise ValueError(f"QuantizationEvaluator: output_kind='logits' is for classifiers, but metric="
+                             f"{self.thresholds.metric!r} is a regression metric, whose predictions are scored as "
+                             "they are; drop output_kind or gate on 'accuracy' / 'auc'")
         return self
 
 
@@ -108,6 +132,7 @@ def config_from_exec_properties(exec_properties: dict[str, Any]) -> EvaluatorCon
         signature_name=exec_properties.get(SIGNATURE_NAME_KEY) or None,
         nonfinite_inputs=exec_properties[NONFINITE_INPUTS_KEY],
         selection=exec_properties.get(SELECTION_KEY) or SMALLEST,
+        output_kind=exec_properties.get(OUTPUT_KIND_KEY) or PROBABILITIES,
         thresholds=Thresholds(
             metric=exec_properties[METRIC_KEY],
             max_delta=float(exec_properties[MAX_DELTA_KEY]),

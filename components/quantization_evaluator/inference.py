@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import tensorflow as tf
 from tfx.dsl.io import fileio
 
+from components.quantization_evaluator.config import LOGITS, PROBABILITIES
 from components.quantization_evaluator.gate import KERNEL
 from components.quantization_evaluator.metrics import PredictionBatch, top1_classes
 from components.shared.digests import bytes_sha256
@@ -383,6 +384,34 @@ def single_output(outputs: dict[str, np.ndarray], output_name: str) -> np.ndarra
     return value.reshape(len(value), -1).astype(np.float32, copy=False)
 
 
+def to_probabilities(scores: np.ndarray, output_kind: str) -> np.ndarray:
+    """A classifier's ``[n, k]`` scores as probabilities: unchanged for ``'probabilities'``; for ``'logits'`` the
+    sigmoid of a single column or the softmax of several, computed in float64 and returned as float32 like every
+    prediction.
+
+    Numerically stable: the sigmoid only ever takes ``exp`` of ``-|x|`` and the softmax subtracts each row's max,
+    so a logit of +-1e4 gives 0 / 1, not an overflow. A row holding a NaN or an inf stays NaN in every column:
+    ``sigmoid(inf)`` is a finite 1.0, and the gate must still count a non-finite logit as a non-finite prediction
+    (``nonfinite``), as it does for a non-finite probability.
+    """
+    if output_kind == PROBABILITIES:
+        return scores
+    if output_kind != LOGITS:
+        raise ValueError(f"QuantizationEvaluator: unknown output_kind {output_kind!r}; use {PROBABILITIES!r} or "
+                         f"{LOGITS!r}")
+    logits = scores.astype(np.float64)
+    finite = np.isfinite(logits).all(axis=1)
+    safe = np.where(finite[:, None], logits, 0.0)  # no warning from exp / max on the rows set to NaN below
+    if safe.shape[1] == 1:
+        small = np.exp(-np.abs(safe))  # in (0, 1]: never overflows
+        probabilities = np.where(safe >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
+    else:
+        shifted = np.exp(safe - safe.max(axis=1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    probabilities[~finite] = np.nan
+    return probabilities.astype(np.float32)
+
+
 @dataclass(frozen=True)
 class ParserSpec:
     """What a worker needs to build its ``BatchParser``: picklable, the transform graph loaded on the worker."""
@@ -411,13 +440,20 @@ class ScoreDoFn(beam.DoFn):
     ``model.tflite`` whose bytes changed since the driver hashed them: the blessing names the bytes that were scored.
     With ``serving_signature`` the float model's serving path also runs on each batch and ``serving_agreement``'s
     counts go to the ``SERVING_TAG`` output.
+
+    This is where predictions enter the metrics: with ``output_kind='logits'`` every model's output (the float
+    model's, its serving path's, each candidate's after the runner dequantizes it) goes through
+    ``to_probabilities`` here, so every metric, agreement, confusion matrix and bound downstream sees
+    probabilities. Latency is measured elsewhere, on the models alone.
     """
 
     def __init__(self, parser: ParserSpec, saved_model_dir: str, signature_name: str, tflite_paths: Sequence[str],
                  float_output: str, quant_outputs: Sequence[str], log_every_s: float = 10.0,
                  tflite_sha256s: Sequence[str] | None = None,
-                 serving_signature: str | None = None, classification: bool = True) -> None:
+                 serving_signature: str | None = None, classification: bool = True,
+                 output_kind: str = PROBABILITIES) -> None:
         self._parser_spec = parser
+        self._output_kind = output_kind
         self._serving_signature = serving_signature
         self._classification = classification
         self._saved_model_dir = saved_model_dir
@@ -456,9 +492,11 @@ class ScoreDoFn(beam.DoFn):
 
     def process(self, serialized: list[bytes]) -> Iterator[tuple[int, PredictionBatch] | beam.pvalue.TaggedOutput]:
         batch = self._parser(serialized, keep_serialized=self._serving_runner is not None)
-        float_pred = single_output(self._float_runner.predict(batch.inputs), self._float_output)
+        float_pred = to_probabilities(single_output(self._float_runner.predict(batch.inputs), self._float_output),
+                                      self._output_kind)
         if self._serving_runner is not None and batch.serialized is not None:
-            serving = self._serving_runner.predict(batch.serialized)
+            # The serving path outputs what the dense signature does (logits too): compared as probabilities.
+            serving = to_probabilities(self._serving_runner.predict(batch.serialized), self._output_kind)
             yield beam.pvalue.TaggedOutput(SERVING_TAG, serving_agreement(serving, float_pred, self._classification))
         n = len(batch.labels)
         self._examples.inc(n)
@@ -470,7 +508,7 @@ class ScoreDoFn(beam.DoFn):
             self._last_log = now
             self._log_progress(now)
         for i, (runner, output) in enumerate(zip(self._quant_runners, self._quant_outputs, strict=True)):
-            quant_pred = single_output(runner.predict(batch.inputs), output)
+            quant_pred = to_probabilities(single_output(runner.predict(batch.inputs), output), self._output_kind)
             yield i, PredictionBatch(batch.labels, float_pred, quant_pred, batch.slice_values,
                                      batch.nonfinite_inputs)
 

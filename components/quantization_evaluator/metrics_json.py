@@ -140,7 +140,10 @@ def _candidate(results: dict[SliceKey, dict[str, Any]], candidate: CandidatePlan
                              f"the gate's {overall['num_examples']} examples of split {config.split!r}")
     if fit:
         verdict = dataclasses.replace(verdict, warnings=[*verdict.warnings, fit])
+    # output_kind beside each model's output: what its raw output held, and so whether the scores in this file
+    # went through sigmoid / softmax ('logits') or are the output as it is ('probabilities').
     model = {"id": artifact.id, "uri": artifact.uri, "path": candidate.tflite_path, "output": candidate.output,
+             "output_kind": config.output_kind,
              "quantization_mode": artifact.get_string_custom_property(properties.QUANTIZATION_MODE) or None,
              "sha256": artifact.get_string_custom_property(properties.SHA256) or None,
              "evaluated_sha256": candidate.tflite_sha256, "quantization_report": quantization_report}
@@ -202,7 +205,7 @@ def build_metrics(results: list[dict[SliceKey, dict[str, Any]]], config: Evaluat
         "slicing_feature_keys": list(config.slicing_feature_keys),
         "models": {
             "float": {"id": model.id, "uri": model.uri, "signature_name": plan.signature_name,
-                      "output": plan.float_output},
+                      "output": plan.float_output, "output_kind": config.output_kind},
             "quantized": section["model"],
         },
         "run": {"pipeline_name": None, "run_id": None, **(run or {})},

@@ -344,6 +344,14 @@ def _search_holdout_text(holdout: dict[str, Any] | None) -> str:
             'chose its candidate on them).</p>')
 
 
+def _output_kind_text(models: dict[str, Any]) -> str:
+    """Says when the scores are not the models' raw outputs (absent from metrics.json before output_kind)."""
+    if models.get("float", {}).get("output_kind") != "logits":
+        return ""
+    return (" Outputs are logits (<code>output_kind='logits'</code>): sigmoid (one column) or softmax (several) was "
+            "applied to both models' outputs before every metric.")
+
+
 def render_html(metrics: dict[str, Any]) -> str:
     """The report page for a ``metrics.json`` dict; it names the verdict in its title and first heading."""
     metric, verdict, thresholds = metrics["metric"], metrics["verdict"], metrics["thresholds"]
@@ -393,7 +401,7 @@ against the float model, positive = the quantized model is worse), judged on {co
 <p class="meta">Pipeline <code>{_fmt(run.get('pipeline_name'))}</code>, run <code>{_fmt(run.get('run_id'))}</code>;
 split <code>{html.escape(metrics['split'])}</code> ({metrics['overall']['num_examples']} scored examples), label
 <code>{html.escape(metrics['label_key'])}</code>; float model <code>{_fmt(models['float'].get('uri'))}</code>;
-quantized model sha256 <code>{_fmt(chosen.get('evaluated_sha256'))}</code>.</p>
+quantized model sha256 <code>{_fmt(chosen.get('evaluated_sha256'))}</code>.{_output_kind_text(models)}</p>
 {selection}
 <h2>Size, latency, {html.escape(metric)}</h2>
 {_size_chart(metrics, cands)}{_latency_chart(metrics, cands)}{_delta_chart(metrics, cands)}

@@ -36,6 +36,9 @@ DELTA_BOUND_KEY = "delta_bound"
 CONFIDENCE_KEY = "confidence"
 MIN_EXAMPLES_KEY = "min_examples"
 SELECTION_KEY = properties.SELECTION
+# What the single output holds: 'probabilities' or 'logits' (sigmoid / softmax applied to both models before scoring).
+# Optional so an execution recorded before it existed keeps its meaning (probabilities).
+OUTPUT_KIND_KEY = "output_kind"
 # Further candidates, each its own optional channel (Kubeflow v2 compiles one channel per input key, no union):
 # quantized_model_1 ... quantized_model_{MAX_CANDIDATES - 1}, beside quantized_model.
 MAX_CANDIDATES = 6
@@ -69,6 +72,7 @@ class QuantizationEvaluatorSpec(ComponentSpec):
         CONFIDENCE_KEY: ExecutionParameter(type=float, optional=True),
         MIN_EXAMPLES_KEY: ExecutionParameter(type=int, optional=True),
         SELECTION_KEY: ExecutionParameter(type=str, optional=True),
+        OUTPUT_KIND_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),

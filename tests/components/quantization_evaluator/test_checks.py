@@ -142,7 +142,7 @@ def test_config_validation(config: EvaluatorConfig, message: str) -> None:
 ])
 def test_classifier_outputs_that_are_not_probabilities_are_refused(scores: np.ndarray) -> None:
     with pytest.raises(ValueError, match=r"QuantizationEvaluator: the model's output does not look like probabilities "
-                                         r".*Export sigmoid / softmax probabilities"):
+                                         r".*logits\? Then pass output_kind='logits' to the QuantizationEvaluator"):
         check_probabilities(scores, "the model's output")
 
 
