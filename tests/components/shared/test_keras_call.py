@@ -130,3 +130,20 @@ def test_a_model_saved_without_its_keras_call_is_refused_naming_both_fixes(tmp_p
     assert "serving_default {examples: string[None]}" in message and "has no Keras call" in message
     assert "Or save the Keras model itself" in message
     assert os.path.isdir(path)
+
+
+def test_int16x8_on_a_recurrent_model_is_refused_naming_the_modes_that_convert(tmp_path) -> None:
+    from components.quantizer import tflite_engine
+    from components.quantizer.options import resolve_options
+
+    tokens = keras.Input(shape=(6,), dtype=tf.int64, name="tokens_xf")
+    hidden = keras.layers.LSTM(3)(keras.layers.Embedding(20, 3)(tokens))
+    model = keras.Model(inputs={"tokens_xf": tokens}, outputs=keras.layers.Dense(1)(hidden))
+    path = _save(model, str(tmp_path / "lstm"), {"tokens_xf": tf.io.FixedLenFeature([6], tf.int64)}, False)
+    calibration = {"tokens_xf": RNG.integers(0, 20, size=(8, 6))}
+    with pytest.raises(ValueError, match="without a quantized int16x8 kernel, left in float: "
+                                         "UNIDIRECTIONAL_SEQUENCE_LSTM") as error:
+        tflite_engine.convert(path, KERAS_CALL, resolve_options("int16x8"), calibration)
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM converts in int8, dynamic_range" in str(error.value)
+    content = tflite_engine.convert(path, KERAS_CALL, resolve_options("int8"), calibration)
+    assert TFLiteRunner("lstm int8", content=content).fixed_batch_size == 1
