@@ -1,5 +1,5 @@
-"""The pipelines quantgate ships, by name (``penguin``, ``taxi``, ``diabetes``, ``digits-qat``): factory, data
-writer, defaults.
+"""The pipelines quantgate ships, by name (``penguin``, ``taxi``, ``diabetes``, ``digits-qat``, and TFX's own
+``tfx-imdb`` and ``tfx-taxi``): factory, data writer, defaults.
 
 Plain data, no TensorFlow or TFX import: the factory and the data writer are import paths, resolved when a run or a
 compile needs them, so ``python -m pipelines --help`` and ``kubeflow/runner.py --help`` stay fast.
@@ -74,6 +74,25 @@ PIPELINES: dict[str, PipelineKind] = {
         home="out/digits-qat",
         trainer_run_fn="pipelines.models.digits.digits_trainer.run_fn",
         pushes=False,
+    ),
+    # TFX's own examples, their Transform and Trainer code unchanged (pipelines/tfx_examples.py).
+    "tfx-imdb": PipelineKind(
+        name="tfx-imdb",
+        factory_path="pipelines.tfx_examples:create_tfx_imdb_pipeline",
+        data_writer_path="pipelines.tfx_examples:write_imdb_csv",
+        pipeline_name="tfx-imdb-quantgate",
+        home="out/tfx-imdb",
+        trainer_run_fn="tfx.examples.imdb.imdb_utils_native_keras.run_fn",
+        transform_preprocessing_fn="tfx.examples.imdb.imdb_utils_native_keras.preprocessing_fn",
+    ),
+    "tfx-taxi": PipelineKind(
+        name="tfx-taxi",
+        factory_path="pipelines.tfx_examples:create_tfx_taxi_pipeline",
+        data_writer_path="pipelines.tfx_examples:write_taxi_example_csv",
+        pipeline_name="tfx-taxi-quantgate",
+        home="out/tfx-taxi",
+        trainer_run_fn="tfx.examples.chicago_taxi_pipeline.taxi_utils_native_keras.run_fn",
+        transform_preprocessing_fn="tfx.examples.chicago_taxi_pipeline.taxi_utils_native_keras.preprocessing_fn",
     ),
 }
 DEFAULT_PIPELINE = "penguin"

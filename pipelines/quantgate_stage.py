@@ -49,11 +49,16 @@ class QuantizationKnobs:
     nonfinite_inputs: str
     candidate_modes: tuple[str, ...]
     selection: str
+    # 'logits' when the model's classifier output is logits (TFX's IMDB example): the QuantizationEvaluator
+    # applies sigmoid / softmax to both models' outputs.
+    output_kind: str = "probabilities"
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> QuantizationKnobs:
-        """The knobs among a factory's arguments (``locals()``): ``quantization_mode`` -> ``mode``, and so on."""
-        return cls(**{f.name: arguments[KNOB_PREFIX + f.name] for f in dataclasses.fields(cls)})
+        """The knobs among a factory's arguments (``locals()``): ``quantization_mode`` -> ``mode``, and so on; a
+        knob with a default that the factory does not take keeps its default."""
+        return cls(**{f.name: arguments[KNOB_PREFIX + f.name] for f in dataclasses.fields(cls)
+                      if KNOB_PREFIX + f.name in arguments or f.default is dataclasses.MISSING})
 
 
 def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, float_blessing: types.BaseChannel,
@@ -114,6 +119,7 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         signature_name=knobs.signature,
         nonfinite_inputs=knobs.nonfinite_inputs,
         selection=knobs.selection,
+        output_kind=knobs.output_kind,
     )
     pusher = QuantizedModelPusher(
         model=candidates[0] if len(candidates) == 1 else candidates,

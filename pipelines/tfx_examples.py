@@ -63,7 +63,10 @@ IMDB = TfxExample(
     eval_hash_buckets=1, infer_feature_shape=True, float_eval_label_key="label", float_eval_preprocessing=(),
     # the example's own float gate: its model is trained on 100 reviews in the wheel
     float_accuracy_threshold=0.01,
-    knobs=_knobs(metric="auc", max_delta=0.05),
+    # Its model ends in Dense(1) with no activation, trained with from_logits=True. dynamic_range (int8 weights,
+    # float activations) stands beside full int8: on this few-step model the int8 LSTM's output collapses to one
+    # value (measured), and the gate then picks the candidate that passes.
+    knobs=_knobs(metric="auc", max_delta=0.05, output_kind="logits", candidate_modes=("dynamic_range",)),
 )
 TAXI = TfxExample(
     name="taxi", module="tfx.examples.chicago_taxi_pipeline.taxi_utils_native_keras",
@@ -107,13 +110,17 @@ def create_tfx_example_pipeline(
     eval_steps: int = 10,
     calibration_num_examples: int = 100,
     knobs: QuantizationKnobs | None = None,
+    trainer_run_fn: str | None = None,
+    transform_preprocessing_fn: str | None = None,
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
     push_destination: str | None = None,
 ) -> tfx.dsl.Pipeline:
     """The TFX example pipeline ``example`` (``'imdb'``, ``'taxi'`` or a ``TfxExample``) with quantgate after its
-    Trainer. ``knobs`` replaces the example's quantization settings (``dataclasses.replace(IMDB.knobs, ...)``)."""
+    Trainer. ``knobs`` replaces the example's quantization settings (``dataclasses.replace(IMDB.knobs, ...)``);
+    ``trainer_run_fn`` / ``transform_preprocessing_fn`` default to the example's own (the Kubeflow runner passes the
+    same paths)."""
     example = EXAMPLES[example] if isinstance(example, str) else example
     knobs = knobs or example.knobs
     example_gen = tfx.components.CsvExampleGen(
@@ -126,9 +133,9 @@ def create_tfx_example_pipeline(
                                           infer_feature_shape=example.infer_feature_shape)
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=f"{example.module}.preprocessing_fn")
+        preprocessing_fn=transform_preprocessing_fn or f"{example.module}.preprocessing_fn")
     trainer = tfx.components.Trainer(
-        run_fn=f"{example.module}.run_fn",
+        run_fn=trainer_run_fn or f"{example.module}.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -167,3 +174,13 @@ def create_tfx_example_pipeline(
         beam_pipeline_args=beam_pipeline_args or [],
     )
 
+
+
+def create_tfx_imdb_pipeline(pipeline_name: str, pipeline_root: str, data_root: str, **kwargs: object) -> tfx.dsl.Pipeline:
+    """TFX's IMDB example (Transform vocabulary -> Embedding -> BiLSTM -> a logit) with quantgate after it."""
+    return create_tfx_example_pipeline(IMDB, pipeline_name, pipeline_root, data_root, **kwargs)
+
+
+def create_tfx_taxi_pipeline(pipeline_name: str, pipeline_root: str, data_root: str, **kwargs: object) -> tfx.dsl.Pipeline:
+    """TFX's Chicago taxi example (wide & deep over CategoryEncoding one-hots, a sigmoid) with quantgate after it."""
+    return create_tfx_example_pipeline(TAXI, pipeline_name, pipeline_root, data_root, **kwargs)

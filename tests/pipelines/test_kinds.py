@@ -23,7 +23,7 @@ def test_each_kind_builds_its_pipeline_with_what_the_local_runner_passes(name: s
                             metadata_connection_config=None, enable_cache=True,
                             **({"push_destination": paths.serving_model_dir} if kind.pushes else {}))
     ids = {c.id for c in pipeline.components}
-    assert ("Transform" in ids) == (name == "taxi")
+    assert ("Transform" in ids) == (kind.transform_preprocessing_fn is not None)
     assert ("QuantizedModelPusher" in ids) == kind.pushes
     assert pipeline.pipeline_info.pipeline_name == kind.pipeline_name
 
