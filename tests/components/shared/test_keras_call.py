@@ -147,3 +147,4 @@ def test_int16x8_on_a_recurrent_model_is_refused_naming_the_modes_that_convert(t
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM converts in int8, dynamic_range" in str(error.value)
     content = tflite_engine.convert(path, KERAS_CALL, resolve_options("int8"), calibration)
     assert TFLiteRunner("lstm int8", content=content).fixed_batch_size == 1
+

@@ -308,3 +308,29 @@ def test_fallback_learns_the_raw_features_from_real_records(transform_graph: str
     with pytest.raises(ValueError, match=r"Examples 1 split train: .* fails on .*'image'.*ExampleGen"):
         TransformedInputs(image_transform_graph, [IMAGE_SPEC], source="Examples 1 split train")(
             [_serialize_image_row(r) for r in images])
+
+
+def test_a_derived_function_whose_inputs_the_transform_does_not_make_is_refused(image_transform_graph,
+                                                                                 tmp_path) -> None:
+    import tf_keras as keras
+
+    from components.quantizer.executor import quantize
+    from components.quantizer.options import resolve_options
+
+    pixels = keras.Input(shape=(6, 6, 1), name="pixels_xf")
+    model = keras.Model(inputs={"pixels_xf": pixels}, outputs=keras.layers.Dense(3)(keras.layers.Flatten()(pixels)))
+    spec = {"pixels_xf": tf.io.FixedLenFeature([6, 6, 1], tf.float32)}
+    serve = tf.function(lambda serialized: {"outputs": model(tf.io.parse_example(serialized, spec))},
+                        input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    # Saved as a TFX Trainer saves it: only a serialized tf.Example signature, so the Keras call is derived.
+    tf.saved_model.save(model, str(tmp_path / "model" / "Format-Serving"),
+                        signatures={"serving_default": serve.get_concrete_function()})
+    output = tmp_path / "quantized"
+    output.mkdir()
+    with pytest.raises(ValueError) as error:
+        quantize(str(tmp_path / "model"), None, str(output), resolve_options("dynamic_range"), None,
+                 transform_graph_uri=image_transform_graph)
+    message = str(error.value)
+    assert "signature '__call__'" in message and image_transform_graph in message
+    assert "['pixels_xf']" in message and "image_xf" in message  # what the model takes, what the transform makes
+    assert not os.listdir(output)
