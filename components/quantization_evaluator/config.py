@@ -38,15 +38,11 @@ from components.quantization_evaluator.spec import (
     SLICING_FEATURE_KEYS_KEY,
     SPLIT_KEY,
 )
+from components.shared.task_metrics import LOGITS, OUTPUT_KINDS, PROBABILITIES
 
 # How the blessed candidate is picked among those passing every threshold.
 SMALLEST, FASTEST = "smallest", "fastest"
 SELECTIONS = (SMALLEST, FASTEST)
-# What a classifier's single output holds. Accuracy thresholds a single column at 0.5 and AUC buckets scores in
-# [0, 1], so logits are turned into probabilities (sigmoid for one column, softmax for several) for both models
-# before any metric; 'probabilities' scores the output as it is.
-PROBABILITIES, LOGITS = "probabilities", "logits"
-OUTPUT_KINDS = (PROBABILITIES, LOGITS)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ import pyarrow.compute as pc
 import tensorflow as tf
 from tfx.dsl.io import fileio
 
-from components.quantization_evaluator.config import LOGITS, PROBABILITIES
 from components.quantization_evaluator.gate import KERNEL
 from components.quantization_evaluator.metrics import PredictionBatch, top1_classes
 from components.shared.digests import bytes_sha256
@@ -35,6 +34,7 @@ from components.shared.signature_inputs import (
     examples_to_inputs,
     nonfinite_rows,
 )
+from components.shared.task_metrics import PROBABILITIES, to_probabilities
 from components.shared.tfrecord_crc import use_compiled_crc32c
 from components.shared.transform_inputs import TransformedInputs
 
@@ -382,34 +382,6 @@ def single_output(outputs: dict[str, np.ndarray], output_name: str) -> np.ndarra
     """The gated output as ``[n, k]`` (a ``[n]`` output becomes one column)."""
     value = outputs[output_name]
     return value.reshape(len(value), -1).astype(np.float32, copy=False)
-
-
-def to_probabilities(scores: np.ndarray, output_kind: str) -> np.ndarray:
-    """A classifier's ``[n, k]`` scores as probabilities: unchanged for ``'probabilities'``; for ``'logits'`` the
-    sigmoid of a single column or the softmax of several, computed in float64 and returned as float32 like every
-    prediction.
-
-    Numerically stable: the sigmoid only ever takes ``exp`` of ``-|x|`` and the softmax subtracts each row's max,
-    so a logit of +-1e4 gives 0 / 1, not an overflow. A row holding a NaN or an inf stays NaN in every column:
-    ``sigmoid(inf)`` is a finite 1.0, and the gate must still count a non-finite logit as a non-finite prediction
-    (``nonfinite``), as it does for a non-finite probability.
-    """
-    if output_kind == PROBABILITIES:
-        return scores
-    if output_kind != LOGITS:
-        raise ValueError(f"QuantizationEvaluator: unknown output_kind {output_kind!r}; use {PROBABILITIES!r} or "
-                         f"{LOGITS!r}")
-    logits = scores.astype(np.float64)
-    finite = np.isfinite(logits).all(axis=1)
-    safe = np.where(finite[:, None], logits, 0.0)  # no warning from exp / max on the rows set to NaN below
-    if safe.shape[1] == 1:
-        small = np.exp(-np.abs(safe))  # in (0, 1]: never overflows
-        probabilities = np.where(safe >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
-    else:
-        shifted = np.exp(safe - safe.max(axis=1, keepdims=True))
-        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
-    probabilities[~finite] = np.nan
-    return probabilities.astype(np.float32)
 
 
 @dataclass(frozen=True)

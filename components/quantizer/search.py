@@ -17,6 +17,10 @@ Steps 2 and 3 convert in one child (when the first candidate misses); the rankin
 A candidate passes when its delta is at most ``max_delta`` and its share of float ops at most
 ``max_float_op_fraction``; the winner is the passing candidate of the earliest step (then the fewest float ops, then
 the smallest delta). When none passes, ``SearchFailed`` lists every candidate and the best delta.
+
+With ``output_kind='logits'`` the float model's and every candidate's outputs go through
+``shared.task_metrics.to_probabilities`` before any metric, as in the QuantizationEvaluator: accuracy thresholds a
+single column at 0.5, which is a probability's threshold, not a logit's (0).
 """
 
 from __future__ import annotations
@@ -38,7 +42,17 @@ from components.quantizer.options import CALIBRATED_MODES, QuantizationOptions, 
 from components.quantizer.report import float_ops_by_output, op_summary
 from components.quantizer.search_conversions import Conversion, convert_batch
 from components.shared.model_runners import TFLiteRunner
-from components.shared.task_metrics import DELTA_TYPES, METRICS, degradation, metric_value
+from components.shared.task_metrics import (
+    DELTA_TYPES,
+    LOGITS,
+    METRICS,
+    OUTPUT_KINDS,
+    PROBABILITIES,
+    REGRESSION,
+    degradation,
+    metric_value,
+    to_probabilities,
+)
 
 DEFAULT_MAX_TRIALS = 12
 DEFAULT_MAX_FLOAT_OP_FRACTION = 0.2
@@ -49,7 +63,8 @@ INT16_LAYERS = 4
 # The disagreement subset: the examples where float and the base candidate differ most, at least this many.
 MIN_DISAGREEMENTS = 32
 STEPS = ("requested", "io_float32", "int16", "float_fallback")
-_PARAMETERS = ("label_key", "metric", "max_delta", "delta_type", "max_trials", "max_float_op_fraction")
+_PARAMETERS = ("label_key", "metric", "max_delta", "delta_type", "max_trials", "max_float_op_fraction",
+               "output_kind")
 
 
 class SearchFailed(RuntimeError):
@@ -58,8 +73,8 @@ class SearchFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """The Quantizer's ``accuracy_search`` parameter (``label_key``, ``metric``, ``max_delta``, ``delta_type`` mean
-    what they mean for the QuantizationEvaluator)."""
+    """The Quantizer's ``accuracy_search`` parameter (``label_key``, ``metric``, ``max_delta``, ``delta_type`` and
+    ``output_kind`` mean what they mean for the QuantizationEvaluator)."""
 
     label_key: str
     metric: str = "accuracy"
@@ -67,6 +82,8 @@ class SearchConfig:
     delta_type: str = "absolute"
     max_trials: int = DEFAULT_MAX_TRIALS
     max_float_op_fraction: float = DEFAULT_MAX_FLOAT_OP_FRACTION
+    # Last, and defaulted: an accuracy_search JSON written before it existed still parses, as probabilities.
+    output_kind: str = PROBABILITIES
 
     @classmethod
     def from_mapping(cls, value: Mapping[str, Any]) -> SearchConfig:
@@ -98,6 +115,15 @@ class SearchConfig:
         if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction <= 1.0:
             raise ValueError(f"Quantizer: accuracy_search max_float_op_fraction is a share of the model's ops, a "
                              f"number in [0, 1]; got {fraction!r}.")
+        if self.output_kind not in OUTPUT_KINDS:
+            raise ValueError(f"Quantizer: accuracy_search output_kind must be one of {OUTPUT_KINDS} (what the "
+                             "model's single output holds: probabilities are scored as they are, logits go through "
+                             f"sigmoid / softmax first), got {self.output_kind!r}.")
+        if self.output_kind == LOGITS and METRICS[self.metric].task == REGRESSION:
+            # A regressor's output is the prediction itself: a sigmoid would score something it never predicts.
+            raise ValueError(f"Quantizer: accuracy_search output_kind='logits' is for classifiers, but metric="
+                             f"{self.metric!r} is a regression metric, whose predictions are scored as they are; "
+                             "drop output_kind or search on 'accuracy' / 'auc'.")
         return self
 
     def to_json(self) -> str:
@@ -235,11 +261,13 @@ class Search:
         self._saved_model_dir = saved_model_dir
         self._signature = signature_name
         self._calibration = calibration_inputs
-        self._data = data
         self._config = config
+        # The float predictions enter every metric, the delta and the disagreement ranking from here only, already
+        # as probabilities (``_predict`` does the same for each candidate), so logits are never scored raw.
+        self._data = replace(data, float_predictions=self._as_probabilities(data.float_predictions))
         self._what = what
         self._info = METRICS[config.metric]
-        self._float_value = metric_value(config.metric, data.float_predictions, data.labels)
+        self._float_value = metric_value(config.metric, self._data.float_predictions, self._data.labels)
         self.trials: list[Trial] = []
         self._predictions: dict[int, np.ndarray] = {}  # by trial number, for the disagreement subset
         self._started = time.monotonic()
@@ -292,9 +320,14 @@ class Search:
             what=f"accuracy_search: {len(batch)} candidate conversion(s) ({', '.join(describe(o) for o, _, _ in batch)}) "
                  f"of {self._what}")
 
+    def _as_probabilities(self, predictions: np.ndarray) -> np.ndarray:
+        return to_probabilities(predictions, self._config.output_kind, owner="Quantizer: accuracy_search")
+
     def _predict(self, trial: Trial) -> np.ndarray:
+        """The candidate's predictions on the search inputs, as probabilities (see ``output_kind``)."""
         runner = TFLiteRunner(f"search candidate {trial.number}", content=trial.content)
-        return single_output(runner.predict(self._data.inputs), f"candidate {trial.number} ({describe(trial.options)})")
+        return self._as_probabilities(single_output(runner.predict(self._data.inputs),
+                                                    f"candidate {trial.number} ({describe(trial.options)})"))
 
     def _score(self, trial: Trial) -> None:
         summary = op_summary(trial.content)
@@ -333,10 +366,10 @@ class Search:
     # --- the ladder --------------------------------------------------------------------------------------------
     def run(self, requested: QuantizationOptions) -> SearchOutcome:
         """Climbs the ladder from ``requested``; returns the chosen candidate or raises ``SearchFailed``."""
-        logging.info("Quantizer search: float %s %.6g on %d search examples; max %s delta %.4g, at most %d trials, "
-                     "float ops <= %.0f%%", self._config.metric, self._float_value, self._data.num_examples,
-                     self._config.delta_type, self._config.max_delta, self._config.max_trials,
-                     100 * self._config.max_float_op_fraction)
+        logging.info("Quantizer search: float %s %.6g on %d search examples (outputs scored as %s); max %s delta "
+                     "%.4g, at most %d trials, float ops <= %.0f%%", self._config.metric, self._float_value,
+                     self._data.num_examples, self._config.output_kind, self._config.delta_type,
+                     self._config.max_delta, self._config.max_trials, 100 * self._config.max_float_op_fraction)
         (first,) = self._convert([("requested", requested, True)])
         if not self.passes(first):
             # Steps 2 and 3 share one child: a child's TensorFlow import and model load cost more than a conversion.

@@ -5,6 +5,9 @@ so both speak of the same metric, direction and delta.
 Deltas are *degradations*: positive when the quantized model is worse, whatever the metric's direction. For a
 higher-is-better metric (accuracy, AUC) it is ``float - quantized``; for a lower-is-better one (MSE, MAE) it is
 ``quantized - float``. ``delta_type='relative'`` divides it by ``|float|``.
+
+A classifier may export logits instead of probabilities (``output_kind``): ``to_probabilities`` turns them into
+what these metrics expect, for the evaluator's gate and the search's scores alike.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ METRICS: Mapping[str, MetricInfo] = {
     "mae": MetricInfo(REGRESSION, higher_is_better=False),
 }
 DELTA_TYPES = ("absolute", "relative")
+# What a classifier's single output holds. Accuracy thresholds a single column at 0.5 and AUC buckets scores in
+# [0, 1], so logits are turned into probabilities (sigmoid for one column, softmax for several) for both models
+# before any metric; 'probabilities' scores the output as it is. Defined here because the QuantizationEvaluator and
+# the Quantizer's search both read it, and must mean the same transform by the same name.
+PROBABILITIES, LOGITS = "probabilities", "logits"
+OUTPUT_KINDS = (PROBABILITIES, LOGITS)
 
 
 def degradation(float_value: float, quant_value: float, info: MetricInfo, delta_type: str) -> float | None:
@@ -108,3 +117,33 @@ def metric_value(metric: str, predictions: np.ndarray, labels: np.ndarray) -> fl
     if metric == "mae":
         return float(np.mean(np.abs(errors)))
     raise ValueError(f"unknown metric {metric!r}; use one of {sorted(METRICS)}")
+
+
+def to_probabilities(scores: np.ndarray, output_kind: str, *, owner: str = "QuantizationEvaluator") -> np.ndarray:
+    """A classifier's ``[n, k]`` scores as probabilities: unchanged for ``'probabilities'``; for ``'logits'`` the
+    sigmoid of a single column or the softmax of several, computed in float64 and returned as float32 like every
+    prediction.
+
+    Numerically stable: the sigmoid only ever takes ``exp`` of ``-|x|`` and the softmax subtracts each row's max,
+    so a logit of +-1e4 gives 0 / 1, not an overflow. A row holding a NaN or an inf stays NaN in every column:
+    ``sigmoid(inf)`` is a finite 1.0, and the gate must still count a non-finite logit as a non-finite prediction
+    (``nonfinite``), as it does for a non-finite probability.
+
+    ``owner`` prefixes the error of an unknown ``output_kind`` (callers validate it first, so it means a bug); its
+    default keeps the evaluator's callers, which pass two arguments, raising the message they always raised.
+    """
+    if output_kind == PROBABILITIES:
+        return scores
+    if output_kind != LOGITS:
+        raise ValueError(f"{owner}: unknown output_kind {output_kind!r}; use {PROBABILITIES!r} or {LOGITS!r}")
+    logits = scores.astype(np.float64)
+    finite = np.isfinite(logits).all(axis=1)
+    safe = np.where(finite[:, None], logits, 0.0)  # no warning from exp / max on the rows set to NaN below
+    if safe.shape[1] == 1:
+        small = np.exp(-np.abs(safe))  # in (0, 1]: never overflows
+        probabilities = np.where(safe >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
+    else:
+        shifted = np.exp(safe - safe.max(axis=1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+    probabilities[~finite] = np.nan
+    return probabilities.astype(np.float32)

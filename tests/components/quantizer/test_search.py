@@ -112,6 +112,10 @@ def test_search_without_its_dataset_and_the_dataset_without_the_search_are_refus
     ({"label_key": LABEL, "max_delta": float("nan")}, "max_delta must be a finite number"),
     ({"label_key": LABEL, "max_trials": 0}, "max_trials"),
     ({"label_key": LABEL, "max_float_op_fraction": 1.5}, r"max_float_op_fraction is a share .* \[0, 1\]"),
+    ({"label_key": LABEL, "output_kind": "logit"},
+     r"accuracy_search output_kind must be one of \('probabilities', 'logits'\).*got 'logit'"),
+    ({"label_key": LABEL, "metric": "mse", "output_kind": "logits"},
+     r"output_kind='logits' is for classifiers, but metric='mse' is a regression metric"),
 ])
 def test_bad_search_configs_name_the_key(search: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -228,3 +232,63 @@ def test_with_int4_weight_nodes_the_search_tries_no_int16_candidate() -> None:
     int4 = resolve_options("int8", engine="litert_quantizer", int4_weight_nodes=["c"])
     assert Search._int16(int4, first) == []  # int16 activations next to int4 weights are refused (options)
     assert config_of(int4)["int4_weight_nodes"] == ["c"] and describe(int4).endswith("int4 weights: 1 node(s)")
+
+
+# --- a binary classifier exporting a logit --------------------------------------------------------------------------
+FEATURES = "features"
+LOGIT_WEIGHTS, LOGIT_BIAS = np.array([[1.0], [0.5]], dtype=np.float32), np.float32(-0.3)
+
+
+@pytest.fixture(scope="module")
+def binary_logits(tmp_path_factory) -> dict:
+    """One Dense layer with set weights and no activation (a logit, as a model trained ``from_logits=True``
+    exports): no training. Two thirds of the logits are negative and a good share lies in (0, 0.5], where a raw
+    output thresholded at 0.5 says class 0 and its sigmoid says class 1."""
+    root = tmp_path_factory.mktemp("binary_logits")
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.uniform(-1.2, 1.0, 500), rng.uniform(-0.5, 0.5, 500)], axis=1).astype(np.float32)
+    logits = (x @ LOGIT_WEIGHTS)[:, 0] + LOGIT_BIAS
+    labels = (logits + rng.normal(0.0, 0.3, len(x)) > 0).astype(np.int64)  # noisy: float accuracy below 1
+    inputs = keras.layers.Input(shape=(2,), name=FEATURES)
+    dense = keras.layers.Dense(1, name="logit")
+    model = keras.Model(inputs, dense(inputs))
+    dense.set_weights([LOGIT_WEIGHTS, np.array([LOGIT_BIAS])])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name=FEATURES)])
+    def serve(features: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"logits": model(features, training=False)}
+
+    records = [tf.train.Example(features=tf.train.Features(feature={
+        FEATURES: tf.train.Feature(float_list=tf.train.FloatList(value=row.tolist())),
+        "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)]))})).SerializeToString()
+        for row, label in zip(x, labels, strict=True)]
+    search_rows = np.arange(200, 500)
+    artifact = _model_artifact(root, model, {"serving_features": serve.get_concrete_function()})
+    return {"model": artifact, **_datasets(root, records, np.arange(200), search_rows),
+            "search_x": x[search_rows], "search_labels": labels[search_rows]}
+
+
+def test_with_logits_the_search_scores_sigmoid_probabilities_not_raw_logits(binary_logits, tmp_path) -> None:
+    search = {"label_key": "y", "metric": "accuracy", "max_delta": 0.05, "max_trials": 1, "output_kind": "logits"}
+    _do(binary_logits, str(tmp_path / "out"), search, signature="serving_features", io_dtype="float32")
+    with open(tmp_path / "out" / properties.QUANTIZATION_REPORT_FILENAME) as f:
+        section = json.load(f)["search"]
+    logits = (binary_logits["search_x"].astype(np.float64) @ LOGIT_WEIGHTS)[:, 0] + LOGIT_BIAS
+    labels = binary_logits["search_labels"]
+    # What a probability export of the same weights scores: sigmoid(logit) > 0.5.
+    by_hand = float(np.mean(((1 / (1 + np.exp(-logits))) > 0.5) == labels))
+    raw = float(np.mean((logits > 0.5) == labels))  # what the search scored before output_kind
+    assert np.mean(logits < 0) > 0.5 and by_hand - raw > 0.1
+    assert section["float_metric_value"] == pytest.approx(by_hand, abs=1e-9)
+    assert section["config"]["output_kind"] == "logits"
+    # The candidate's predictions went through the same sigmoid: scored raw, it would be ~by_hand - raw worse.
+    (candidate,) = section["candidates"]
+    assert candidate["passed"] and abs(candidate["delta"]) <= 0.05
+    assert candidate["metric_value"] == pytest.approx(by_hand, abs=0.05)
+
+
+def test_output_kind_defaults_to_probabilities_and_old_configs_still_parse() -> None:
+    config = SearchConfig.from_mapping({"label_key": LABEL})
+    assert config.output_kind == "probabilities"
+    old = json.dumps({k: v for k, v in json.loads(config.to_json()).items() if k != "output_kind"})
+    assert parse_search_config(old) == config
