@@ -23,8 +23,8 @@ class Quantizer(base_component.BaseComponent):
     optional ``transform_graph`` (Transform's output, when the signature takes transformed features), optional
     ``search_dataset`` (with ``accuracy_search``: the sample the accuracy-aware search scores candidates on).
     Parameters: ``mode``, ``engine``, ``signature_name``, ``io_dtype``, ``denylisted_ops``, ``denylisted_nodes``,
-    ``int16_nodes``, ``int4_weight_nodes``, ``int4_block_size``, ``allow_float_fallback``, ``accuracy_search`` (see
-    ``__init__``).
+    ``int16_nodes``, ``int4_weight_nodes``, ``int4_block_size``, ``allow_float_fallback``, ``allow_select_ops``,
+    ``accuracy_search`` (see ``__init__``).
 
     Output ``quantized_model`` (standard ``Model``):
       files: ``Format-Serving/model.tflite`` (signature ``serving_default``, inputs named after the features), the
@@ -58,6 +58,7 @@ class Quantizer(base_component.BaseComponent):
         int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
         accuracy_search: Mapping[str, Any] | None = None,
         search_dataset: types.BaseChannel | None = None,
+        allow_select_ops: bool = False,
     ) -> None:
         """Builds the component; bad parameter combinations fail here, before any pipeline runs.
 
@@ -85,6 +86,10 @@ class Quantizer(base_component.BaseComponent):
           int4_block_size: input values per int4 scale: 32 (default), 64, 128 or 256; must divide the named ops'
             weight input dimension.
           allow_float_fallback: let ops without a quantized kernel stay float instead of failing.
+          allow_select_ops: keep TensorFlow ops that TFLite builtins lack as TF Select (Flex) ops instead of refusing
+            the model (the refusal names op and layer). The report lists them (``select_ops``) and warns: the app
+            then needs the Flex delegate. One-hot layers (``CategoryEncoding``, ``DenseBincount``) need no opt-in:
+            they are rewritten to the ``ONE_HOT`` builtin.
           engine: ``tflite_converter`` (TFLiteConverter) or ``litert_quantizer`` (ai-edge-quantizer recipes).
           transform_graph: Transform's ``transform_graph``; when wired, the raw calibration examples are transformed
             by it and the signature's inputs are transformed feature names (wire the same graph to the
@@ -100,7 +105,8 @@ class Quantizer(base_component.BaseComponent):
                         allow_float_fallback=allow_float_fallback,
                         has_representative_dataset=representative_dataset is not None,
                         denylisted_nodes=denylisted_nodes, int16_nodes=int16_nodes,
-                        int4_weight_nodes=int4_weight_nodes, int4_block_size=int4_block_size)
+                        int4_weight_nodes=int4_weight_nodes, int4_block_size=int4_block_size,
+                        allow_select_ops=allow_select_ops)
         search = SearchConfig.from_mapping(accuracy_search) if accuracy_search is not None else None
         check_search_request(search, search_dataset is not None, options)
         spec = QuantizerSpec(
@@ -114,6 +120,7 @@ class Quantizer(base_component.BaseComponent):
             io_dtype=io_dtype,
             denylisted_ops=json.dumps(list(denylisted_ops)),
             allow_float_fallback=int(allow_float_fallback),
+            allow_select_ops=int(allow_select_ops),
             denylisted_nodes=json.dumps(list(denylisted_nodes)),
             int16_nodes=json.dumps(list(int16_nodes)),
             int4_weight_nodes=json.dumps(list(int4_weight_nodes)),

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from components.quantizer import float_reference
+from components.quantizer import builtin_rewrites, float_reference
 from components.quantizer.options import QuantizationOptions
 
 # Imported on use: ai-edge-quantizer is only loaded when its engine is asked for.
@@ -62,10 +62,14 @@ def convert_with_float_reference(saved_model_dir: str, signature_name: str, opti
 
     The float conversion reuses the SavedModel the engine loaded (``float_reference.loaded_model``), so it costs one
     more ``convert()`` at most (none for the litert engine and the diagnostics, which convert it anyway). Returns
-    ``{"conversion_seconds", "layer_errors", "diagnostics_failure", "float_tflite_seconds"}``.
+    ``{"conversion_seconds", "layer_errors", "diagnostics_failure", "float_tflite_seconds", "builtin_rewrites"}``:
+    the last lists the ``DenseBincount`` nodes rewritten to ONE_HOT, checked equal on the calibration rows
+    (``builtin_rewrites.check_rewrites``; a difference raises, so nothing is published).
     """
     seconds, layer_errors, failure = convert_and_diagnose(saved_model_dir, signature_name, options, inputs,
                                                           output_path)
     float_seconds = float_reference.write_float_tflite(saved_model_dir, signature_name, float_output_path)
+    checked_rows = builtin_rewrites.check_rewrites(inputs)
+    rewrites = [{**rewrite, "checked_rows": checked_rows} for rewrite in builtin_rewrites.rewrites_done()]
     return {"conversion_seconds": seconds, "layer_errors": layer_errors, "diagnostics_failure": failure,
-            "float_tflite_seconds": float_seconds}
+            "float_tflite_seconds": float_seconds, "builtin_rewrites": rewrites}

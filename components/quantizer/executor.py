@@ -14,7 +14,7 @@ from tfx.dsl.io import fileio
 from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
-from components.quantizer import diagnostics, html_report, readiness, report, tflite_engine
+from components.quantizer import diagnostics, html_report, readiness, report
 from components.quantizer.engines import convert_with_float_reference
 from components.quantizer.float_reference import write_float_tflite
 from components.quantizer.isolation import run_isolated
@@ -29,6 +29,7 @@ from components.quantizer.search import single_output as search_output
 from components.quantizer.spec import (
     ACCURACY_SEARCH_KEY,
     ALLOW_FLOAT_FALLBACK_KEY,
+    ALLOW_SELECT_OPS_KEY,
     DENYLISTED_NODES_KEY,
     DENYLISTED_OPS_KEY,
     ENGINE_KEY,
@@ -141,7 +142,6 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
     """
     saved_model_dir = path_utils.serving_model_path(model_uri)
     signature, specs = dense_signature_specs(saved_model_dir, signature_name)
-    tflite_engine.refuse_crashing_layers(saved_model_dir, artifact_label(MODEL_KEY, model_uri, model_id))
     fake_quant = fake_quant_ops(saved_model_dir, signature)
     options = qat_options(options, fake_quant, artifact_label(MODEL_KEY, model_uri, model_id), signature)
     dataset_label = (artifact_label(REPRESENTATIVE_DATASET_KEY, representative_dataset_uri, representative_dataset_id)
@@ -177,6 +177,8 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
         signature_source=signature_source(signature_name, signature))
     add_size_and_readiness(quantization_report, content, float_tflite_bytes, timings["float_tflite_seconds"])
     quantization_report.update(qat_report(fake_quant))
+    # DenseBincount nodes (one-hot layers) the conversion rewrote to ONE_HOT, with the rows they were checked on.
+    quantization_report["builtin_rewrites"] = timings.get("builtin_rewrites", [])
     quantization_report["transform_graph"] = (
         {"uri": transform_graph_uri, "id": transform_graph_id} if transform_graph_uri else None)
     layer_errors = timings["layer_errors"]
@@ -240,7 +242,6 @@ def quantize_with_search(model_uri: str, representative_dataset_uri: str, search
             "accuracy_search tries post-training variants, which would ignore its learned ranges. Drop "
             "accuracy_search (mode 'int8' / 'qat' converts it with those ranges), or search on the float model."
         )
-    tflite_engine.refuse_crashing_layers(saved_model_dir, model_label)
     dataset_label = artifact_label(REPRESENTATIVE_DATASET_KEY, representative_dataset_uri, representative_dataset_id)
     transform = transformed_inputs(transform_graph_uri, specs, transform_graph_id=transform_graph_id,
                                    signature=signature, model_label=model_label,
@@ -376,6 +377,7 @@ class Executor(base_executor.BaseExecutor):
             engine=exec_properties[ENGINE_KEY],
             denylisted_ops=json.loads(exec_properties.get(DENYLISTED_OPS_KEY) or "[]"),
             allow_float_fallback=bool(exec_properties.get(ALLOW_FLOAT_FALLBACK_KEY)),
+            allow_select_ops=bool(exec_properties.get(ALLOW_SELECT_OPS_KEY)),
             has_representative_dataset=bool(representative),
             denylisted_nodes=json.loads(exec_properties.get(DENYLISTED_NODES_KEY) or "[]"),
             int16_nodes=json.loads(exec_properties.get(INT16_NODES_KEY) or "[]"),

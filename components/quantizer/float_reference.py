@@ -13,6 +13,7 @@ import time
 
 import tensorflow as tf
 
+from components.quantizer import builtin_rewrites
 from components.quantizer.isolation import log_stage
 from components.shared.model_runners import ModelFunction
 
@@ -35,7 +36,8 @@ FIXED_BATCH_SIZE = 1
 def _converter(saved_model_dir: str, signature_name: str, batch_size: int | None) -> tf.lite.TFLiteConverter:
     model = loaded_model(saved_model_dir)
     function = ModelFunction(model, saved_model_dir, signature_name, batch_size)
-    return tf.lite.TFLiteConverter.from_concrete_functions([function.concrete], model)
+    # DenseBincount (one-hot layers) -> ONE_HOT builtins; ops builtins lack refused by name (builtin_rewrites).
+    return builtin_rewrites.tflite_converter(function.concrete, model)
 
 
 @functools.cache

@@ -31,7 +31,7 @@ except ModuleNotFoundError as missing:  # the package is being renamed litert-qu
         raise
     from litert_quantizer import algorithm_manager, qtyping, quantizer, recipe
 
-from components.quantizer import float_reference
+from components.quantizer import builtin_rewrites, float_reference
 from components.quantizer.options import INT4_WEIGHT_OPS, QuantizationOptions, check_node_names
 from components.quantizer.report import int4_weights, op_output_names, unexpected_float_ops
 from components.shared.model_runners import TFLITE_SIGNATURE
@@ -124,7 +124,12 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
     """Quantizes the signature with ai-edge-quantizer's recipe for ``options.mode``; same contract as tflite_engine."""
     if options.calibrated and not inputs:
         raise ValueError(f"mode {options.mode!r} needs calibration inputs")
-    quant = configured_quantizer(float_reference.float_tflite(saved_model_dir, signature_name), options, signature_name)
+    # The float model this engine quantizes keeps TF Select ops only with the opt-in (builtin_rewrites); measured:
+    # ai-edge-quantizer's recipes leave such a Flex op float and quantize the rest.
+    builtin_rewrites.set_select_ops_allowed(options.allow_select_ops)
+    float_model = float_reference.float_tflite(saved_model_dir, signature_name)
+    builtin_rewrites.refuse_select_ops(float_model, options.allow_select_ops, f"signature {signature_name!r}")
+    quant = configured_quantizer(float_model, options, signature_name)
     content = calibrate_and_quantize(quant, inputs)
     check_int4_result(content, options, signature_name)
     float_ops = unexpected_float_ops(content, options)

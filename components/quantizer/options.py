@@ -58,6 +58,9 @@ class QuantizationOptions:
     int16_nodes: tuple[str, ...] = ()
     int4_weight_nodes: tuple[str, ...] = ()
     int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE
+    # Keep ops TFLite builtins lack as TF Select (Flex) ops instead of refusing the model; the report lists them and
+    # warns that the app needs the Flex delegate (builtin_rewrites). Never turned on by the Quantizer itself.
+    allow_select_ops: bool = False
 
     @property
     def calibrated(self) -> bool:
@@ -82,6 +85,7 @@ def resolve_options(
     int16_nodes: Sequence[str] = (),
     int4_weight_nodes: Sequence[str] = (),
     int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
+    allow_select_ops: bool = False,
 ) -> QuantizationOptions:
     """Validates the Quantizer's parameters and returns them resolved.
 
@@ -132,7 +136,8 @@ def resolve_options(
         )
     return QuantizationOptions(mode=mode, io_dtype=io_dtype, engine=engine, denylisted_ops=ops,
                                allow_float_fallback=bool(allow_float_fallback), denylisted_nodes=nodes,
-                               int16_nodes=int16, int4_weight_nodes=int4, int4_block_size=int4_block_size)
+                               int16_nodes=int16, int4_weight_nodes=int4, int4_block_size=int4_block_size,
+                               allow_select_ops=bool(allow_select_ops))
 
 
 def _node_names(parameter: str, names: Sequence[str]) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ import tensorflow as tf
 from ai_edge_litert import schema_py_generated as tflite_schema
 from ai_edge_litert.interpreter import Interpreter
 
+from components.quantizer.builtin_rewrites import FLEX_PREFIX, select_ops_section
 from components.quantizer.options import QuantizationOptions
 from components.shared.strict_json import json_safe
 
@@ -133,7 +134,14 @@ def unexpected_float_ops(content: bytes, options: QuantizationOptions) -> list[s
         return []
     allowed = set(options.denylisted_nodes) | set(options.int4_weight_nodes)
     return sorted({op for op, output in float_ops_by_output(content)
-                   if op not in options.denylisted_ops and output not in allowed})
+                   if op not in options.denylisted_ops and output not in allowed
+                   and not (options.allow_select_ops and _is_select_op(op))})
+
+
+def _is_select_op(op: str) -> bool:
+    # A TF Select op (Flex<op>) runs TensorFlow's float kernel: the allow_select_ops opt-in accepted it, and the
+    # report lists it. In a process that imported TensorFlow the interpreter folds it into a DELEGATE node.
+    return op.startswith(FLEX_PREFIX) or op == "DELEGATE"
 
 
 def _tensor_io(details: dict[str, Any]) -> dict[str, Any]:
@@ -365,6 +373,7 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
     shared = shared_input_scales(io, inputs)
     int4 = int4_weights(content)
     runtime = [INT4_RUNTIME_WARNING.format(count=len({w["output"] for w in int4}))] if int4 else []
+    select = select_ops_section(content, options.allow_select_ops)
     return {
         "mode": options.mode,
         "engine": options.engine,
@@ -380,6 +389,9 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
         "int16_nodes": list(options.int16_nodes),
         "int4_weight_nodes": list(options.int4_weight_nodes),
         "int4_block_size": options.int4_block_size if options.int4_weight_nodes else None,
+        # The TF ops kept as Flex ops (allow_select_ops): the app needs the Flex delegate (see warnings).
+        "allow_select_ops": select["allow_select_ops"],
+        "select_ops": select["select_ops"],
         "source_saved_model": saved_model_dir,
         "representative_dataset": None if inputs is None else {
             "uri": representative_dataset_uri, "num_examples": len(next(iter(inputs.values())))},
@@ -387,7 +399,7 @@ def build_report(content: bytes, *, options: QuantizationOptions, signature_name
         "outputs": io["outputs"],
         "input_steps": steps,
         "shared_input_scales": json_safe(shared),
-        "warnings": coarse_input_warnings(steps) + shared_scale_warnings(shared) + runtime,
+        "warnings": coarse_input_warnings(steps) + shared_scale_warnings(shared) + runtime + select["warnings"],
         "ops": op_summary(content),
         "int4_weights": int4,
         "sizes": {

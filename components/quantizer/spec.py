@@ -19,6 +19,7 @@ SIGNATURE_NAME_KEY = "signature_name"
 IO_DTYPE_KEY = "io_dtype"
 DENYLISTED_OPS_KEY = "denylisted_ops"  # a JSON list: execution properties are int, float or string
 ALLOW_FLOAT_FALLBACK_KEY = "allow_float_fallback"  # int 0/1, for the same reason
+ALLOW_SELECT_OPS_KEY = "allow_select_ops"  # int 0/1: keep ops TFLite builtins lack as TF Select (Flex) ops
 ACCURACY_SEARCH_KEY = "accuracy_search"  # a JSON object (search.SearchConfig), absent when the search is off
 DENYLISTED_NODES_KEY = "denylisted_nodes"  # JSON lists of op output tensor names
 INT16_NODES_KEY = "int16_nodes"
@@ -36,6 +37,7 @@ class QuantizerSpec(ComponentSpec):
         IO_DTYPE_KEY: ExecutionParameter(type=str, optional=True),
         DENYLISTED_OPS_KEY: ExecutionParameter(type=str),
         ALLOW_FLOAT_FALLBACK_KEY: ExecutionParameter(type=int),
+        ALLOW_SELECT_OPS_KEY: ExecutionParameter(type=int, optional=True),
         ACCURACY_SEARCH_KEY: ExecutionParameter(type=str, optional=True),
         DENYLISTED_NODES_KEY: ExecutionParameter(type=str, optional=True),
         INT16_NODES_KEY: ExecutionParameter(type=str, optional=True),

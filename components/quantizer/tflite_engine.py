@@ -3,15 +3,15 @@
 ``from_concrete_functions`` (not ``from_saved_model``, which can abort the process with Keras 3) keeps the TFLite
 signature key ``serving_default`` and the input names of the SavedModel signature, i.e. the feature names.
 Run it in a child process (``isolation.run_isolated``): the converter can abort. ``convert`` announces its stages
-(``isolation.log_stage``), so the error of a child killed by a signal says where it died; ``refuse_crashing_layers``
-runs in the parent, before the child starts, and refuses layers the converter is known to crash on.
+(``isolation.log_stage``), so the error of a child killed by a signal says where it died. CategoryEncoding (the TFX
+taxi example's one-hot layer, a tf.DenseBincount) killed the converter natively (SIGSEGV) in int8 and int16x8 with
+TF 2.16; every converter is made by ``builtin_rewrites``, which rewrites DenseBincount into the ONE_HOT builtin first.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,9 +19,8 @@ import tensorflow as tf
 from tensorflow.lite.python import convert as tflite_convert
 from tensorflow.lite.python import util as tflite_util
 from tensorflow.lite.toco import types_pb2
-from tf_keras.protobuf import saved_metadata_pb2
 
-from components.quantizer import float_reference
+from components.quantizer import builtin_rewrites, float_reference
 from components.quantizer.isolation import log_stage
 from components.quantizer.options import QuantizationOptions, check_node_names
 from components.quantizer.report import op_output_names, op_summary, unexpected_float_ops
@@ -33,49 +32,13 @@ _QUANTIZED_OPS = {
     "int16x8": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
 }
 
-# Keras layer classes the converter cannot take, with the fix. Measured with TF 2.16: CategoryEncoding (the TFX
-# taxi example's one-hot layer, a tf.DenseBincount) kills it natively (SIGSEGV, no Python error) in int8 and int16x8
-# and fails in float16 and dynamic_range (DenseBincount has no TFLite kernel).
-CONVERTER_CRASH_LAYERS = {
-    "CategoryEncoding": "replace CategoryEncoding with tf.one_hot on int ids or an Embedding",
+# "Quantization to 16x8-bit not yet supported for op: 'UNIDIRECTIONAL_SEQUENCE_LSTM'": the op the converter names.
+_UNSUPPORTED_OP = re.compile(r"not yet supported for op: '([A-Z0-9_]+)'")
+# The quantization modes a recurrent layer's fused op converts in, measured on TFX's IMDB BiLSTM (TF 2.16): the
+# refusal says which to use instead of a converter trace.
+RECURRENT_OP_MODES = {
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": ("int8", "dynamic_range"),
 }
-CRASH_DESCRIPTION = ("the TFLite converter crashes (SIGSEGV in int8 and int16x8) or fails (no TFLite kernel for its "
-                     "tf.DenseBincount in float16 and dynamic_range)")
-KERAS_METADATA_FILE = "keras_metadata.pb"  # written by Keras' model.save beside saved_model.pb
-
-
-def keras_layers(saved_model_dir: str) -> list[tuple[str, str]]:
-    """The ``(layer name, class name)`` of every Keras layer the SavedModel's ``keras_metadata.pb`` describes.
-
-    Read without loading the model (a fraction of a second); empty for a SavedModel Keras did not write.
-    """
-    path = os.path.join(saved_model_dir, KERAS_METADATA_FILE)
-    if not tf.io.gfile.exists(path):
-        return []
-    metadata = saved_metadata_pb2.SavedMetadata()
-    with tf.io.gfile.GFile(path, "rb") as f:
-        metadata.ParseFromString(f.read())
-    layers = []
-    for node in metadata.nodes:
-        info = json.loads(node.metadata or "{}")
-        if info.get("class_name"):
-            layers.append((info.get("name") or node.node_path, info["class_name"]))
-    return layers
-
-
-def refuse_crashing_layers(saved_model_dir: str, model_label: str) -> None:
-    """Refuses, before any child starts, a SavedModel holding a layer in ``CONVERTER_CRASH_LAYERS``.
-
-    Raises:
-      ValueError: naming the model artifact, the SavedModel, each such layer with its class, and the fix.
-    """
-    found = [(name, cls) for name, cls in keras_layers(saved_model_dir) if cls in CONVERTER_CRASH_LAYERS]
-    if found:
-        layers = ", ".join(f"{name!r} ({cls})" for name, cls in found)
-        fixes = "; ".join(sorted({CONVERTER_CRASH_LAYERS[cls] for _, cls in found}))
-        raise ValueError(
-            f"{model_label}: SavedModel {saved_model_dir} has layer(s) {layers}, on which {CRASH_DESCRIPTION}. Fix the Trainer's model: {fixes}, and re-train."
-        )
 
 
 def representative_batches(inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
@@ -99,6 +62,10 @@ def configure(converter: tf.lite.TFLiteConverter, options: QuantizationOptions,
               inputs: dict[str, np.ndarray] | None, allow_float: bool) -> None:
     """Sets the converter up for ``options`` (optimizations, calibration inputs, op sets, I/O dtype)."""
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    # The opt-in keeps ops the builtins lack as Flex ops; without it they are refused (builtin_rewrites).
+    select = [tf.lite.OpsSet.SELECT_TF_OPS] if options.allow_select_ops else []
+    if not options.calibrated:  # the float op set, as the converter's default, plus the opt-in
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, *select]
     if options.mode == QAT_MODE:
         _configure_qat(converter, options, inputs)
         return
@@ -108,7 +75,7 @@ def configure(converter: tf.lite.TFLiteConverter, options: QuantizationOptions,
         return
     converter.representative_dataset = lambda: representative_batches(inputs)
     converter.target_spec.supported_ops = [_QUANTIZED_OPS[options.mode]] + (
-        [tf.lite.OpsSet.TFLITE_BUILTINS] if allow_float else [])
+        [tf.lite.OpsSet.TFLITE_BUILTINS] if allow_float else []) + select
     converter.inference_input_type = converter.inference_output_type = _TF_DTYPES[options.io_dtype]
 
 
@@ -174,6 +141,8 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
     """
     if options.calibrated and not inputs:
         raise ValueError(f"mode {options.mode!r} needs calibration inputs")
+    # The float reference conversions in this process (float_reference) follow the same opt-in.
+    builtin_rewrites.set_select_ops_allowed(options.allow_select_ops)
     converter = converter_for(saved_model_dir, signature_name)
     denylist = bool(options.denylisted_ops or options.denylisted_nodes)
     allow_float = options.allow_float_fallback or denylist
@@ -188,11 +157,15 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
         retry = converter_for(saved_model_dir, signature_name)
         configure(retry, options, inputs, allow_float=True)
         log_stage(f"converting signature {signature_name!r} ({options.mode}) with float fallback to name the ops")
+        named = sorted(set(_UNSUPPORTED_OP.findall(str(error))))
         try:
-            float_ops = op_summary(retry.convert())["float_ops"]
+            float_ops = op_summary(retry.convert())["float_ops"] or named
         except Exception:
-            raise error from None
-        raise ValueError(_no_kernel_message(signature_name, options, float_ops) + f" Converter error: {error}") from error
+            if not named:
+                raise error from None
+            float_ops = named
+        detail = f"the converter: {_UNSUPPORTED_OP.search(str(error)).group(0)}" if named else f"Converter error: {error}"
+        raise ValueError(_no_kernel_message(signature_name, options, float_ops) + f" ({detail})") from error
     # The converter may leave an op without a quantized kernel in float even with int8-only ops: check the result.
     log_stage("checking the converted ops")
     float_ops = unexpected_float_ops(content, options)
@@ -202,8 +175,12 @@ def convert(saved_model_dir: str, signature_name: str, options: QuantizationOpti
 
 
 def _no_kernel_message(signature_name: str, options: QuantizationOptions, float_ops: list[str]) -> str:
+    recurrent = sorted({op.split(" ")[0] for op in float_ops} & set(RECURRENT_OP_MODES))
+    modes = "; ".join(f"{op} converts in {', '.join(RECURRENT_OP_MODES[op])}" for op in recurrent)
     return (
         f"signature {signature_name!r} has op(s) without a quantized {options.mode} kernel, left in float: "
-        f"{', '.join(float_ops)}. Set allow_float_fallback=True to keep them float, denylist them "
-        "(denylisted_ops), or change the model."
+        f"{', '.join(float_ops)}. "
+        + (f"Recurrent ops have no {options.mode} kernel in TFLite (measured: {modes}): use one of those modes. "
+           if recurrent else "")
+        + "Set allow_float_fallback=True to keep them float, denylist them (denylisted_ops), or change the model."
     )

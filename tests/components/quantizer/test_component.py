@@ -28,7 +28,7 @@ def test_parameters_become_execution_properties() -> None:
                           denylisted_nodes=["model/dense/MatMul"])
     assert quantizer.exec_properties == {
         "mode": "int8", "engine": "tflite_converter", "signature_name": "serving_features", "io_dtype": "uint8",
-        "denylisted_ops": json.dumps(["softmax"]), "allow_float_fallback": 1,
+        "denylisted_ops": json.dumps(["softmax"]), "allow_float_fallback": 1, "allow_select_ops": 0,
         "denylisted_nodes": json.dumps(["model/dense/MatMul"]), "int16_nodes": "[]", "int4_weight_nodes": "[]",
         "int4_block_size": 32, "accuracy_search": None}
     assert quantizer.outputs["quantized_model"].type == standard_artifacts.Model

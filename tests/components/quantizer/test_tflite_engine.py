@@ -1,9 +1,8 @@
 """tflite_engine: every mode converts (in-process here; the executor test goes through the child process); a
-CategoryEncoding layer, which crashes the converter, is refused before the child starts."""
+CategoryEncoding layer, which used to crash the converter, converts through builtin_rewrites' ONE_HOT rewrite."""
 
 from __future__ import annotations
 
-import logging
 import os
 
 import numpy as np
@@ -14,7 +13,7 @@ import tf_keras
 from components.quantizer import tflite_engine
 from components.quantizer.engines import convert_to_file
 from components.quantizer.executor import quantize
-from components.quantizer.isolation import IsolatedProcessError, run_isolated
+from components.quantizer.isolation import run_isolated
 from components.quantizer.options import resolve_options
 from components.quantizer.report import op_summary
 from components.shared.model_runners import SavedModelRunner, TFLiteRunner
@@ -100,41 +99,29 @@ def category_encoding_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(uri)
 
 
-def test_keras_layers_come_from_keras_metadata(category_encoding_model: str, tiny_models) -> None:
-    layers = tflite_engine.keras_layers(os.path.join(category_encoding_model, "Format-Serving"))
-    assert ("color_one_hot", "CategoryEncoding") in layers and "Dense" in {cls for _, cls in layers}
-    assert tflite_engine.keras_layers(tiny_models["one_dense"]) == []  # tf.saved_model.save: no Keras metadata
-    tflite_engine.refuse_crashing_layers(tiny_models["one_dense"], "model x")  # nothing to refuse
-
-
-def test_category_encoding_crashes_the_converter_child_and_the_error_says_where(category_encoding_model) -> None:
-    """The measured fact behind the up-front refusal: a real SIGSEGV of the int8 conversion child."""
+def test_category_encoding_converts_to_int8_in_the_converter_child(category_encoding_model, tmp_path) -> None:
+    """It killed this child with SIGSEGV before builtin_rewrites (TF 2.16): its DenseBincount is now ONE_HOT."""
     saved_model = os.path.join(category_encoding_model, "Format-Serving")
     inputs = {"color_id": (np.arange(40) % 4).astype(np.int32).reshape(-1, 1),
               "x": np.linspace(0, 1, 40, dtype=np.float32).reshape(-1, 1)}
-    with pytest.raises(IsolatedProcessError) as error:
-        run_isolated(convert_to_file, {"saved_model_dir": saved_model, "signature_name": "dense",
-                                       "options": resolve_options("int8"), "inputs": inputs,
-                                       "output_path": os.path.join(category_encoding_model, "out.tflite")},
-                     what="int8 conversion")
-    text = str(error.value)
-    assert "killed by signal SIGSEGV" in text and "while converting signature 'dense' (int8). " in text
-    assert "Unable to register" not in text and "cuda" not in text.lower()
+    output = tmp_path / "out.tflite"
+    run_isolated(convert_to_file, {"saved_model_dir": saved_model, "signature_name": "dense",
+                                   "options": resolve_options("int8"), "inputs": inputs, "output_path": str(output)},
+                 what="int8 conversion")
+    summary = op_summary(output.read_bytes())
+    assert summary["ops"]["ONE_HOT"] == {"bool": 1} and summary["float_op_count"] == 0
+    got = TFLiteRunner(str(output)).predict(inputs)["probabilities"]
+    want = SavedModelRunner(saved_model, "dense").predict(inputs)["probabilities"]
+    assert np.abs(got - want).max() < 0.05
 
 
-@pytest.mark.parametrize("mode", ["int8", "float16"])
-def test_the_quantizer_refuses_category_encoding_before_starting_the_child(category_encoding_model, mode,
-                                                                          tmp_path, caplog) -> None:
+def test_the_quantizer_converts_category_encoding_and_reports_the_rewrite(category_encoding_model, tmp_path) -> None:
     output = str(tmp_path / "quantized_model")
-    caplog.set_level(logging.INFO)
-    with pytest.raises(ValueError) as error:
-        quantize(category_encoding_model, None, output, resolve_options(mode), "dense", model_id=7)
-    assert str(error.value) == (
-        f"model {category_encoding_model} (artifact id 7): SavedModel "
-        f"{os.path.join(category_encoding_model, 'Format-Serving')} has layer(s) 'color_one_hot' (CategoryEncoding), "
-        f"on which {tflite_engine.CRASH_DESCRIPTION}. Fix the Trainer's model: replace "
-        "CategoryEncoding with tf.one_hot on int ids or an Embedding, and re-train.")
-    assert "started child process" not in caplog.text and not os.path.exists(output)
+    report = quantize(category_encoding_model, None, output, resolve_options("float16"), "dense", model_id=7)
+    (rewrite,) = report["builtin_rewrites"]
+    assert rewrite["layer"].endswith("/color_one_hot") and rewrite["output"] == "multi_hot" and rewrite["size"] == 4
+    assert rewrite["checked_rows"] == 0  # float16 has no calibration rows to check it on
+    assert "ONE_HOT" in report["ops"]["ops"] and report["select_ops"] == [] and not report["allow_select_ops"]
 
 
 def test_a_denylisted_node_stays_float_and_the_rest_int8(tiny_models, tiny_inputs, tmp_path) -> None:
