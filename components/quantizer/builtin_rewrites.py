@@ -46,6 +46,10 @@ from tensorflow.python.eager import context as tf_context
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 DENSE_BINCOUNT = "DenseBincount"
+REAL_DIV = "RealDiv"
+# Ops a constant divisor may be computed with (a Keras Normalization's maximum(sqrt(variance), epsilon)).
+_CONSTANT_FOLDABLE = frozenset({"Const", "Identity", "Cast", "Sqrt", "Maximum", "Minimum", "Add", "AddV2", "Sub",
+                                "Mul", "Reshape", "Square", "Rsqrt", "Reciprocal", "RealDiv", "Neg", "Abs"})
 # Name-scope segments TensorFlow adds around a model's own layers (call wrappers, function-input identities, the
 # default import scope): not part of the layer a user named.
 _WRAPPER_SEGMENT = re.compile(r"^(StatefulPartitionedCall(_\d+)?|PartitionedCall(_\d+)?|Func|import|input|_\d+)$")
@@ -94,11 +98,26 @@ class BincountRewrite:
 
 
 @dataclass(frozen=True)
+class DivisionRewrite:
+    """One division by a constant replaced by a multiplication by its reciprocal: TFLite's DIV has no int8 kernel
+    (an un-adapted or adapted Keras ``Normalization``, as in TFX's taxi example, divides by its constant
+    variance), MUL has."""
+
+    node: str
+    layer: str
+    function: str | None = None  # always the main graph: divisors are evaluated there only
+    output: str = "reciprocal_multiply"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Rewritten:
     """``rewrite_dense_bincount``'s result: the function to convert and what was replaced in it."""
 
     function: tf.types.experimental.ConcreteFunction
-    rewrites: tuple[BincountRewrite, ...]
+    rewrites: tuple[BincountRewrite | DivisionRewrite, ...]
 
 
 class RewriteRefused(ValueError):
@@ -115,6 +134,58 @@ def has_dense_bincount(function: tf.types.experimental.ConcreteFunction) -> bool
     """Whether the function, or a function it calls, runs ``DenseBincount`` (a loaded signature's body is a
     library function: its graph holds one call op)."""
     return any(node.op == DENSE_BINCOUNT for _, nodes in _graph_defs(function.graph.as_graph_def()) for node in nodes)
+
+
+def _has_division(function: tf.types.experimental.ConcreteFunction) -> bool:
+    return any(node.op == REAL_DIV for _, nodes in _graph_defs(function.graph.as_graph_def()) for node in nodes)
+
+
+def _constant_subgraph(nodes_by_name: dict[str, node_def_pb2.NodeDef], ref: str) -> list[node_def_pb2.NodeDef] | None:
+    """The nodes computing ``ref`` in a (main) GraphDef when they read only constants, else ``None``."""
+    found: dict[str, node_def_pb2.NodeDef] = {}
+    pending = [ref]
+    while pending:
+        name = pending.pop().split(":")[0]
+        if name in found:
+            continue
+        node = nodes_by_name.get(name)
+        if node is None or node.op not in _CONSTANT_FOLDABLE:
+            return None
+        # Control inputs (the inlined function's input_control_node NoOps) order execution; they carry no value.
+        copy = node_def_pb2.NodeDef()
+        copy.CopyFrom(node)
+        del copy.input[:]
+        copy.input.extend(i for i in node.input if not i.startswith("^"))
+        found[name] = copy
+        pending.extend(copy.input)
+    return list(found.values())
+
+
+def _rewrite_constant_divisions(graph_def: graph_pb2.GraphDef) -> list[DivisionRewrite]:
+    """Replaces every main-graph ``RealDiv`` whose divisor is computed from constants alone by a ``Mul`` by the
+    divisor's reciprocal (the divisor is evaluated once, here: it reads no input)."""
+    nodes_by_name = {node.name: node for node in graph_def.node}
+    rewrites = []
+    scope = _Scope(graph_def.node, None)
+    for node in [n for n in graph_def.node if n.op == REAL_DIV]:
+        subgraph = _constant_subgraph(nodes_by_name, node.input[1])
+        if subgraph is None:
+            continue
+        constants = graph_pb2.GraphDef(node=subgraph)
+        with tf.Graph().as_default() as graph:
+            tensor = node.input[1] if ":" in node.input[1] else f"{node.input[1]}:0"  # a bare name is an operation
+            (divisor,) = tf.graph_util.import_graph_def(constants, return_elements=[tensor], name="")
+            with tf.compat.v1.Session(graph=graph) as session:
+                value = session.run(divisor)
+        value = np.asarray(value)
+        if value.dtype.kind != "f" or not np.all(np.isfinite(value)) or np.any(value == 0):
+            continue
+        reciprocal = _const(scope, f"{node.name}/reciprocal", (1.0 / value.astype(np.float64)).astype(value.dtype),
+                            tf.as_dtype(value.dtype))
+        node.op = "Mul"
+        node.input[1] = reciprocal
+        rewrites.append(DivisionRewrite(node=node.name, layer=layer_of(node.name)))
+    return rewrites
 
 
 class _Scope:
@@ -323,12 +394,12 @@ def rewrite_dense_bincount(function: tf.types.experimental.ConcreteFunction) -> 
     Raises:
       RewriteRefused: a ``DenseBincount`` whose weights have an unknown size, naming node and layer.
     """
-    if not has_dense_bincount(function):
+    if not has_dense_bincount(function) and not _has_division(function):
         return Rewritten(function, ())
     # As the converter freezes: control flow stays functional (If / While bodies are library functions).
     frozen = convert_variables_to_constants_v2(function, lower_control_flow=False)
     graph_def = frozen.graph.as_graph_def()
-    rewrites = []
+    rewrites: list[BincountRewrite | DivisionRewrite] = list(_rewrite_constant_divisions(graph_def))
     for name, nodes in _graph_defs(graph_def):
         scope = _Scope(nodes, name)
         for node in [n for n in nodes if n.op == DENSE_BINCOUNT]:
@@ -336,6 +407,8 @@ def rewrite_dense_bincount(function: tf.types.experimental.ConcreteFunction) -> 
             if name is None:  # the main graph's static shapes are known; a library function's are not
                 weights_shape = frozen.graph.get_operation_by_name(node.name).inputs[2].shape
             rewrites.append(_rewrite_node(scope, node, weights_shape))
+    if not rewrites:
+        return Rewritten(function, ())
     _rename_library(graph_def)
     names, specs = _input_names(function), _input_specs(function)
     # A concrete function's inputs are its flat arguments, then its captures (tables; variables are constants now).
@@ -361,8 +434,12 @@ def rewrite_dense_bincount(function: tf.types.experimental.ConcreteFunction) -> 
     signature = [tf.TensorSpec(spec.shape, spec.dtype, name=name) for spec, name in zip(specs, names, strict=True)]
     concrete = tf.function(rewritten, input_signature=signature).get_concrete_function()
     for rewrite in rewrites:
-        logging.info("builtin rewrite: DenseBincount %r (layer %r) -> ONE_HOT + %s, size %s", rewrite.node,
-                     rewrite.layer, "REDUCE_MAX" if rewrite.output == "multi_hot" else "SUM", rewrite.size)
+        if isinstance(rewrite, DivisionRewrite):
+            logging.info("builtin rewrite: RealDiv %r (layer %r) by a constant -> MUL by its reciprocal",
+                         rewrite.node, rewrite.layer)
+        else:
+            logging.info("builtin rewrite: DenseBincount %r (layer %r) -> ONE_HOT + %s, size %s", rewrite.node,
+                         rewrite.layer, "REDUCE_MAX" if rewrite.output == "multi_hot" else "SUM", rewrite.size)
     return Rewritten(concrete, tuple(rewrites))
 
 

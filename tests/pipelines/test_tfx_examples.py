@@ -74,7 +74,7 @@ def test_the_model_has_no_dense_signature_and_its_keras_call_is_converted(exampl
     assert (report["signature_name"], report["signature_source"]) == ("__call__", "derived")
     assert quantized.custom_properties[properties.SIGNATURE_SOURCE].string_value == "derived"
     assert report["transform_graph"]["uri"]  # calibrated through the example's own Transform
-    assert report["ops"]["float_op_count"] == 0 and set(report["ops"]["by_dtype"]) <= {"int8", "int32", "int64"}
+    assert report["ops"]["float_op_count"] == 0 and set(report["ops"]["by_dtype"]) <= {"int8", "int32", "int64", "bool"}
     assert report["sizes"]["tflite_bytes"] < report["sizes"]["float_tflite_bytes"]
 
 
