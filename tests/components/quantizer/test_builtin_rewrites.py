@@ -371,3 +371,33 @@ def test_the_litert_engine_keeps_flex_ops_only_with_the_opt_in(select_model: str
         builtin_rewrites.set_select_ops_allowed(False)
     assert builtin_rewrites.flex_ops(content) == ["Cumprod"] and op_summary(content)["ops"]["FULLY_CONNECTED"] == {
         "int8": 2}
+
+
+def test_a_division_by_a_constant_becomes_a_multiplication_and_the_model_all_int8(tmp_path) -> None:
+    # TFX's taxi model normalizes its dense inputs with Keras Normalization layers: (x - mean) / sqrt(variance),
+    # and TFLite's DIV has no int8 kernel.
+    keras.utils.set_random_seed(0)
+    x = keras.Input((3,), name="x")
+    normalize = keras.layers.Normalization(name="normalize")
+    normalize.adapt(np.random.default_rng(1).normal(5.0, 3.0, (200, 3)).astype(np.float32))
+    hidden = keras.layers.Dense(4, activation="relu")(normalize(x))
+    model = keras.Model(x, keras.layers.Dense(2, activation="softmax")(hidden), name="normalized")
+    saved_model = _save(model, {"x": tf.TensorSpec([None, 3], tf.float32, name="x")}, str(tmp_path / "model"))
+    loaded = tf.saved_model.load(saved_model)
+    signature = loaded.signatures[SIGNATURE]
+    rewritten = builtin_rewrites.rewrite_dense_bincount(signature)
+    assert [(r.layer, r.output) for r in rewritten.rewrites] == [("normalized/normalize", "reciprocal_multiply")]
+    assert "RealDiv" not in _graph_ops(rewritten.function)
+    inputs = {"x": np.random.default_rng(2).normal(5.0, 3.0, (ROWS, 3)).astype(np.float32)}
+    assert builtin_rewrites.check_rewrite_equal(signature, rewritten.function, inputs) == ROWS
+    content = tflite_engine.convert(saved_model, SIGNATURE, resolve_options("int8"), inputs)
+    assert "DIV" not in _ops(content) and op_summary(content)["float_op_count"] == 0
+    want = SavedModelRunner(saved_model, SIGNATURE).predict(inputs)["probabilities"]
+    np.testing.assert_allclose(_tflite_predict(tmp_path, content, inputs), want, atol=0.05)
+
+
+def test_a_division_by_an_input_is_left_alone() -> None:
+    function = tf.function(lambda a, b: {"y": a / (b + 1.0)}, input_signature=[
+        tf.TensorSpec([None], tf.float32, name="a"), tf.TensorSpec([None], tf.float32, name="b")]).get_concrete_function()
+    rewritten = builtin_rewrites.rewrite_dense_bincount(function)
+    assert rewritten.function is function and rewritten.rewrites == ()
