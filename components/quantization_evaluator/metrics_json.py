@@ -137,7 +137,8 @@ def _candidate(results: dict[SliceKey, dict[str, Any]], candidate: CandidatePlan
         signature_name=plan.signature_name,
     ), thresholds)
     fit = search_fit_warning(candidate.name, search_summary(artifact), overall["float"],
-                             f"the gate's {overall['num_examples']} examples of split {config.split!r}")
+                             f"the gate's {overall['num_examples']} examples of split {config.split!r}",
+                             config.output_kind)
     if fit:
         verdict = dataclasses.replace(verdict, warnings=[*verdict.warnings, fit])
     # output_kind beside each model's output: what its raw output held, and so whether the scores in this file

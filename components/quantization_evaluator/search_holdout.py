@@ -21,7 +21,7 @@ from tfx.types import Artifact
 
 from components.representative_dataset.storage import read_examples, read_manifest
 from components.shared import properties
-from components.shared.task_metrics import METRICS, degradation
+from components.shared.task_metrics import METRICS, PROBABILITIES, degradation
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,17 @@ def plan_holdout(quantized_models: Sequence[Artifact], search_dataset: Artifact 
 
 
 def search_fit_warning(candidate_name: str, summary: dict[str, Any] | None, float_values: dict[str, Any],
-                       gate_description: str) -> str | None:
+                       gate_description: str, output_kind: str = PROBABILITIES) -> str | None:
     """A warning when the float model's metric on the search sample and on the gate's examples differ by more
-    than the search's own ``max_delta`` (in its ``delta_type``): the search's verdicts may not carry over."""
+    than the search's own ``max_delta`` (in its ``delta_type``), or were computed on outputs read differently
+    (``output_kind``): the search's verdicts may not carry over."""
     if not summary:
         return None
+    searched_kind = summary.get("output_kind", PROBABILITIES)
+    if searched_kind != output_kind:
+        return (f"{candidate_name}: the accuracy search scored the model's outputs as {searched_kind!r} and this "
+                f"gate as {output_kind!r}: its candidates were judged on other numbers; pass the same output_kind "
+                "to the Quantizer's accuracy_search and to the QuantizationEvaluator")
     metric, searched = summary.get(properties.METRIC), summary.get("float_metric_value")
     gated = float_values.get(metric)
     if metric not in METRICS or searched is None or gated is None or not math.isfinite(gated):

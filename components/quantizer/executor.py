@@ -59,6 +59,7 @@ from components.shared.signature_inputs import (
 )
 from components.shared.staged_output import staged_output
 from components.shared.strict_json import dumps, json_safe
+from components.shared.task_metrics import PROBABILITIES
 from components.shared.transform_inputs import TransformedInputs
 
 READINESS_LOG_CHARS = 160  # per reason, on the console; quantization_report.json has every op and tensor
@@ -297,7 +298,8 @@ def search_summary(search: dict[str, Any]) -> dict[str, Any]:
     dataset = search["search_dataset"]
     return json_safe({"dataset_uri": dataset["uri"], properties.SPLIT: dataset.get(properties.SPLIT),
                       properties.METRIC: config["metric"], properties.DELTA_TYPE: config["delta_type"],
-                      "max_delta": config["max_delta"], "float_metric_value": search["float_metric_value"]})
+                      "max_delta": config["max_delta"], "float_metric_value": search["float_metric_value"],
+                      "output_kind": config.get("output_kind", PROBABILITIES)})
 
 
 def add_size_and_readiness(quantization_report: dict[str, Any], content: bytes, float_tflite_bytes: int,

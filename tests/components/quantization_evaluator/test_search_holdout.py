@@ -98,3 +98,11 @@ def test_the_fit_warning_compares_the_float_metrics_both_ways(summary, gated, wa
     metric = summary["metric"] if summary else "auc"
     warning = search_fit_warning("int8 #3", summary and {**summary, "split": "eval"}, {metric: gated}, "the gate")
     assert (warning is not None) == warned
+
+
+def test_the_fit_warning_names_a_search_that_read_the_outputs_differently() -> None:
+    summary = {"metric": "auc", "delta_type": "absolute", "max_delta": 0.01, "float_metric_value": 0.9,
+               "split": "eval", "output_kind": "probabilities"}
+    warning = search_fit_warning("int8 #3", summary, {"auc": 0.9}, "the gate", output_kind="logits")
+    assert warning is not None and "'probabilities'" in warning and "'logits'" in warning
+    assert search_fit_warning("int8 #3", summary, {"auc": 0.9}, "the gate") is None
