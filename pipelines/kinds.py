@@ -1,4 +1,4 @@
-"""The pipelines quantgate ships, by name (``penguin``, ``taxi``, ``diabetes``, ``digits-qat``, and TFX's own
+"""The pipelines quantgate ships, by name (``penguin``, ``taxi``, ``diabetes``, ``digits-qat``, ``images``, and TFX's own
 ``tfx-imdb`` and ``tfx-taxi``): factory, data writer, defaults.
 
 Plain data, no TensorFlow or TFX import: the factory and the data writer are import paths, resolved when a run or a
@@ -74,6 +74,15 @@ PIPELINES: dict[str, PipelineKind] = {
         home="out/digits-qat",
         trainer_run_fn="pipelines.models.digits.digits_trainer.run_fn",
         pushes=False,
+    ),
+    "images": PipelineKind(
+        name="images",
+        factory_path="pipelines.images:create_image_pipeline",
+        data_writer_path="pipelines.images_data:write_image_examples",
+        pipeline_name="images-quantgate",
+        home="out/images",
+        trainer_run_fn="pipelines.models.images.image_trainer.run_fn",
+        transform_preprocessing_fn="pipelines.models.images.image_transform.preprocessing_fn",
     ),
     # TFX's own examples, their Transform and Trainer code unchanged (pipelines/tfx_examples.py).
     "tfx-imdb": PipelineKind(
