@@ -199,11 +199,12 @@ def _resolve_features(config: EvaluatorConfig, raw_features: set[str], transform
     return tuple(extra)
 
 
-def _serving_signature(saved_model_dir: str, records: list[bytes], width: int) -> str | None:
-    """The float model's signature taking serialized examples whose output has ``width`` values, if any."""
+def _serving_signature(saved_model_dir: str, records: list[bytes], width: int, model: tf.Module) -> str | None:
+    """The float model's signature taking serialized examples whose output has ``width`` values, if any (run on
+    ``model``, the float runner's loaded SavedModel)."""
     for name in serialized_example_signatures(saved_model_dir):
         try:
-            found = SerializedExamplesRunner(saved_model_dir, name).predict(records).shape[1]
+            found = SerializedExamplesRunner(saved_model_dir, name, model).predict(records).shape[1]
         except (tf.errors.OpError, ValueError, TypeError) as e:
             logging.warning("QuantizationEvaluator: signature %r of %s cannot score the eval examples (%s); not "
                             "compared with the transformed-feature path", name, saved_model_dir, e)
@@ -327,7 +328,8 @@ def check_inputs(model: Artifact, quantized_models: Sequence[Artifact], examples
     if config.thresholds.info.task == REGRESSION and float_width != 1:
         raise fail(f"metric={config.thresholds.metric!r} is a regression metric and needs one prediction per "
                     f"example; the model gives {float_width}: use metric='accuracy' or 'auc'")
-    serving_signature = _serving_signature(saved_model_dir, records, float_width) if transformer else None
+    serving_signature = (_serving_signature(saved_model_dir, records, float_width, float_runner.loaded_model)
+                         if transformer else None)
     return EvaluationPlan(patterns=patterns, source=source, saved_model_dir=saved_model_dir,
                           signature_name=signature_name, specs=specs, float_output=float_output,
                           sample_inputs=parsed.inputs, float_runner=float_runner, candidates=candidates,

@@ -276,7 +276,7 @@ class ModelFunction:
 class SavedModelRunner:
     """Runs a SavedModel's dense-input signature on whole batches (the float reference for the TFLite model)."""
 
-    def __init__(self, saved_model_dir: str, signature_name: str) -> None:
+    def __init__(self, saved_model_dir: str, signature_name: str | None) -> None:
         self.signature_name, self._specs = dense_signature_specs(saved_model_dir, signature_name)
         self._model = tf.saved_model.load(saved_model_dir)  # kept alive: the signature holds weak refs to its vars
         self._fn = ModelFunction(self._model, saved_model_dir, self.signature_name)
@@ -286,6 +286,11 @@ class SavedModelRunner:
     def input_specs(self) -> list[InputSpec]:
         """The signature's inputs, sorted by name."""
         return list(self._specs)
+
+    @property
+    def loaded_model(self) -> tf.Module:
+        """The loaded SavedModel (its other signatures run without loading it again)."""
+        return self._model
 
     def _feed(self, inputs: dict[str, np.ndarray]) -> dict[str, tf.Tensor]:
         _check_inputs(self.signature_name, [spec.name for spec in self._specs], inputs)
