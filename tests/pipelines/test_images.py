@@ -19,10 +19,10 @@ from components.shared import properties
 from components.shared.model_runners import TFLiteRunner
 from components.shared.signature_inputs import InputSpec
 from components.shared.transform_inputs import TransformedInputs
-from pipelines import lineage
 from pipelines.images import IMAGES_KIND, LABEL_KEY, create_image_pipeline
 from pipelines.images_data import TFRECORD_NAME, render_image_records, write_image_examples
-from pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
+
+from .conftest import local_run
 
 # Small: the ~20k-parameter separable CNN, 150 steps of 32 (~4 epochs of the ~1,200 train digits; it reaches
 # ~0.9 accuracy), 100 calibration images.
@@ -33,15 +33,8 @@ IMAGE_INPUT = "image_xf"
 
 @pytest.fixture(scope="session")
 def images_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    paths = LocalRunPaths(home=str(tmp_path_factory.mktemp("images")), pipeline_name=IMAGES_KIND.pipeline_name)
-    run_local(LocalRunConfig(paths=paths, pipeline=IMAGES_KIND.name, pipeline_kwargs=IMAGES_KWARGS))
-    store = lineage.open_sqlite_store(paths.metadata_path)
-
-    def output(component_id: str, key: str):
-        execution = lineage.latest_complete_execution(store, paths.pipeline_name, component_id)
-        assert execution is not None, f"no COMPLETE execution of {component_id}"
-        (artifact,) = lineage.output_artifacts(store, execution.id)[key]
-        return artifact
+    run = local_run(tmp_path_factory, IMAGES_KIND.name, **IMAGES_KWARGS)
+    paths, output = run.paths, run.output
 
     quantized = output("Quantizer", "quantized_model")
     with open(os.path.join(quantized.uri, properties.QUANTIZATION_REPORT_FILENAME)) as f:

@@ -11,28 +11,17 @@ import os
 import pytest
 
 from components.shared import properties
-from pipelines import lineage
 from pipelines.kinds import pipeline_kind
-from pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
+
+from .conftest import local_run
 
 # Few steps: the facts checked are what quantgate does with the model as exported, not how good it is.
 TRAIN_STEPS = {"tfx-imdb": 40, "tfx-taxi": 60}
 
 
 def _run(name: str, tmp_path_factory) -> dict:
-    kind = pipeline_kind(name)
-    paths = LocalRunPaths(home=str(tmp_path_factory.mktemp(name)), pipeline_name=kind.pipeline_name)
-    run_local(LocalRunConfig(paths=paths, pipeline=name, pipeline_kwargs={"train_steps": TRAIN_STEPS[name]}))
-    store = lineage.open_sqlite_store(paths.metadata_path)
-
-    def output(component_id: str, key: str):
-        execution = lineage.latest_complete_execution(store, kind.pipeline_name, component_id)
-        assert execution is not None, f"no COMPLETE execution of {component_id}"
-        (artifact,) = lineage.output_artifacts(store, execution.id)[key]
-        return artifact
-
-    def execution(component_id: str):
-        return lineage.latest_complete_execution(store, kind.pipeline_name, component_id)
+    run = local_run(tmp_path_factory, name, train_steps=TRAIN_STEPS[name])
+    paths, output, execution = run.paths, run.output, run.execution
 
     quantized = output("Quantizer", "quantized_model")
     with open(os.path.join(quantized.uri, properties.QUANTIZATION_REPORT_FILENAME)) as f:
