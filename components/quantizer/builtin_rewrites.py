@@ -443,23 +443,31 @@ def rewrite_dense_bincount(function: tf.types.experimental.ConcreteFunction) -> 
     return Rewritten(concrete, tuple(rewrites))
 
 
-# What this process rewrote, by original function: the conversion child runs one Quantizer request, so these are
-# that conversion's rewrites; engines report them and check them on the calibration rows.
+# What this process rewrote, by original function, with the SavedModel it came from: engines report and check the
+# rewrites of the model they convert (a process may convert several models: a test session, a warm child).
 _DONE: dict[tf.types.experimental.ConcreteFunction, Rewritten] = {}
+_SOURCES: dict[tf.types.experimental.ConcreteFunction, str | None] = {}
 
 
-def rewrite_for_builtins(function: tf.types.experimental.ConcreteFunction) -> tf.types.experimental.ConcreteFunction:
-    """``rewrite_dense_bincount(function).function``, once per function object, recorded for ``rewrites_done`` and
-    ``check_rewrites``."""
+def rewrite_for_builtins(function: tf.types.experimental.ConcreteFunction,
+                         source: str | None = None) -> tf.types.experimental.ConcreteFunction:
+    """``rewrite_dense_bincount(function).function``, once per function object, recorded (with ``source``, the
+    SavedModel's directory) for ``rewrites_done`` and ``check_rewrites``."""
     if function not in _DONE:
         _DONE[function] = rewrite_dense_bincount(function)
+        _SOURCES[function] = source
     return _DONE[function].function
 
 
-def rewrites_done() -> list[dict[str, Any]]:
-    """The rewrites ``rewrite_for_builtins`` made in this process, each node once (JSON-ready)."""
+def _done_for(source: str | None) -> list[tuple[tf.types.experimental.ConcreteFunction, Rewritten]]:
+    return [(function, done) for function, done in _DONE.items() if source is None or _SOURCES[function] == source]
+
+
+def rewrites_done(source: str | None = None) -> list[dict[str, Any]]:
+    """The rewrites ``rewrite_for_builtins`` made in this process (of the SavedModel ``source`` when given), each
+    node once (JSON-ready)."""
     seen: dict[tuple[str, str | None], dict[str, Any]] = {}
-    for done in _DONE.values():
+    for _, done in _done_for(source):
         for rewrite in done.rewrites:
             seen.setdefault((rewrite.node, rewrite.function), rewrite.to_json())
     return list(seen.values())
@@ -561,13 +569,13 @@ def check_rewrite_equal(original_fn: tf.types.experimental.ConcreteFunction,
     return rows
 
 
-def check_rewrites(inputs: dict[str, np.ndarray] | None) -> int:
-    """``check_rewrite_equal`` for every function ``rewrite_for_builtins`` rewrote in this process; returns the rows
-    checked (0 without inputs or without rewrites)."""
+def check_rewrites(inputs: dict[str, np.ndarray] | None, source: str | None = None) -> int:
+    """``check_rewrite_equal`` for every function ``rewrite_for_builtins`` rewrote in this process (of the
+    SavedModel ``source`` when given); returns the rows checked (0 without inputs or without rewrites)."""
     if not inputs:
         return 0
     rows = 0
-    for original, done in _DONE.items():
+    for original, done in _done_for(source):
         if done.rewrites:
             rows = max(rows, check_rewrite_equal(original, done.function, inputs))
     return rows
@@ -691,11 +699,12 @@ class BuiltinsConverter(tflite_lite.TFLiteFrozenGraphConverterV2):
             raise MissingBuiltinOps(f"{refusal_message(missing, where)} Converter error: {error}", missing) from error
 
 
-def tflite_converter(function: tf.types.experimental.ConcreteFunction,
-                     trackable: Any = None) -> tf.lite.TFLiteConverter:
-    """``TFLiteConverter.from_concrete_functions([function], trackable)`` on ``rewrite_for_builtins(function)``,
-    keeping TF Select ops only when ``select_ops_allowed()``; its ``convert`` raises ``MissingBuiltinOps``."""
-    converter = BuiltinsConverter([rewrite_for_builtins(function)], trackable)
+def tflite_converter(function: tf.types.experimental.ConcreteFunction, trackable: Any = None,
+                     source: str | None = None) -> tf.lite.TFLiteConverter:
+    """``TFLiteConverter.from_concrete_functions([function], trackable)`` on ``rewrite_for_builtins(function,
+    source)``, keeping TF Select ops only when ``select_ops_allowed()``; its ``convert`` raises
+    ``MissingBuiltinOps``."""
+    converter = BuiltinsConverter([rewrite_for_builtins(function, source)], trackable)
     if select_ops_allowed():
         converter.target_spec.supported_ops = {tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS}
     return converter

@@ -69,7 +69,8 @@ def convert_with_float_reference(saved_model_dir: str, signature_name: str, opti
     seconds, layer_errors, failure = convert_and_diagnose(saved_model_dir, signature_name, options, inputs,
                                                           output_path)
     float_seconds = float_reference.write_float_tflite(saved_model_dir, signature_name, float_output_path)
-    checked_rows = builtin_rewrites.check_rewrites(inputs)
-    rewrites = [{**rewrite, "checked_rows": checked_rows} for rewrite in builtin_rewrites.rewrites_done()]
+    checked_rows = builtin_rewrites.check_rewrites(inputs, source=saved_model_dir)
+    rewrites = [{**rewrite, "checked_rows": checked_rows}
+                for rewrite in builtin_rewrites.rewrites_done(source=saved_model_dir)]
     return {"conversion_seconds": seconds, "layer_errors": layer_errors, "diagnostics_failure": failure,
             "float_tflite_seconds": float_seconds, "builtin_rewrites": rewrites}

@@ -37,7 +37,7 @@ def _converter(saved_model_dir: str, signature_name: str, batch_size: int | None
     model = loaded_model(saved_model_dir)
     function = ModelFunction(model, saved_model_dir, signature_name, batch_size)
     # DenseBincount (one-hot layers) -> ONE_HOT builtins; ops builtins lack refused by name (builtin_rewrites).
-    return builtin_rewrites.tflite_converter(function.concrete, model)
+    return builtin_rewrites.tflite_converter(function.concrete, model, source=saved_model_dir)
 
 
 @functools.cache

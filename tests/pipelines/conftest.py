@@ -17,10 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from ml_metadata.metadata_store import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 
-from pipelines.local_runner import LocalRunPaths
+from ..conftest import DemoRun
 
 log = logging.getLogger(__name__)
 
@@ -135,35 +133,12 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
         stop_mariadb(server)
 
 
-@dataclass
-class LocalRun:
-    """One real local run of a ``pipelines.kinds`` pipeline, read back from its SQLite MLMD store."""
-
-    paths: LocalRunPaths
-    store: metadata_store.MetadataStore
-
-    def execution(self, component_id: str) -> metadata_store_pb2.Execution:
-        """The latest COMPLETE execution of ``component_id`` (fails the test when there is none)."""
-        from pipelines import lineage
-
-        execution = lineage.latest_complete_execution(self.store, self.paths.pipeline_name, component_id)
-        assert execution is not None, f"no COMPLETE execution of {component_id}"
-        return execution
-
-    def output(self, component_id: str, key: str) -> metadata_store_pb2.Artifact:
-        """The one artifact ``component_id`` output under ``key`` in its latest COMPLETE execution."""
-        from pipelines import lineage
-
-        (artifact,) = lineage.output_artifacts(self.store, self.execution(component_id).id)[key]
-        return artifact
-
-
-def local_run(tmp_path_factory: pytest.TempPathFactory, pipeline: str, **pipeline_kwargs: object) -> LocalRun:
-    """Runs the ``pipeline`` kind locally in a fresh home and opens its store."""
+def local_run(tmp_path_factory: pytest.TempPathFactory, pipeline: str, **pipeline_kwargs: object) -> DemoRun:
+    """Runs the ``pipeline`` kind locally in a fresh home and opens its store (read it as the demo run is read)."""
     from pipelines import lineage
     from pipelines.kinds import pipeline_kind
-    from pipelines.local_runner import LocalRunConfig, run_local
+    from pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
 
     paths = LocalRunPaths(home=str(tmp_path_factory.mktemp(pipeline)), pipeline_name=pipeline_kind(pipeline).pipeline_name)
     run_local(LocalRunConfig(paths=paths, pipeline=pipeline, pipeline_kwargs=pipeline_kwargs))
-    return LocalRun(paths=paths, store=lineage.open_sqlite_store(paths.metadata_path))
+    return DemoRun(paths=paths, store=lineage.open_sqlite_store(paths.metadata_path))

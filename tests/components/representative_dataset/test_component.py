@@ -25,7 +25,7 @@ def test_defaults_and_output_type(examples_channel) -> None:
     component = RepresentativeDatasetGen(examples=examples_channel)
     assert component.exec_properties == {"split": "train", "num_examples": 300, "strategy": "uniform",
                                          "label_key": None, "seed": 0, "allow_eval_split": 0,
-                                         "num_search_examples": 0}
+                                         "num_search_examples": 0, "search_split": "eval"}
     assert component.outputs["representative_dataset"].type is RepresentativeDataset
     assert "search_dataset" not in component.outputs
     assert isinstance(component.executor_spec, executor_spec.BeamExecutorSpec)
