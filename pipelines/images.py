@@ -33,12 +33,7 @@ TRAINER_MODULE_FILE = os.path.join(MODULE_DIR, "image_trainer.py")
 LABEL_KEY = "label"  # raw: the QuantizationEvaluator reads it from the raw eval examples
 
 # int8 with int8 I/O (the mode's default): the input is in [0, 1] after Transform, so its 256 levels cover it.
-IMAGE_KNOBS = QuantizationKnobs(
-    mode="int8", engine="tflite_converter", signature=None, io_dtype=None, denylisted_ops=(),
-    allow_float_fallback=False, denylisted_nodes=(), int16_nodes=(), int4_weight_nodes=(), int4_block_size=32,
-    accuracy_search=None, metric="accuracy", max_delta=0.02, delta_type="absolute", slicing_feature_keys=(),
-    min_slice_size=30, max_slice_delta=None, min_agreement=None, max_model_bytes=None, max_latency_ms=None,
-    nonfinite_inputs="refuse", candidate_modes=(), selection="smallest")
+IMAGE_KNOBS = QuantizationKnobs.of(metric="accuracy", max_delta=0.02)
 
 IMAGES_KIND = PIPELINES["images"]
 

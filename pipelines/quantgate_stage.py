@@ -54,6 +54,18 @@ class QuantizationKnobs:
     output_kind: str = "probabilities"
 
     @classmethod
+    def of(cls, **overrides: Any) -> QuantizationKnobs:
+        """Plain int8 through the tflite converter, the signature derived, accuracy within 0.01, no search, no
+        extra candidates: for a pipeline that takes its knobs as one object; ``overrides`` replace any of them."""
+        defaults = dict(mode="int8", engine="tflite_converter", signature=None, io_dtype=None, denylisted_ops=(),
+                        allow_float_fallback=False, denylisted_nodes=(), int16_nodes=(), int4_weight_nodes=(),
+                        int4_block_size=32, accuracy_search=None, metric="accuracy", max_delta=0.01,
+                        delta_type="absolute", slicing_feature_keys=(), min_slice_size=30, max_slice_delta=None,
+                        min_agreement=None, max_model_bytes=None, max_latency_ms=None, nonfinite_inputs="refuse",
+                        candidate_modes=(), selection="smallest")
+        return cls(**{**defaults, **overrides})
+
+    @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> QuantizationKnobs:
         """The knobs among a factory's arguments (``locals()``): ``quantization_mode`` -> ``mode``, and so on; a
         knob with a default that the factory does not take keeps its default."""

@@ -47,16 +47,6 @@ class TfxExample:
     knobs: QuantizationKnobs
 
 
-def _knobs(**overrides: object) -> QuantizationKnobs:
-    defaults = dict(mode="int8", engine="tflite_converter", signature=None, io_dtype=None, denylisted_ops=(),
-                    allow_float_fallback=False, denylisted_nodes=(), int16_nodes=(), int4_weight_nodes=(),
-                    int4_block_size=32, accuracy_search=None, metric="auc", max_delta=0.02, delta_type="absolute",
-                    slicing_feature_keys=(), min_slice_size=30, max_slice_delta=None, min_agreement=None,
-                    max_model_bytes=None, max_latency_ms=None, nonfinite_inputs="refuse", candidate_modes=(),
-                    selection="smallest")
-    return QuantizationKnobs(**{**defaults, **overrides})
-
-
 IMDB = TfxExample(
     name="imdb", module="tfx.examples.imdb.imdb_utils_native_keras", data_package="tfx.examples.imdb",
     data_resource=("data", "imdb_small_with_labels.txt"), raw_label_key="label", label_key="label",
@@ -66,7 +56,7 @@ IMDB = TfxExample(
     # Its model ends in Dense(1) with no activation, trained with from_logits=True. dynamic_range (int8 weights,
     # float activations) stands beside full int8: on this few-step model the int8 LSTM's output collapses to one
     # value (measured), and the gate then picks the candidate that passes.
-    knobs=_knobs(metric="auc", max_delta=0.05, output_kind="logits", candidate_modes=("dynamic_range",)),
+    knobs=QuantizationKnobs.of(metric="auc", max_delta=0.05, output_kind="logits", candidate_modes=("dynamic_range",)),
 )
 TAXI = TfxExample(
     name="taxi", module="tfx.examples.chicago_taxi_pipeline.taxi_utils_native_keras",
@@ -74,7 +64,7 @@ TAXI = TfxExample(
     raw_label_key="tips", label_key="tips_xf", eval_hash_buckets=1, infer_feature_shape=False,
     float_eval_label_key="tips_xf", float_eval_preprocessing=("transform_features",),
     float_accuracy_threshold=0.6,
-    knobs=_knobs(metric="auc", max_delta=0.02),
+    knobs=QuantizationKnobs.of(metric="auc", max_delta=0.02),
 )
 EXAMPLES = {example.name: example for example in (IMDB, TAXI)}
 

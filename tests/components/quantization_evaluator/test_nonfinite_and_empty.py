@@ -32,24 +32,9 @@ from components.shared.model_runners import InputQuantizer, SavedModelRunner, TF
 from components.shared.signature_inputs import InputSpec, decode_examples, examples_to_inputs
 from components.types import QuantizationEvaluation
 
+from .test_executor import _edited, _strict_json
+
 NAN, INF = float("nan"), float("inf")
-
-
-def _edited(records: list[bytes], edit: Callable[[int, tf.train.Example], None]) -> list[bytes]:
-    out = []
-    for i, record in enumerate(records):
-        example = tf.train.Example.FromString(record)
-        edit(i, example)
-        out.append(example.SerializeToString())
-    return out
-
-
-def _strict_json(path: str) -> dict:
-    def refuse(constant: str) -> None:
-        raise AssertionError(f"{path} holds {constant}, which strict JSON has not")
-
-    with open(path) as f:
-        return json.load(f, parse_constant=refuse)
 
 
 def _outputs_exist(evaluation: Artifact) -> tuple[dict, str]:
