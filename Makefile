@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 .PHONY: venv demo test lint bench clean
 
 venv:
-	@want="$$(sha256sum $(LOCK) | cut -c1-64)"; \
+	@want="$$(cat $(LOCK) pyproject.toml | sha256sum | cut -c1-64)"; \
 	if [ -f $(STAMP) ] && [ "$$(cat $(STAMP))" = "$$want" ]; then exit 0; fi; \
 	set -e; \
 	echo ">> building $(VENV) from $(LOCK)"; \
@@ -25,7 +25,7 @@ venv:
 	echo "$$want" > $(STAMP)
 
 demo: venv
-	$(VENV)/bin/python -m pipelines run
+	$(VENV)/bin/quantgate run
 
 test: venv
 	$(VENV)/bin/python -m pytest -q tests

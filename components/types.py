@@ -2,13 +2,17 @@
 
 Kubeflow v2 / Vertex: the compiler wants ``TYPE_NAME`` to match
 ``^[a-z][a-z0-9-_]{2,20}[.][A-Z][a-zA-Z0-9-_]{2,49}$`` and the container imports it as ``module.Class``, so each
-``TYPE_NAME`` is ``components.<Class>`` and the class is importable from ``components``.
+``TYPE_NAME`` is ``quantgate.<Class>`` and the class is importable from ``quantgate`` (``quantgate/__init__.py``).
+The names are defined once in ``shared/properties.py`` (the lineage CLI reads them without importing TFX), with the
+``components.<Class>`` names of stores written before the ``quantgate`` import name.
 """
 
 from __future__ import annotations
 
 from tfx.types import artifact
 from tfx.types.system_artifacts import Dataset, Metrics
+
+from quantgate.components.shared import properties
 
 
 class RepresentativeDataset(artifact.Artifact):
@@ -19,12 +23,13 @@ class RepresentativeDataset(artifact.Artifact):
     refuses any.
     """
 
-    TYPE_NAME = "components.RepresentativeDataset"
+    TYPE_NAME = properties.REPRESENTATIVE_DATASET_TYPE
     TYPE_ANNOTATION = Dataset
 
 
 class QuantizationEvaluation(artifact.Artifact):
     """Float vs quantized comparison: ``metrics.json`` + ``report.html``."""
 
-    TYPE_NAME = "components.QuantizationEvaluation"
+    TYPE_NAME = properties.QUANTIZATION_EVALUATION_TYPE
     TYPE_ANNOTATION = Metrics
+

@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any
 
-from pipelines.kinds import DEFAULT_PIPELINE, PIPELINES, PipelineKind, pipeline_kind
+from quantgate.pipelines.kinds import DEFAULT_PIPELINE, PIPELINES, PipelineKind, pipeline_kind
 
 # Before anything imports TensorFlow: one Keras (tf_keras) for the compiler and the executors it imports.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -299,7 +299,7 @@ def _parser() -> argparse.ArgumentParser:
     knobs = parser.add_argument_group("pipeline parameters")
     knobs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="any keyword parameter of the pipeline's factory (pipelines.pipeline.create_pipeline, "
-                            "pipelines.taxi.create_taxi_pipeline: thresholds, steps, calibration...), VALUE as JSON "
+                            "quantgate.pipelines.taxi.create_taxi_pipeline: thresholds, steps, calibration...), VALUE as JSON "
                             "or text, repeatable, e.g. --set train_steps=500 "
                             "--set float_accuracy_threshold=0.8; unknown keys are rejected with the list of "
                             "known ones")

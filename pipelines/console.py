@@ -1,4 +1,4 @@
-"""The console of ``python -m pipelines run``: quantgate's own progress lines on the terminal, everything (library
+"""The console of ``quantgate run``: quantgate's own progress lines on the terminal, everything (library
 logs, TensorFlow's native stderr, children's output) in a log file under the run's home, passwords redacted in both.
 """
 

@@ -14,7 +14,7 @@ import tempfile
 
 import palmerpenguins
 
-from pipelines.models.penguin.penguin_trainer import FEATURE_KEYS, LABEL_KEY
+from quantgate.pipelines.models.penguin.penguin_trainer import FEATURE_KEYS, LABEL_KEY
 
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
 SLICE_KEYS = ("island", "sex")

@@ -8,8 +8,8 @@ import os
 
 from sklearn.datasets import load_diabetes
 
-from pipelines.data import write_if_changed
-from pipelines.models.diabetes.diabetes_trainer import FEATURE_KEYS, LABEL_KEY
+from quantgate.pipelines.data import write_if_changed
+from quantgate.pipelines.models.diabetes.diabetes_trainer import FEATURE_KEYS, LABEL_KEY
 
 CSV_NAME = "diabetes.csv"
 

@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from pipelines.data import write_if_changed
-from pipelines.models.digits.digits_trainer import FEATURE_KEY, LABEL_KEY
+from quantgate.pipelines.data import write_if_changed
+from quantgate.pipelines.models.digits.digits_trainer import FEATURE_KEY, LABEL_KEY
 
 TFRECORD_NAME = "digits.tfrecord"
 

@@ -1,7 +1,7 @@
 """The digits QAT pipeline: a float CNN and its quantization-aware fine-tune, each quantized to int8, compared with
 the float model in one QuantizationEvaluator pass.
 
-``python -m pipelines run --pipeline digits-qat``; the Kubeflow runner compiles it with ``--pipeline digits-qat``.
+``quantgate run --pipeline digits-qat``; the Kubeflow runner compiles it with ``--pipeline digits-qat``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import os
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import QuantizationEvaluator, Quantizer, RepresentativeDatasetGen
-from components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
-from pipelines.models.digits.digits_trainer import DENSE_SIGNATURE, LABEL_KEY
-from pipelines.quantgate_stage import QuantizationKnobs, extra_candidate_quantizers
+from quantgate.components import QuantizationEvaluator, Quantizer, RepresentativeDatasetGen
+from quantgate.components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
+from quantgate.pipelines.models.digits.digits_trainer import DENSE_SIGNATURE, LABEL_KEY
+from quantgate.pipelines.quantgate_stage import QuantizationKnobs, extra_candidate_quantizers
 
 DIGITS_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "digits", "digits_trainer.py")
 QAT_TRAINER_ID = "QatTrainer"

@@ -12,7 +12,7 @@ float baseline and the int8 comparison all decode the PNGs through the same tran
     ImportExampleGen -> RepresentativeDatasetGen (raw train) -> Quantizer (int8, through the transform graph)
       -> QuantizationEvaluator (raw eval, accuracy) -> QuantizedModelPusher (model.tflite + labels.txt)
 
-Registered as ``pipelines.kinds`` ``images`` (``IMAGES_KIND``): ``python -m pipelines run --pipeline images``.
+Registered as ``pipelines.kinds`` ``images`` (``IMAGES_KIND``): ``quantgate run --pipeline images``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import RepresentativeDatasetGen
-from pipelines.kinds import PIPELINES
-from pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
+from quantgate.components import RepresentativeDatasetGen
+from quantgate.pipelines.kinds import PIPELINES
+from quantgate.pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
 
 MODULE_DIR = os.path.join(os.path.dirname(__file__), "models", "images")
 TRANSFORM_MODULE_FILE = os.path.join(MODULE_DIR, "image_transform.py")

@@ -18,8 +18,8 @@ import numpy as np
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from pipelines.data import write_if_changed
-from pipelines.models.images.image_transform import CHANNELS, IMAGE_KEY, IMAGE_SIZE, LABEL_KEY
+from quantgate.pipelines.data import write_if_changed
+from quantgate.pipelines.models.images.image_transform import CHANNELS, IMAGE_KEY, IMAGE_SIZE, LABEL_KEY
 
 TFRECORD_NAME = "images.tfrecord.gz"
 MAX_SHIFT = 3  # pixels (of 32) a cycled copy moves: the digit stays inside the frame

@@ -2,7 +2,7 @@
 ``tfx-imdb`` and ``tfx-taxi``): factory, data writer, defaults.
 
 Plain data, no TensorFlow or TFX import: the factory and the data writer are import paths, resolved when a run or a
-compile needs them, so ``python -m pipelines --help`` and ``kubeflow/runner.py --help`` stay fast.
+compile needs them, so ``quantgate --help`` and ``kubeflow/runner.py --help`` stay fast.
 """
 
 from __future__ import annotations
@@ -43,52 +43,52 @@ def _resolve(path: str) -> Callable[..., Any]:
 PIPELINES: dict[str, PipelineKind] = {
     "penguin": PipelineKind(
         name="penguin",
-        factory_path="pipelines.pipeline:create_pipeline",
-        data_writer_path="pipelines.data:write_penguins_csv",
+        factory_path="quantgate.pipelines.pipeline:create_pipeline",
+        data_writer_path="quantgate.pipelines.data:write_penguins_csv",
         pipeline_name="penguin-quantgate",
         home="out/demo",
-        trainer_run_fn="pipelines.models.penguin.penguin_trainer.run_fn",
+        trainer_run_fn="quantgate.pipelines.models.penguin.penguin_trainer.run_fn",
     ),
     "taxi": PipelineKind(
         name="taxi",
-        factory_path="pipelines.taxi:create_taxi_pipeline",
-        data_writer_path="pipelines.taxi_data:write_taxi_csv",
+        factory_path="quantgate.pipelines.taxi:create_taxi_pipeline",
+        data_writer_path="quantgate.pipelines.taxi_data:write_taxi_csv",
         pipeline_name="taxi-quantgate",
         home="out/taxi",
-        trainer_run_fn="pipelines.models.taxi.taxi_trainer.run_fn",
-        transform_preprocessing_fn="pipelines.models.taxi.taxi_transform.preprocessing_fn",
+        trainer_run_fn="quantgate.pipelines.models.taxi.taxi_trainer.run_fn",
+        transform_preprocessing_fn="quantgate.pipelines.models.taxi.taxi_transform.preprocessing_fn",
     ),
     "diabetes": PipelineKind(
         name="diabetes",
-        factory_path="pipelines.diabetes:create_diabetes_pipeline",
-        data_writer_path="pipelines.diabetes_data:write_diabetes_csv",
+        factory_path="quantgate.pipelines.diabetes:create_diabetes_pipeline",
+        data_writer_path="quantgate.pipelines.diabetes_data:write_diabetes_csv",
         pipeline_name="diabetes-quantgate",
         home="out/diabetes",
-        trainer_run_fn="pipelines.models.diabetes.diabetes_trainer.run_fn",
+        trainer_run_fn="quantgate.pipelines.models.diabetes.diabetes_trainer.run_fn",
     ),
     "digits-qat": PipelineKind(
         name="digits-qat",
-        factory_path="pipelines.digits_qat:create_digits_qat_pipeline",
-        data_writer_path="pipelines.digits_data:write_digits_examples",
+        factory_path="quantgate.pipelines.digits_qat:create_digits_qat_pipeline",
+        data_writer_path="quantgate.pipelines.digits_data:write_digits_examples",
         pipeline_name="digits-qat-quantgate",
         home="out/digits-qat",
-        trainer_run_fn="pipelines.models.digits.digits_trainer.run_fn",
+        trainer_run_fn="quantgate.pipelines.models.digits.digits_trainer.run_fn",
         pushes=False,
     ),
     "images": PipelineKind(
         name="images",
-        factory_path="pipelines.images:create_image_pipeline",
-        data_writer_path="pipelines.images_data:write_image_examples",
+        factory_path="quantgate.pipelines.images:create_image_pipeline",
+        data_writer_path="quantgate.pipelines.images_data:write_image_examples",
         pipeline_name="images-quantgate",
         home="out/images",
-        trainer_run_fn="pipelines.models.images.image_trainer.run_fn",
-        transform_preprocessing_fn="pipelines.models.images.image_transform.preprocessing_fn",
+        trainer_run_fn="quantgate.pipelines.models.images.image_trainer.run_fn",
+        transform_preprocessing_fn="quantgate.pipelines.models.images.image_transform.preprocessing_fn",
     ),
     # TFX's own examples, their Transform and Trainer code unchanged (pipelines/tfx_examples.py).
     "tfx-imdb": PipelineKind(
         name="tfx-imdb",
-        factory_path="pipelines.tfx_examples:create_tfx_imdb_pipeline",
-        data_writer_path="pipelines.tfx_examples:write_imdb_csv",
+        factory_path="quantgate.pipelines.tfx_examples:create_tfx_imdb_pipeline",
+        data_writer_path="quantgate.pipelines.tfx_examples:write_imdb_csv",
         pipeline_name="tfx-imdb-quantgate",
         home="out/tfx-imdb",
         trainer_run_fn="tfx.examples.imdb.imdb_utils_native_keras.run_fn",
@@ -96,8 +96,8 @@ PIPELINES: dict[str, PipelineKind] = {
     ),
     "tfx-taxi": PipelineKind(
         name="tfx-taxi",
-        factory_path="pipelines.tfx_examples:create_tfx_taxi_pipeline",
-        data_writer_path="pipelines.tfx_examples:write_taxi_example_csv",
+        factory_path="quantgate.pipelines.tfx_examples:create_tfx_taxi_pipeline",
+        data_writer_path="quantgate.pipelines.tfx_examples:write_taxi_example_csv",
         pipeline_name="tfx-taxi-quantgate",
         home="out/tfx-taxi",
         trainer_run_fn="tfx.examples.chicago_taxi_pipeline.taxi_utils_native_keras.run_fn",

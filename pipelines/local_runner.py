@@ -13,11 +13,11 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import Quantizer
-from components.quantizer import isolation
-from components.shared import properties
-from pipelines.kinds import DEFAULT_PIPELINE, PIPELINES, pipeline_kind
-from pipelines.lineage.events import NODE_CONTEXT_TYPE
+from quantgate.components import Quantizer
+from quantgate.components.quantizer import isolation
+from quantgate.components.shared import properties
+from quantgate.pipelines.kinds import DEFAULT_PIPELINE, PIPELINES, pipeline_kind
+from quantgate.pipelines.lineage.events import NODE_CONTEXT_TYPE
 
 DEFAULT_PIPELINE_NAME = PIPELINES[DEFAULT_PIPELINE].pipeline_name
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

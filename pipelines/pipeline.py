@@ -8,10 +8,10 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import RepresentativeDatasetGen
-from components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
-from components.shared.properties import SEARCH_DATASET_KEY
-from pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
+from quantgate.components import RepresentativeDatasetGen
+from quantgate.components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
+from quantgate.components.shared.properties import SEARCH_DATASET_KEY
+from quantgate.pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
 
 PENGUIN_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "penguin", "penguin_trainer.py")
 

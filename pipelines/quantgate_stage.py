@@ -15,9 +15,9 @@ from typing import Any
 from tfx import types
 from tfx import v1 as tfx
 
-from components import QuantizationEvaluator, QuantizedModelPusher, Quantizer
-from components.quantizer.options import LITERT_ENGINE, LITERT_IO_DTYPES, TFLITE_ENGINE
-from components.shared.properties import MAX_CANDIDATES
+from quantgate.components import QuantizationEvaluator, QuantizedModelPusher, Quantizer
+from quantgate.components.quantizer.options import LITERT_ENGINE, LITERT_IO_DTYPES, TFLITE_ENGINE
+from quantgate.components.shared.properties import MAX_CANDIDATES
 
 KNOB_PREFIX = "quantization_"
 

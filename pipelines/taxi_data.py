@@ -10,7 +10,7 @@ import logging
 import os
 from importlib import resources
 
-from pipelines.data import write_if_changed
+from quantgate.pipelines.data import write_if_changed
 
 TAXI_PACKAGE = "tfx.examples.chicago_taxi_pipeline"
 TAXI_RESOURCE = ("data", "simple", "data.csv")

@@ -24,9 +24,9 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components import RepresentativeDatasetGen
-from pipelines.data import write_if_changed
-from pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
+from quantgate.components import RepresentativeDatasetGen
+from quantgate.pipelines.data import write_if_changed
+from quantgate.pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import pytest  # noqa: E402
 from ml_metadata import metadata_store  # noqa: E402
 from ml_metadata.proto import metadata_store_pb2  # noqa: E402
 
-from pipelines import lineage  # noqa: E402
-from pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local  # noqa: E402
+from quantgate.pipelines import lineage  # noqa: E402
+from quantgate.pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local  # noqa: E402
 
 # Small but real: enough steps for the penguin model to reach ~0.97 accuracy.
 TEST_PIPELINE_KWARGS = {"train_steps": 200, "eval_steps": 10}

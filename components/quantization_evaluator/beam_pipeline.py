@@ -11,13 +11,13 @@ import apache_beam as beam
 from tfx.dsl.io import fileio
 from tfx_bsl.public import tfxio
 
-from components.quantization_evaluator.checks import EvaluationPlan
-from components.quantization_evaluator.config import EvaluatorConfig
-from components.quantization_evaluator.gate import CLASSIFICATION
-from components.quantization_evaluator.inference import SERVING_TAG, ParserSpec, ScoreDoFn
-from components.quantization_evaluator.metrics import ComputeSliceMetrics, SliceKey
-from components.shared.strict_json import json_safe
-from components.shared.tfrecord_crc import use_compiled_crc32c
+from quantgate.components.quantization_evaluator.checks import EvaluationPlan
+from quantgate.components.quantization_evaluator.config import EvaluatorConfig
+from quantgate.components.quantization_evaluator.gate import CLASSIFICATION
+from quantgate.components.quantization_evaluator.inference import SERVING_TAG, ParserSpec, ScoreDoFn
+from quantgate.components.quantization_evaluator.metrics import ComputeSliceMetrics, SliceKey
+from quantgate.components.shared.strict_json import json_safe
+from quantgate.components.shared.tfrecord_crc import use_compiled_crc32c
 
 # Fixed-size batches: large enough that a batch's fixed costs (a parse_example call, two model calls, a combine)
 # are small next to its examples, small enough to stay a few MB. BatchElements' adaptive sizing starts at 1 and

@@ -18,9 +18,9 @@ from tfx.dsl.io import fileio
 from tfx.types import Artifact
 from tfx.utils import path_utils
 
-from components.quantization_evaluator.config import LOGITS, EvaluatorConfig
-from components.quantization_evaluator.gate import CLASSIFICATION, REGRESSION
-from components.quantization_evaluator.inference import (
+from quantgate.components.quantization_evaluator.config import LOGITS, EvaluatorConfig
+from quantgate.components.quantization_evaluator.gate import CLASSIFICATION, REGRESSION
+from quantgate.components.quantization_evaluator.inference import (
     SerializedExamplesRunner,
     TransformSpec,
     feature_kinds,
@@ -30,17 +30,17 @@ from components.quantization_evaluator.inference import (
     tflite_runner,
     to_probabilities,
 )
-from components.shared import properties
-from components.shared.digests import bytes_sha256
-from components.shared.examples_split import tf_example_split_patterns
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import (
+from quantgate.components.shared import properties
+from quantgate.components.shared.digests import bytes_sha256
+from quantgate.components.shared.examples_split import tf_example_split_patterns
+from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from quantgate.components.shared.signature_inputs import (
     InputSpec,
     decode_examples,
     dense_signature_specs,
     serialized_example_signatures,
 )
-from components.shared.transform_inputs import transformed_feature_specs
+from quantgate.components.shared.transform_inputs import transformed_feature_specs
 
 # How many records of the split are read up front to check labels, slicing features and both models' outputs.
 PEEK_RECORDS = 64

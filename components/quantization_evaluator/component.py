@@ -9,11 +9,20 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 
-from components.quantization_evaluator import executor
-from components.quantization_evaluator.config import PROBABILITIES, SMALLEST, EvaluatorConfig, gated_metrics
-from components.quantization_evaluator.gate import KERNEL, POINT, REFUSE, Thresholds
-from components.quantization_evaluator.spec import MAX_CANDIDATES, QuantizationEvaluatorSpec, candidate_key
-from components.types import QuantizationEvaluation
+from quantgate.components.quantization_evaluator import executor
+from quantgate.components.quantization_evaluator.config import (
+    PROBABILITIES,
+    SMALLEST,
+    EvaluatorConfig,
+    gated_metrics,
+)
+from quantgate.components.quantization_evaluator.gate import KERNEL, POINT, REFUSE, Thresholds
+from quantgate.components.quantization_evaluator.spec import (
+    MAX_CANDIDATES,
+    QuantizationEvaluatorSpec,
+    candidate_key,
+)
+from quantgate.components.types import QuantizationEvaluation
 
 
 class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
@@ -28,7 +37,7 @@ class QuantizationEvaluator(base_beam_component.BaseBeamComponent):
     ``output_kind`` (see ``__init__``).
 
     Outputs:
-      ``evaluation`` (``components.QuantizationEvaluation``): files ``metrics.json`` (strict JSON, written last)
+      ``evaluation`` (``quantgate.QuantizationEvaluation``): files ``metrics.json`` (strict JSON, written last)
         and ``report.html`` (self-contained, with plots); custom properties ``blessed``, ``reason``, ``delta``,
         ``threshold``, ``metric``, ``delta_type``, ``float_<metric>``, ``quantized_<metric>``, ``agreement``,
         ``num_examples``, ``search_excluded_examples`` (with ``search_dataset``), ``quantized_size_bytes``, ``float_latency_p95_ms``, ``quantized_latency_p95_ms``,

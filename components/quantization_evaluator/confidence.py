@@ -25,7 +25,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from components.shared.task_metrics import auc_buckets, histogram_aucs, metric_value
+from quantgate.components.shared.task_metrics import auc_buckets, histogram_aucs, metric_value
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0

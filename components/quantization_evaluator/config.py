@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.quantization_evaluator.gate import (
+from quantgate.components.quantization_evaluator.gate import (
     KERNEL,
     NONFINITE_INPUT_POLICIES,
     POINT,
@@ -16,7 +16,7 @@ from components.quantization_evaluator.gate import (
     REGRESSION,
     Thresholds,
 )
-from components.quantization_evaluator.spec import (
+from quantgate.components.quantization_evaluator.spec import (
     CONFIDENCE_KEY,
     DELTA_BOUND_KEY,
     DELTA_TYPE_KEY,
@@ -38,7 +38,7 @@ from components.quantization_evaluator.spec import (
     SLICING_FEATURE_KEYS_KEY,
     SPLIT_KEY,
 )
-from components.shared.task_metrics import LOGITS, OUTPUT_KINDS, PROBABILITIES
+from quantgate.components.shared.task_metrics import LOGITS, OUTPUT_KINDS, PROBABILITIES
 
 # How the blessed candidate is picked among those passing every threshold.
 SMALLEST, FASTEST = "smallest", "fastest"

@@ -15,19 +15,19 @@ import apache_beam as beam
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import Artifact, artifact_utils
 
-from components.quantization_evaluator.beam_pipeline import run_beam_evaluation
-from components.quantization_evaluator.checks import check_inputs
-from components.quantization_evaluator.config import EvaluatorConfig, config_from_exec_properties
-from components.quantization_evaluator.inference import measure_latency
-from components.quantization_evaluator.metrics import OVERALL
-from components.quantization_evaluator.metrics_json import build_metrics
-from components.quantization_evaluator.outputs import (
+from quantgate.components.quantization_evaluator.beam_pipeline import run_beam_evaluation
+from quantgate.components.quantization_evaluator.checks import check_inputs
+from quantgate.components.quantization_evaluator.config import EvaluatorConfig, config_from_exec_properties
+from quantgate.components.quantization_evaluator.inference import measure_latency
+from quantgate.components.quantization_evaluator.metrics import OVERALL
+from quantgate.components.quantization_evaluator.metrics_json import build_metrics
+from quantgate.components.quantization_evaluator.outputs import (
     set_properties,
     write_blessing_marker,
     write_evaluation_files,
 )
-from components.quantization_evaluator.search_holdout import plan_holdout
-from components.quantization_evaluator.spec import (
+from quantgate.components.quantization_evaluator.search_holdout import plan_holdout
+from quantgate.components.quantization_evaluator.spec import (
     BLESSING_KEY,
     EVALUATION_KEY,
     EXAMPLES_KEY,
@@ -37,8 +37,8 @@ from components.quantization_evaluator.spec import (
     TRANSFORM_GRAPH_KEY,
     candidate_key,
 )
-from components.shared import properties
-from components.shared.staged_output import staged_output
+from quantgate.components.shared import properties
+from quantgate.components.shared.staged_output import staged_output
 
 
 def evaluate(pipeline: beam.Pipeline, *, model: Artifact, quantized_models: list[Artifact], examples: Artifact,

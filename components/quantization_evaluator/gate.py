@@ -14,12 +14,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from components.shared.task_metrics import CLASSIFICATION as CLASSIFICATION
-from components.shared.task_metrics import DELTA_TYPES as DELTA_TYPES
-from components.shared.task_metrics import METRICS as METRICS
-from components.shared.task_metrics import REGRESSION as REGRESSION
-from components.shared.task_metrics import MetricInfo as MetricInfo
-from components.shared.task_metrics import degradation as degradation
+from quantgate.components.shared.task_metrics import CLASSIFICATION as CLASSIFICATION
+from quantgate.components.shared.task_metrics import DELTA_TYPES as DELTA_TYPES
+from quantgate.components.shared.task_metrics import METRICS as METRICS
+from quantgate.components.shared.task_metrics import REGRESSION as REGRESSION
+from quantgate.components.shared.task_metrics import MetricInfo as MetricInfo
+from quantgate.components.shared.task_metrics import degradation as degradation
 
 # What the gate compares with max_delta: the point degradation, or its upper confidence bound.
 POINT, UPPER = "point", "upper"

@@ -23,20 +23,20 @@ import pyarrow.compute as pc
 import tensorflow as tf
 from tfx.dsl.io import fileio
 
-from components.quantization_evaluator.gate import KERNEL
-from components.quantization_evaluator.metrics import PredictionBatch, top1_classes
-from components.shared.digests import bytes_sha256
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import (
+from quantgate.components.quantization_evaluator.gate import KERNEL
+from quantgate.components.quantization_evaluator.metrics import PredictionBatch, top1_classes
+from quantgate.components.shared.digests import bytes_sha256
+from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from quantgate.components.shared.signature_inputs import (
     InputSpec,
     cast_to_input,
     decode_examples,
     examples_to_inputs,
     nonfinite_rows,
 )
-from components.shared.task_metrics import PROBABILITIES, to_probabilities
-from components.shared.tfrecord_crc import use_compiled_crc32c
-from components.shared.transform_inputs import TransformedInputs
+from quantgate.components.shared.task_metrics import PROBABILITIES, to_probabilities
+from quantgate.components.shared.tfrecord_crc import use_compiled_crc32c
+from quantgate.components.shared.transform_inputs import TransformedInputs
 
 _NAMESPACE = "quantgate.QuantizationEvaluator"
 # The tagged output of PredictDoFn with the serving-signature comparison of each batch.

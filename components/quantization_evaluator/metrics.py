@@ -14,12 +14,12 @@ from typing import Any
 import apache_beam as beam
 import numpy as np
 
-from components.quantization_evaluator.confidence import (
+from quantgate.components.quantization_evaluator.confidence import (
     BoundedSample,
     bootstrap_bounds,
     paired_accuracy_bounds,
 )
-from components.shared.task_metrics import (
+from quantgate.components.shared.task_metrics import (
     AUC_BUCKETS,
     CLASSIFICATION,
     REGRESSION,
@@ -27,7 +27,7 @@ from components.shared.task_metrics import (
     score_histogram,
     top1_classes,
 )
-from components.shared.task_metrics import positive_scores as _positive_scores
+from quantgate.components.shared.task_metrics import positive_scores as _positive_scores
 
 # A slice is (feature, value); the whole split is the empty tuple.
 SliceKey = tuple[str, ...]

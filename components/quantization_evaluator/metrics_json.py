@@ -11,9 +11,9 @@ from typing import Any
 from tfx.dsl.io import fileio
 from tfx.types import Artifact
 
-from components.quantization_evaluator.checks import CandidatePlan, EvaluationPlan, fail
-from components.quantization_evaluator.config import SMALLEST, EvaluatorConfig
-from components.quantization_evaluator.gate import (
+from quantgate.components.quantization_evaluator.checks import CandidatePlan, EvaluationPlan, fail
+from quantgate.components.quantization_evaluator.config import SMALLEST, EvaluatorConfig
+from quantgate.components.quantization_evaluator.gate import (
     CLASSIFICATION,
     DROP,
     KERNEL,
@@ -26,12 +26,12 @@ from components.quantization_evaluator.gate import (
     degradation,
     gate,
 )
-from components.quantization_evaluator.host import latency_host
-from components.quantization_evaluator.inference import Latency
-from components.quantization_evaluator.metrics import OVERALL, SliceKey, slice_name
-from components.quantization_evaluator.search_holdout import search_fit_warning, search_summary
-from components.shared import properties
-from components.shared.strict_json import json_safe
+from quantgate.components.quantization_evaluator.host import latency_host
+from quantgate.components.quantization_evaluator.inference import Latency
+from quantgate.components.quantization_evaluator.metrics import OVERALL, SliceKey, slice_name
+from quantgate.components.quantization_evaluator.search_holdout import search_fit_warning, search_summary
+from quantgate.components.shared import properties
+from quantgate.components.shared.strict_json import json_safe
 
 SCHEMA_VERSION = 1
 

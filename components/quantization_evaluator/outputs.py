@@ -10,10 +10,10 @@ from tfx.components.evaluator import constants as evaluator_constants
 from tfx.dsl.io import fileio
 from tfx.types import Artifact
 
-from components.quantization_evaluator import report
-from components.quantization_evaluator.gate import GateResult
-from components.shared import properties, strict_json
-from components.shared.finite_properties import set_finite_float_property
+from quantgate.components.quantization_evaluator import report
+from quantgate.components.quantization_evaluator.gate import GateResult
+from quantgate.components.shared import properties, strict_json
+from quantgate.components.shared.finite_properties import set_finite_float_property
 
 
 def write_evaluation_files(staging_dir: str, metrics: dict[str, Any]) -> None:

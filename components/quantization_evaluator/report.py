@@ -19,9 +19,9 @@ import numpy as np
 from matplotlib.figure import Figure  # the object API needs no pyplot backend (no display on workers)
 from matplotlib.ticker import FuncFormatter, NullLocator
 
-from components.shared.html_page import cell as _fmt
-from components.shared.html_page import png as _png
-from components.shared.html_page import table as _table
+from quantgate.components.shared.html_page import cell as _fmt
+from quantgate.components.shared.html_page import png as _png
+from quantgate.components.shared.html_page import table as _table
 
 _FLOAT_COLOR, _QUANT_COLOR, _FAIL_COLOR, _OK_COLOR = "#4c72b0", "#dd8452", "#c44e52", "#55a868"
 _CANDIDATE_COLORS = ("#dd8452", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974")

@@ -19,9 +19,9 @@ from typing import Any
 
 from tfx.types import Artifact
 
-from components.representative_dataset.storage import read_examples, read_manifest
-from components.shared import properties
-from components.shared.task_metrics import METRICS, PROBABILITIES, degradation
+from quantgate.components.representative_dataset_gen.storage import read_examples, read_manifest
+from quantgate.components.shared import properties
+from quantgate.components.shared.task_metrics import METRICS, PROBABILITIES, degradation
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.shared import properties
-from components.types import QuantizationEvaluation, RepresentativeDataset
+from quantgate.components.shared import properties
+from quantgate.components.types import QuantizationEvaluation, RepresentativeDataset
 
 MODEL_KEY = properties.MODEL_KEY
 QUANTIZED_MODEL_KEY = "quantized_model"

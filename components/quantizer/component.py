@@ -10,10 +10,10 @@ from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 
-from components.quantizer import executor
-from components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE, resolve_options
-from components.quantizer.search import SearchConfig, check_search_request
-from components.quantizer.spec import QuantizerSpec
+from quantgate.components.quantizer import executor
+from quantgate.components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE, resolve_options
+from quantgate.components.quantizer.search import SearchConfig, check_search_request
+from quantgate.components.quantizer.spec import QuantizerSpec
 
 
 class Quantizer(base_component.BaseComponent):

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from components.quantizer.isolation import log_stage
-from components.quantizer.options import QuantizationOptions
+from quantgate.components.quantizer.isolation import log_stage
+from quantgate.components.quantizer.options import QuantizationOptions
 
 # Enough examples for stable means; the debugger invokes the model once per example.
 MAX_EXAMPLES = 256
@@ -75,7 +75,7 @@ def _original_name(debug_name: str, known: set[str]) -> str:
 def _numeric_verify_errors(calibrated: bytes, debug_model: bytes, inputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     import tensorflow as tf
 
-    from components.quantizer.report import op_output_names
+    from quantgate.components.quantizer.report import op_output_names
 
     known = set(op_output_names(calibrated))
     # tf.lite's interpreter: it has the NumericVerify kernel, and it is the one the debugger runs.
@@ -108,7 +108,7 @@ def _numeric_verify_errors(calibrated: bytes, debug_model: bytes, inputs: dict[s
 def _run_keeping_tensors(model: bytes, inputs: dict[str, np.ndarray]) -> tuple[Any, dict[str, dict[str, Any]]]:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from components.shared.model_runners import TFLITE_SIGNATURE, quantize_array
+    from quantgate.components.shared.model_runners import TFLITE_SIGNATURE, quantize_array
 
     # No XNNPACK: a delegate fuses ops into one DELEGATE node and keeps their intermediate tensors to itself.
     interpreter = Interpreter(model_content=model, experimental_preserve_all_tensors=True,
@@ -150,9 +150,9 @@ def side_by_side_errors(float_model: bytes, quantized_model: bytes,
 
 def _tflite_layer_errors(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
                          inputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    from components.quantizer import float_reference, tflite_engine
-    from components.quantizer.options import check_node_names
-    from components.quantizer.report import op_output_names
+    from quantgate.components.quantizer import float_reference, tflite_engine
+    from quantgate.components.quantizer.options import check_node_names
+    from quantgate.components.quantizer.report import op_output_names
 
     if options.mode == "int16x8":
         # The converter quantizes int16 activations with its older calibrator, not the MLIR quantizer the debugger
@@ -171,7 +171,7 @@ def _tflite_layer_errors(saved_model_dir: str, signature_name: str, options: Qua
 
 def _litert_layer_errors(saved_model_dir: str, signature_name: str, options: QuantizationOptions,
                          inputs: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    from components.quantizer import float_reference, litert_engine
+    from quantgate.components.quantizer import float_reference, litert_engine
 
     float_model = float_reference.float_tflite(saved_model_dir, signature_name)
     content = litert_engine.calibrate_and_quantize(

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from components.quantizer import builtin_rewrites, float_reference
-from components.quantizer.options import QuantizationOptions
+from quantgate.components.quantizer import builtin_rewrites, float_reference
+from quantgate.components.quantizer.options import QuantizationOptions
 
 # Imported on use: ai-edge-quantizer is only loaded when its engine is asked for.
 _ENGINE_MODULES = {
-    "tflite_converter": "components.quantizer.tflite_engine",
-    "litert_quantizer": "components.quantizer.litert_engine",
+    "tflite_converter": "quantgate.components.quantizer.tflite_engine",
+    "litert_quantizer": "quantgate.components.quantizer.litert_engine",
 }
 
 
@@ -46,7 +46,7 @@ def convert_and_diagnose(saved_model_dir: str, signature_name: str, options: Qua
     seconds = convert_to_file(saved_model_dir, signature_name, options, inputs, output_path)
     if not options.calibrated:
         return seconds, None, None
-    from components.quantizer import diagnostics
+    from quantgate.components.quantizer import diagnostics
 
     try:
         return seconds, diagnostics.layer_errors(saved_model_dir, signature_name, options, inputs), None

@@ -14,19 +14,24 @@ from tfx.dsl.io import fileio
 from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
-from components.quantizer import diagnostics, html_report, readiness, report
-from components.quantizer.engines import convert_with_float_reference
-from components.quantizer.float_reference import write_float_tflite
-from components.quantizer.isolation import run_isolated
-from components.quantizer.options import (
+from quantgate.components.quantizer import diagnostics, html_report, readiness, report
+from quantgate.components.quantizer.engines import convert_with_float_reference
+from quantgate.components.quantizer.float_reference import write_float_tflite
+from quantgate.components.quantizer.isolation import run_isolated
+from quantgate.components.quantizer.options import (
     DEFAULT_INT4_BLOCK_SIZE,
     QuantizationOptions,
     qat_options,
     resolve_options,
 )
-from components.quantizer.search import Search, SearchData, check_search_request, parse_search_config
-from components.quantizer.search import single_output as search_output
-from components.quantizer.spec import (
+from quantgate.components.quantizer.search import (
+    Search,
+    SearchData,
+    check_search_request,
+    parse_search_config,
+)
+from quantgate.components.quantizer.search import single_output as search_output
+from quantgate.components.quantizer.spec import (
     ACCURACY_SEARCH_KEY,
     ALLOW_FLOAT_FALLBACK_KEY,
     ALLOW_SELECT_OPS_KEY,
@@ -45,22 +50,22 @@ from components.quantizer.spec import (
     SIGNATURE_NAME_KEY,
     TRANSFORM_GRAPH_KEY,
 )
-from components.representative_dataset.storage import read_examples, read_manifest
-from components.shared import properties
-from components.shared.fake_quant import fake_quant_ops
-from components.shared.finite_properties import set_finite_float_property
-from components.shared.model_runners import SavedModelRunner
-from components.shared.signature_inputs import (
+from quantgate.components.representative_dataset_gen.storage import read_examples, read_manifest
+from quantgate.components.shared import properties
+from quantgate.components.shared.fake_quant import fake_quant_ops
+from quantgate.components.shared.finite_properties import set_finite_float_property
+from quantgate.components.shared.model_runners import SavedModelRunner
+from quantgate.components.shared.signature_inputs import (
     InputSpec,
     dense_signature_specs,
     examples_to_inputs,
     nonfinite_counts,
     signature_source,
 )
-from components.shared.staged_output import staged_output
-from components.shared.strict_json import dumps, json_safe
-from components.shared.task_metrics import PROBABILITIES
-from components.shared.transform_inputs import TransformedInputs
+from quantgate.components.shared.staged_output import staged_output
+from quantgate.components.shared.strict_json import dumps, json_safe
+from quantgate.components.shared.task_metrics import PROBABILITIES
+from quantgate.components.shared.transform_inputs import TransformedInputs
 
 READINESS_LOG_CHARS = 160  # per reason, on the console; quantization_report.json has every op and tensor
 

@@ -13,9 +13,9 @@ import time
 
 import tensorflow as tf
 
-from components.quantizer import builtin_rewrites
-from components.quantizer.isolation import log_stage
-from components.shared.model_runners import ModelFunction
+from quantgate.components.quantizer import builtin_rewrites
+from quantgate.components.quantizer.isolation import log_stage
+from quantgate.components.shared.model_runners import ModelFunction
 
 
 @functools.cache

@@ -13,8 +13,8 @@ from typing import Any
 
 from matplotlib.figure import Figure  # the object API needs no pyplot backend
 
-from components.quantizer.readiness import readiness_html
-from components.shared.html_page import png, table
+from quantgate.components.quantizer.readiness import readiness_html
+from quantgate.components.shared.html_page import png, table
 
 # How many layers the plot and the table show (the json keeps more, see diagnostics.MAX_REPORTED).
 TOP_LAYERS = 20

@@ -31,10 +31,10 @@ except ModuleNotFoundError as missing:  # the package is being renamed litert-qu
         raise
     from litert_quantizer import algorithm_manager, qtyping, quantizer, recipe
 
-from components.quantizer import builtin_rewrites, float_reference
-from components.quantizer.options import INT4_WEIGHT_OPS, QuantizationOptions, check_node_names
-from components.quantizer.report import int4_weights, op_output_names, unexpected_float_ops
-from components.shared.model_runners import TFLITE_SIGNATURE
+from quantgate.components.quantizer import builtin_rewrites, float_reference
+from quantgate.components.quantizer.options import INT4_WEIGHT_OPS, QuantizationOptions, check_node_names
+from quantgate.components.quantizer.report import int4_weights, op_output_names, unexpected_float_ops
+from quantgate.components.shared.model_runners import TFLITE_SIGNATURE
 
 _RECIPES = {
     "int8": recipe.static_wi8_ai8,

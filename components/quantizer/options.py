@@ -7,7 +7,7 @@ import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components.shared.properties import QAT_MODE
+from quantgate.components.shared.properties import QAT_MODE
 
 MODES = ("int8", "dynamic_range", "float16", "int16x8", QAT_MODE)
 # Modes whose activations are quantized need value ranges, i.e. a representative dataset.

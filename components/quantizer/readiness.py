@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from components.shared.model_runners import TFLITE_SIGNATURE
+from quantgate.components.shared.model_runners import TFLITE_SIGNATURE
 
 # Coral's supported-op table, as TFLite builtin op names.
 EDGE_TPU_OPS = frozenset({

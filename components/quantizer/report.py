@@ -13,9 +13,9 @@ import tensorflow as tf
 from ai_edge_litert import schema_py_generated as tflite_schema
 from ai_edge_litert.interpreter import Interpreter
 
-from components.quantizer.builtin_rewrites import FLEX_PREFIX, select_ops_section
-from components.quantizer.options import QuantizationOptions
-from components.shared.strict_json import json_safe
+from quantgate.components.quantizer.builtin_rewrites import FLEX_PREFIX, select_ops_section
+from quantgate.components.quantizer.options import QuantizationOptions
+from quantgate.components.shared.strict_json import json_safe
 
 # Ops that only move values between float and quantized domains (model boundaries, float islands).
 CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")

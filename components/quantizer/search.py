@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 
-from components.quantizer.isolation import IsolatedProcessError, run_isolated
-from components.quantizer.options import CALIBRATED_MODES, QuantizationOptions, resolve_options
-from components.quantizer.report import float_ops_by_output, op_summary
-from components.quantizer.search_conversions import Conversion, convert_batch
-from components.shared.model_runners import TFLiteRunner
-from components.shared.task_metrics import (
+from quantgate.components.quantizer.isolation import IsolatedProcessError, run_isolated
+from quantgate.components.quantizer.options import CALIBRATED_MODES, QuantizationOptions, resolve_options
+from quantgate.components.quantizer.report import float_ops_by_output, op_summary
+from quantgate.components.quantizer.search_conversions import Conversion, convert_batch
+from quantgate.components.shared.model_runners import TFLiteRunner
+from quantgate.components.shared.task_metrics import (
     DELTA_TYPES,
     LOGITS,
     METRICS,

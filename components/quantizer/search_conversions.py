@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from components.quantizer.engines import convert_and_diagnose, convert_to_file
-from components.quantizer.options import QuantizationOptions
+from quantgate.components.quantizer.engines import convert_and_diagnose, convert_to_file
+from quantgate.components.quantizer.options import QuantizationOptions
 
 
 @dataclass(frozen=True)

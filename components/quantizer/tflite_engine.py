@@ -20,11 +20,11 @@ from tensorflow.lite.python import convert as tflite_convert
 from tensorflow.lite.python import util as tflite_util
 from tensorflow.lite.toco import types_pb2
 
-from components.quantizer import builtin_rewrites, float_reference
-from components.quantizer.isolation import log_stage
-from components.quantizer.options import QuantizationOptions, check_node_names
-from components.quantizer.report import op_output_names, op_summary, unexpected_float_ops
-from components.shared.properties import QAT_MODE
+from quantgate.components.quantizer import builtin_rewrites, float_reference
+from quantgate.components.quantizer.isolation import log_stage
+from quantgate.components.quantizer.options import QuantizationOptions, check_node_names
+from quantgate.components.quantizer.report import op_output_names, op_summary, unexpected_float_ops
+from quantgate.components.shared.properties import QAT_MODE
 
 _TF_DTYPES = {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}
 _QUANTIZED_OPS = {

@@ -17,7 +17,7 @@ import collections
 from tensorflow.core.framework import attr_value_pb2, function_pb2
 from tensorflow.python.saved_model import loader_impl
 
-from components.shared.signature_inputs import KERAS_CALL, keras_call
+from quantgate.components.shared.signature_inputs import KERAS_CALL, keras_call
 
 # The training-time quantization ops TFLite's converter recognises (lite.py's is_quantization_aware_trained_model),
 # V4 being what tf.quantization.quantize_and_dequantize_v2 emits in TF 2.16.

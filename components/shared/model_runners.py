@@ -13,7 +13,12 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tfx.dsl.io import fileio
 
-from components.shared.signature_inputs import KERAS_CALL, InputSpec, dense_signature_specs, keras_call
+from quantgate.components.shared.signature_inputs import (
+    KERAS_CALL,
+    InputSpec,
+    dense_signature_specs,
+    keras_call,
+)
 
 TFLITE_SIGNATURE = "serving_default"
 _QUANTIZED_DTYPES = (np.int8, np.uint8, np.int16)

@@ -8,6 +8,15 @@ reason; ``tests/components/shared/test_properties.py`` checks they still equal T
 
 from __future__ import annotations
 
+# --- quantgate's artifact type names (``components/types.py``), and the ones stores written before the
+# ``quantgate`` import name hold: the lineage CLI reads both as today's names.
+REPRESENTATIVE_DATASET_TYPE = "quantgate.RepresentativeDataset"
+QUANTIZATION_EVALUATION_TYPE = "quantgate.QuantizationEvaluation"
+LEGACY_TYPE_NAMES = {
+    "components.RepresentativeDataset": REPRESENTATIVE_DATASET_TYPE,
+    "components.QuantizationEvaluation": QUANTIZATION_EVALUATION_TYPE,
+}
+
 # --- properties several artifacts carry --------------------------------------------------------------------------
 SHA256 = "sha256"  # of the artifact's main file: the sample's TFRecord, the model.tflite, the pushed model
 REASON = "reason"  # why the verdict (blessing, evaluation) or the push (pushed model) went as it did
@@ -15,7 +24,7 @@ REPORT_PATH = "report_path"  # the human-readable report (the UIs show propertie
 NUM_EXAMPLES = "num_examples"
 LABEL_KEY = "label_key"
 
-# --- RepresentativeDatasetGen: components.RepresentativeDataset ------------------------------------------------
+# --- RepresentativeDatasetGen: quantgate.RepresentativeDataset ------------------------------------------------
 REPRESENTATIVE_DATA_FILENAME = "data.tfrecord.gz"
 REPRESENTATIVE_MANIFEST_FILENAME = "manifest.json"
 STRATEGY = "strategy"
@@ -67,7 +76,7 @@ QAT_MODE = "qat"  # the quantization_mode of a model converted with its learned 
 TRANSFORM_GRAPH_ID = "transform_graph_id"
 TRANSFORM_GRAPH_URI = "transform_graph_uri"
 
-# --- QuantizationEvaluator: the ModelBlessing and components.QuantizationEvaluation -----------------------------
+# --- QuantizationEvaluator: the ModelBlessing and quantgate.QuantizationEvaluation -----------------------------
 METRICS_FILENAME = "metrics.json"
 EVALUATION_REPORT_FILENAME = "report.html"
 BLESSED = "blessed"  # = tfx.components.evaluator.constants.ARTIFACT_PROPERTY_BLESSED_KEY

@@ -5,7 +5,7 @@ The Quantizer recognises the saved model by its fake-quant ops (``shared/fake_qu
 full-integer int8 with the ranges learned here (mode ``qat``, or ``int8`` which becomes ``qat``).
 
 It lives in ``components/shared/`` (not in a ``pipelines/models/<dataset>/`` folder): any Trainer module imports it
-(``from components.shared import qat``), the Kubeflow image installs ``components`` (so a ``run_fn`` shipped in the
+(``from quantgate.components.shared import qat``), the Kubeflow image installs ``quantgate`` (so a ``run_fn`` shipped in the
 image imports it too), and a module file's folder, which TFX packages whole into the user-module wheel, stays small.
 
 Limits (tfmot 0.8 with tf_keras 2.16): the default 8-bit scheme wraps Dense, Conv2D, DepthwiseConv2D,
@@ -30,7 +30,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
-from components.shared.fake_quant import fake_quant_ops
+from quantgate.components.shared.fake_quant import fake_quant_ops
 
 DEFAULT_EPOCHS = 2
 # A fine-tune, not a training: a tenth of a usual Adam step keeps the float weights as the starting point.

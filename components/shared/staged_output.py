@@ -3,7 +3,7 @@
 Every quantgate executor that writes files into its output artifact uses this, so a failed or killed run never
 leaves a half-written artifact that looks complete: the entry moved last (a manifest, ``metrics.json``) marks the
 artifact complete, and readers require it. (The pusher's publish into a push destination is a different protocol:
-an atomic directory rename, see ``components/pusher/publish.py``.) Files go through ``tfx.dsl.io.fileio``, so
+an atomic directory rename, see ``components/quantized_model_pusher/publish.py``.) Files go through ``tfx.dsl.io.fileio``, so
 ``gs://`` URIs work as local paths do.
 """
 

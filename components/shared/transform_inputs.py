@@ -33,7 +33,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow.core.framework import graph_pb2, node_def_pb2
 
-from components.shared.signature_inputs import InputSpec, cast_to_input
+from quantgate.components.shared.signature_inputs import InputSpec, cast_to_input
 
 TRANSFORM_FN_DIR = "transform_fn"
 ASSETS_DIR = "assets"

@@ -5,7 +5,7 @@
 about a second.
 """
 
-from pipelines.lineage.events import (
+from quantgate.pipelines.lineage.events import (
     NODE_CONTEXT_TYPE,
     RUN_CONTEXT_TYPE,
     ArtifactInfo,
@@ -18,7 +18,7 @@ from pipelines.lineage.events import (
     producer,
     walk_upstream,
 )
-from pipelines.lineage.questions import (
+from quantgate.pipelines.lineage.questions import (
     CHAIN,
     PUSHED_MODEL_TYPE,
     latest_pushed_model,
@@ -26,8 +26,8 @@ from pipelines.lineage.questions import (
     run_summary,
     why_not,
 )
-from pipelines.lineage.render import SHOWN_PROPERTIES, format_chain, format_summary, format_why_not
-from pipelines.lineage.store import LineageError, MySQLConfig, open_mysql_store, open_sqlite_store
+from quantgate.pipelines.lineage.render import SHOWN_PROPERTIES, format_chain, format_summary, format_why_not
+from quantgate.pipelines.lineage.store import LineageError, MySQLConfig, open_mysql_store, open_sqlite_store
 
 __all__ = [
     "CHAIN", "NODE_CONTEXT_TYPE", "PUSHED_MODEL_TYPE", "RUN_CONTEXT_TYPE", "SHOWN_PROPERTIES", "ArtifactInfo", "ExecutionInfo", "LineageError",

@@ -16,8 +16,8 @@ from typing import Any
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components.shared import properties
-from pipelines.lineage.store import LineageError
+from quantgate.components.shared import properties
+from quantgate.pipelines.lineage.store import LineageError
 
 NODE_CONTEXT_TYPE = "node"
 RUN_CONTEXT_TYPE = "pipeline_run"
@@ -134,7 +134,8 @@ class Reader:
         self._context_types = {t.id: t.name for t in store.get_context_types()}
 
     def artifact_type(self, artifact: metadata_store_pb2.Artifact) -> str:
-        return artifact.type or self._artifact_types.get(artifact.type_id, str(artifact.type_id))
+        name = artifact.type or self._artifact_types.get(artifact.type_id, str(artifact.type_id))
+        return properties.LEGACY_TYPE_NAMES.get(name, name)
 
     def artifact_info(self, artifact: metadata_store_pb2.Artifact) -> ArtifactInfo:
         properties = {k: plain(v) for k, v in artifact.properties.items()}

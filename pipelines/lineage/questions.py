@@ -9,8 +9,8 @@ from typing import Any
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components.shared import properties
-from pipelines.lineage.events import (
+from quantgate.components.shared import properties
+from quantgate.pipelines.lineage.events import (
     OUTPUT_EVENTS,
     RUN_CONTEXT_TYPE,
     LineageNode,
@@ -22,7 +22,7 @@ from pipelines.lineage.events import (
     unfinished_executions,
     walk_upstream,
 )
-from pipelines.lineage.store import LineageError
+from quantgate.pipelines.lineage.store import LineageError
 
 PUSHED_MODEL_TYPE = "PushedModel"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.shared import properties
+from quantgate.components.shared import properties
 
 # The properties worth a glance, by artifact type, in the text rendering (JSON carries them all).
 SHOWN_PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -14,7 +14,7 @@ SHOWN_PROPERTIES: dict[str, tuple[str, ...]] = {
                       properties.THRESHOLD, properties.REASON, properties.CURRENT_MODEL_ID),
     "Model": (properties.QUANTIZATION_MODE, properties.ENGINE, properties.SIZE_BYTES, properties.FLOAT_SIZE_BYTES,
               properties.SHA256, properties.TRANSFORM_GRAPH_ID),
-    "components.RepresentativeDataset": (properties.SEED, properties.NUM_EXAMPLES, properties.STRATEGY,
+    properties.REPRESENTATIVE_DATASET_TYPE: (properties.SEED, properties.NUM_EXAMPLES, properties.STRATEGY,
                                          properties.SPLIT, properties.SHA256),
     "Examples": ("span", "split_names"),  # ExampleGen's own PROPERTIES
 }

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from pipelines import lineage
-from pipelines.local_runner import LocalRunPaths
+from quantgate.pipelines import lineage
+from quantgate.pipelines.local_runner import LocalRunPaths
 
 DEMO = LocalRunPaths(home=os.path.abspath("out/demo"))
 

@@ -13,10 +13,10 @@ import numpy as np
 import tensorflow as tf
 from tfx.types import Artifact, standard_artifacts
 
-from components.quantizer import tflite_engine
-from components.quantizer.isolation import run_isolated
-from components.quantizer.options import resolve_options
-from components.shared.signature_inputs import dense_signature_specs, examples_to_inputs
+from quantgate.components.quantizer import tflite_engine
+from quantgate.components.quantizer.isolation import run_isolated
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.shared.signature_inputs import dense_signature_specs, examples_to_inputs
 
 FLOAT_INPUTS = ["trip_miles", "fare", "trip_seconds", "pickup_latitude", "pickup_longitude", "dropoff_latitude",
                 "dropoff_longitude"]

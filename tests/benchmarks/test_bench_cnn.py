@@ -39,11 +39,14 @@ from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import Artifact, artifact_utils, standard_artifacts
 
-from components import QuantizationEvaluator
-from components.quantization_evaluator import executor as qe_executor
-from components.quantization_evaluator.beam_pipeline import BATCH_SIZE
-from components.quantization_evaluator.inference import SERVING_SAMPLE_PER_WORKER, SerializedExamplesRunner
-from components.quantization_evaluator.spec import (
+from quantgate.components import QuantizationEvaluator
+from quantgate.components.quantization_evaluator import executor as qe_executor
+from quantgate.components.quantization_evaluator.beam_pipeline import BATCH_SIZE
+from quantgate.components.quantization_evaluator.inference import (
+    SERVING_SAMPLE_PER_WORKER,
+    SerializedExamplesRunner,
+)
+from quantgate.components.quantization_evaluator.spec import (
     BLESSING_KEY,
     EVALUATION_KEY,
     EXAMPLES_KEY,
@@ -51,17 +54,17 @@ from components.quantization_evaluator.spec import (
     QUANTIZED_MODEL_KEY,
     TRANSFORM_GRAPH_KEY,
 )
-from components.quantizer import float_reference
-from components.shared import properties
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import dense_signature_specs
-from components.shared.transform_inputs import TransformedInputs
-from components.types import QuantizationEvaluation
-from pipelines import kinds, lineage
-from pipelines.data import write_if_changed
-from pipelines.images import IMAGES_KIND, LABEL_KEY
-from pipelines.images_data import render_image_records, tfrecord_bytes
-from pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
+from quantgate.components.quantizer import float_reference
+from quantgate.components.shared import properties
+from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from quantgate.components.shared.signature_inputs import dense_signature_specs
+from quantgate.components.shared.transform_inputs import TransformedInputs
+from quantgate.components.types import QuantizationEvaluation
+from quantgate.pipelines import kinds, lineage
+from quantgate.pipelines.data import write_if_changed
+from quantgate.pipelines.images import IMAGES_KIND, LABEL_KEY
+from quantgate.pipelines.images_data import render_image_records, tfrecord_bytes
+from quantgate.pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "cnn.json")
 ROOT = os.environ.get("QUANTGATE_BENCH_DIR", "/tmp/quantgate-bench-cnn")

@@ -34,18 +34,18 @@ from tfx.types import Artifact, standard_artifacts
 from tfx.utils import proto_utils
 from tfx_bsl.public import tfxio
 
-from components import QuantizationEvaluator
-from components.quantization_evaluator import executor as qe_executor
-from components.quantization_evaluator.spec import (
+from quantgate.components import QuantizationEvaluator
+from quantgate.components.quantization_evaluator import executor as qe_executor
+from quantgate.components.quantization_evaluator.spec import (
     BLESSING_KEY,
     EVALUATION_KEY,
     EXAMPLES_KEY,
     MODEL_KEY,
     QUANTIZED_MODEL_KEY,
 )
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import dense_signature_specs, examples_to_inputs
-from components.types import QuantizationEvaluation
+from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from quantgate.components.shared.signature_inputs import dense_signature_specs, examples_to_inputs
+from quantgate.components.types import QuantizationEvaluation
 
 sys.path.insert(0, os.path.dirname(__file__))
 import taxi_like  # noqa: E402 (a helper beside this file, not a package)

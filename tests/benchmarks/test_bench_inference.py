@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner, quantize_array
-from components.shared.signature_inputs import dense_signature_specs, examples_to_inputs
+from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner, quantize_array
+from quantgate.components.shared.signature_inputs import dense_signature_specs, examples_to_inputs
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "inference.json")
 NUM_EXAMPLES = 20_000

@@ -12,9 +12,9 @@ import json
 import os
 import time
 
-from components.quantizer import isolation
-from components.quantizer.executor import quantize
-from components.quantizer.options import resolve_options
+from quantgate.components.quantizer import isolation
+from quantgate.components.quantizer.executor import quantize
+from quantgate.components.quantizer.options import resolve_options
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "quantizer.json")
 

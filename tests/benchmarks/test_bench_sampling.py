@@ -31,8 +31,8 @@ import json, resource, sys, time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from tfx_bsl.public import tfxio
-from components.representative_dataset.sampling import SampleExamples, SamplingConfig
-from pipelines.local_runner import direct_runner_args
+from quantgate.components.representative_dataset_gen.sampling import SampleExamples, SamplingConfig
+from quantgate.pipelines.local_runner import direct_runner_args
 
 pattern, what, k, strategy = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 

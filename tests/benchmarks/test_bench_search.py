@@ -18,17 +18,20 @@ import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from components.quantization_evaluator.config import EvaluatorConfig
-from components.quantization_evaluator.executor import evaluate
-from components.quantization_evaluator.gate import Thresholds
-from components.quantizer.executor import quantize, quantize_with_search
-from components.quantizer.isolation import warm_up
-from components.quantizer.options import resolve_options
-from components.quantizer.search import SearchConfig, SearchFailed
-from components.representative_dataset.storage import read_examples, write_representative_dataset
-from components.types import RepresentativeDataset
-from pipelines import lineage
-from pipelines.local_runner import LocalRunPaths
+from quantgate.components.quantization_evaluator.config import EvaluatorConfig
+from quantgate.components.quantization_evaluator.executor import evaluate
+from quantgate.components.quantization_evaluator.gate import Thresholds
+from quantgate.components.quantizer.executor import quantize, quantize_with_search
+from quantgate.components.quantizer.isolation import warm_up
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.quantizer.search import SearchConfig, SearchFailed
+from quantgate.components.representative_dataset_gen.storage import (
+    read_examples,
+    write_representative_dataset,
+)
+from quantgate.components.types import RepresentativeDataset
+from quantgate.pipelines import lineage
+from quantgate.pipelines.local_runner import LocalRunPaths
 
 DEMO = LocalRunPaths(home=os.path.abspath(os.environ.get("QUANTGATE_DEMO_HOME", "out/demo")))
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "search.json")

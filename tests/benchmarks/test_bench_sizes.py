@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import pytest
 
-from components.quantizer import executor
-from components.quantizer.options import resolve_options
+from quantgate.components.quantizer import executor
+from quantgate.components.quantizer.options import resolve_options
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "sizes.json")
 CASES = (("int8", "tflite_converter"), ("int16x8", "tflite_converter"), ("dynamic_range", "tflite_converter"),

@@ -198,10 +198,10 @@ def tiny_transform(tmp_path_factory: pytest.TempPathFactory) -> TinyTransform:
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-    from components.quantizer import executor as quantizer_executor
-    from components.quantizer.options import resolve_options
-    from components.representative_dataset.storage import write_representative_dataset
-    from components.types import RepresentativeDataset
+    from quantgate.components.quantizer import executor as quantizer_executor
+    from quantgate.components.quantizer.options import resolve_options
+    from quantgate.components.representative_dataset_gen.storage import write_representative_dataset
+    from quantgate.components.types import RepresentativeDataset
 
     root = tmp_path_factory.mktemp("tiny_transform")
     raw_spec = {"x": tf.io.FixedLenFeature([1], tf.float32), "color": tf.io.FixedLenFeature([1], tf.string),

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from components.pusher import publish
-from components.shared.staged_output import STAGING_DIRNAME
-from pipelines import lineage
-from pipelines.local_runner import DEFAULT_PIPELINE_NAME, LocalRunPaths
+from quantgate.components.quantized_model_pusher import publish
+from quantgate.components.shared.staged_output import STAGING_DIRNAME
+from quantgate.pipelines import lineage
+from quantgate.pipelines.local_runner import DEFAULT_PIPELINE_NAME, LocalRunPaths
 
 # Small but blessed: few steps, and a delta budget the few-step model passes every time.
 # One candidate (int8): the faults are about the run, not the comparison, and each extra Quantizer costs seconds.
@@ -40,7 +40,7 @@ RUN_TIMEOUT_S = 900.0
 
 _RUN_SCRIPT = """
 import json, logging, sys
-from pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
+from quantgate.pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                     force=True)  # TF installs a WARNING handler on import
 run_local(LocalRunConfig(paths=LocalRunPaths(home=sys.argv[1]), pipeline_kwargs=json.loads(sys.argv[2])))

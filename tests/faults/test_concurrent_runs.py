@@ -13,9 +13,9 @@ import sys
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from components.pusher import publish
-from components.shared import properties
-from pipelines import lineage
+from quantgate.components.quantized_model_pusher import publish
+from quantgate.components.shared import properties
+from quantgate.pipelines import lineage
 from tests.faults.conftest import (
     PUSHER,
     ResumedHome,
@@ -66,7 +66,7 @@ def test_each_run_pushed_its_own_complete_version(resumed: ResumedHome, concurre
 
 
 def test_lineage_cli_answers_on_the_shared_store(resumed: ResumedHome, concurrent: dict) -> None:
-    result = subprocess.run([sys.executable, "-m", "pipelines", "lineage", "--metadata",
+    result = subprocess.run([sys.executable, "-m", "quantgate", "lineage", "--metadata",
                              resumed.paths.metadata_path, "--pushed", "latest"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

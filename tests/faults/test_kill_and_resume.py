@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from components.pusher import publish
-from components.shared import properties
-from pipelines import lineage
+from quantgate.components.quantized_model_pusher import publish
+from quantgate.components.shared import properties
+from quantgate.pipelines import lineage
 from tests.faults.conftest import COMPONENTS, KILL_TARGETS, PUSHER, ResumedHome, has_complete, new_executions
 
 COMPLETE, CACHED = pb.Execution.COMPLETE, pb.Execution.CACHED

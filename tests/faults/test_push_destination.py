@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from components.pusher import publish
-from components.shared.digests import bytes_sha256
+from quantgate.components.quantized_model_pusher import publish
+from quantgate.components.shared.digests import bytes_sha256
 from tests.faults.conftest import (
     COMPONENTS,
     PUSHER,
@@ -33,7 +33,7 @@ from tests.faults.conftest import (
 # A real earlier attempt of the same push, killed between its write and its rename.
 _STAGE_AND_DIE = """
 import json, os, signal, sys
-from components.pusher import publish
+from quantgate.components.quantized_model_pusher import publish
 publish.publish(sys.argv[1], b"stale", {}, json.loads(sys.argv[2]),
                 on_staged=lambda staging: os.kill(os.getpid(), signal.SIGKILL))
 """

@@ -15,9 +15,9 @@ if KUBEFLOW_DIR not in sys.path:
 import runner  # noqa: E402
 import spec_runner  # noqa: E402
 
-from pipelines.data import write_if_changed, write_penguins_csv  # noqa: E402
-from pipelines.taxi_data import CSV_NAME as TAXI_CSV_NAME  # noqa: E402
-from pipelines.taxi_data import taxi_csv_source  # noqa: E402
+from quantgate.pipelines.data import write_if_changed, write_penguins_csv  # noqa: E402
+from quantgate.pipelines.taxi_data import CSV_NAME as TAXI_CSV_NAME  # noqa: E402
+from quantgate.pipelines.taxi_data import taxi_csv_source  # noqa: E402
 
 TEST_IMAGE = "europe-docker.pkg.dev/test-project/quantgate/quantgate:test"
 # Small but real: the compiled job is executed end to end in test_spec_runner.

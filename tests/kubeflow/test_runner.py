@@ -187,7 +187,7 @@ def test_a_transform_flag_on_the_penguin_pipeline_is_refused(capsys: pytest.Capt
 
 
 def test_a_module_file_packages_both_taxi_modules(tmp_path) -> None:
-    from pipelines.taxi import TAXI_TRAINER_MODULE_FILE
+    from quantgate.pipelines.taxi import TAXI_TRAINER_MODULE_FILE
 
     options = runner.KubeflowOptions.for_pipeline("taxi", pipeline_root=str(tmp_path / "root"),
                                                   module_file=TAXI_TRAINER_MODULE_FILE)

@@ -135,9 +135,9 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
 
 def local_run(tmp_path_factory: pytest.TempPathFactory, pipeline: str, **pipeline_kwargs: object) -> DemoRun:
     """Runs the ``pipeline`` kind locally in a fresh home and opens its store (read it as the demo run is read)."""
-    from pipelines import lineage
-    from pipelines.kinds import pipeline_kind
-    from pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
+    from quantgate.pipelines import lineage
+    from quantgate.pipelines.kinds import pipeline_kind
+    from quantgate.pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
 
     paths = LocalRunPaths(home=str(tmp_path_factory.mktemp(pipeline)), pipeline_name=pipeline_kind(pipeline).pipeline_name)
     run_local(LocalRunConfig(paths=paths, pipeline=pipeline, pipeline_kwargs=pipeline_kwargs))

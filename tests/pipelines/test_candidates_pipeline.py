@@ -11,8 +11,8 @@ import os
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from components.shared import properties
-from pipelines import lineage
+from quantgate.components.shared import properties
+from quantgate.pipelines import lineage
 from tests.conftest import DemoRun
 
 PUSHER_ID = "QuantizedModelPusher"

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 from tfx import v1 as tfx
 
-from pipelines import console, lineage
-from pipelines.data import write_penguins_csv
-from pipelines.local_runner import LocalRunConfig, LocalRunPaths, disk_full_error
+from quantgate.pipelines import console, lineage
+from quantgate.pipelines.data import write_penguins_csv
+from quantgate.pipelines.local_runner import LocalRunConfig, LocalRunPaths, disk_full_error
 
 PASSWORD = 's3cr"et pa55'  # a quote and a space: the text format escapes it
 
@@ -68,7 +68,7 @@ def test_a_logged_connection_config_is_redacted_on_every_handler(tmp_path) -> No
     path = str(tmp_path / "logs" / "run.log")
     code = textwrap.dedent(f"""
         import logging
-        from pipelines import console, lineage
+        from quantgate.pipelines import console, lineage
         config = lineage.MySQLConfig(host="db.internal", database="mlmd", user="root", password={PASSWORD!r})
         config = config.connection_config()
         with console.run_console({path!r}, verbose=True) as out:
@@ -120,9 +120,9 @@ def test_run_console_keeps_the_terminal_quiet_and_the_log_file_complete(tmp_path
     # the setuptools of the module-file wheel do), and logs through quantgate's own code.
     code = textwrap.dedent(f"""
         import logging, os, subprocess, sys, warnings
-        from pipelines import console
+        from quantgate.pipelines import console
         with console.run_console({path!r}, verbose=False) as out:
-            from pipelines.data import write_penguins_csv  # loads TensorFlow: its CUDA-factory errors on fd 2
+            from quantgate.pipelines.data import write_penguins_csv  # loads TensorFlow: its CUDA-factory errors on fd 2
             logging.getLogger("absl").info("Using deployment config:\\n %s", "a protobuf dump")
             logging.getLogger("absl").info("Component %s is running.", "CsvExampleGen")
             os.write(2, b"E0000 cuda_dnn.cc: native noise\\n")

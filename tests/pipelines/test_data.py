@@ -9,8 +9,8 @@ import os
 
 import palmerpenguins
 
-from pipelines import data
-from pipelines.models.penguin.penguin_trainer import FEATURE_KEYS, LABEL_KEY
+from quantgate.pipelines import data
+from quantgate.pipelines.models.penguin.penguin_trainer import FEATURE_KEYS, LABEL_KEY
 
 OLD_MTIME_NS = 1_600_000_000_123_456_789  # an unmistakable mtime, far from "now"
 

@@ -9,14 +9,14 @@ import os
 
 import pytest
 
-from components.representative_dataset.storage import read_examples
-from components.shared import properties
-from pipelines import lineage
-from pipelines.diabetes import create_diabetes_pipeline
-from pipelines.diabetes_data import CSV_NAME, write_diabetes_csv
-from pipelines.kinds import pipeline_kind
-from pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
-from pipelines.pipeline import create_pipeline
+from quantgate.components.representative_dataset_gen.storage import read_examples
+from quantgate.components.shared import properties
+from quantgate.pipelines import lineage
+from quantgate.pipelines.diabetes import create_diabetes_pipeline
+from quantgate.pipelines.diabetes_data import CSV_NAME, write_diabetes_csv
+from quantgate.pipelines.kinds import pipeline_kind
+from quantgate.pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
+from quantgate.pipelines.pipeline import create_pipeline
 
 KIND = pipeline_kind("diabetes")
 

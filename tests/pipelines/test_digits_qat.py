@@ -10,12 +10,12 @@ import os
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from components.shared import properties
-from components.shared.fake_quant import fake_quant_ops
-from pipelines import lineage
-from pipelines.digits_qat import PTQ_QUANTIZER_ID, QAT_QUANTIZER_ID, QAT_TRAINER_ID
-from pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
-from pipelines.models.digits.digits_trainer import DENSE_SIGNATURE
+from quantgate.components.shared import properties
+from quantgate.components.shared.fake_quant import fake_quant_ops
+from quantgate.pipelines import lineage
+from quantgate.pipelines.digits_qat import PTQ_QUANTIZER_ID, QAT_QUANTIZER_ID, QAT_TRAINER_ID
+from quantgate.pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
+from quantgate.pipelines.models.digits.digits_trainer import DENSE_SIGNATURE
 
 # Small: ~1,200 training digits, 150 float steps of 32 (~4 epochs) and 120 QAT steps (~3 epochs; 60 were measured
 # to leave the QAT model 0.04 below the float one: its ranges start wide).

@@ -14,13 +14,13 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.saved_model import loader_impl
 
-from components.representative_dataset.storage import read_examples
-from components.shared import properties
-from components.shared.model_runners import TFLiteRunner
-from components.shared.signature_inputs import InputSpec
-from components.shared.transform_inputs import TransformedInputs
-from pipelines.images import IMAGES_KIND, LABEL_KEY, create_image_pipeline
-from pipelines.images_data import TFRECORD_NAME, render_image_records, write_image_examples
+from quantgate.components.representative_dataset_gen.storage import read_examples
+from quantgate.components.shared import properties
+from quantgate.components.shared.model_runners import TFLiteRunner
+from quantgate.components.shared.signature_inputs import InputSpec
+from quantgate.components.shared.transform_inputs import TransformedInputs
+from quantgate.pipelines.images import IMAGES_KIND, LABEL_KEY, create_image_pipeline
+from quantgate.pipelines.images_data import TFRECORD_NAME, render_image_records, write_image_examples
 
 from .conftest import local_run
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pipelines import kinds
-from pipelines.local_runner import LocalRunPaths, direct_runner_args
+from quantgate.pipelines import kinds
+from quantgate.pipelines.local_runner import LocalRunPaths, direct_runner_args
 
 
 @pytest.mark.parametrize("name", sorted(kinds.PIPELINES))
@@ -41,7 +41,7 @@ def test_an_unknown_pipeline_names_the_known_ones() -> None:
     names = sorted(kinds.PIPELINES)
     with pytest.raises(ValueError, match=f"unknown pipeline 'cats': choose one of {', '.join(names)}"):
         kinds.pipeline_kind("cats")
-    result = subprocess.run([sys.executable, "-m", "pipelines", "run", "--pipeline", "cats"],
+    result = subprocess.run([sys.executable, "-m", "quantgate", "run", "--pipeline", "cats"],
                             capture_output=True, text=True, timeout=120)
     choices = ", ".join(repr(name) for name in names)
     assert result.returncode == 2 and f"invalid choice: 'cats' (choose from {choices})" in result.stderr

@@ -13,8 +13,8 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 from tfx import v1 as tfx
 
-from pipelines import lineage
-from pipelines.local_runner import LocalRunConfig, LocalRunPaths, record_failure, run_local
+from quantgate.pipelines import lineage
+from quantgate.pipelines.local_runner import LocalRunConfig, LocalRunPaths, record_failure, run_local
 
 
 def _new_store(path: str) -> metadata_store.MetadataStore:
@@ -82,7 +82,7 @@ def test_producer_is_the_complete_execution_not_a_later_cached_one(graph) -> Non
 
 def _pushed_graph(graph: Graph, pushed: int, report_path: str | None = None) -> dict[str, int]:
     ids = {name: graph.artifact(kind) for name, kind in (
-        ("examples", "Examples"), ("trainer", "Model"), ("representative", "components.RepresentativeDataset"))}
+        ("examples", "Examples"), ("trainer", "Model"), ("representative", "quantgate.RepresentativeDataset"))}
     ids["quantized"] = graph.artifact("Model", quantization_mode="int8", sha256="abc")
     ids["blessing"] = graph.artifact("ModelBlessing", blessed=pushed, reason="not blessed: delta 0.2 > max 0.01")
     ids["pushed"] = graph.artifact("PushedModel", pushed=pushed, pushed_destination="/srv/1" if pushed else "")
@@ -96,7 +96,7 @@ def _pushed_graph(graph: Graph, pushed: int, report_path: str | None = None) -> 
     evaluator_outputs = {"blessing": ids["blessing"]}
     if report_path is not None:
         ids["evaluation"] = evaluator_outputs["evaluation"] = graph.artifact(
-            "components.QuantizationEvaluation", report_path=report_path)
+            "quantgate.QuantizationEvaluation", report_path=report_path)
     graph.execution("QuantizationEvaluator", "r", pb.Execution.COMPLETE,
                     {"model": ids["trainer"], "quantized_model": ids["quantized"], "examples": ids["examples"]},
                     evaluator_outputs)
@@ -134,7 +134,7 @@ def _transform_pushed_graph(graph: Graph) -> dict[str, int]:
     """A pipeline with Transform: the Trainer reads transformed examples, the Quantizer the transform graph too."""
     ids = {name: graph.artifact(kind) for name, kind in (
         ("examples", "Examples"), ("schema", "Schema"), ("graph", "TransformGraph"), ("transformed", "Examples"),
-        ("trainer", "Model"), ("representative", "components.RepresentativeDataset"), ("blessing", "ModelBlessing"))}
+        ("trainer", "Model"), ("representative", "quantgate.RepresentativeDataset"), ("blessing", "ModelBlessing"))}
     ids["quantized"] = graph.artifact("Model", quantization_mode="int8", transform_graph_id=ids["graph"])
     ids["pushed"] = graph.artifact("PushedModel", pushed=1, pushed_destination="/srv/1")
     graph.execution("CsvExampleGen", "r", pb.Execution.COMPLETE, {}, {"examples": ids["examples"]})
@@ -225,7 +225,7 @@ def test_why_not_lists_unfinished_executions_beside_a_refusal(graph) -> None:
 def test_why_not_says_why_a_pusher_failed(graph, tmp_path) -> None:
     ids = _pushed_graph(graph, pushed=1)
     failed = graph.execution("QuantizedModelPusher", "r2", pb.Execution.FAILED, {"model": ids["trainer"]}, {},
-                             type_name="components.pusher.component.QuantizedModelPusher")
+                             type_name="quantgate.components.quantized_model_pusher.component.QuantizedModelPusher")
     config = pb.ConnectionConfig()
     config.sqlite.filename_uri = str(tmp_path / "metadata.sqlite")
     record_failure(config, "pipe", 0, ValueError("QuantizedModelPusher: input 'model' (artifact 9) is not a\n"
@@ -388,11 +388,11 @@ def test_mysql_lineage_cli(mysql_run) -> None:
     _, mysql, _ = mysql_run
     connection = ["--mysql-host", mysql.host, "--mysql-port", str(mysql.port), "--mysql-database", mysql.database,
                   "--mysql-user", mysql.user]
-    why = subprocess.run([sys.executable, "-m", "pipelines", "lineage", *connection, "--why-not", "--json"],
+    why = subprocess.run([sys.executable, "-m", "quantgate", "lineage", *connection, "--why-not", "--json"],
                          capture_output=True, text=True, timeout=120)
     assert why.returncode == 0, why.stderr
     assert json.loads(why.stdout)["refused"][0]["pushed_model"]["properties"]["pushed"] == 0
-    latest = subprocess.run([sys.executable, "-m", "pipelines", "lineage", *connection],
+    latest = subprocess.run([sys.executable, "-m", "quantgate", "lineage", *connection],
                             capture_output=True, text=True, timeout=120)
     assert latest.returncode == 1 and latest.stderr.startswith("error: nothing was pushed")
     assert "Traceback" not in latest.stderr

@@ -8,8 +8,8 @@ import tempfile
 import pytest
 from tfx.utils import dependency_utils
 
-from components.representative_dataset.executor import Executor
-from pipelines.local_runner import direct_runner_args
+from quantgate.components.representative_dataset_gen.executor import Executor
+from quantgate.pipelines.local_runner import direct_runner_args
 
 
 @pytest.mark.parametrize(("num_workers", "running_mode"), [(1, "in_memory"), (2, "multi_processing")])

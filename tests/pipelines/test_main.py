@@ -1,4 +1,4 @@
-"""``python -m pipelines lineage`` as a user runs it: a child process, its exit code, stdout and stderr."""
+"""``quantgate lineage`` as a user runs it: a child process, its exit code, stdout and stderr."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines", "lineage", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "quantgate", "lineage", *args], capture_output=True, text=True,
                           timeout=120)
 
 
@@ -68,7 +68,7 @@ def test_why_not_on_a_killed_run(killed_run_store) -> None:
 
 def test_run_error_is_one_line_and_the_traceback_is_in_the_log(tmp_path) -> None:
     home = tmp_path / "home"
-    result = subprocess.run([sys.executable, "-m", "pipelines", "run", "--home", str(home),
+    result = subprocess.run([sys.executable, "-m", "quantgate", "run", "--home", str(home),
                              "--direct-num-workers", "0"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result
     (log_file,) = glob.glob(str(home / "logs" / "run-*.log"))
@@ -126,13 +126,13 @@ def test_bad_pushed_argument_is_a_usage_error() -> None:
 
 
 def test_run_help_offers_verbose() -> None:
-    result = subprocess.run([sys.executable, "-m", "pipelines", "run", "--help"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "quantgate", "run", "--help"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "--verbose" in result.stdout and "logs/run-" in result.stdout
 
 
 def test_demo_run_lineage_json_matches_the_library(demo_run) -> None:
-    from pipelines import lineage
+    from quantgate.pipelines import lineage
 
     result = _cli("--metadata", demo_run.paths.metadata_path, "--pushed", "latest", "--json")
     assert result.returncode == 0, result.stderr

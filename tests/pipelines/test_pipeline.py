@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
-from pipelines.models.penguin.penguin_trainer import DENSE_SIGNATURE, FEATURE_KEYS
+from quantgate.pipelines.models.penguin.penguin_trainer import DENSE_SIGNATURE, FEATURE_KEYS
 
 FOUNDATION_COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "Trainer", "Evaluator")
 

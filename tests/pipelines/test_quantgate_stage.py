@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.shared.properties import MAX_CANDIDATES, candidate_model_key
-from pipelines.pipeline import create_pipeline
-from pipelines.quantgate_stage import candidate_engine
+from quantgate.components.shared.properties import MAX_CANDIDATES, candidate_model_key
+from quantgate.pipelines.pipeline import create_pipeline
+from quantgate.pipelines.quantgate_stage import candidate_engine
 
 
 def _components(tmp_path, **kwargs) -> dict:

@@ -23,16 +23,16 @@ from ml_metadata.proto import metadata_store_pb2
 from sklearn.metrics import roc_auc_score
 from tfx import v1 as tfx
 
-from components.representative_dataset.storage import read_examples
-from components.shared import properties
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import InputSpec, dense_signature_specs
-from components.shared.transform_inputs import TransformedInputs, vocabulary_files
-from pipelines import lineage
-from pipelines.local_runner import LocalRunPaths, direct_runner_args
-from pipelines.models.taxi import taxi_trainer, taxi_transform
-from pipelines.taxi import create_taxi_pipeline
-from pipelines.taxi_data import write_taxi_csv
+from quantgate.components.representative_dataset_gen.storage import read_examples
+from quantgate.components.shared import properties
+from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from quantgate.components.shared.signature_inputs import InputSpec, dense_signature_specs
+from quantgate.components.shared.transform_inputs import TransformedInputs, vocabulary_files
+from quantgate.pipelines import lineage
+from quantgate.pipelines.local_runner import LocalRunPaths, direct_runner_args
+from quantgate.pipelines.models.taxi import taxi_trainer, taxi_transform
+from quantgate.pipelines.taxi import create_taxi_pipeline
+from quantgate.pipelines.taxi_data import write_taxi_csv
 
 PIPELINE_NAME = "taxi-quantgate"
 COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "Evaluator",

@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 
-from components.representative_dataset.spec import STRATEGY_KEY
-from pipelines.models.taxi import taxi_trainer, taxi_transform
-from pipelines.taxi import LABEL_KEY, RAW_LABEL_KEY, create_taxi_pipeline
-from pipelines.taxi_data import CSV_NAME, taxi_csv_source, write_taxi_csv
+from quantgate.components.representative_dataset_gen.spec import STRATEGY_KEY
+from quantgate.pipelines.models.taxi import taxi_trainer, taxi_transform
+from quantgate.pipelines.taxi import LABEL_KEY, RAW_LABEL_KEY, create_taxi_pipeline
+from quantgate.pipelines.taxi_data import CSV_NAME, taxi_csv_source, write_taxi_csv
 
 BASE = ["CsvExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer", "Evaluator", "RepresentativeDatasetGen"]
 QUANTGATE = ["Quantizer", "QuantizationEvaluator", "QuantizedModelPusher"]

@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from components.shared import properties
-from pipelines.kinds import pipeline_kind
+from quantgate.components.shared import properties
+from quantgate.pipelines.kinds import pipeline_kind
 
 from .conftest import local_run
 

@@ -76,7 +76,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     evaluation = _input_fn(fn_args.eval_files, fn_args.data_accessor, schema, BATCH_SIZE)
     if fn_args.base_model:
         # Imported here: only the QAT Trainer needs tfmot.
-        from components.shared import qat
+        from quantgate.components.shared import qat
 
         float_model = keras.models.load_model(fn_args.base_model)
         steps = max(1, fn_args.train_steps // int(config.get("qat_epochs", 2)))

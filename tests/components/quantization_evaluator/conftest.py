@@ -13,12 +13,12 @@ from tfx import types
 from tfx.types import Artifact, artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
-from components import QuantizationEvaluator
-from components.quantization_evaluator import executor
-from components.quantization_evaluator.spec import candidate_key
-from components.representative_dataset.storage import read_examples
-from components.shared.signature_inputs import InputSpec, dense_signature_specs
-from components.types import QuantizationEvaluation, RepresentativeDataset
+from quantgate.components import QuantizationEvaluator
+from quantgate.components.quantization_evaluator import executor
+from quantgate.components.quantization_evaluator.spec import candidate_key
+from quantgate.components.representative_dataset_gen.storage import read_examples
+from quantgate.components.shared.signature_inputs import InputSpec, dense_signature_specs
+from quantgate.components.types import QuantizationEvaluation, RepresentativeDataset
 
 
 def to_artifact(demo_run, proto: object) -> Artifact:
@@ -45,7 +45,7 @@ class DemoQuantized:
 
 @pytest.fixture(scope="session")
 def demo_quantized(demo_run) -> DemoQuantized:
-    from components.shared.model_runners import TFLiteRunner
+    from quantgate.components.shared.model_runners import TFLiteRunner
 
     model = to_artifact(demo_run, demo_run.output("Trainer", "model"))
     quantized = to_artifact(demo_run, demo_run.output("Quantizer", "quantized_model"))

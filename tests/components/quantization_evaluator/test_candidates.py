@@ -9,14 +9,14 @@ import os
 import pytest
 from tfx.types import standard_artifacts
 
-from components.quantization_evaluator.gate import GateResult
-from components.quantization_evaluator.metrics_json import select
+from quantgate.components.quantization_evaluator.gate import GateResult
+from quantgate.components.quantization_evaluator.metrics_json import select
 
 
 @pytest.fixture(scope="module")
 def three_candidates(demo_quantized, tmp_path_factory) -> list:
-    from components.quantizer import executor as quantizer_executor
-    from components.quantizer.options import resolve_options
+    from quantgate.components.quantizer import executor as quantizer_executor
+    from quantgate.components.quantizer.options import resolve_options
 
     models = [demo_quantized.quantized_model]
     for i, mode in enumerate(("float16", "dynamic_range")):
@@ -96,7 +96,7 @@ def test_three_candidates_compile_for_kubeflow_v2(tmp_path) -> None:
     from tfx.orchestration import pipeline as tfx_pipeline
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-    from components import QuantizationEvaluator
+    from quantgate.components import QuantizationEvaluator
 
     def imported(name: str, kind: type) -> object:
         return tfx.dsl.Importer(source_uri=f"/data/{name}", artifact_type=kind).with_id(f"import_{name}")

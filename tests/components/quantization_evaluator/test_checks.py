@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 from tfx.types import Artifact, artifact_utils, standard_artifacts
 
-from components.quantization_evaluator.checks import check_probabilities
-from components.quantization_evaluator.config import EvaluatorConfig
-from components.quantization_evaluator.gate import Thresholds
-from pipelines.models.penguin.penguin_trainer import FEATURE_KEYS
+from quantgate.components.quantization_evaluator.checks import check_probabilities
+from quantgate.components.quantization_evaluator.config import EvaluatorConfig
+from quantgate.components.quantization_evaluator.gate import Thresholds
+from quantgate.pipelines.models.penguin.penguin_trainer import FEATURE_KEYS
 
 
 def _model_artifact(root: str, tflite: bytes | None, artifact_id: int = 7) -> Artifact:

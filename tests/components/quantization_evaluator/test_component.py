@@ -9,9 +9,9 @@ import pytest
 from tfx import types
 from tfx.types import standard_artifacts
 
-from components import QuantizationEvaluator
-from components.quantization_evaluator.config import config_from_exec_properties
-from components.types import QuantizationEvaluation
+from quantgate.components import QuantizationEvaluator
+from quantgate.components.quantization_evaluator.config import config_from_exec_properties
+from quantgate.components.types import QuantizationEvaluation
 
 
 def _component(**params: object) -> QuantizationEvaluator:

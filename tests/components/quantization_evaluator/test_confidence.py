@@ -8,14 +8,14 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from components.quantization_evaluator import confidence
-from components.quantization_evaluator.confidence import (
+from quantgate.components.quantization_evaluator import confidence
+from quantgate.components.quantization_evaluator.confidence import (
     BoundedSample,
     bootstrap_bounds,
     paired_accuracy_bounds,
     row_priorities,
 )
-from components.shared.task_metrics import auc_buckets
+from quantgate.components.shared.task_metrics import auc_buckets
 
 
 def test_newcombe_closed_form_and_symmetry() -> None:

@@ -17,10 +17,10 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 from tfx.utils import proto_utils
 
-from components.quantization_evaluator.inference import LATENCY_CALLS, LATENCY_MIN_CALLS
-from components.quantization_evaluator.outputs import write_evaluation_files
-from components.shared.model_runners import TFLiteRunner
-from components.shared.signature_inputs import examples_to_inputs
+from quantgate.components.quantization_evaluator.inference import LATENCY_CALLS, LATENCY_MIN_CALLS
+from quantgate.components.quantization_evaluator.outputs import write_evaluation_files
+from quantgate.components.shared.model_runners import TFLiteRunner
+from quantgate.components.shared.signature_inputs import examples_to_inputs
 
 
 def labels_and_islands(records: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

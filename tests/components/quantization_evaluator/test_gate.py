@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from components.quantization_evaluator.gate import (
+from quantgate.components.quantization_evaluator.gate import (
     METRICS,
     GateInputs,
     MetricValues,

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from tfx_bsl.coders import example_coder
 
-from components.quantization_evaluator.inference import (
+from quantgate.components.quantization_evaluator.inference import (
     BatchParser,
     ParserSpec,
     ScoreDoFn,
@@ -17,10 +17,10 @@ from components.quantization_evaluator.inference import (
     measure_latency,
     parse_examples,
 )
-from components.quantizer import tflite_engine
-from components.quantizer.options import resolve_options
-from components.shared.model_runners import TFLiteRunner, quantize_array
-from components.shared.signature_inputs import InputSpec, examples_to_inputs
+from quantgate.components.quantizer import tflite_engine
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.shared.model_runners import TFLiteRunner, quantize_array
+from quantgate.components.shared.signature_inputs import InputSpec, examples_to_inputs
 
 
 def _example(**features: list) -> bytes:

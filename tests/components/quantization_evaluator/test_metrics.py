@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from components.quantization_evaluator.gate import CLASSIFICATION, REGRESSION
-from components.quantization_evaluator.metrics import (
+from quantgate.components.quantization_evaluator.gate import CLASSIFICATION, REGRESSION
+from quantgate.components.quantization_evaluator.metrics import (
     OVERALL,
     ClassificationMetricsCombineFn,
     ComputeSliceMetrics,

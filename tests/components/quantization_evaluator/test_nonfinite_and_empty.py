@@ -19,18 +19,18 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.types import Artifact, standard_artifacts
 
-from components import QuantizationEvaluator
-from components.quantization_evaluator.inference import (
+from quantgate.components import QuantizationEvaluator
+from quantgate.components.quantization_evaluator.inference import (
     BatchParser,
     feature_kinds,
     measure_latency,
     parse_examples,
 )
-from components.shared import properties
-from components.shared.finite_properties import set_finite_float_property
-from components.shared.model_runners import InputQuantizer, SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import InputSpec, decode_examples, examples_to_inputs
-from components.types import QuantizationEvaluation
+from quantgate.components.shared import properties
+from quantgate.components.shared.finite_properties import set_finite_float_property
+from quantgate.components.shared.model_runners import InputQuantizer, SavedModelRunner, TFLiteRunner
+from quantgate.components.shared.signature_inputs import InputSpec, decode_examples, examples_to_inputs
+from quantgate.components.types import QuantizationEvaluation
 
 from .test_executor import _edited, _strict_json
 
@@ -230,9 +230,9 @@ def vector_model(tiny_models, make_examples_module, tmp_path_factory) -> tuple[A
     on 100 clean rows, and 240 eval rows labelled with the float model's class, with ``VECTOR_FAULTS``."""
     import shutil
 
-    from components.quantizer import executor as quantizer_executor
-    from components.quantizer.options import resolve_options
-    from components.representative_dataset.storage import write_representative_dataset
+    from quantgate.components.quantizer import executor as quantizer_executor
+    from quantgate.components.quantizer.options import resolve_options
+    from quantgate.components.representative_dataset_gen.storage import write_representative_dataset
 
     root = tmp_path_factory.mktemp("vector_model")
     model = standard_artifacts.Model()

@@ -17,15 +17,15 @@ from sklearn.metrics import roc_auc_score
 from tfx import types
 from tfx.types import Artifact, standard_artifacts
 
-from components import QuantizationEvaluator
-from components.quantization_evaluator import executor
-from components.quantization_evaluator.checks import warn_if_probabilities
-from components.quantization_evaluator.config import config_from_exec_properties
-from components.quantization_evaluator.inference import to_probabilities
-from components.quantization_evaluator.spec import OUTPUT_KIND_KEY, candidate_key
-from components.shared import properties
-from components.shared.model_runners import TFLiteRunner
-from components.types import QuantizationEvaluation
+from quantgate.components import QuantizationEvaluator
+from quantgate.components.quantization_evaluator import executor
+from quantgate.components.quantization_evaluator.checks import warn_if_probabilities
+from quantgate.components.quantization_evaluator.config import config_from_exec_properties
+from quantgate.components.quantization_evaluator.inference import to_probabilities
+from quantgate.components.quantization_evaluator.spec import OUTPUT_KIND_KEY, candidate_key
+from quantgate.components.shared import properties
+from quantgate.components.shared.model_runners import TFLiteRunner
+from quantgate.components.types import QuantizationEvaluation
 
 SIGNATURE = "dense"
 FEATURES = 4

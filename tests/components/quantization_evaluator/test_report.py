@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from components.quantization_evaluator.report import render_html
+from quantgate.components.quantization_evaluator.report import render_html
 
 
 @pytest.mark.parametrize(("blessed", "word"), [(True, "BLESSED"), (False, "NOT BLESSED")])

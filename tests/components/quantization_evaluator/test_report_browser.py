@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from components.quantization_evaluator.report import render_html
+from quantgate.components.quantization_evaluator.report import render_html
 
 log = logging.getLogger(__name__)
 _FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",

@@ -9,10 +9,10 @@ import os
 import pytest
 from tfx.types import Artifact, standard_artifacts
 
-from components.quantization_evaluator.search_holdout import search_fit_warning
-from components.representative_dataset.storage import write_representative_dataset
-from components.shared import properties
-from components.types import RepresentativeDataset
+from quantgate.components.quantization_evaluator.search_holdout import search_fit_warning
+from quantgate.components.representative_dataset_gen.storage import write_representative_dataset
+from quantgate.components.shared import properties
+from quantgate.components.types import RepresentativeDataset
 
 from .conftest import DemoQuantized
 

@@ -13,11 +13,11 @@ import tensorflow as tf
 from tfx import types
 from tfx.types import Artifact, artifact_utils, standard_artifacts
 
-from components import QuantizationEvaluator
-from components.quantization_evaluator import executor
-from components.quantization_evaluator.spec import QUANTIZED_MODEL_KEY
-from components.shared import properties
-from components.types import QuantizationEvaluation
+from quantgate.components import QuantizationEvaluator
+from quantgate.components.quantization_evaluator import executor
+from quantgate.components.quantization_evaluator.spec import QUANTIZED_MODEL_KEY
+from quantgate.components.shared import properties
+from quantgate.components.types import QuantizationEvaluation
 
 
 def _run(tiny_transform, examples: Artifact, root, *, quantized: Artifact | None = None,

@@ -16,11 +16,11 @@ import tf_keras as keras
 from ai_edge_litert import schema_py_generated as tflite_schema
 from ai_edge_litert.interpreter import Interpreter
 
-from components.quantizer import builtin_rewrites, tflite_engine
-from components.quantizer.engines import convert_with_float_reference
-from components.quantizer.options import resolve_options
-from components.quantizer.report import build_report, op_summary
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from quantgate.components.quantizer import builtin_rewrites, tflite_engine
+from quantgate.components.quantizer.engines import convert_with_float_reference
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.quantizer.report import build_report, op_summary
+from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
 
 SIGNATURE = "serving_features"
 ROWS = 64
@@ -348,7 +348,7 @@ def test_weights_of_unknown_size_are_refused_naming_the_node() -> None:
 def test_the_opt_in_travels_from_the_component_to_the_options() -> None:
     from tfx.types import channel_utils, standard_artifacts
 
-    from components import Quantizer
+    from quantgate.components import Quantizer
 
     model = channel_utils.as_channel([standard_artifacts.Model()])
     assert Quantizer(model=model, mode="float16", allow_select_ops=True).exec_properties["allow_select_ops"] == 1
@@ -358,7 +358,7 @@ def test_the_opt_in_travels_from_the_component_to_the_options() -> None:
 
 
 def test_the_litert_engine_keeps_flex_ops_only_with_the_opt_in(select_model: str) -> None:
-    from components.quantizer import litert_engine
+    from quantgate.components.quantizer import litert_engine
 
     inputs = _select_inputs()
     # Refused whether this process converted the float model before with the opt-in (float_reference caches it) or not.

@@ -7,11 +7,11 @@ import json
 import pytest
 from tfx.types import channel_utils, standard_artifacts
 
-from components import Quantizer, RepresentativeDataset
-from pipelines.diabetes import create_diabetes_pipeline
-from pipelines.digits_qat import create_digits_qat_pipeline
-from pipelines.pipeline import create_pipeline
-from pipelines.taxi import create_taxi_pipeline
+from quantgate.components import Quantizer, RepresentativeDataset
+from quantgate.pipelines.diabetes import create_diabetes_pipeline
+from quantgate.pipelines.digits_qat import create_digits_qat_pipeline
+from quantgate.pipelines.pipeline import create_pipeline
+from quantgate.pipelines.taxi import create_taxi_pipeline
 
 
 def _model() -> object:

@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from components.quantizer import diagnostics, float_reference, html_report, tflite_engine
-from components.quantizer.options import resolve_options
-from components.quantizer.report import op_output_names
+from quantgate.components.quantizer import diagnostics, float_reference, html_report, tflite_engine
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.quantizer.report import op_output_names
 
 SIGNATURE = "serving_features"
 
@@ -117,8 +117,8 @@ def test_long_tensor_names_are_shortened_in_the_plot_labels_only() -> None:
 
 
 def test_convert_to_file_honours_the_node_lists(bad_layer_model, tmp_path) -> None:
-    from components.quantizer.engines import convert_to_file
-    from components.quantizer.report import float_ops_by_output
+    from quantgate.components.quantizer.engines import convert_to_file
+    from quantgate.components.quantizer.report import float_ops_by_output
 
     names = op_output_names(tflite_engine.calibrated_model(_configured(bad_layer_model)))
     bad = next(n for n in names if "bad" in n)

@@ -17,13 +17,16 @@ from ai_edge_litert import schema_py_generated as schema
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import standard_artifacts
 
-from components.quantizer import executor, tflite_engine
-from components.quantizer.options import resolve_options
-from components.representative_dataset.storage import read_examples, write_representative_dataset
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import dense_signature_specs
-from components.types import RepresentativeDataset
-from pipelines.models.penguin.penguin_trainer import DENSE_SIGNATURE, FEATURE_KEYS
+from quantgate.components.quantizer import executor, tflite_engine
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.representative_dataset_gen.storage import (
+    read_examples,
+    write_representative_dataset,
+)
+from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from quantgate.components.shared.signature_inputs import dense_signature_specs
+from quantgate.components.types import RepresentativeDataset
+from quantgate.pipelines.models.penguin.penguin_trainer import DENSE_SIGNATURE, FEATURE_KEYS
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from tfx.types import standard_artifacts
 
-from components.quantizer import diagnostics, executor
-from components.representative_dataset.storage import write_representative_dataset
-from components.shared import properties
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import dense_signature_specs
-from components.shared.transform_inputs import TransformedInputs
-from components.types import RepresentativeDataset
+from quantgate.components.quantizer import diagnostics, executor
+from quantgate.components.representative_dataset_gen.storage import write_representative_dataset
+from quantgate.components.shared import properties
+from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from quantgate.components.shared.signature_inputs import dense_signature_specs
+from quantgate.components.shared.transform_inputs import TransformedInputs
+from quantgate.components.types import RepresentativeDataset
 
 
 def _do(tiny_transform, output_uri: str, *, signature: str = "serving_features",

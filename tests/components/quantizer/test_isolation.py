@@ -12,7 +12,7 @@ import time
 import cloudpickle
 import pytest
 
-from components.quantizer.isolation import (
+from quantgate.components.quantizer.isolation import (
     LOG_TAIL_LINES,
     STAGE_MARKER,
     IsolatedProcessError,
@@ -119,7 +119,7 @@ def test_children_are_forked_from_one_warm_server_that_outlives_an_abort() -> No
 
 _PARENT_THAT_EXITS = """
 import os, sys
-from components.quantizer.isolation import run_isolated
+from quantgate.components.quantizer.isolation import run_isolated
 print(run_isolated(os.getppid, {}, what="server pid"), flush=True)
 """
 

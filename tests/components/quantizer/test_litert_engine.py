@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from components.quantizer import litert_engine
-from components.quantizer.options import resolve_options
-from components.quantizer.report import int4_weights, op_summary
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from quantgate.components.quantizer import litert_engine
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.quantizer.report import int4_weights, op_summary
+from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
 
 SIGNATURE = "serving_features"  # the quantizer conftest's Keras models
 
@@ -119,7 +119,7 @@ def test_an_int4_node_that_cannot_take_int4_weights_is_refused(node, block_size,
 
 
 def test_layer_errors_skip_an_int4_node_and_measure_the_int8_ops_after_it(wide_dense_model) -> None:
-    from components.quantizer import diagnostics
+    from quantgate.components.quantizer import diagnostics
 
     options = resolve_options("int8", engine="litert_quantizer", int4_weight_nodes=[HIDDEN])
     records = {r["tensor"]: r for r in diagnostics.layer_errors(wide_dense_model.path, SIGNATURE, options,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from components.quantizer.options import MODES, QuantizationOptions, check_node_names, resolve_options
+from quantgate.components.quantizer.options import (
+    MODES,
+    QuantizationOptions,
+    check_node_names,
+    resolve_options,
+)
 
 
 @pytest.mark.parametrize(("mode", "io_dtype"), [("int8", "int8"), ("int16x8", "int16"), ("dynamic_range", "float32"),

@@ -14,12 +14,12 @@ import tf_keras as keras
 from sklearn.datasets import load_digits
 from tfx.types import standard_artifacts
 
-from components.quantizer import executor
-from components.quantizer.options import resolve_options
-from components.representative_dataset.storage import write_representative_dataset
-from components.shared import properties, qat
-from components.shared.fake_quant import fake_quant_ops
-from components.shared.model_runners import TFLiteRunner
+from quantgate.components.quantizer import executor
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.representative_dataset_gen.storage import write_representative_dataset
+from quantgate.components.shared import properties, qat
+from quantgate.components.shared.fake_quant import fake_quant_ops
+from quantgate.components.shared.model_runners import TFLiteRunner
 
 SIGNATURE = "serving_features"
 # The pipelines' default gate (quantization_max_delta): the QAT model may lose at most this much accuracy.

@@ -12,9 +12,9 @@ import tensorflow as tf
 import tf_keras
 from ai_edge_litert.interpreter import Interpreter
 
-from components.quantizer import tflite_engine
-from components.quantizer.options import resolve_options
-from components.quantizer.report import (
+from quantgate.components.quantizer import tflite_engine
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.quantizer.report import (
     build_report,
     coarse_input_warnings,
     input_steps,
@@ -22,8 +22,8 @@ from components.quantizer.report import (
     op_summary,
     shared_input_scales,
 )
-from components.shared import strict_json
-from components.shared.model_runners import SavedModelRunner
+from quantgate.components.shared import strict_json
+from quantgate.components.shared.model_runners import SavedModelRunner
 
 
 def _io(**scales: float | None) -> dict:

@@ -13,13 +13,18 @@ import tf_keras as keras
 from sklearn.datasets import load_diabetes, load_digits
 from tfx.types import standard_artifacts
 
-from components.quantizer import executor
-from components.quantizer.options import resolve_options
-from components.quantizer.search import SearchConfig, SearchFailed, check_search_request, parse_search_config
-from components.representative_dataset.storage import write_representative_dataset
-from components.shared import properties
-from components.types import RepresentativeDataset
-from pipelines.models.diabetes import diabetes_trainer
+from quantgate.components.quantizer import executor
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.quantizer.search import (
+    SearchConfig,
+    SearchFailed,
+    check_search_request,
+    parse_search_config,
+)
+from quantgate.components.representative_dataset_gen.storage import write_representative_dataset
+from quantgate.components.shared import properties
+from quantgate.components.types import RepresentativeDataset
+from quantgate.pipelines.models.diabetes import diabetes_trainer
 
 LABEL = diabetes_trainer.LABEL_KEY
 
@@ -206,7 +211,7 @@ def test_the_search_keeps_at_most_a_fifth_of_a_conv_models_ops_in_float(digits, 
 def test_the_component_refuses_one_without_the_other_when_built() -> None:
     from tfx import types
 
-    from components import Quantizer
+    from quantgate.components import Quantizer
 
     model = types.Channel(type=standard_artifacts.Model)
     representative, search = types.Channel(type=RepresentativeDataset), types.Channel(type=RepresentativeDataset)
@@ -224,7 +229,7 @@ def test_the_component_refuses_one_without_the_other_when_built() -> None:
 
 
 def test_with_int4_weight_nodes_the_search_tries_no_int16_candidate() -> None:
-    from components.quantizer.search import Search, Trial, config_of, describe
+    from quantgate.components.quantizer.search import Search, Trial, config_of, describe
 
     first = Trial(1, "requested", resolve_options("int8", engine="litert_quantizer"),
                   layer_errors=[{"tensor": "a"}, {"tensor": "b"}])

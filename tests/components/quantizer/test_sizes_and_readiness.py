@@ -11,12 +11,12 @@ import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
 
-from components.quantizer import executor, float_reference, readiness, tflite_engine
-from components.quantizer.options import resolve_options
-from components.quantizer.report import compare_with_float_tflite
-from components.representative_dataset.storage import write_representative_dataset
-from components.shared import properties
-from components.types import RepresentativeDataset
+from quantgate.components.quantizer import executor, float_reference, readiness, tflite_engine
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.quantizer.report import compare_with_float_tflite
+from quantgate.components.representative_dataset_gen.storage import write_representative_dataset
+from quantgate.components.shared import properties
+from quantgate.components.types import RepresentativeDataset
 
 
 class _FixedBatch(tf.Module):

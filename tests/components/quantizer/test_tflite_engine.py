@@ -10,13 +10,13 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from components.quantizer import tflite_engine
-from components.quantizer.engines import convert_to_file
-from components.quantizer.executor import quantize
-from components.quantizer.isolation import run_isolated
-from components.quantizer.options import resolve_options
-from components.quantizer.report import op_summary
-from components.shared.model_runners import SavedModelRunner, TFLiteRunner
+from quantgate.components.quantizer import tflite_engine
+from quantgate.components.quantizer.engines import convert_to_file
+from quantgate.components.quantizer.executor import quantize
+from quantgate.components.quantizer.isolation import run_isolated
+from quantgate.components.quantizer.options import resolve_options
+from quantgate.components.quantizer.report import op_summary
+from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
 
 
 def _run(tmp_path, content: bytes, inputs: dict[str, np.ndarray]) -> tuple[TFLiteRunner, np.ndarray]:
@@ -125,7 +125,7 @@ def test_the_quantizer_converts_category_encoding_and_reports_the_rewrite(catego
 
 
 def test_a_denylisted_node_stays_float_and_the_rest_int8(tiny_models, tiny_inputs, tmp_path) -> None:
-    from components.quantizer.report import float_ops_by_output
+    from quantgate.components.quantizer.report import float_ops_by_output
 
     options = resolve_options("int8", denylisted_nodes=["MatMul;add"])
     content = tflite_engine.convert(tiny_models["one_dense"], "dense", options, tiny_inputs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.shared.examples_split import tf_example_split_patterns
+from quantgate.components.shared.examples_split import tf_example_split_patterns
 
 from ..conftest import penguin_like_example
 

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from components.quantizer import float_reference
-from components.shared.model_runners import ModelFunction, SavedModelRunner, TFLiteRunner
-from components.shared.signature_inputs import (
+from quantgate.components.quantizer import float_reference
+from quantgate.components.shared.model_runners import ModelFunction, SavedModelRunner, TFLiteRunner
+from quantgate.components.shared.signature_inputs import (
     DENSE,
     DERIVED,
     KERAS_CALL,
@@ -133,8 +133,8 @@ def test_a_model_saved_without_its_keras_call_is_refused_naming_both_fixes(tmp_p
 
 
 def test_int16x8_on_a_recurrent_model_is_refused_naming_the_modes_that_convert(tmp_path) -> None:
-    from components.quantizer import tflite_engine
-    from components.quantizer.options import resolve_options
+    from quantgate.components.quantizer import tflite_engine
+    from quantgate.components.quantizer.options import resolve_options
 
     tokens = keras.Input(shape=(6,), dtype=tf.int64, name="tokens_xf")
     hidden = keras.layers.LSTM(3)(keras.layers.Embedding(20, 3)(tokens))

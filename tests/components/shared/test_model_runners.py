@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.shared.model_runners import InputQuantizer, SavedModelRunner, TFLiteRunner, quantize_array
-from components.shared.signature_inputs import InputSpec
+from quantgate.components.shared.model_runners import (
+    InputQuantizer,
+    SavedModelRunner,
+    TFLiteRunner,
+    quantize_array,
+)
+from quantgate.components.shared.signature_inputs import InputSpec
 
 RNG = np.random.default_rng(0)
 BATCH = {"a": RNG.normal(size=(64, 2)).astype(np.float32), "b": RNG.normal(size=(64, 1)).astype(np.float32)}

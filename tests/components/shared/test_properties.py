@@ -10,7 +10,7 @@ from tfx.components.pusher import executor as pusher_executor
 from tfx.types import standard_component_specs
 from tfx.utils import path_utils
 
-from components.shared import properties
+from quantgate.components.shared import properties
 
 
 def test_names_tfx_defines_are_tfx_s() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.shared.signature_inputs import (
+from quantgate.components.shared.signature_inputs import (
     InputSpec,
     dense_signature_specs,
     examples_to_inputs,

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from components.shared.staged_output import STAGING_DIRNAME, staged_output
+from quantgate.components.shared.staged_output import STAGING_DIRNAME, staged_output
 
 
 def _write(path: str, text: str) -> None:

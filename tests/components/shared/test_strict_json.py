@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from components.shared.strict_json import dumps, json_safe
+from quantgate.components.shared.strict_json import dumps, json_safe
 
 
 def test_json_safe_writes_strict_json() -> None:

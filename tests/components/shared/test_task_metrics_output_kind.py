@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.shared import task_metrics
+from quantgate.components.shared import task_metrics
 
 
 def test_the_evaluator_and_the_search_use_the_shared_definitions() -> None:
-    from components.quantization_evaluator import config, inference
-    from components.quantizer import search
+    from quantgate.components.quantization_evaluator import config, inference
+    from quantgate.components.quantizer import search
 
     assert inference.to_probabilities is task_metrics.to_probabilities
     assert search.to_probabilities is task_metrics.to_probabilities

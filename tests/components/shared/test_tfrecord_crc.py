@@ -10,7 +10,7 @@ import tensorflow as tf
 from apache_beam.io import tfrecordio
 from apache_beam.testing.util import assert_that, equal_to
 
-from components.shared import tfrecord_crc
+from quantgate.components.shared import tfrecord_crc
 
 RECORDS = [f"record {i}".encode() * (i + 1) for i in range(20)]
 

@@ -11,8 +11,8 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
-from components.shared.signature_inputs import InputSpec
-from components.shared.transform_inputs import TransformedInputs, vocabulary_files
+from quantgate.components.shared.signature_inputs import InputSpec
+from quantgate.components.shared.transform_inputs import TransformedInputs, vocabulary_files
 
 NUM_ROWS = 50
 COLORS = ("red", "green", "blue")
@@ -285,7 +285,7 @@ def test_a_failed_assert_names_the_feature_it_checks(image_transform_graph: str)
 
 def test_fallback_learns_the_raw_features_from_real_records(transform_graph: str, image_transform_graph: str,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from components.shared import transform_inputs
+    from quantgate.components.shared import transform_inputs
 
     rows = _rows()
     structural = TransformedInputs(transform_graph, SPECS)([_serialize(r) for r in rows])
@@ -314,8 +314,8 @@ def test_a_derived_function_whose_inputs_the_transform_does_not_make_is_refused(
                                                                                  tmp_path) -> None:
     import tf_keras as keras
 
-    from components.quantizer.executor import quantize
-    from components.quantizer.options import resolve_options
+    from quantgate.components.quantizer.executor import quantize
+    from quantgate.components.quantizer.options import resolve_options
 
     pixels = keras.Input(shape=(6, 6, 1), name="pixels_xf")
     model = keras.Model(inputs={"pixels_xf": pixels}, outputs=keras.layers.Dense(3)(keras.layers.Flatten()(pixels)))

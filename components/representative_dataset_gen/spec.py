@@ -5,8 +5,8 @@ from __future__ import annotations
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.shared import properties
-from components.types import RepresentativeDataset
+from quantgate.components.shared import properties
+from quantgate.components.types import RepresentativeDataset
 
 EXAMPLES_KEY = properties.EXAMPLES_KEY
 SCHEMA_KEY = "schema"

@@ -10,8 +10,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.shared import properties
-from components.types import QuantizationEvaluation, RepresentativeDataset
+from quantgate.components.shared import properties
+from quantgate.components.types import QuantizationEvaluation, RepresentativeDataset
 
 MODEL_KEY = standard_component_specs.MODEL_KEY
 MODEL_BLESSING_KEY = standard_component_specs.MODEL_BLESSING_KEY

@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils
 from tfx.types import standard_artifacts
 
-from components.pusher import verify
+from quantgate.components.quantized_model_pusher import verify
 
 
 class _Affine(tf.Module):

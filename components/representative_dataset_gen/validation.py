@@ -5,7 +5,7 @@ from __future__ import annotations
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.types import Artifact
 
-from components.shared.examples_split import tf_example_split_patterns
+from quantgate.components.shared.examples_split import tf_example_split_patterns
 
 EVAL_SPLIT = "eval"
 

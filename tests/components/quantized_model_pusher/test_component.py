@@ -15,9 +15,9 @@ from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import channel_utils, component_spec, standard_artifacts
 
-from components import QuantizedModelPusher
-from components.shared.digests import bytes_sha256
-from pipelines.lineage import questions
+from quantgate.components import QuantizedModelPusher
+from quantgate.components.shared.digests import bytes_sha256
+from quantgate.pipelines.lineage import questions
 
 DESTINATION = pusher_pb2.PushDestination(filesystem=pusher_pb2.PushDestination.Filesystem(base_directory="/srv"))
 

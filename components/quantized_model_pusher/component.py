@@ -9,9 +9,9 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts
 
-from components.pusher.executor import Executor
-from components.pusher.spec import QuantizedModelPusherSpec
-from components.shared import properties
+from quantgate.components.quantized_model_pusher.executor import Executor
+from quantgate.components.quantized_model_pusher.spec import QuantizedModelPusherSpec
+from quantgate.components.shared import properties
 
 
 class QuantizedModelPusher(base_component.BaseComponent):

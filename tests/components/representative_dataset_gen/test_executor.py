@@ -12,10 +12,15 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx.types import Artifact, standard_artifacts
 
-from components.representative_dataset import executor, storage
-from components.representative_dataset.sampling import STRATIFIED, SamplingConfig, label_class, rank
-from components.types import RepresentativeDataset
-from pipelines.local_runner import direct_runner_args
+from quantgate.components.representative_dataset_gen import executor, storage
+from quantgate.components.representative_dataset_gen.sampling import (
+    STRATIFIED,
+    SamplingConfig,
+    label_class,
+    rank,
+)
+from quantgate.components.types import RepresentativeDataset
+from quantgate.pipelines.local_runner import direct_runner_args
 
 from ..conftest import penguin_like_example
 from .test_sampling import _flooded_class

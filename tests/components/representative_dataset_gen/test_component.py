@@ -7,11 +7,11 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
-from components import RepresentativeDatasetGen
-from components.representative_dataset import storage
-from components.representative_dataset.executor import Executor
-from components.types import RepresentativeDataset
-from pipelines.pipeline import create_pipeline
+from quantgate.components import RepresentativeDatasetGen
+from quantgate.components.representative_dataset_gen import storage
+from quantgate.components.representative_dataset_gen.executor import Executor
+from quantgate.components.types import RepresentativeDataset
+from quantgate.pipelines.pipeline import create_pipeline
 
 COMPONENT_ID = "RepresentativeDatasetGen"
 

@@ -12,9 +12,9 @@ from tfx import types
 from tfx.components.evaluator import constants as evaluator_constants
 from tfx.components.util import model_utils
 
-from components.pusher import publish
-from components.shared import properties
-from components.shared.digests import bytes_sha256
+from quantgate.components.quantized_model_pusher import publish
+from quantgate.components.shared import properties
+from quantgate.components.shared.digests import bytes_sha256
 
 MANIFEST_FORMAT = 1
 # What an app must do before feeding model.tflite when the model was calibrated through a transform graph.

@@ -32,8 +32,8 @@ from typing import Any
 
 from tfx.dsl.io import fileio
 
-from components.shared import properties, strict_json
-from components.shared.digests import bytes_sha256
+from quantgate.components.shared import properties, strict_json
+from quantgate.components.shared.digests import bytes_sha256
 
 MODEL_FILE = properties.TFLITE_FILENAME
 MANIFEST_FILE = properties.PUSH_MANIFEST_FILENAME

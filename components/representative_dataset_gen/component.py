@@ -5,10 +5,10 @@ from __future__ import annotations
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 
-from components.representative_dataset import executor
-from components.representative_dataset.sampling import UNIFORM, SamplingConfig
-from components.representative_dataset.spec import RepresentativeDatasetGenSpec
-from components.types import RepresentativeDataset
+from quantgate.components.representative_dataset_gen import executor
+from quantgate.components.representative_dataset_gen.sampling import UNIFORM, SamplingConfig
+from quantgate.components.representative_dataset_gen.spec import RepresentativeDatasetGenSpec
+from quantgate.components.types import RepresentativeDataset
 
 
 class RepresentativeDatasetGen(base_beam_component.BaseBeamComponent):
@@ -18,9 +18,9 @@ class RepresentativeDatasetGen(base_beam_component.BaseBeamComponent):
     against it). Parameters: ``split``, ``num_examples``, ``strategy``, ``label_key``, ``seed``,
     ``allow_eval_split``, ``num_search_examples`` (see ``__init__``).
 
-    Output ``representative_dataset`` (``components.RepresentativeDataset``):
+    Output ``representative_dataset`` (``quantgate.RepresentativeDataset``):
       files: ``data.tfrecord.gz`` (the sampled serialized tf.Examples, bytes unchanged, in rank order) and
-        ``manifest.json`` (written last; read both with ``components.representative_dataset.storage``);
+        ``manifest.json`` (written last; read both with ``components.representative_dataset_gen.storage``);
       custom properties: ``num_examples``, ``strategy``, ``seed``, ``split``, ``sha256`` (of the data file),
         ``num_examples_requested``, ``source_num_examples``, ``source_examples_id``, ``label_key`` (when given),
         ``search_dataset_uri`` (with a search sample).

@@ -16,8 +16,8 @@ from typing import Any
 import tensorflow as tf
 from tfx.dsl.io import fileio
 
-from components.shared import properties, strict_json
-from components.shared.digests import file_sha256
+from quantgate.components.shared import properties, strict_json
+from quantgate.components.shared.digests import file_sha256
 
 DATA_FILENAME = properties.REPRESENTATIVE_DATA_FILENAME
 MANIFEST_FILENAME = properties.REPRESENTATIVE_MANIFEST_FILENAME

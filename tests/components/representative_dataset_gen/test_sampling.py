@@ -12,7 +12,7 @@ import mmh3
 import pytest
 from tensorflow.core.example import example_pb2
 
-from components.representative_dataset.sampling import (
+from quantgate.components.representative_dataset_gen.sampling import (
     RANK_HASH,
     STRATIFIED,
     UNIFORM,
@@ -304,8 +304,8 @@ def test_stratified_quotas_name_the_search_parameter() -> None:
 
 
 def test_partial_coder_round_trips_and_merging_keeps_the_smallest_keys() -> None:
-    from components.representative_dataset.sampling import _DIGEST_SIZE as DIGEST
-    from components.representative_dataset.sampling import _merge_into, _Partial, _PartialCoder
+    from quantgate.components.representative_dataset_gen.sampling import _DIGEST_SIZE as DIGEST
+    from quantgate.components.representative_dataset_gen.sampling import _merge_into, _Partial, _PartialCoder
 
     coder = _PartialCoder()
     keys = sorted(rank(_example(i), 0)[0] + _example(i) for i in range(50))
@@ -339,7 +339,7 @@ def test_partial_coder_round_trips_and_merging_keeps_the_smallest_keys() -> None
 
 
 def test_merging_keeps_only_the_keys_below_both_cuts() -> None:
-    from components.representative_dataset.sampling import _merge_into, _Partial
+    from quantgate.components.representative_dataset_gen.sampling import _merge_into, _Partial
 
     keys = sorted(rank(_example(i), 0)[0] + _example(i) for i in range(40))
     # One share holds all its keys below keys[10] (the cut), the other all of its own: above keys[10] the first
@@ -386,7 +386,11 @@ def test_a_digest_equal_to_the_cut_is_decided_by_the_record() -> None:
 
 def _sample_in_bundles(bundles: list[list[bytes]], config: SamplingConfig, full_class_capacity: bool = False) -> Sample:
     """What SampleExamples computes, bundle by bundle (each partial through its coder), merged, without a runner."""
-    from components.representative_dataset.sampling import _MergePartials, _PartialCoder, _SelectInBundle
+    from quantgate.components.representative_dataset_gen.sampling import (
+        _MergePartials,
+        _PartialCoder,
+        _SelectInBundle,
+    )
 
     capacity = config.num_examples + config.num_search_examples
     combine, coder = _MergePartials(capacity, config), _PartialCoder()

@@ -12,7 +12,7 @@ from typing import Any
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.shared import properties, task_metrics
+from quantgate.components.shared import properties, task_metrics
 
 CLASSIFICATION = task_metrics.CLASSIFICATION  # the QuantizationEvaluator's metrics.json "task" of a classifier
 QUANTIZE_RULE = "q = clip(round(x / scale) + zero_point) to the dtype's range"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.representative_dataset.validation import check_label_key, check_split
+from quantgate.components.representative_dataset_gen.validation import check_label_key, check_split
 
 from ..conftest import penguin_like_example
 

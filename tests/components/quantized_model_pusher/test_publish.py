@@ -1,4 +1,4 @@
-"""Atomic, idempotent publishing (components/pusher/publish.py) on the local file system, with a real kill."""
+"""Atomic, idempotent publishing (components/quantized_model_pusher/publish.py) on the local file system, with a real kill."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from components.pusher import publish
-from components.shared.digests import bytes_sha256
+from quantgate.components.quantized_model_pusher import publish
+from quantgate.components.shared.digests import bytes_sha256
 
 KEY = {"model_id": 7, "sha256": "ab" * 32, "model_blessing_id": 9}
 MODEL = b"TFL3 not really a model, bytes are bytes"
@@ -65,7 +65,7 @@ _CHILD = """
 import sys, time
 import pytest
 
-from components.pusher import publish
+from quantgate.components.quantized_model_pusher import publish
 def pause(staging):
     print("STAGED", staging, flush=True)
     time.sleep(600)
@@ -205,7 +205,7 @@ def test_a_read_only_destination_gets_a_clear_error_and_leaves_nothing(tmp_path)
 # with EFBIG once a file would grow past it; the kernel enforces it for root too.
 _FULL_CHILD = """
 import json, os, resource, signal, sys
-from components.pusher import publish
+from quantgate.components.quantized_model_pusher import publish
 model_size, manifest_pad = int(sys.argv[2]), int(sys.argv[3])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))

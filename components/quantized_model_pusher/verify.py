@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 from tfx import types
 
-from components.pusher import manifest as manifest_lib
-from components.shared import properties
-from components.shared.model_runners import TFLITE_SIGNATURE, TFLiteRunner
+from quantgate.components.quantized_model_pusher import manifest as manifest_lib
+from quantgate.components.shared import properties
+from quantgate.components.shared.model_runners import TFLITE_SIGNATURE, TFLiteRunner
 
 _INT64_MAX = 1 << 63
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.pusher import bundle
+from quantgate.components.quantized_model_pusher import bundle
 
 
 def _schema(text: str) -> schema_pb2.Schema:

@@ -20,9 +20,14 @@ from tfx.types import Artifact, artifact_utils
 from tfx.utils import io_utils
 from tfx_bsl.public import tfxio
 
-from components.representative_dataset import storage
-from components.representative_dataset.sampling import RANK_HASH, Sample, SampleExamples, SamplingConfig
-from components.representative_dataset.spec import (
+from quantgate.components.representative_dataset_gen import storage
+from quantgate.components.representative_dataset_gen.sampling import (
+    RANK_HASH,
+    Sample,
+    SampleExamples,
+    SamplingConfig,
+)
+from quantgate.components.representative_dataset_gen.spec import (
     ALLOW_EVAL_SPLIT_KEY,
     EXAMPLES_KEY,
     LABEL_KEY_KEY,
@@ -36,9 +41,13 @@ from components.representative_dataset.spec import (
     SPLIT_KEY,
     STRATEGY_KEY,
 )
-from components.representative_dataset.validation import EVAL_SPLIT, check_label_key, check_split
-from components.shared import properties
-from components.shared.staged_output import staged_output
+from quantgate.components.representative_dataset_gen.validation import (
+    EVAL_SPLIT,
+    check_label_key,
+    check_split,
+)
+from quantgate.components.shared import properties
+from quantgate.components.shared.staged_output import staged_output
 
 _TELEMETRY = ["quantgate", "RepresentativeDatasetGen"]
 # Written into the staging folder instead of the sample when a stratified class fell short (``Sample.shortfall``).

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from components.representative_dataset import storage
+from quantgate.components.representative_dataset_gen import storage
 
 RECORDS = [b"first", b"", b"third\x00\x00", b"\x00"]  # empty and NUL-ended records must survive
 

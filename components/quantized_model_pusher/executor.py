@@ -14,9 +14,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils, proto_utils
 
-from components.pusher import bundle, publish, verify
-from components.pusher import manifest as manifest_lib
-from components.pusher.spec import (
+from quantgate.components.quantized_model_pusher import bundle, publish, verify
+from quantgate.components.quantized_model_pusher import manifest as manifest_lib
+from quantgate.components.quantized_model_pusher.spec import (
     BLESSING_KEYS,
     CANDIDATE_KEYS,
     EVALUATION_KEY,
@@ -29,9 +29,9 @@ from components.pusher.spec import (
     SCHEMA_KEY,
     TRANSFORM_GRAPH_KEY,
 )
-from components.shared import properties
-from components.shared.digests import bytes_sha256
-from components.shared.transform_inputs import vocabulary_files
+from quantgate.components.shared import properties
+from quantgate.components.shared.digests import bytes_sha256
+from quantgate.components.shared.transform_inputs import vocabulary_files
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from google.protobuf import message
 from tensorflow.core.example import example_pb2, feature_pb2
 
-from components.shared.tfrecord_crc import use_compiled_crc32c
+from quantgate.components.shared.tfrecord_crc import use_compiled_crc32c
 
 UNIFORM = "uniform"
 STRATIFIED = "stratified"

@@ -6,7 +6,7 @@ import math
 
 from tfx.types import standard_artifacts
 
-from components.pusher import manifest
+from quantgate.components.quantized_model_pusher import manifest
 
 
 def _blessing(artifact_id: int, blessed: int | None, **props: object) -> standard_artifacts.ModelBlessing:

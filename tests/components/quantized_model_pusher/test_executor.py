@@ -24,9 +24,9 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import proto_utils
 
-from components.pusher import executor as pusher
-from components.shared.digests import bytes_sha256
-from components.types import QuantizationEvaluation, RepresentativeDataset
+from quantgate.components.quantized_model_pusher import executor as pusher
+from quantgate.components.shared.digests import bytes_sha256
+from quantgate.components.types import QuantizationEvaluation, RepresentativeDataset
 
 
 class _Double(tf.Module):

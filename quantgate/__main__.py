@@ -1,0 +1,7 @@
+"""``python -m quantgate``: the same as the ``quantgate`` console script."""
+
+import sys
+
+from quantgate.pipelines.cli import main
+
+sys.exit(main())
