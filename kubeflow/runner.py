@@ -1,8 +1,10 @@
 """Compiles a quantgate pipeline for Kubeflow Pipelines v2 / Vertex AI into a PipelineJob JSON.
 
-``python kubeflow/runner.py`` with no flags compiles the penguin demo with placeholder locations (``gs://your-bucket``,
-an Artifact Registry image of ``your-project``) into ``out/kubeflow/pipeline.json``; override them with the flags.
-``--pipeline taxi`` compiles the Chicago taxi pipeline (Transform) instead.
+``python kubeflow/runner.py`` with no flags compiles the penguin pipeline (``DEFAULT_PIPELINE``) with
+placeholder locations (``gs://your-bucket``, an Artifact Registry image of ``your-project``) into
+``out/kubeflow/pipeline.json``; override them with the flags. ``--pipeline taxi`` compiles the Chicago taxi pipeline
+(Transform) instead. ``--set`` sets the factory's parameters and, as ``quantize.<field>`` / ``gate.<field>``, the
+fields of its ``QuantizeConfig`` / ``GateConfig`` (``pipelines/config.py``).
 Compiling never touches the pipeline root: the Trainer imports its ``run_fn`` (and the taxi Transform its
 ``preprocessing_fn``) from the image instead of a wheel uploaded at compile time (pass ``--module-file`` for TFX's
 wheel packaging). ML Metadata is the platform's.
@@ -23,7 +25,7 @@ import sys
 import time
 from typing import Any
 
-from quantgate.pipelines.kinds import DEFAULT_PIPELINE, PIPELINES, PipelineKind, pipeline_kind
+from quantgate.pipelines.kinds import PIPELINES, PipelineKind, pipeline_kind
 
 # Before anything imports TensorFlow: one Keras (tf_keras) for the compiler and the executors it imports.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -44,6 +46,8 @@ def default_data_root(kind: PipelineKind) -> str:
     return f"gs://your-bucket/quantgate/data/{kind.name}"
 
 
+# The penguin pipeline, not the local demo's default: its data is one small CSV to copy next to the pipeline root.
+DEFAULT_PIPELINE = "penguin"
 DEFAULT_PIPELINE_NAME = PIPELINES[DEFAULT_PIPELINE].pipeline_name
 DEFAULT_DATA_ROOT = default_data_root(PIPELINES[DEFAULT_PIPELINE])
 PENGUIN_RUN_FN = PIPELINES["penguin"].trainer_run_fn
@@ -56,6 +60,8 @@ LOCATION_KWARGS = ("push_destination",)
 _RESERVED_KWARGS = frozenset({"pipeline_name", "pipeline_root", "data_root", "module_file", "trainer_run_fn",
                               "transform_module_file", "transform_preprocessing_fn", "beam_pipeline_args",
                               "metadata_connection_config", "enable_cache"})
+# Factory parameters set field by field, as quantize.<field>=... / gate.<field>=... (pipelines/config.py).
+_CONFIG_KWARGS = frozenset({"quantize", "gate"})
 
 
 @dataclasses.dataclass
@@ -157,25 +163,37 @@ def beam_pipeline_args(options: KubeflowOptions) -> list[str]:
 
 
 def parse_overrides(items: list[str], pipeline: str = DEFAULT_PIPELINE) -> dict[str, Any]:
-    """Parses ``KEY=VALUE`` pairs for the factory of ``pipeline`` (``create_pipeline``, ``create_taxi_pipeline``);
-    VALUE is JSON when it parses (numbers, lists), else text."""
-    factory = pipeline_kind(pipeline).factory
+    """Parses ``KEY=VALUE`` pairs for the factory of ``pipeline`` (``create_pipeline``, ``create_taxi_pipeline``):
+    KEY a keyword parameter of the factory (``train_steps``), or ``quantize.<field>`` / ``gate.<field>``, applied to
+    the pipeline's default ``QuantizeConfig`` / ``GateConfig`` and validated there. VALUE is JSON when it parses
+    (numbers, lists, objects), else text."""
+    from quantgate.pipelines.config import GATE_PREFIX, QUANTIZE_PREFIX, with_dotted_configs
+
+    kind = pipeline_kind(pipeline)
+    factory = kind.factory
     factory_name = f"{factory.__module__}.{factory.__name__}"
     allowed = {name: param.default for name, param in inspect.signature(factory).parameters.items()
-               if param.kind is inspect.Parameter.KEYWORD_ONLY and name not in _RESERVED_KWARGS}
+               if param.kind is inspect.Parameter.KEYWORD_ONLY and name not in _RESERVED_KWARGS | _CONFIG_KWARGS}
     overrides: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train_steps=300")
-        if key not in allowed:
-            known = ", ".join(f"{name} (default {default!r})" for name, default in sorted(allowed.items()))
-            raise ValueError(f"--set {key}: not a parameter of {factory_name}; known: {known}")
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train_steps=300 or "
+                             "--set gate.max_delta=0.02")
         try:
-            overrides[key] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            overrides[key] = raw
-    return overrides
+            value = raw
+        if key not in allowed and not key.startswith((QUANTIZE_PREFIX, GATE_PREFIX)):
+            known = ", ".join(f"{name} (default {default!r})" for name, default in sorted(allowed.items()))
+            raise ValueError(f"--set {key}: not a parameter of {factory_name}; known: {known}; and the "
+                             f"configuration keys {QUANTIZE_PREFIX}<field> / {GATE_PREFIX}<field> (e.g. "
+                             f"{GATE_PREFIX}max_delta=0.02)")
+        overrides[key] = value
+    try:
+        return with_dotted_configs(overrides, kind.default_configs)
+    except ValueError as error:
+        raise ValueError(f"--set: {error}") from None
 
 
 def build_pipeline(options: KubeflowOptions) -> Any:
@@ -296,28 +314,30 @@ def _parser() -> argparse.ArgumentParser:
     beam.add_argument("--temp-location", help="gs:// folder for Dataflow's temporary files")
     beam.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                       help="extra Beam pipeline arg, repeatable, e.g. --beam-arg=--machine_type=n1-standard-4")
-    knobs = parser.add_argument_group("pipeline parameters")
-    knobs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                       help="any keyword parameter of the pipeline's factory (pipelines.pipeline.create_pipeline, "
-                            "quantgate.pipelines.taxi.create_taxi_pipeline: thresholds, steps, calibration...), VALUE as JSON "
-                            "or text, repeatable, e.g. --set train_steps=500 "
-                            "--set float_accuracy_threshold=0.8; unknown keys are rejected with the list of "
-                            "known ones")
-    knobs.add_argument("--trainer-run-fn",
+    parameters = parser.add_argument_group("pipeline parameters")
+    parameters.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="a keyword parameter of the pipeline's factory (quantgate.pipelines.pipeline.create_pipeline, "
+                            "quantgate.pipelines.taxi.create_taxi_pipeline: steps, calibration...) or a field of its "
+                            "quantize / gate configuration (quantgate.pipelines.config: QuantizeConfig, GateConfig) "
+                            "as quantize.<field> / gate.<field>, VALUE as JSON or text, repeatable, e.g. "
+                            "--set train_steps=500 --set gate.max_delta=0.02 "
+                            "--set quantize.candidate_modes='[\"float16\"]'; unknown keys and invalid values are "
+                            "rejected, naming the known keys or the field")
+    parameters.add_argument("--trainer-run-fn",
                        help="import path of the Trainer's run_fn inside the image; default "
                             + ", ".join(f"{k.trainer_run_fn} for {k.name}" for k in by_pipeline))
-    knobs.add_argument("--transform-preprocessing-fn",
+    parameters.add_argument("--transform-preprocessing-fn",
                        help="import path of Transform's preprocessing_fn inside the image (taxi only); default "
                             + ", ".join(f"{k.transform_preprocessing_fn} for {k.name}" for k in by_pipeline
                                         if k.transform_preprocessing_fn))
-    knobs.add_argument("--module-file",
+    parameters.add_argument("--module-file",
                        help="package this Trainer module file (and, for taxi, Transform's module file) as wheels "
                             "under the pipeline root at compile time (TFX's default; needs write access to the "
                             "pipeline root) instead of --trainer-run-fn / --transform-preprocessing-fn")
-    knobs.add_argument("--pipeline-spec-2-0", action="store_true",
+    parameters.add_argument("--pipeline-spec-2-0", action="store_true",
                        help="emit PipelineSpec schema 2.0.0 instead of 2.1.0 (default: 2.1.0, which both Vertex "
                             "AI and the KFP v2 backend read)")
-    knobs.add_argument("--no-cache", action="store_true", help="disable the platform's execution cache")
+    parameters.add_argument("--no-cache", action="store_true", help="disable the platform's execution cache")
     return parser
 
 

@@ -1,7 +1,7 @@
 """The diabetes pipeline: a regressor over raw features where plain int8 misses the gate and the Quantizer's
 accuracy-aware search finds the model that passes.
 
-``create_diabetes_pipeline`` mirrors ``pipelines/pipeline.py::create_pipeline`` (every knob a keyword parameter):
+``create_diabetes_pipeline`` mirrors ``pipelines/pipeline.py::create_pipeline``:
 
     CsvExampleGen -> StatisticsGen -> SchemaGen -> Trainer (MLP over the ten raw features) -> Evaluator (float, MAE)
     CsvExampleGen -> RepresentativeDatasetGen (train split: a calibration sample and a disjoint search sample)
@@ -18,14 +18,15 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from quantgate.components import RepresentativeDatasetGen
-from quantgate.components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
 from quantgate.components.shared.properties import SEARCH_DATASET_KEY
+from quantgate.pipelines.config import AccuracySearch, GateConfig, QuantizeConfig
 from quantgate.pipelines.models.diabetes.diabetes_trainer import LABEL_KEY
-from quantgate.pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
+from quantgate.pipelines.quantgate_stage import quantgate_stage
 
 DIABETES_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "diabetes", "diabetes_trainer.py")
-# The gate the issue asks the search to meet: at most 2 % more mean absolute error than the float model.
-DEFAULT_ACCURACY_SEARCH = {"label_key": LABEL_KEY, "metric": "mae", "delta_type": "relative", "max_delta": 0.02}
+# At most 2 % more mean absolute error than the float model; the search aims at this gate (its fields left unset).
+DIABETES_GATE = GateConfig(metric="mae", max_delta=0.02, delta_type="relative")
+DIABETES_QUANTIZE = QuantizeConfig(signature="serving_features", accuracy_search=AccuracySearch())
 
 
 def create_diabetes_pipeline(
@@ -42,29 +43,8 @@ def create_diabetes_pipeline(
     calibration_num_examples: int = 150,
     calibration_seed: int = 0,
     representative_num_search_examples: int = 60,
-    quantization_mode: str = "int8",
-    quantization_engine: str = "tflite_converter",
-    quantization_signature: str | None = "serving_features",
-    quantization_io_dtype: str | None = None,
-    quantization_denylisted_ops: tuple[str, ...] = (),
-    quantization_allow_float_fallback: bool = False,
-    quantization_denylisted_nodes: tuple[str, ...] = (),
-    quantization_int16_nodes: tuple[str, ...] = (),
-    quantization_int4_weight_nodes: tuple[str, ...] = (),
-    quantization_int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
-    quantization_accuracy_search: dict | None = DEFAULT_ACCURACY_SEARCH,
-    quantization_metric: str = "mae",
-    quantization_max_delta: float = 0.02,
-    quantization_delta_type: str = "relative",
-    quantization_slicing_feature_keys: tuple[str, ...] = (),
-    quantization_min_slice_size: int = 30,
-    quantization_max_slice_delta: float | None = None,
-    quantization_min_agreement: float | None = None,
-    quantization_max_model_bytes: int | None = None,
-    quantization_max_latency_ms: float | None = None,
-    quantization_nonfinite_inputs: str = "refuse",
-    quantization_candidate_modes: tuple[str, ...] = (),
-    quantization_selection: str = "smallest",
+    quantize: QuantizeConfig | None = None,
+    gate: GateConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -77,11 +57,14 @@ def create_diabetes_pipeline(
       calibration_num_examples / calibration_seed / representative_num_search_examples: RepresentativeDatasetGen's
         uniform calibration sample of the train split (~295 rows), and the search sample of the eval split (~147
         rows; the QuantizationEvaluator gates on the others).
-      quantization_accuracy_search: the Quantizer's ``accuracy_search`` (default: relative MAE within 2 %, as the
-        gate); ``None`` turns the search off (then set ``representative_num_search_examples=0`` too).
-      the others: as ``pipelines.pipeline.create_pipeline``; the gate is relative MAE within 2 % on the eval split.
+      quantize: the Quantizers' configuration (``pipelines/config.py``); default ``DIABETES_QUANTIZE``: int8 with
+        the accuracy search on, which aims at the gate; ``accuracy_search=None`` turns the search off (then set
+        ``representative_num_search_examples=0`` too).
+      gate: default ``DIABETES_GATE``: relative MAE within 2 % on the eval split.
+      the others: as ``pipelines.pipeline.create_pipeline``.
     """
-    knobs = QuantizationKnobs.from_arguments(locals())
+    quantize = quantize or DIABETES_QUANTIZE
+    gate = gate or DIABETES_GATE
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
@@ -115,7 +98,8 @@ def create_diabetes_pipeline(
         representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
         search_dataset=representative_dataset_gen.outputs.get(SEARCH_DATASET_KEY),
         label_key=LABEL_KEY,
-        knobs=knobs,
+        quantize=quantize,
+        gate=gate,
         push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
     )
     return tfx.dsl.Pipeline(

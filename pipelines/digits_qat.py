@@ -12,14 +12,20 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from quantgate.components import QuantizationEvaluator, Quantizer, RepresentativeDatasetGen
-from quantgate.components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
+from quantgate.pipelines.config import GateConfig, QuantizeConfig
 from quantgate.pipelines.models.digits.digits_trainer import DENSE_SIGNATURE, LABEL_KEY
-from quantgate.pipelines.quantgate_stage import QuantizationKnobs, extra_candidate_quantizers
+from quantgate.pipelines.quantgate_stage import (
+    evaluator_parameters,
+    extra_candidate_quantizers,
+    quantizer_parameters,
+)
 
 DIGITS_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "digits", "digits_trainer.py")
 QAT_TRAINER_ID = "QatTrainer"
 PTQ_QUANTIZER_ID = "PtqQuantizer"
 QAT_QUANTIZER_ID = "QatQuantizer"
+DIGITS_QUANTIZE = QuantizeConfig(signature=DENSE_SIGNATURE, io_dtype="int8")
+DIGITS_GATE = GateConfig()
 
 
 def create_digits_qat_pipeline(
@@ -37,29 +43,8 @@ def create_digits_qat_pipeline(
     calibration_num_examples: int = 200,
     calibration_strategy: str = "stratified",
     calibration_seed: int = 0,
-    quantization_mode: str = "int8",
-    quantization_engine: str = "tflite_converter",
-    quantization_signature: str | None = DENSE_SIGNATURE,
-    quantization_io_dtype: str | None = "int8",
-    quantization_denylisted_ops: tuple[str, ...] = (),
-    quantization_allow_float_fallback: bool = False,
-    quantization_denylisted_nodes: tuple[str, ...] = (),
-    quantization_int16_nodes: tuple[str, ...] = (),
-    quantization_int4_weight_nodes: tuple[str, ...] = (),
-    quantization_int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
-    quantization_accuracy_search: dict | None = None,
-    quantization_metric: str = "accuracy",
-    quantization_max_delta: float = 0.01,
-    quantization_delta_type: str = "absolute",
-    quantization_slicing_feature_keys: tuple[str, ...] = (),
-    quantization_min_slice_size: int = 30,
-    quantization_max_slice_delta: float | None = None,
-    quantization_min_agreement: float | None = None,
-    quantization_max_model_bytes: int | None = None,
-    quantization_max_latency_ms: float | None = None,
-    quantization_nonfinite_inputs: str = "refuse",
-    quantization_candidate_modes: tuple[str, ...] = (),
-    quantization_selection: str = "smallest",
+    quantize: QuantizeConfig | None = None,
+    gate: GateConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -67,19 +52,22 @@ def create_digits_qat_pipeline(
     """ImportExampleGen (the digits tf.Examples) → StatisticsGen → SchemaGen → Trainer (float CNN) → QatTrainer
     (its quantization-aware fine-tune: the same module, ``base_model`` = the float model);
     RepresentativeDatasetGen (train split, stratified by digit) → PtqQuantizer (post-training ``int8`` of the float
-    model) and Quantizer (``quantization_mode`` on the QAT model: ``int8`` converts it as ``qat``) → one
+    model) and Quantizer (``quantize.mode`` on the QAT model: ``int8`` converts it as ``qat``) → one
     QuantizationEvaluator scoring the float model and both candidates on the eval split in one Beam pass (its
     report and ``metrics.json`` show float, PTQ int8 and QAT int8 side by side; ``selection`` picks the blessed one).
 
     No pusher: the point is the comparison (the penguin and taxi pipelines show the push). Parameters as
     ``pipelines.pipeline.create_pipeline``'s; ``qat_train_steps``: the fine-tune's steps (``custom_config``
-    ``qat_epochs`` and ``qat_learning_rate`` tune it further); ``quantization_io_dtype`` (default int8) applies to
-    both quantized models; ``quantization_selection``: the evaluator's ``selection``; ``quantization_candidate_modes``:
-    more post-training modes of the float model (``Quantizer_<mode>``), compared in the same pass.
+    ``qat_epochs`` and ``qat_learning_rate`` tune it further). ``quantize`` (default ``DIGITS_QUANTIZE``: the dense
+    signature, int8 I/O) applies to both quantized models, but for the PTQ one's mode, always ``int8``; its
+    ``candidate_modes``: more post-training modes of the float model (``Quantizer_<mode>``), compared in the same
+    pass; its ``accuracy_search`` is refused (the QAT model converts with its learned ranges). ``gate`` (default
+    ``DIGITS_GATE``: accuracy within 0.01) judges every candidate and its ``selection`` picks the blessed one.
     """
-    knobs = QuantizationKnobs.from_arguments(locals())
-    if knobs.accuracy_search is not None:
-        raise ValueError("digits-qat: quantization_accuracy_search is not wired in this pipeline (the QAT model is "
+    quantize = quantize or DIGITS_QUANTIZE
+    gate = gate or DIGITS_GATE
+    if quantize.accuracy_search is not None:
+        raise ValueError("digits-qat: quantize.accuracy_search is not wired in this pipeline (the QAT model is "
                          "converted with its learned ranges); use the penguin, taxi or diabetes pipeline for the search.")
     example_gen = tfx.components.ImportExampleGen(input_base=data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -95,26 +83,19 @@ def create_digits_qat_pipeline(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"], split="train",
         num_examples=calibration_num_examples, strategy=calibration_strategy, label_key=label_key,
         seed=calibration_seed)
+    representative_dataset = representative_dataset_gen.outputs["representative_dataset"]
+    quantizer_settings = quantizer_parameters(quantize, gate, label_key)
     quantizers = [
-        Quantizer(model=model, representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
-                  mode=mode, engine=knobs.engine, signature_name=knobs.signature, io_dtype=knobs.io_dtype,
-                  denylisted_ops=knobs.denylisted_ops, allow_float_fallback=knobs.allow_float_fallback,
-                  denylisted_nodes=knobs.denylisted_nodes, int16_nodes=knobs.int16_nodes,
-                  int4_weight_nodes=knobs.int4_weight_nodes, int4_block_size=knobs.int4_block_size,
+        Quantizer(model=model, representative_dataset=representative_dataset, **{**quantizer_settings, "mode": mode},
                   ).with_id(component_id)
         for component_id, model, mode in ((PTQ_QUANTIZER_ID, trainer.outputs["model"], "int8"),
-                                          (QAT_QUANTIZER_ID, qat_trainer.outputs["model"], knobs.mode))]
-    quantizers += extra_candidate_quantizers(trainer.outputs["model"],
-                                             representative_dataset_gen.outputs["representative_dataset"], knobs)
+                                          (QAT_QUANTIZER_ID, qat_trainer.outputs["model"], quantize.mode))]
+    quantizers += extra_candidate_quantizers(trainer.outputs["model"], representative_dataset, quantize)
     quantization_evaluator = QuantizationEvaluator(
         model=trainer.outputs["model"],
         quantized_model=[quantizer.outputs["quantized_model"] for quantizer in quantizers],
-        examples=example_gen.outputs["examples"], label_key=label_key, split="eval",
-        metric=knobs.metric, max_delta=knobs.max_delta, delta_type=knobs.delta_type,
-        slicing_feature_keys=knobs.slicing_feature_keys, min_slice_size=knobs.min_slice_size,
-        max_slice_delta=knobs.max_slice_delta, min_agreement=knobs.min_agreement,
-        max_model_bytes=knobs.max_model_bytes, max_latency_ms=knobs.max_latency_ms,
-        signature_name=knobs.signature, nonfinite_inputs=knobs.nonfinite_inputs, selection=knobs.selection)
+        examples=example_gen.outputs["examples"],
+        **evaluator_parameters(quantize, gate, label_key))
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,

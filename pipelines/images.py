@@ -24,8 +24,9 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from quantgate.components import RepresentativeDatasetGen
+from quantgate.pipelines.config import GateConfig, QuantizeConfig
 from quantgate.pipelines.kinds import PIPELINES
-from quantgate.pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
+from quantgate.pipelines.quantgate_stage import quantgate_stage
 
 MODULE_DIR = os.path.join(os.path.dirname(__file__), "models", "images")
 TRANSFORM_MODULE_FILE = os.path.join(MODULE_DIR, "image_transform.py")
@@ -33,7 +34,8 @@ TRAINER_MODULE_FILE = os.path.join(MODULE_DIR, "image_trainer.py")
 LABEL_KEY = "label"  # raw: the QuantizationEvaluator reads it from the raw eval examples
 
 # int8 with int8 I/O (the mode's default): the input is in [0, 1] after Transform, so its 256 levels cover it.
-IMAGE_KNOBS = QuantizationKnobs.of(metric="accuracy", max_delta=0.02)
+IMAGE_QUANTIZE = QuantizeConfig()
+IMAGE_GATE = GateConfig(metric="accuracy", max_delta=0.02)
 
 IMAGES_KIND = PIPELINES["images"]
 
@@ -48,7 +50,8 @@ def create_image_pipeline(
     architecture: str = "mobilenet_v2",
     trainer_config: dict | None = None,
     calibration_num_examples: int = 200,
-    knobs: QuantizationKnobs | None = None,
+    quantize: QuantizeConfig | None = None,
+    gate: GateConfig | None = None,
     float_evaluator: bool = True,
     float_accuracy_threshold: float = 0.5,
     beam_pipeline_args: list[str] | None = None,
@@ -64,13 +67,15 @@ def create_image_pipeline(
         CNN that trains in seconds); ``trainer_config`` adds to the Trainer's ``custom_config`` (``learning_rate``,
         ``seed``).
       calibration_num_examples: RepresentativeDatasetGen's sample of the raw train split, stratified by label.
-      knobs: the Quantizer's and QuantizationEvaluator's settings (default ``IMAGE_KNOBS``: int8, accuracy within
-        0.02; ``dataclasses.replace(IMAGE_KNOBS, ...)`` to change some).
+      quantize / gate: the Quantizer's and the QuantizationEvaluator's configuration (``pipelines/config.py``;
+        defaults ``IMAGE_QUANTIZE``: int8, the signature derived, and ``IMAGE_GATE``: accuracy within 0.02;
+        ``IMAGE_GATE.with_overrides({...})`` to change some).
       float_evaluator: wire TFX's Evaluator on the float model (sparse categorical accuracy at least
         ``float_accuracy_threshold``); its blessing then gates the push too.
       push_destination: where the pusher publishes (default ``<pipeline_root>/serving_model``).
     """
-    knobs = knobs or IMAGE_KNOBS
+    quantize = quantize or IMAGE_QUANTIZE
+    gate = gate or IMAGE_GATE
     example_gen = tfx.components.ImportExampleGen(input_base=data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
@@ -110,7 +115,8 @@ def create_image_pipeline(
         representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
         label_key=LABEL_KEY,
         schema=schema_gen.outputs["schema"],
-        knobs=knobs,
+        quantize=quantize,
+        gate=gate,
         push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
         transform_graph=transform.outputs["transform_graph"],
     )

@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 from quantgate.components import Quantizer
 from quantgate.components.quantizer import isolation
 from quantgate.components.shared import properties
+from quantgate.pipelines.config import with_dotted_configs
 from quantgate.pipelines.kinds import DEFAULT_PIPELINE, PIPELINES, pipeline_kind
 from quantgate.pipelines.lineage.events import NODE_CONTEXT_TYPE
 
@@ -76,7 +77,8 @@ def direct_runner_args(num_workers: int = 1, running_mode: str = "in_memory") ->
 @dataclass
 class LocalRunConfig:
     """Knobs of a local run of ``pipeline`` (a ``pipelines.kinds`` name); ``pipeline_kwargs`` go to its factory
-    (``create_pipeline``, ``create_taxi_pipeline``) unchanged.
+    (``create_pipeline``, ``create_taxi_pipeline``), their ``quantize.<field>`` / ``gate.<field>`` keys (JSON-shaped
+    values) folded into its ``quantize`` / ``gate`` configs first (``pipelines.config.with_dotted_configs``).
 
     ``metadata_connection_config`` overrides the SQLite file under the pipeline root, e.g. with a MySQL store
     (``tfx.orchestration.metadata.mysql_metadata_connection_config``).
@@ -88,6 +90,9 @@ class LocalRunConfig:
     running_mode: str = "in_memory"
     enable_cache: bool = True
     pipeline_kwargs: dict = field(default_factory=dict)
+    # Beam args for every Beam component instead of the DirectRunner's (num_workers and running_mode then do not
+    # apply): a portable runner's, e.g. ``flink.flink_session``'s, or any set by hand.
+    beam_args: list[str] | None = None
     # repr=False: a MySQL connection config holds the password.
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = field(default=None, repr=False)
 
@@ -171,11 +176,13 @@ def _run_local(config: LocalRunConfig, metadata_connection_config: metadata_stor
         pipeline_name=paths.pipeline_name,
         pipeline_root=paths.pipeline_root,
         data_root=paths.data_root,
-        beam_pipeline_args=direct_runner_args(config.num_workers, config.running_mode),
+        beam_pipeline_args=(config.beam_args if config.beam_args is not None
+                            else direct_runner_args(config.num_workers, config.running_mode)),
         metadata_connection_config=metadata_connection_config,
         enable_cache=config.enable_cache,
         # pipeline_kwargs win: a caller may push elsewhere (the faults tests push to full or read-only mounts).
-        **{**({"push_destination": paths.serving_model_dir} if kind.pushes else {}), **config.pipeline_kwargs},
+        **{**({"push_destination": paths.serving_model_dir} if kind.pushes else {}),
+           **with_dotted_configs(config.pipeline_kwargs, kind.default_configs)},
     )
     logging.info("running %s in %s", paths.pipeline_name, paths.pipeline_root)
     if any(isinstance(component, Quantizer) for component in pipeline.components):

@@ -9,11 +9,13 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from quantgate.components import RepresentativeDatasetGen
-from quantgate.components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
 from quantgate.components.shared.properties import SEARCH_DATASET_KEY
-from quantgate.pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
+from quantgate.pipelines.config import GateConfig, QuantizeConfig
+from quantgate.pipelines.quantgate_stage import quantgate_stage
 
 PENGUIN_MODULE_FILE = os.path.join(os.path.dirname(__file__), "models", "penguin", "penguin_trainer.py")
+PENGUIN_QUANTIZE = QuantizeConfig(signature="serving_features", candidate_modes=("float16", "dynamic_range"))
+PENGUIN_GATE = GateConfig(slicing_feature_keys=("island",))
 
 
 def create_pipeline(
@@ -32,29 +34,8 @@ def create_pipeline(
     calibration_strategy: str = "stratified",
     calibration_seed: int = 0,
     representative_num_search_examples: int = 0,
-    quantization_mode: str = "int8",
-    quantization_engine: str = "tflite_converter",
-    quantization_signature: str | None = "serving_features",
-    quantization_io_dtype: str | None = None,
-    quantization_denylisted_ops: tuple[str, ...] = (),
-    quantization_allow_float_fallback: bool = False,
-    quantization_denylisted_nodes: tuple[str, ...] = (),
-    quantization_int16_nodes: tuple[str, ...] = (),
-    quantization_int4_weight_nodes: tuple[str, ...] = (),
-    quantization_int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
-    quantization_accuracy_search: dict | None = None,
-    quantization_metric: str = "accuracy",
-    quantization_max_delta: float = 0.01,
-    quantization_delta_type: str = "absolute",
-    quantization_slicing_feature_keys: tuple[str, ...] = ("island",),
-    quantization_min_slice_size: int = 30,
-    quantization_max_slice_delta: float | None = None,
-    quantization_min_agreement: float | None = None,
-    quantization_max_model_bytes: int | None = None,
-    quantization_max_latency_ms: float | None = None,
-    quantization_nonfinite_inputs: str = "refuse",
-    quantization_candidate_modes: tuple[str, ...] = ("float16", "dynamic_range"),
-    quantization_selection: str = "smallest",
+    quantize: QuantizeConfig | None = None,
+    gate: GateConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -80,31 +61,20 @@ def create_pipeline(
         penguin train split's 231 examples, so the demo really samples.
       representative_num_search_examples: > 0 makes RepresentativeDatasetGen also output ``search_dataset``, a
         sample of that size disjoint from the calibration one (for the Quantizer's accuracy search); 0: none.
-      quantization_mode / quantization_engine / quantization_signature / quantization_io_dtype /
-        quantization_denylisted_ops / quantization_allow_float_fallback / quantization_denylisted_nodes /
-        quantization_int16_nodes / quantization_int4_weight_nodes / quantization_int4_block_size: the Quantizer's
-        ``mode``, ``engine``, ``signature_name`` (the Trainer's dense signature), ``io_dtype``, ``denylisted_ops``,
-        ``allow_float_fallback``, ``denylisted_nodes``, ``int16_nodes``, ``int4_weight_nodes``, ``int4_block_size``.
-      quantization_accuracy_search: the Quantizer's ``accuracy_search`` (a dict: ``label_key``, ``metric``,
-        ``max_delta``, ``delta_type``, ``max_trials``, ``max_float_op_fraction``); needs
-        ``representative_num_search_examples`` > 0. ``None`` (the default): no search.
-      quantization_metric / quantization_max_delta / quantization_delta_type / quantization_slicing_feature_keys /
-        quantization_min_slice_size / quantization_max_slice_delta / quantization_min_agreement /
-        quantization_max_model_bytes / quantization_max_latency_ms / quantization_nonfinite_inputs: the
-        QuantizationEvaluator's gate (``metric``, ``max_delta``, ...) on the eval split; a negative
-        ``quantization_max_delta`` forces a refusal.
-      quantization_candidate_modes: more post-training modes of the same float model (e.g. ``("float16",
-        "dynamic_range")``), each its own Quantizer (``Quantizer_<mode>``), scored beside the main one in the same
-        QuantizationEvaluator pass; ``quantization_selection`` (``'smallest'`` or ``'fastest'`` of those that pass
-        every threshold) picks the one blessed and pushed. The default compares int8 with float16 and dynamic range
-        (on the penguin model int8 is the smallest, so it is the one pushed when it passes); ``()``: int8 alone.
+      quantize: the Quantizers' configuration (``pipelines/config.py``); default ``PENGUIN_QUANTIZE``: int8 of the
+        Trainer's ``serving_features`` signature, with float16 and dynamic range as extra candidates (on the penguin
+        model int8 is the smallest, so it is the one pushed when it passes). ``accuracy_search`` needs
+        ``representative_num_search_examples`` > 0.
+      gate: the QuantizationEvaluator's gate on the eval split; default ``PENGUIN_GATE``: accuracy within 0.01,
+        sliced by ``island``, the smallest passing candidate blessed. A negative ``max_delta`` forces a refusal.
       beam_pipeline_args: passed to every Beam-based component (e.g. ``--direct_num_workers=2``).
       metadata_connection_config: MLMD connection; ``None`` leaves it to the orchestrator (Kubeflow / Vertex).
       enable_cache: reuse executions whose inputs and parameters are unchanged.
       push_destination: base directory of the QuantizedModelPusher (``<base>/<version>/model.tflite`` +
         ``manifest.json``, only when both blessings say blessed); default ``<pipeline_root>/serving_model``.
     """
-    knobs = QuantizationKnobs.from_arguments(locals())
+    quantize = quantize or PENGUIN_QUANTIZE
+    gate = gate or PENGUIN_GATE
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
@@ -140,7 +110,8 @@ def create_pipeline(
         search_dataset=representative_dataset_gen.outputs.get(SEARCH_DATASET_KEY),
         label_key=label_key,
         schema=schema_gen.outputs["schema"],
-        knobs=knobs,
+        quantize=quantize,
+        gate=gate,
         push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
     )
     return tfx.dsl.Pipeline(

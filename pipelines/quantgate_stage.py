@@ -1,81 +1,27 @@
 """The quantgate part of a pipeline, after the Trainer: Quantizer -> QuantizationEvaluator -> QuantizedModelPusher.
 
-Every pipeline factory (``create_pipeline``, ``create_taxi_pipeline``) takes the same ``quantization_*`` keyword
-parameters, so the Kubeflow runner's ``--set`` and the docs name one set of knobs; ``QuantizationKnobs`` picks them
-out of a factory's arguments and ``quantgate_stage`` wires the three components the same way for every pipeline.
+Every pipeline factory takes a ``QuantizeConfig`` and a ``GateConfig`` (``pipelines/config.py``); ``quantgate_stage``
+wires the three components from them the same way for every pipeline, every parameter of the Quantizer and the
+QuantizationEvaluator taken from one of the two (``label_key`` and ``split`` are the pipeline's wiring).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tfx import types
 from tfx import v1 as tfx
 
 from quantgate.components import QuantizationEvaluator, QuantizedModelPusher, Quantizer
-from quantgate.components.quantizer.options import LITERT_ENGINE, LITERT_IO_DTYPES, TFLITE_ENGINE
-from quantgate.components.shared.properties import MAX_CANDIDATES
+from quantgate.pipelines.config import GateConfig, QuantizeConfig
 
-KNOB_PREFIX = "quantization_"
-
-
-@dataclass(frozen=True)
-class QuantizationKnobs:
-    """The Quantizer's and the QuantizationEvaluator's parameters, as a factory's ``quantization_<name>`` args."""
-
-    mode: str
-    engine: str
-    signature: str | None
-    io_dtype: str | None
-    denylisted_ops: tuple[str, ...]
-    allow_float_fallback: bool
-    denylisted_nodes: tuple[str, ...]
-    int16_nodes: tuple[str, ...]
-    int4_weight_nodes: tuple[str, ...]
-    int4_block_size: int
-    accuracy_search: dict | None
-    metric: str
-    max_delta: float
-    delta_type: str
-    slicing_feature_keys: tuple[str, ...]
-    min_slice_size: int
-    max_slice_delta: float | None
-    min_agreement: float | None
-    max_model_bytes: int | None
-    max_latency_ms: float | None
-    nonfinite_inputs: str
-    candidate_modes: tuple[str, ...]
-    selection: str
-    # 'logits' when the model's classifier output is logits (TFX's IMDB example): the QuantizationEvaluator
-    # applies sigmoid / softmax to both models' outputs.
-    output_kind: str = "probabilities"
-
-    @classmethod
-    def of(cls, **overrides: Any) -> QuantizationKnobs:
-        """Plain int8 through the tflite converter, the signature derived, accuracy within 0.01, no search, no
-        extra candidates: for a pipeline that takes its knobs as one object; ``overrides`` replace any of them."""
-        defaults = dict(mode="int8", engine="tflite_converter", signature=None, io_dtype=None, denylisted_ops=(),
-                        allow_float_fallback=False, denylisted_nodes=(), int16_nodes=(), int4_weight_nodes=(),
-                        int4_block_size=32, accuracy_search=None, metric="accuracy", max_delta=0.01,
-                        delta_type="absolute", slicing_feature_keys=(), min_slice_size=30, max_slice_delta=None,
-                        min_agreement=None, max_model_bytes=None, max_latency_ms=None, nonfinite_inputs="refuse",
-                        candidate_modes=(), selection="smallest")
-        return cls(**{**defaults, **overrides})
-
-    @classmethod
-    def from_arguments(cls, arguments: Mapping[str, Any]) -> QuantizationKnobs:
-        """The knobs among a factory's arguments (``locals()``): ``quantization_mode`` -> ``mode``, and so on; a
-        knob with a default that the factory does not take keeps its default."""
-        return cls(**{f.name: arguments[KNOB_PREFIX + f.name] for f in dataclasses.fields(cls)
-                      if KNOB_PREFIX + f.name in arguments or f.default is dataclasses.MISSING})
+# The split the gate judges on: the float Evaluator's, never seen by calibration or training.
+GATE_SPLIT = "eval"
 
 
 def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, float_blessing: types.BaseChannel,
-                    representative_dataset: types.BaseChannel, label_key: str, knobs: QuantizationKnobs,
-                    push_base_directory: str, transform_graph: types.BaseChannel | None = None,
+                    representative_dataset: types.BaseChannel, label_key: str, quantize: QuantizeConfig,
+                    gate: GateConfig, push_base_directory: str, transform_graph: types.BaseChannel | None = None,
                     search_dataset: types.BaseChannel | None = None,
                     schema: types.BaseChannel | None = None,
                     ) -> tuple[list[Quantizer], QuantizationEvaluator, QuantizedModelPusher]:
@@ -84,32 +30,22 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
     ``examples`` are raw (ExampleGen's); with ``transform_graph`` (Transform's), calibration and both models see
     the transformed features and the push ships its vocabularies; ``schema`` (SchemaGen's) lets the push name the
     classes in labels.txt from the label's domain. ``search_dataset`` (RepresentativeDatasetGen's, with
-    ``representative_num_search_examples`` > 0, a sample of the eval split) feeds the Quantizer's ``accuracy_search``
-    knob, and the QuantizationEvaluator leaves its examples out of the gate.
+    ``representative_num_search_examples`` > 0, a sample of the eval split) feeds ``quantize.accuracy_search``, and
+    the QuantizationEvaluator leaves its examples out of the gate.
 
-    ``knobs.candidate_modes`` (e.g. ``("float16", "dynamic_range")``) adds one Quantizer per mode (id
-    ``Quantizer_<mode>``, the same float model, engine (``candidate_engine``) and signature, the mode's own I/O dtype) beside the main one;
-    the QuantizationEvaluator scores them all in one Beam pass, ``knobs.selection`` picks the blessed one and the
-    pusher ships that one. Returns the Quantizers (the main one first), the evaluator and the pusher.
+    ``quantize.candidate_modes`` (e.g. ``("float16", "dynamic_range")``) adds one Quantizer per mode (id
+    ``Quantizer_<mode>``) beside the main one; the QuantizationEvaluator scores them all in one Beam pass,
+    ``gate.selection`` picks the blessed one and the pusher ships that one. Returns the Quantizers (the main one
+    first), the evaluator and the pusher.
     """
     quantizer = Quantizer(
         model=model,
         representative_dataset=representative_dataset,
         transform_graph=transform_graph,
-        mode=knobs.mode,
-        engine=knobs.engine,
-        signature_name=knobs.signature,
-        io_dtype=knobs.io_dtype,
-        denylisted_ops=knobs.denylisted_ops,
-        allow_float_fallback=knobs.allow_float_fallback,
-        denylisted_nodes=knobs.denylisted_nodes,
-        int16_nodes=knobs.int16_nodes,
-        int4_weight_nodes=knobs.int4_weight_nodes,
-        int4_block_size=knobs.int4_block_size,
-        accuracy_search=knobs.accuracy_search,
         search_dataset=search_dataset,
+        **quantizer_parameters(quantize, gate, label_key),
     )
-    quantizers = [quantizer, *extra_candidate_quantizers(model, representative_dataset, knobs, transform_graph)]
+    quantizers = [quantizer, *extra_candidate_quantizers(model, representative_dataset, quantize, transform_graph)]
     candidates = [candidate.outputs["quantized_model"] for candidate in quantizers]
     quantization_evaluator = QuantizationEvaluator(
         model=model,
@@ -117,21 +53,7 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
         examples=examples,
         transform_graph=transform_graph,
         search_dataset=search_dataset,
-        label_key=label_key,
-        split="eval",
-        metric=knobs.metric,
-        max_delta=knobs.max_delta,
-        delta_type=knobs.delta_type,
-        slicing_feature_keys=knobs.slicing_feature_keys,
-        min_slice_size=knobs.min_slice_size,
-        max_slice_delta=knobs.max_slice_delta,
-        min_agreement=knobs.min_agreement,
-        max_model_bytes=knobs.max_model_bytes,
-        max_latency_ms=knobs.max_latency_ms,
-        signature_name=knobs.signature,
-        nonfinite_inputs=knobs.nonfinite_inputs,
-        selection=knobs.selection,
-        output_kind=knobs.output_kind,
+        **evaluator_parameters(quantize, gate, label_key),
     )
     pusher = QuantizedModelPusher(
         model=candidates[0] if len(candidates) == 1 else candidates,
@@ -148,31 +70,57 @@ def quantgate_stage(*, examples: types.BaseChannel, model: types.BaseChannel, fl
     return quantizers, quantization_evaluator, pusher
 
 
+def quantizer_parameters(quantize: QuantizeConfig, gate: GateConfig, label_key: str) -> dict[str, Any]:
+    """The main Quantizer's parameters: ``quantize``'s, the accuracy search completed from ``gate``."""
+    search = quantize.accuracy_search
+    return dict(
+        mode=quantize.mode,
+        engine=quantize.engine,
+        signature_name=quantize.signature,
+        io_dtype=quantize.io_dtype,
+        denylisted_ops=quantize.denylisted_ops,
+        allow_float_fallback=quantize.allow_float_fallback,
+        allow_select_ops=quantize.allow_select_ops,
+        denylisted_nodes=quantize.denylisted_nodes,
+        int16_nodes=quantize.int16_nodes,
+        int4_weight_nodes=quantize.int4_weight_nodes,
+        int4_block_size=quantize.int4_block_size,
+        accuracy_search=None if search is None else search.parameter(label_key, gate),
+    )
+
+
+def evaluator_parameters(quantize: QuantizeConfig, gate: GateConfig, label_key: str) -> dict[str, Any]:
+    """The QuantizationEvaluator's parameters: ``gate``'s, the float model read through ``quantize.signature``."""
+    return dict(
+        label_key=label_key,
+        split=GATE_SPLIT,
+        metric=gate.metric,
+        max_delta=gate.max_delta,
+        delta_type=gate.delta_type,
+        slicing_feature_keys=gate.slicing_feature_keys,
+        min_slice_size=gate.min_slice_size,
+        max_slice_delta=gate.max_slice_delta,
+        min_agreement=gate.min_agreement,
+        max_model_bytes=gate.max_model_bytes,
+        max_latency_ms=gate.max_latency_ms,
+        latency_measure=gate.latency_measure,
+        signature_name=quantize.signature,
+        nonfinite_inputs=gate.nonfinite_inputs,
+        delta_bound=gate.delta_bound,
+        confidence=gate.confidence,
+        min_examples=gate.min_examples,
+        selection=gate.selection,
+        output_kind=gate.output_kind,
+    )
+
+
 def extra_candidate_quantizers(model: types.BaseChannel, representative_dataset: types.BaseChannel,
-                               knobs: QuantizationKnobs,
+                               quantize: QuantizeConfig,
                                transform_graph: types.BaseChannel | None = None) -> list[Quantizer]:
-    """One ``Quantizer_<mode>`` per ``knobs.candidate_modes`` (checked by ``candidate_quantizer_modes``): the mode
-    alone, with ``candidate_engine``, the signature and the mode's default I/O dtype; no per-node knobs, no search."""
+    """One ``Quantizer_<mode>`` per ``quantize.candidate_modes`` (checked by ``QuantizeConfig``): the mode alone,
+    with ``quantize.candidate_engine(mode)``, the signature and the mode's default I/O dtype; no per-node rules, no
+    search."""
     return [Quantizer(model=model, representative_dataset=representative_dataset, transform_graph=transform_graph,
-                      mode=mode, engine=candidate_engine(mode, knobs.engine),
-                      signature_name=knobs.signature).with_id(f"Quantizer_{mode}")
-            for mode in candidate_quantizer_modes(knobs)]
-
-
-def candidate_engine(mode: str, engine: str) -> str:
-    """The main Quantizer's ``engine`` for an extra candidate when it has that mode, else ``tflite_converter`` (e.g.
-    float16 with ``litert_quantizer``, which has no float16 recipe): a candidate must not make the pipeline unbuildable."""
-    return engine if engine != LITERT_ENGINE or mode in LITERT_IO_DTYPES else TFLITE_ENGINE
-
-
-def candidate_quantizer_modes(knobs: QuantizationKnobs) -> tuple[str, ...]:
-    """The extra candidates' modes, checked: each once, none equal to the main ``mode``, at most
-    ``MAX_CANDIDATES`` - 1 (the evaluator scores up to ``MAX_CANDIDATES`` models)."""
-    modes = tuple(knobs.candidate_modes)
-    if knobs.mode in modes or len(set(modes)) != len(modes):
-        raise ValueError(f"quantization_candidate_modes {list(modes)}: each mode once, and not the main "
-                         f"quantization_mode {knobs.mode!r} (it is the first candidate already)")
-    if len(modes) > MAX_CANDIDATES - 1:
-        raise ValueError(f"quantization_candidate_modes {list(modes)}: at most {MAX_CANDIDATES - 1} beside the main "
-                         f"mode (the QuantizationEvaluator scores up to {MAX_CANDIDATES} candidates)")
-    return modes
+                      mode=mode, engine=quantize.candidate_engine(mode),
+                      signature_name=quantize.signature).with_id(f"Quantizer_{mode}")
+            for mode in quantize.candidate_modes]

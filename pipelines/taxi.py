@@ -1,6 +1,6 @@
 """The Chicago taxi pipeline: Transform before the Trainer, the model trained on transformed features.
 
-``create_taxi_pipeline`` mirrors ``pipelines/pipeline.py::create_pipeline`` (every knob a keyword parameter):
+``create_taxi_pipeline`` mirrors ``pipelines/pipeline.py::create_pipeline``:
 
     CsvExampleGen -> StatisticsGen -> SchemaGen -> Transform -> Trainer -> Evaluator (float, AUC >= threshold)
     CsvExampleGen -> RepresentativeDatasetGen (raw train examples, uniform) -> Quantizer (through the transform graph)
@@ -20,9 +20,9 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from quantgate.components import RepresentativeDatasetGen
-from quantgate.components.quantizer.options import DEFAULT_INT4_BLOCK_SIZE
 from quantgate.components.shared.properties import SEARCH_DATASET_KEY
-from quantgate.pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
+from quantgate.pipelines.config import GateConfig, QuantizeConfig
+from quantgate.pipelines.quantgate_stage import quantgate_stage
 
 TAXI_MODULE_DIR = os.path.join(os.path.dirname(__file__), "models", "taxi")
 TAXI_TRANSFORM_MODULE_FILE = os.path.join(TAXI_MODULE_DIR, "taxi_transform.py")
@@ -30,6 +30,8 @@ TAXI_TRAINER_MODULE_FILE = os.path.join(TAXI_MODULE_DIR, "taxi_trainer.py")
 RAW_LABEL_KEY = "tips"
 LABEL_KEY = "tips_xf"
 SLICE_KEY = "payment_type"
+TAXI_QUANTIZE = QuantizeConfig(signature="serving_features")
+TAXI_GATE = GateConfig(metric="auc", slicing_feature_keys=(SLICE_KEY,))
 
 
 def create_taxi_pipeline(
@@ -49,29 +51,8 @@ def create_taxi_pipeline(
     calibration_num_examples: int = 300,
     calibration_seed: int = 0,
     representative_num_search_examples: int = 0,
-    quantization_mode: str = "int8",
-    quantization_engine: str = "tflite_converter",
-    quantization_signature: str | None = "serving_features",
-    quantization_io_dtype: str | None = None,
-    quantization_denylisted_ops: tuple[str, ...] = (),
-    quantization_allow_float_fallback: bool = False,
-    quantization_denylisted_nodes: tuple[str, ...] = (),
-    quantization_int16_nodes: tuple[str, ...] = (),
-    quantization_int4_weight_nodes: tuple[str, ...] = (),
-    quantization_int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
-    quantization_accuracy_search: dict | None = None,
-    quantization_metric: str = "auc",
-    quantization_max_delta: float = 0.01,
-    quantization_delta_type: str = "absolute",
-    quantization_slicing_feature_keys: tuple[str, ...] = (SLICE_KEY,),
-    quantization_min_slice_size: int = 30,
-    quantization_max_slice_delta: float | None = None,
-    quantization_min_agreement: float | None = None,
-    quantization_max_model_bytes: int | None = None,
-    quantization_max_latency_ms: float | None = None,
-    quantization_nonfinite_inputs: str = "refuse",
-    quantization_candidate_modes: tuple[str, ...] = (),
-    quantization_selection: str = "smallest",
+    quantize: QuantizeConfig | None = None,
+    gate: GateConfig | None = None,
     beam_pipeline_args: list[str] | None = None,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     enable_cache: bool = True,
@@ -95,11 +76,13 @@ def create_taxi_pipeline(
       calibration_num_examples / calibration_seed: RepresentativeDatasetGen's sample of the train split: raw examples,
         uniform (the label ``tips_xf`` exists only after the transform, so there is nothing to stratify on).
       representative_num_search_examples: as ``create_pipeline`` (the search sample, uniform too).
-      quantization_*: the Quantizer's and the QuantizationEvaluator's knobs, as in ``create_pipeline``; the gate's
-        metric is AUC on ``tips_xf``, sliced by raw features (``payment_type``).
+      quantize / gate: as ``create_pipeline`` (``pipelines/config.py``); defaults ``TAXI_QUANTIZE`` (int8 of
+        ``serving_features``, no extra candidates) and ``TAXI_GATE`` (AUC on ``tips_xf`` within 0.01, sliced by the
+        raw ``payment_type``).
       beam_pipeline_args / metadata_connection_config / enable_cache / push_destination: as ``create_pipeline``.
     """
-    knobs = QuantizationKnobs.from_arguments(locals())
+    quantize = quantize or TAXI_QUANTIZE
+    gate = gate or TAXI_GATE
     example_gen = tfx.components.CsvExampleGen(input_base=data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False)
@@ -140,7 +123,8 @@ def create_taxi_pipeline(
         search_dataset=representative_dataset_gen.outputs.get(SEARCH_DATASET_KEY),
         label_key=LABEL_KEY,
         schema=schema_gen.outputs["schema"],
-        knobs=knobs,
+        quantize=quantize,
+        gate=gate,
         push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
         transform_graph=transform.outputs["transform_graph"],
     )

@@ -25,8 +25,9 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from quantgate.components import RepresentativeDatasetGen
+from quantgate.pipelines.config import GateConfig, QuantizeConfig
 from quantgate.pipelines.data import write_if_changed
-from quantgate.pipelines.quantgate_stage import QuantizationKnobs, quantgate_stage
+from quantgate.pipelines.quantgate_stage import quantgate_stage
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class TfxExample:
     float_eval_label_key: str
     float_eval_preprocessing: tuple[str, ...]
     float_accuracy_threshold: float
-    knobs: QuantizationKnobs
+    quantize: QuantizeConfig
+    gate: GateConfig
 
 
 IMDB = TfxExample(
@@ -56,7 +58,8 @@ IMDB = TfxExample(
     # Its model ends in Dense(1) with no activation, trained with from_logits=True. dynamic_range (int8 weights,
     # float activations) stands beside full int8: on this few-step model the int8 LSTM's output collapses to one
     # value (measured), and the gate then picks the candidate that passes.
-    knobs=QuantizationKnobs.of(metric="auc", max_delta=0.05, output_kind="logits", candidate_modes=("dynamic_range",)),
+    quantize=QuantizeConfig(candidate_modes=("dynamic_range",)),
+    gate=GateConfig(metric="auc", max_delta=0.05, output_kind="logits"),
 )
 TAXI = TfxExample(
     name="taxi", module="tfx.examples.chicago_taxi_pipeline.taxi_utils_native_keras",
@@ -64,7 +67,8 @@ TAXI = TfxExample(
     raw_label_key="tips", label_key="tips_xf", eval_hash_buckets=1, infer_feature_shape=False,
     float_eval_label_key="tips_xf", float_eval_preprocessing=("transform_features",),
     float_accuracy_threshold=0.6,
-    knobs=QuantizationKnobs.of(metric="auc", max_delta=0.02),
+    quantize=QuantizeConfig(),
+    gate=GateConfig(metric="auc", max_delta=0.02),
 )
 EXAMPLES = {example.name: example for example in (IMDB, TAXI)}
 
@@ -99,7 +103,8 @@ def create_tfx_example_pipeline(
     train_steps: int = 100,
     eval_steps: int = 10,
     calibration_num_examples: int = 100,
-    knobs: QuantizationKnobs | None = None,
+    quantize: QuantizeConfig | None = None,
+    gate: GateConfig | None = None,
     trainer_run_fn: str | None = None,
     transform_preprocessing_fn: str | None = None,
     beam_pipeline_args: list[str] | None = None,
@@ -108,11 +113,12 @@ def create_tfx_example_pipeline(
     push_destination: str | None = None,
 ) -> tfx.dsl.Pipeline:
     """The TFX example pipeline ``example`` (``'imdb'``, ``'taxi'`` or a ``TfxExample``) with quantgate after its
-    Trainer. ``knobs`` replaces the example's quantization settings (``dataclasses.replace(IMDB.knobs, ...)``);
+    Trainer. ``quantize`` / ``gate`` replace the example's (``IMDB.gate.with_overrides({"max_delta": 0.1})``);
     ``trainer_run_fn`` / ``transform_preprocessing_fn`` default to the example's own (the Kubeflow runner passes the
     same paths)."""
     example = EXAMPLES[example] if isinstance(example, str) else example
-    knobs = knobs or example.knobs
+    quantize = quantize or example.quantize
+    gate = gate or example.gate
     example_gen = tfx.components.CsvExampleGen(
         input_base=data_root,
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
@@ -150,7 +156,8 @@ def create_tfx_example_pipeline(
         representative_dataset=representative_dataset_gen.outputs["representative_dataset"],
         label_key=example.label_key,
         schema=schema_gen.outputs["schema"],
-        knobs=knobs,
+        quantize=quantize,
+        gate=gate,
         push_base_directory=push_destination or f"{pipeline_root.rstrip('/')}/serving_model",
         transform_graph=transform.outputs["transform_graph"],
     )

@@ -41,7 +41,7 @@ SELECTION_KEY = properties.SELECTION
 OUTPUT_KIND_KEY = "output_kind"
 # Further candidates, each its own optional channel (Kubeflow v2 compiles one channel per input key, no union):
 # quantized_model_1 ... quantized_model_{MAX_CANDIDATES - 1}, beside quantized_model.
-MAX_CANDIDATES = 6
+MAX_CANDIDATES = properties.MAX_CANDIDATES
 
 
 def candidate_key(index: int) -> str:

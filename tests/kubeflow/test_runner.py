@@ -18,7 +18,7 @@ from tfx.utils import import_utils, proto_utils
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNNER_PATH = os.path.join(REPO, "kubeflow", "runner.py")
-KUBEFLOW_README = os.path.join(REPO, "kubeflow", "README.md")
+KUBEFLOW_README = os.path.join(REPO, "docs", "guides", "kubeflow.md")
 ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 
 
@@ -62,10 +62,33 @@ def test_overrides_parse_json_then_text() -> None:
         "train_steps": 500, "float_accuracy_threshold": 0.75, "label_key": "species"}
 
 
+def test_dotted_overrides_start_from_the_pipelines_own_configs() -> None:
+    from quantgate.pipelines.config import AccuracySearch
+    from quantgate.pipelines.pipeline import PENGUIN_GATE, PENGUIN_QUANTIZE
+    from quantgate.pipelines.taxi import TAXI_GATE
+
+    overrides = runner.parse_overrides(["gate.max_delta=0.02", "gate.delta_bound=upper", "train_steps=5",
+                                        'quantize.candidate_modes=["float16"]', "quantize.accuracy_search={}"],
+                                       "penguin")
+    assert overrides["train_steps"] == 5
+    assert overrides["gate"] == PENGUIN_GATE.with_overrides({"max_delta": 0.02, "delta_bound": "upper"})
+    assert overrides["gate"].slicing_feature_keys == ("island",)  # penguin's, kept
+    assert overrides["quantize"] == PENGUIN_QUANTIZE.with_overrides(
+        {"candidate_modes": ("float16",), "accuracy_search": AccuracySearch()})
+    taxi = runner.parse_overrides(["gate.latency_measure=end_to_end"], "taxi")["gate"]
+    assert (taxi.metric, taxi.latency_measure) == (TAXI_GATE.metric, "end_to_end")
+
+
 @pytest.mark.parametrize(("item", "message"), [
-    ("no_such_knob=1", "not a parameter of pipelines.pipeline.create_pipeline; known: .*train_steps"),
+    ("no_such_knob=1", "not a parameter of quantgate.pipelines.pipeline.create_pipeline; known: .*train_steps"),
     ("pipeline_root=/x", "not a parameter"),  # has its own flag
     ("train_steps", "expected KEY=VALUE"),
+    ("quantization_max_delta=0.1", "not a parameter.*gate.<field>"),  # the flat knobs are gone
+    ('gate={"max_delta": 0.1}', "not a parameter.*gate.<field>"),  # the object is set field by field
+    ("gate.max_detla=0.1", "gate.max_detla: not a configuration key; known: .*gate.max_delta"),
+    ("quantize.mode=int3", "QuantizeConfig: unknown mode 'int3'"),
+    ("gate.confidence=high", "GateConfig: confidence must be a finite number, got 'high'"),
+    ("gate.slicing_feature_keys=island", "slicing_feature_keys must be a list"),
 ])
 def test_bad_overrides_are_refused(item: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -154,7 +177,7 @@ def test_cli_compiles_the_digits_qat_pipeline_with_both_trainers_from_the_image(
 
 
 def test_cli_compiles_the_candidates_with_three_quantizers_feeding_evaluator_and_pusher(tmp_path) -> None:
-    assert runner.main(["--output-dir", str(tmp_path), "--set", "quantization_selection=fastest"]) == 0
+    assert runner.main(["--pipeline", "penguin", "--output-dir", str(tmp_path), "--set", "gate.selection=fastest"]) == 0
     job = json.loads((tmp_path / "pipeline.json").read_text())
     tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
     expected = {"quantized_model": "Quantizer", "quantized_model_1": "Quantizer_float16",
@@ -167,14 +190,15 @@ def test_cli_compiles_the_candidates_with_three_quantizers_feeding_evaluator_and
         {"model": "Quantizer", "model_1": "Quantizer_float16", "model_2": "Quantizer_dynamic_range"})
     assert "fastest" in json.dumps(evaluator["parameters"]["selection"])
 
-    assert runner.main(["--output-dir", str(tmp_path), "--set", "quantization_candidate_modes=[]"]) == 0
+    assert runner.main(["--pipeline", "penguin", "--output-dir", str(tmp_path), "--set",
+                        "quantize.candidate_modes=[]"]) == 0
     tasks = json.loads((tmp_path / "pipeline.json").read_text())["pipelineSpec"]["root"]["dag"]["tasks"]
     assert [task for task in tasks if task.startswith("Quantizer")] == ["Quantizer"]
 
 
 def test_taxi_overrides_are_checked_against_its_own_factory() -> None:
     assert runner.parse_overrides(["float_auc_threshold=0.7"], "taxi") == {"float_auc_threshold": 0.7}
-    with pytest.raises(ValueError, match="not a parameter of pipelines.taxi.create_taxi_pipeline; known: "
+    with pytest.raises(ValueError, match="not a parameter of quantgate.pipelines.taxi.create_taxi_pipeline; known: "
                                          ".*float_auc_threshold"):
         runner.parse_overrides(["float_accuracy_threshold=0.7"], "taxi")  # penguin's knob
     with pytest.raises(ValueError, match="not a parameter"):  # has its own flag
@@ -199,7 +223,7 @@ def test_a_module_file_packages_both_taxi_modules(tmp_path) -> None:
 
 
 def _readme_spec_run_commands() -> tuple[list[str], list[str]]:
-    """The compile and spec-run commands of kubeflow/README.md's section 5 (its first bash block), as argv lists."""
+    """The compile and spec-run commands of docs/guides/kubeflow.md's section 5 (its first bash block), as argv lists."""
     with open(KUBEFLOW_README) as f:
         readme = f.read()
     section = readme.split("## 5. Prove the compiled spec runs, without a cluster", 1)[1]

@@ -19,7 +19,7 @@ from quantgate.pipelines.models.digits.digits_trainer import DENSE_SIGNATURE
 
 # Small: ~1,200 training digits, 150 float steps of 32 (~4 epochs) and 120 QAT steps (~3 epochs; 60 were measured
 # to leave the QAT model 0.04 below the float one: its ranges start wide).
-DIGITS_KWARGS = {"train_steps": 150, "qat_train_steps": 120, "eval_steps": 5, "quantization_max_delta": 0.02}
+DIGITS_KWARGS = {"train_steps": 150, "qat_train_steps": 120, "eval_steps": 5, "gate.max_delta": 0.02}
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +79,7 @@ def test_metrics_json_compares_float_ptq_and_qat_in_one_pass(digits_run) -> None
     for candidate in by_mode.values():
         accuracy = candidate["overall"]["quantized"]["accuracy"]
         # the gate: each int8 model within quantization_max_delta of the float model
-        assert float_accuracy - accuracy <= DIGITS_KWARGS["quantization_max_delta"], (candidate["name"], accuracy)
+        assert float_accuracy - accuracy <= DIGITS_KWARGS["gate.max_delta"], (candidate["name"], accuracy)
     assert metrics["verdict"]["blessed"] is True
 
 

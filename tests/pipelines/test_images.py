@@ -27,7 +27,7 @@ from .conftest import local_run
 # Small: the ~20k-parameter separable CNN, 150 steps of 32 (~4 epochs of the ~1,200 train digits; it reaches
 # ~0.9 accuracy), 100 calibration images.
 IMAGES_KWARGS = {"architecture": "separable", "train_steps": 150, "eval_steps": 5, "calibration_num_examples": 100}
-MAX_DELTA = 0.02  # IMAGE_KNOBS.max_delta
+MAX_DELTA = 0.02  # IMAGE_GATE.max_delta
 IMAGE_INPUT = "image_xf"
 
 

@@ -349,7 +349,7 @@ def test_demo_run_summary(demo_run) -> None:
 # (the quantized model would have to *improve* by 1.0), so this store answers --why-not, while the SQLite demo
 # run answers --pushed.
 MYSQL_RUN_KWARGS = {"train_steps": 20, "eval_steps": 5, "calibration_num_examples": 30,
-                    "quantization_max_delta": -1.0, "quantization_candidate_modes": ()}
+                    "gate.max_delta": -1.0, "quantize.candidate_modes": []}
 
 
 @pytest.fixture(scope="module")
@@ -357,7 +357,8 @@ def mysql_run(mariadb, tmp_path_factory) -> tuple[LocalRunPaths, lineage.MySQLCo
     paths = LocalRunPaths(home=str(tmp_path_factory.mktemp("mysql_run")))
     connection = tfx.orchestration.metadata.mysql_metadata_connection_config(
         host=mariadb.host, port=mariadb.port, database=mariadb.database, username=mariadb.user, password="")
-    run_local(LocalRunConfig(paths=paths, pipeline_kwargs=MYSQL_RUN_KWARGS, metadata_connection_config=connection))
+    run_local(LocalRunConfig(paths=paths, pipeline="penguin", pipeline_kwargs=MYSQL_RUN_KWARGS,
+                             metadata_connection_config=connection))
     mysql = lineage.MySQLConfig(host=mariadb.host, port=mariadb.port, database=mariadb.database, user=mariadb.user)
     return paths, mysql, lineage.open_mysql_store(mysql)
 

@@ -10,7 +10,8 @@ from tfx.types import channel_utils, standard_artifacts
 from quantgate.components import Quantizer, RepresentativeDataset
 from quantgate.pipelines.diabetes import create_diabetes_pipeline
 from quantgate.pipelines.digits_qat import create_digits_qat_pipeline
-from quantgate.pipelines.pipeline import create_pipeline
+from quantgate.pipelines.kinds import PIPELINES
+from quantgate.pipelines.pipeline import PENGUIN_QUANTIZE, create_pipeline
 from quantgate.pipelines.taxi import create_taxi_pipeline
 
 
@@ -63,7 +64,8 @@ def test_bad_parameters_fail_when_the_component_is_built(kwargs: dict, message: 
 
 
 def test_the_demo_pipeline_quantizes_after_the_representative_dataset(tmp_path) -> None:
-    pipeline = create_pipeline("p", str(tmp_path / "root"), str(tmp_path / "data"), quantization_io_dtype="float32")
+    pipeline = create_pipeline("p", str(tmp_path / "root"), str(tmp_path / "data"),
+                               quantize=PENGUIN_QUANTIZE.with_overrides({"io_dtype": "float32"}))
     (quantizer,) = [c for c in pipeline.components if c.id == "Quantizer"]
     assert quantizer.exec_properties["mode"] == "int8"
     assert quantizer.exec_properties["signature_name"] == "serving_features"
@@ -72,11 +74,13 @@ def test_the_demo_pipeline_quantizes_after_the_representative_dataset(tmp_path) 
     assert producers == {"model": "Trainer", "representative_dataset": "RepresentativeDatasetGen"}
 
 
-@pytest.mark.parametrize("factory", [create_pipeline, create_taxi_pipeline, create_diabetes_pipeline,
-                                     create_digits_qat_pipeline])
-def test_every_factory_passes_the_int4_knobs_to_its_quantizers(factory, tmp_path) -> None:
-    pipeline = factory("p", str(tmp_path / "root"), str(tmp_path / "data"), quantization_engine="litert_quantizer",
-                       quantization_int4_weight_nodes=("dense/MatMul",), quantization_int4_block_size=64)
+@pytest.mark.parametrize("factory, kind", [(create_pipeline, "penguin"), (create_taxi_pipeline, "taxi"),
+                                           (create_diabetes_pipeline, "diabetes"),
+                                           (create_digits_qat_pipeline, "digits-qat")])
+def test_every_factory_passes_the_int4_knobs_to_its_quantizers(factory, kind, tmp_path) -> None:
+    quantize = PIPELINES[kind].default_configs()[0].with_overrides(
+        {"engine": "litert_quantizer", "int4_weight_nodes": ["dense/MatMul"], "int4_block_size": 64})
+    pipeline = factory("p", str(tmp_path / "root"), str(tmp_path / "data"), quantize=quantize)
     # The per-node knobs are the main Quantizers'; the extra candidates (Quantizer_<mode>) take the mode alone.
     quantizers = [c for c in pipeline.components if isinstance(c, Quantizer) and not c.id.startswith("Quantizer_")]
     extras = {c.id: c.exec_properties["engine"] for c in pipeline.components if c.id.startswith("Quantizer_")}
