@@ -1,21 +1,29 @@
-"""The QuantizedModelPusher's executor: TFX's Pusher executor with a float blessing, an atomic publish and a manifest."""
+"""The QuantizedModelPusher's executor: TFX's Pusher executor with a float blessing, an atomic publish and a manifest.
+
+``push`` is the whole run on artifacts and one ``config.QuantizedModelPusherConfig``; ``Executor.Do`` only unpacks
+TFX's dicts and marks the ``PushedModel`` from the outcome as the stock Pusher does.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import types
 from tfx.components.pusher import executor as pusher_executor
 from tfx.dsl.io import fileio
-from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
-from tfx.utils import io_utils, path_utils, proto_utils
+from tfx.utils import io_utils, path_utils
 
 from quantgate.components.quantized_model_pusher import bundle, publish, verify
 from quantgate.components.quantized_model_pusher import manifest as manifest_lib
+from quantgate.components.quantized_model_pusher.config import (
+    QuantizedModelPusherConfig,
+    base_directory,  # noqa: F401 (re-exported: it was defined here)
+)
 from quantgate.components.quantized_model_pusher.spec import (
     BLESSING_KEYS,
     CANDIDATE_KEYS,
@@ -23,7 +31,7 @@ from quantgate.components.quantized_model_pusher.spec import (
     FLOAT_BLESSING_KEY,
     FLOAT_MODEL_KEY,
     MODEL_BLESSING_KEY,
-    PUSH_DESTINATION_KEY,
+    PUSH_DESTINATION_KEY,  # noqa: F401 (re-exported; QuantizedModelPusherConfig reads it)
     PUSHED_MODEL_KEY,
     REPRESENTATIVE_DATASET_KEY,
     SCHEMA_KEY,
@@ -39,17 +47,6 @@ log = logging.getLogger(__name__)
 def _optional_single(input_dict: dict[str, list[types.Artifact]], key: str) -> types.Artifact | None:
     artifacts = input_dict.get(key)
     return artifact_utils.get_single_instance(artifacts) if artifacts else None
-
-
-def base_directory(push_destination_json: str) -> str:
-    """The filesystem base directory of a ``PushDestination`` (versions are unix timestamps, as ``AUTO`` means)."""
-    destination = pusher_pb2.PushDestination()
-    proto_utils.json_to_proto(push_destination_json, destination)
-    fs = destination.filesystem
-    if destination.WhichOneof("destination") != "filesystem" or not fs.base_directory:
-        raise ValueError("QuantizedModelPusher: push_destination needs filesystem.base_directory, e.g. "
-                         "PushDestination(filesystem=PushDestination.Filesystem(base_directory='/srv/models'))")
-    return fs.base_directory
 
 
 def read_model(model: types.Artifact, serving_path: str) -> tuple[bytes, dict[str, Any]]:
@@ -108,8 +105,83 @@ def read_schema(schema: types.Artifact | None) -> schema_pb2.Schema | None:
     return io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema.uri))
 
 
+@dataclass(frozen=True)
+class PushOutcome:
+    """What ``push`` did: the reason, and for a pushed model the published version (folder, name) and its sha256."""
+
+    reason: str
+    destination: str | None = None  # None: refused, nothing written
+    version: str | None = None
+    sha256: str | None = None
+
+    @property
+    def pushed(self) -> bool:
+        return self.destination is not None
+
+
+def push(*, candidates: list[types.Artifact], blessings: dict[str, types.Artifact], pushed_model: types.Artifact,
+         config: QuantizedModelPusherConfig, float_model: types.Artifact | None = None,
+         representative_dataset: types.Artifact | None = None, evaluation: types.Artifact | None = None,
+         transform_graph: types.Artifact | None = None, schema: types.Artifact | None = None,
+         pipeline_run_id: str | None = None) -> PushOutcome:
+    """The whole push: refuse unless every wired blessing (by input key, ``BLESSING_KEYS``) says ``blessed == 1``;
+    else pick the blessed candidate, check its bytes, build the manifest and the bundle, publish them atomically
+    under ``config.base_directory`` and archive what was pushed in ``pushed_model``'s folder (as the stock Pusher
+    does). The caller marks ``pushed_model`` from the outcome (``Executor._record``)."""
+    reasons = manifest_lib.refusals(blessings)
+    if reasons:
+        log.info("not pushing: %s", "; ".join(reasons))
+        return PushOutcome(reason="; ".join(reasons))
+
+    model = verify.select_candidate(candidates, MODEL_BLESSING_KEY, blessings[MODEL_BLESSING_KEY])
+    model_bytes, model_io = read_model(
+        model, path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model)))
+    sha256 = bytes_sha256(model_bytes)
+    verify.check_blessing_is_about(model, sha256, MODEL_BLESSING_KEY, blessings[MODEL_BLESSING_KEY])
+    verify.check_transform_graph(model, transform_graph)
+    vocabularies = read_vocabularies(transform_graph)
+    if transform_graph is None and manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI):
+        log.warning("input 'model' (artifact %s) was quantized through transform graph %s, but input '%s' is not "
+                    "wired: its vocabularies were not shipped (wire transform_graph to ship them)", model.id,
+                    manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI), TRANSFORM_GRAPH_KEY)
+    task, label_key = evaluation_facts(evaluation, representative_dataset, blessings[MODEL_BLESSING_KEY])
+    labels = bundle.labels_file(model_io, task, label_key, vocabularies, read_schema(schema))
+    model_io = bundle.describe_io(
+        model_io, label_key=label_key, labels_file=properties.LABELS_FILENAME if labels else None,
+        transformed=manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI) is not None)
+    manifest = manifest_lib.build_manifest(
+        model=model,
+        blessing=blessings[MODEL_BLESSING_KEY],
+        float_blessing=blessings.get(FLOAT_BLESSING_KEY),
+        float_model=float_model,
+        representative_dataset=representative_dataset,
+        evaluation=evaluation,
+        sha256=sha256,
+        size_bytes=len(model_bytes),
+        io=model_io,
+        pipeline_run_id=pipeline_run_id,
+        transform_graph=transform_graph,
+        vocabularies=vocabularies,
+        labels=labels[1] if labels else None,
+    )
+    extra_files = {manifest_lib.vocabulary_file(name): data for name, data in vocabularies.items()}
+    if labels:
+        extra_files[properties.LABELS_FILENAME] = labels[0]
+    published = publish.publish(config.base_directory, model_bytes, manifest,
+                                manifest_lib.push_key(model, blessings, sha256), extra_files=extra_files)
+
+    # Like the stock Pusher, the PushedModel artifact archives what was pushed.
+    archive = pushed_model.uri.rstrip("/")
+    for name in (publish.MODEL_FILE, publish.MANIFEST_FILE, *sorted(extra_files)):
+        fileio.makedirs(f"{archive}/{name}".rsplit("/", 1)[0])
+        fileio.copy(f"{published.path}/{name}", f"{archive}/{name}", overwrite=True)
+    return PushOutcome(reason="pushed: " + ", ".join(f"{k} blessed" for k in blessings),
+                       destination=published.path, version=published.version, sha256=sha256)
+
+
 class Executor(pusher_executor.Executor):
-    """Checks every wired blessing (the stock ``CheckBlessing`` rule, ``blessed == 1``), then publishes atomically."""
+    """Checks every wired blessing (the stock ``CheckBlessing`` rule, ``blessed == 1``), then publishes atomically
+    (see ``push``)."""
 
     def Do(
         self,
@@ -120,63 +192,27 @@ class Executor(pusher_executor.Executor):
         self._log_startup(input_dict, output_dict, exec_properties)
         pushed_model = artifact_utils.get_single_instance(output_dict[PUSHED_MODEL_KEY])
         # A bad destination is a configuration error whatever the verdict: report it on every run.
-        base_dir = base_directory(exec_properties[PUSH_DESTINATION_KEY])
-        blessings = {k: b for k in BLESSING_KEYS if (b := _optional_single(input_dict, k)) is not None}
-        reasons = manifest_lib.refusals(blessings)
-        if reasons:
-            log.info("not pushing: %s", "; ".join(reasons))
-            self._MarkNotPushed(pushed_model)
-            pushed_model.set_string_custom_property(properties.REASON, "; ".join(reasons))
-            return
-
-        candidates = [m for key in CANDIDATE_KEYS for m in input_dict.get(key) or []]
-        model = verify.select_candidate(candidates, MODEL_BLESSING_KEY, blessings[MODEL_BLESSING_KEY])
-        model_bytes, model_io = read_model(
-            model, path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model)))
-        sha256 = bytes_sha256(model_bytes)
-        verify.check_blessing_is_about(model, sha256, MODEL_BLESSING_KEY, blessings[MODEL_BLESSING_KEY])
-        transform_graph = _optional_single(input_dict, TRANSFORM_GRAPH_KEY)
-        verify.check_transform_graph(model, transform_graph)
-        vocabularies = read_vocabularies(transform_graph)
-        if transform_graph is None and manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI):
-            log.warning("input 'model' (artifact %s) was quantized through transform graph %s, but input '%s' is not "
-                        "wired: its vocabularies were not shipped (wire transform_graph to ship them)", model.id,
-                        manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI), TRANSFORM_GRAPH_KEY)
-        representative_dataset = _optional_single(input_dict, REPRESENTATIVE_DATASET_KEY)
-        evaluation = _optional_single(input_dict, EVALUATION_KEY)
-        task, label_key = evaluation_facts(evaluation, representative_dataset, blessings[MODEL_BLESSING_KEY])
-        labels = bundle.labels_file(model_io, task, label_key, vocabularies,
-                                    read_schema(_optional_single(input_dict, SCHEMA_KEY)))
-        model_io = bundle.describe_io(
-            model_io, label_key=label_key, labels_file=properties.LABELS_FILENAME if labels else None,
-            transformed=manifest_lib.property_value(model, properties.TRANSFORM_GRAPH_URI) is not None)
-        manifest = manifest_lib.build_manifest(
-            model=model,
-            blessing=blessings[MODEL_BLESSING_KEY],
-            float_blessing=blessings.get(FLOAT_BLESSING_KEY),
+        config = QuantizedModelPusherConfig.from_exec_properties(exec_properties)
+        outcome = push(
+            candidates=[m for key in CANDIDATE_KEYS for m in input_dict.get(key) or []],
+            blessings={k: b for k in BLESSING_KEYS if (b := _optional_single(input_dict, k)) is not None},
+            pushed_model=pushed_model,
+            config=config,
             float_model=_optional_single(input_dict, FLOAT_MODEL_KEY),
-            representative_dataset=representative_dataset,
-            evaluation=evaluation,
-            sha256=sha256,
-            size_bytes=len(model_bytes),
-            io=model_io,
+            representative_dataset=_optional_single(input_dict, REPRESENTATIVE_DATASET_KEY),
+            evaluation=_optional_single(input_dict, EVALUATION_KEY),
+            transform_graph=_optional_single(input_dict, TRANSFORM_GRAPH_KEY),
+            schema=_optional_single(input_dict, SCHEMA_KEY),
             pipeline_run_id=self._context.pipeline_run_id if self._context else None,
-            transform_graph=transform_graph,
-            vocabularies=vocabularies,
-            labels=labels[1] if labels else None,
         )
-        extra_files = {manifest_lib.vocabulary_file(name): data for name, data in vocabularies.items()}
-        if labels:
-            extra_files[properties.LABELS_FILENAME] = labels[0]
-        published = publish.publish(base_dir, model_bytes, manifest, manifest_lib.push_key(model, blessings, sha256),
-                                    extra_files=extra_files)
+        self._record(pushed_model, outcome)
 
-        # Like the stock Pusher, the PushedModel artifact archives what was pushed.
-        archive = pushed_model.uri.rstrip("/")
-        for name in (publish.MODEL_FILE, publish.MANIFEST_FILE, *sorted(extra_files)):
-            fileio.makedirs(f"{archive}/{name}".rsplit("/", 1)[0])
-            fileio.copy(f"{published.path}/{name}", f"{archive}/{name}", overwrite=True)
-        self._MarkPushed(pushed_model, pushed_destination=published.path, pushed_version=published.version)
-        pushed_model.set_string_custom_property(properties.SHA256, sha256)
-        pushed_model.set_string_custom_property(
-            properties.REASON, "pushed: " + ", ".join(f"{k} blessed" for k in blessings))
+    def _record(self, pushed_model: types.Artifact, outcome: PushOutcome) -> None:
+        """The stock Pusher's ``pushed`` / ``pushed_destination`` / ``pushed_version``, then ``sha256`` and
+        ``reason``."""
+        if not outcome.pushed:
+            self._MarkNotPushed(pushed_model)
+        else:
+            self._MarkPushed(pushed_model, pushed_destination=outcome.destination, pushed_version=outcome.version)
+            pushed_model.set_string_custom_property(properties.SHA256, outcome.sha256)
+        pushed_model.set_string_custom_property(properties.REASON, outcome.reason)

@@ -1,4 +1,8 @@
-"""RepresentativeDatasetGen's executor: checks the inputs, samples the split with Beam, publishes atomically."""
+"""RepresentativeDatasetGen's executor: checks the inputs, samples the split with Beam, publishes atomically.
+
+``generate_dataset`` is the whole run on artifacts and one ``config.RepresentativeDatasetGenConfig``;
+``Executor.Do`` only unpacks TFX's dicts. ``generate`` is the same work on uris.
+"""
 
 from __future__ import annotations
 
@@ -21,25 +25,29 @@ from tfx.utils import io_utils
 from tfx_bsl.public import tfxio
 
 from quantgate.components.representative_dataset_gen import storage
+from quantgate.components.representative_dataset_gen.config import RepresentativeDatasetGenConfig
 from quantgate.components.representative_dataset_gen.sampling import (
     RANK_HASH,
     Sample,
     SampleExamples,
     SamplingConfig,
 )
+
+# The execution-property keys stay importable from here (F401: re-exported; RepresentativeDatasetGenConfig reads
+# them).
 from quantgate.components.representative_dataset_gen.spec import (
-    ALLOW_EVAL_SPLIT_KEY,
+    ALLOW_EVAL_SPLIT_KEY,  # noqa: F401
     EXAMPLES_KEY,
-    LABEL_KEY_KEY,
-    NUM_EXAMPLES_KEY,
-    NUM_SEARCH_EXAMPLES_KEY,
+    LABEL_KEY_KEY,  # noqa: F401
+    NUM_EXAMPLES_KEY,  # noqa: F401
+    NUM_SEARCH_EXAMPLES_KEY,  # noqa: F401
     REPRESENTATIVE_DATASET_KEY,
     SCHEMA_KEY,
     SEARCH_DATASET_KEY,
-    SEARCH_SPLIT_KEY,
-    SEED_KEY,
-    SPLIT_KEY,
-    STRATEGY_KEY,
+    SEARCH_SPLIT_KEY,  # noqa: F401
+    SEED_KEY,  # noqa: F401
+    SPLIT_KEY,  # noqa: F401
+    STRATEGY_KEY,  # noqa: F401
 )
 from quantgate.components.representative_dataset_gen.validation import (
     EVAL_SPLIT,
@@ -55,35 +63,46 @@ _SHORTFALL_FILENAME = "shortfall.json"
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Samples ``split`` of ``examples`` into a ``RepresentativeDataset`` (see ``generate``)."""
+    """Samples ``split`` of ``examples`` into a ``RepresentativeDataset`` (see ``generate_dataset``)."""
 
     def Do(self, input_dict: dict[str, list[Artifact]], output_dict: dict[str, list[Artifact]],
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        config = SamplingConfig(
-            num_examples=int(exec_properties[NUM_EXAMPLES_KEY]),
-            strategy=exec_properties[STRATEGY_KEY],
-            seed=int(exec_properties[SEED_KEY]),
-            label_key=exec_properties.get(LABEL_KEY_KEY) or None,
-            num_search_examples=int(exec_properties.get(NUM_SEARCH_EXAMPLES_KEY) or 0),
-        )
-        output = artifact_utils.get_single_instance(output_dict[REPRESENTATIVE_DATASET_KEY])
-        search = (artifact_utils.get_single_instance(output_dict[SEARCH_DATASET_KEY])
-                  if config.num_search_examples else None)
-        manifest = generate(
+        config = RepresentativeDatasetGenConfig.from_exec_properties(exec_properties)
+        generate_dataset(
             self._make_beam_pipeline,
             examples=artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY]),
-            output_uri=output.uri,
+            representative_dataset=artifact_utils.get_single_instance(output_dict[REPRESENTATIVE_DATASET_KEY]),
             config=config,
-            split=exec_properties[SPLIT_KEY],
             schema=read_schema(input_dict.get(SCHEMA_KEY)),
-            allow_eval_split=bool(exec_properties.get(ALLOW_EVAL_SPLIT_KEY)),
-            search_output_uri=search.uri if search else None,
-            search_split=exec_properties.get(SEARCH_SPLIT_KEY) or EVAL_SPLIT,
+            # Declared only when num_search_examples > 0 (spec.py): read only then.
+            search_dataset=(artifact_utils.get_single_instance(output_dict[SEARCH_DATASET_KEY])
+                            if config.sampling.num_search_examples else None),
         )
-        set_artifact_properties(output, manifest)
-        if search:
-            set_artifact_properties(search, storage.read_manifest(search.uri))
+
+
+def generate_dataset(make_pipeline: Callable[[], beam.Pipeline], examples: Artifact,
+                     representative_dataset: Artifact, config: RepresentativeDatasetGenConfig, *,
+                     schema: schema_pb2.Schema | None = None, search_dataset: Artifact | None = None
+                     ) -> dict[str, Any]:
+    """The whole run on artifacts: samples ``config.split`` of ``examples`` into ``representative_dataset`` (and,
+    with ``config.sampling.num_search_examples``, the search sample into ``search_dataset``; see ``generate``) and
+    copies each manifest's numbers onto its artifact. Returns the calibration sample's manifest."""
+    manifest = generate(
+        make_pipeline,
+        examples=examples,
+        output_uri=representative_dataset.uri,
+        config=config.sampling,
+        split=config.split,
+        schema=schema,
+        allow_eval_split=config.allow_eval_split,
+        search_output_uri=search_dataset.uri if search_dataset else None,
+        search_split=config.search_split,
+    )
+    set_artifact_properties(representative_dataset, manifest)
+    if search_dataset:
+        set_artifact_properties(search_dataset, storage.read_manifest(search_dataset.uri))
+    return manifest
 
 
 def read_schema(schema_artifacts: list[Artifact] | None) -> schema_pb2.Schema | None:
