@@ -7,6 +7,7 @@ compile needs them, so ``quantgate --help`` and ``kubeflow/runner.py --help`` st
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ class PipelineKind:
     trainer_run_fn: str  # the Trainer's run_fn inside the image (Kubeflow)
     transform_preprocessing_fn: str | None = None  # Transform's preprocessing_fn inside the image, when any
     pushes: bool = True  # has a QuantizedModelPusher (its factory takes push_destination)
+    # module:attribute of the factory's default QuantizeConfig / GateConfig (what ``quantize=None`` / ``gate=None``
+    # mean), which the Kubeflow runner's ``--set quantize.<field>=...`` / ``gate.<field>=...`` start from.
+    quantize_path: str | None = None
+    gate_path: str | None = None
 
     @property
     def factory(self) -> Callable[..., Any]:
@@ -34,16 +39,26 @@ class PipelineKind:
     def data_writer(self) -> Callable[[str], str]:
         return _resolve(self.data_writer_path)
 
+    def default_configs(self) -> tuple[Any, Any]:
+        """The factory's default ``(QuantizeConfig, GateConfig)``; a ValueError when the kind does not name them."""
+        if self.quantize_path is None or self.gate_path is None:
+            raise ValueError(f"pipeline {self.name!r} names no default quantize / gate configs (PipelineKind "
+                             "quantize_path / gate_path), so quantize.* / gate.* keys cannot be set for it")
+        return _resolve(self.quantize_path), _resolve(self.gate_path)
 
-def _resolve(path: str) -> Callable[..., Any]:
-    module, _, function = path.partition(":")
-    return getattr(importlib.import_module(module), function)
+
+def _resolve(path: str) -> Any:
+    """``module:name`` or ``module:name.attribute...`` -> that object."""
+    module, _, attributes = path.partition(":")
+    return functools.reduce(getattr, attributes.split("."), importlib.import_module(module))
 
 
 PIPELINES: dict[str, PipelineKind] = {
     "penguin": PipelineKind(
         name="penguin",
         factory_path="quantgate.pipelines.pipeline:create_pipeline",
+        quantize_path="quantgate.pipelines.pipeline:PENGUIN_QUANTIZE",
+        gate_path="quantgate.pipelines.pipeline:PENGUIN_GATE",
         data_writer_path="quantgate.pipelines.data:write_penguins_csv",
         pipeline_name="penguin-quantgate",
         home="out/demo",
@@ -52,6 +67,8 @@ PIPELINES: dict[str, PipelineKind] = {
     "taxi": PipelineKind(
         name="taxi",
         factory_path="quantgate.pipelines.taxi:create_taxi_pipeline",
+        quantize_path="quantgate.pipelines.taxi:TAXI_QUANTIZE",
+        gate_path="quantgate.pipelines.taxi:TAXI_GATE",
         data_writer_path="quantgate.pipelines.taxi_data:write_taxi_csv",
         pipeline_name="taxi-quantgate",
         home="out/taxi",
@@ -61,6 +78,8 @@ PIPELINES: dict[str, PipelineKind] = {
     "diabetes": PipelineKind(
         name="diabetes",
         factory_path="quantgate.pipelines.diabetes:create_diabetes_pipeline",
+        quantize_path="quantgate.pipelines.diabetes:DIABETES_QUANTIZE",
+        gate_path="quantgate.pipelines.diabetes:DIABETES_GATE",
         data_writer_path="quantgate.pipelines.diabetes_data:write_diabetes_csv",
         pipeline_name="diabetes-quantgate",
         home="out/diabetes",
@@ -69,15 +88,30 @@ PIPELINES: dict[str, PipelineKind] = {
     "digits-qat": PipelineKind(
         name="digits-qat",
         factory_path="quantgate.pipelines.digits_qat:create_digits_qat_pipeline",
+        quantize_path="quantgate.pipelines.digits_qat:DIGITS_QUANTIZE",
+        gate_path="quantgate.pipelines.digits_qat:DIGITS_GATE",
         data_writer_path="quantgate.pipelines.digits_data:write_digits_examples",
         pipeline_name="digits-qat-quantgate",
         home="out/digits-qat",
         trainer_run_fn="quantgate.pipelines.models.digits.digits_trainer.run_fn",
         pushes=False,
     ),
+    # The default: a CNN big enough that int8 pays (~3.8x smaller than its float32 TFLite), data from scikit-learn.
+    "digits-cnn": PipelineKind(
+        name="digits-cnn",
+        factory_path="quantgate.pipelines.digits_cnn:create_digits_cnn_pipeline",
+        quantize_path="quantgate.pipelines.digits_cnn:DIGITS_CNN_QUANTIZE",
+        gate_path="quantgate.pipelines.digits_cnn:DIGITS_CNN_GATE",
+        data_writer_path="quantgate.pipelines.digits_data:write_digits_examples",
+        pipeline_name="digits-cnn-quantgate",
+        home="out/digits-cnn",
+        trainer_run_fn="quantgate.pipelines.models.digits_cnn.digits_cnn_trainer.run_fn",
+    ),
     "images": PipelineKind(
         name="images",
         factory_path="quantgate.pipelines.images:create_image_pipeline",
+        quantize_path="quantgate.pipelines.images:IMAGE_QUANTIZE",
+        gate_path="quantgate.pipelines.images:IMAGE_GATE",
         data_writer_path="quantgate.pipelines.images_data:write_image_examples",
         pipeline_name="images-quantgate",
         home="out/images",
@@ -88,6 +122,8 @@ PIPELINES: dict[str, PipelineKind] = {
     "tfx-imdb": PipelineKind(
         name="tfx-imdb",
         factory_path="quantgate.pipelines.tfx_examples:create_tfx_imdb_pipeline",
+        quantize_path="quantgate.pipelines.tfx_examples:IMDB.quantize",
+        gate_path="quantgate.pipelines.tfx_examples:IMDB.gate",
         data_writer_path="quantgate.pipelines.tfx_examples:write_imdb_csv",
         pipeline_name="tfx-imdb-quantgate",
         home="out/tfx-imdb",
@@ -97,6 +133,8 @@ PIPELINES: dict[str, PipelineKind] = {
     "tfx-taxi": PipelineKind(
         name="tfx-taxi",
         factory_path="quantgate.pipelines.tfx_examples:create_tfx_taxi_pipeline",
+        quantize_path="quantgate.pipelines.tfx_examples:TAXI.quantize",
+        gate_path="quantgate.pipelines.tfx_examples:TAXI.gate",
         data_writer_path="quantgate.pipelines.tfx_examples:write_taxi_example_csv",
         pipeline_name="tfx-taxi-quantgate",
         home="out/tfx-taxi",
@@ -104,7 +142,7 @@ PIPELINES: dict[str, PipelineKind] = {
         transform_preprocessing_fn="tfx.examples.chicago_taxi_pipeline.taxi_utils_native_keras.preprocessing_fn",
     ),
 }
-DEFAULT_PIPELINE = "penguin"
+DEFAULT_PIPELINE = "digits-cnn"
 
 
 def pipeline_kind(name: str) -> PipelineKind:

@@ -10,11 +10,12 @@ models on it; it loads its models once per worker in ``setup``.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import apache_beam as beam
 import numpy as np
@@ -25,6 +26,7 @@ from tfx.dsl.io import fileio
 
 from quantgate.components.quantization_evaluator.gate import KERNEL
 from quantgate.components.quantization_evaluator.metrics import PredictionBatch, top1_classes
+from quantgate.components.shared import properties
 from quantgate.components.shared.digests import bytes_sha256
 from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
 from quantgate.components.shared.signature_inputs import (
@@ -513,13 +515,20 @@ class ScoreDoFn(beam.DoFn):
 class Latency:
     """Batch-1 latency of one model in milliseconds after warm-up: end to end (``predict``: input quantization,
     the call, output copies) and kernel (the model call alone on inputs already set; ``None`` when the runner cannot
-    isolate it)."""
+    isolate it).
+
+    A quantized TFLite model's latency also carries ``float_tflite``: the float32 TFLite model of the same function
+    (the Quantizer's ``FLOAT_TFLITE_FILENAME``), timed right after it in the same interpreter class with the same
+    threads: the like-for-like reference (the float SavedModel's call is mostly TensorFlow's per-call overhead at
+    batch 1). ``None`` for the float model, or when the artifact has no such file (a Quantizer before it wrote one).
+    """
 
     p50_ms: float
     p95_ms: float
     calls: int
     kernel_p50_ms: float | None = None
     kernel_p95_ms: float | None = None
+    float_tflite: Latency | None = None
 
     def gated_p95_ms(self, measure: str) -> float | None:
         """The p95 that ``max_latency_ms`` gates on under ``latency_measure=measure``."""
@@ -550,14 +559,67 @@ def _percentiles(call: Callable[[], object], warmup: int, calls: int, budget_s: 
     return float(p50), float(p95), done
 
 
+def float_tflite_reference_path(tflite_path: str) -> str:
+    """Where the Quantizer put the float32 TFLite reference of the model at ``tflite_path``
+    (``<uri>/Format-Serving/model.tflite`` -> ``<uri>/float32_reference.tflite``)."""
+    return os.path.join(os.path.dirname(os.path.dirname(tflite_path)), properties.FLOAT_TFLITE_FILENAME)
+
+
+def _time(runner: SavedModelRunner | TFLiteRunner, one: dict[str, np.ndarray], warmup: int, calls: int,
+          budget_s: float) -> Latency:
+    p50, p95, done = _percentiles(lambda: runner.predict(one), warmup, calls, budget_s)
+    kernel = runner.kernel(one)
+    kernel_p50, kernel_p95, _ = _percentiles(kernel, warmup, calls, budget_s) if kernel else (None, None, 0)
+    return Latency(p50_ms=p50, p95_ms=p95, calls=done, kernel_p50_ms=kernel_p50, kernel_p95_ms=kernel_p95)
+
+
+def float_tflite_runner(tflite_path: str) -> TFLiteRunner | None:
+    """The float32 TFLite reference beside the quantized model at ``tflite_path``, loaded as the quantized model's
+    runner is (``tflite_runner``: the same interpreter class, the interpreter's default thread count, cached per
+    process and thread); ``None`` when the artifact holds none or it does not load (logged: latency is reported,
+    never gated, on it)."""
+    path = float_tflite_reference_path(tflite_path)
+    if not fileio.exists(path):
+        return None
+    with fileio.open(path, "rb") as f:
+        content = f.read()
+    try:
+        return tflite_runner(path, content, bytes_sha256(content))
+    except ValueError as e:
+        logging.warning("QuantizationEvaluator: float32 TFLite reference %s not timed: %s", path, e)
+        return None
+
+
 def measure_latency(runner: SavedModelRunner | TFLiteRunner, inputs: dict[str, np.ndarray],
                     warmup: int = LATENCY_WARMUP_CALLS, calls: int = LATENCY_CALLS,
                     budget_s: float = LATENCY_BUDGET_S) -> Latency:
     """Times up to ``calls`` single-example calls (fewer when they take more than ``budget_s``, but at least
     ``min(calls, LATENCY_MIN_CALLS)``) on the first example of ``inputs`` after ``warmup`` calls, end to end
-    (``runner.predict``) and kernel only (``runner.kernel``). ``calls`` of the result is the end-to-end count."""
+    (``runner.predict``) and kernel only (``runner.kernel``). ``calls`` of the result is the end-to-end count.
+
+    For a quantized TFLite model with the Quantizer's float32 TFLite reference beside it, that model is timed the
+    same way right after, on the same example, into ``float_tflite`` (see ``Latency``)."""
     one = {name: value[:1] for name, value in inputs.items()}
-    p50, p95, done = _percentiles(lambda: runner.predict(one), warmup, calls, budget_s)
-    kernel = runner.kernel(one)
-    kernel_p50, kernel_p95, _ = _percentiles(kernel, warmup, calls, budget_s) if kernel else (None, None, 0)
-    return Latency(p50_ms=p50, p95_ms=p95, calls=done, kernel_p50_ms=kernel_p50, kernel_p95_ms=kernel_p95)
+    latency = _time(runner, one, warmup, calls, budget_s)
+    if not isinstance(runner, TFLiteRunner):
+        return latency
+    reference = float_tflite_runner(runner.model_path)
+    if reference is None:
+        return latency
+    float_tflite = _time(reference, one, warmup, calls, budget_s)
+    logging.info("QuantizationEvaluator: %s batch-1 kernel p50 %s ms, its float32 TFLite reference %s ms (same "
+                 "interpreter, same threads): %s", runner.model_path, _ms(latency.kernel_p50_ms),
+                 _ms(float_tflite.kernel_p50_ms), speedup_text(float_tflite.kernel_p50_ms, latency.kernel_p50_ms))
+    return replace(latency, float_tflite=float_tflite)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def speedup_text(baseline_ms: float | None, quantized_ms: float | None) -> str:
+    """``2.31x faster`` / ``1.25x slower`` (baseline over quantized), ``n/a`` when either is missing or zero."""
+    if not baseline_ms or not quantized_ms or not np.isfinite(baseline_ms) or not np.isfinite(quantized_ms):
+        return "n/a"
+    ratio = baseline_ms / quantized_ms
+    return f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x slower"

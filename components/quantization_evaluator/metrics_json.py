@@ -99,8 +99,49 @@ def _verdict_json(verdict: GateResult, config: EvaluatorConfig, overall: dict[st
             if config.nonfinite_inputs == DROP else {"examples": 0, "nonfinite_inputs": {}}}
 
 
+# The two latency comparisons metrics.json quotes, by key: the like-for-like one (the quantized TFLite model against
+# the float32 TFLite model of the same function: same interpreter, same threads, the kernel against the kernel) and
+# the one against the float SavedModel's call (what the float model costs as TensorFlow serves it).
+LIKE_FOR_LIKE = "float_tflite"
+SAVED_MODEL = "float_saved_model"
+BASELINES = {LIKE_FOR_LIKE: "float32 TFLite of the same function (same interpreter, same threads)",
+             SAVED_MODEL: "float SavedModel signature call (TensorFlow)"}
+
+
+def _latency_dict(latency: Latency | None) -> dict[str, Any] | None:
+    """A latency as metrics.json holds it: p50 / p95 / calls / kernel, without the nested float TFLite one."""
+    if latency is None:
+        return None
+    values = dataclasses.asdict(latency)
+    values.pop("float_tflite", None)
+    return values
+
+
+def latency_comparison(baseline: dict[str, Any] | None, quantized: dict[str, Any], what: str) -> dict[str, Any] | None:
+    """The quantized model's batch-1 p50 against ``baseline``'s: on the kernel when both were timed kernel-only,
+    else end to end. ``ratio`` = quantized / baseline (below 1: faster), ``speedup`` = baseline / quantized;
+    ``None`` when there is no baseline."""
+    if baseline is None:
+        return None
+    kernel = baseline.get("kernel_p50_ms") is not None and quantized.get("kernel_p50_ms") is not None
+    key = "kernel_p50_ms" if kernel else "p50_ms"
+    base, quant = baseline.get(key), quantized.get(key)
+    usable = all(v is not None and math.isfinite(v) and v > 0 for v in (base, quant))
+    return {"baseline": what, "measure": KERNEL if kernel else "end_to_end", "baseline_p50_ms": base,
+            "quantized_p50_ms": quant, "ratio": quant / base if usable else None,
+            "speedup": base / quant if usable else None}
+
+
+def latency_comparisons(float_latency: Latency, latency: Latency) -> dict[str, dict[str, Any] | None]:
+    """``{LIKE_FOR_LIKE: ..., SAVED_MODEL: ...}`` (``latency_comparison``) for one candidate."""
+    quantized = _latency_dict(latency)
+    return {LIKE_FOR_LIKE: latency_comparison(_latency_dict(latency.float_tflite), quantized, BASELINES[LIKE_FOR_LIKE]),
+            SAVED_MODEL: latency_comparison(_latency_dict(float_latency), quantized, BASELINES[SAVED_MODEL])}
+
+
 def _candidate(results: dict[SliceKey, dict[str, Any]], candidate: CandidatePlan, config: EvaluatorConfig,
-               plan: EvaluationPlan, latency: Latency, serving: dict[str, Any] | None) -> tuple[dict, GateResult]:
+               plan: EvaluationPlan, latency: Latency, serving: dict[str, Any] | None,
+               float_latency: Latency | None = None) -> tuple[dict, GateResult]:
     """One candidate's section of metrics.json and its verdict."""
     thresholds = config.thresholds
     if OVERALL not in results:  # the split's files held no record that reached the combiner
@@ -149,7 +190,9 @@ def _candidate(results: dict[SliceKey, dict[str, Any]], candidate: CandidatePlan
              "sha256": artifact.get_string_custom_property(properties.SHA256) or None,
              "evaluated_sha256": candidate.tflite_sha256, "quantization_report": quantization_report}
     section = {"name": candidate.name, **model, "model": model, "overall": overall, "slices": slices,
-               "skipped_slices": skipped, "sizes": sizes, "latency": dataclasses.asdict(latency),
+               "skipped_slices": skipped, "sizes": sizes, "latency": _latency_dict(latency),
+               "float_tflite_latency": _latency_dict(latency.float_tflite),
+               "latency_comparisons": latency_comparisons(float_latency, latency) if float_latency else None,
                "verdict": _verdict_json(verdict, config, overall)}
     return section, verdict
 
@@ -185,7 +228,7 @@ def build_metrics(results: list[dict[SliceKey, dict[str, Any]]], config: Evaluat
     ``run_beam_evaluation``, ``run`` the pipeline name and run id (when the orchestrator says),
     ``search_holdout`` the accuracy search's sample left out of the gate (``SearchHoldout.section``)."""
     thresholds = config.thresholds
-    built = [_candidate(r, c, config, plan, lat, serving)
+    built = [_candidate(r, c, config, plan, lat, serving, latency["float"])
              for r, c, lat in zip(results, plan.candidates, latency["candidates"], strict=True)]
     sections, verdicts = [b[0] for b in built], [b[1] for b in built]
     chosen = select(sections, verdicts, config.selection, thresholds.latency_measure)
@@ -217,7 +260,10 @@ def build_metrics(results: list[dict[SliceKey, dict[str, Any]]], config: Evaluat
         "overall": section["overall"],
         "slices": section["slices"],
         "skipped_slices": section["skipped_slices"],
-        "latency_ms": {"float": dataclasses.asdict(latency["float"]), "quantized": section["latency"]},
+        # float: the float SavedModel; float_tflite: the chosen candidate's float32 TFLite reference;
+        # comparisons: the quantized model against each (LIKE_FOR_LIKE, SAVED_MODEL).
+        "latency_ms": {"float": _latency_dict(latency["float"]), "quantized": section["latency"],
+                       "float_tflite": section["float_tflite_latency"], "comparisons": section["latency_comparisons"]},
         "sizes": section["sizes"],
         "thresholds": dataclasses.asdict(thresholds),
         "selection": config.selection,

@@ -59,6 +59,8 @@ def candidates(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"name": quantized.get("quantization_mode") or "quantized", "id": quantized.get("id"),
              "uri": quantized.get("uri"), "overall": metrics["overall"], "slices": metrics["slices"],
              "sizes": metrics["sizes"], "latency": metrics["latency_ms"]["quantized"], "verdict": metrics["verdict"],
+             "float_tflite_latency": metrics["latency_ms"].get("float_tflite"),
+             "latency_comparisons": metrics["latency_ms"].get("comparisons"),
              "quantization_report": quantized.get("quantization_report"),
              "evaluated_sha256": quantized.get("evaluated_sha256"), "selected": True}]
 
@@ -122,9 +124,17 @@ def _measured(latency: dict[str, Any], key: str, measure: str) -> float:
 
 
 def _latency_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
-    float_latency = metrics["latency_ms"]["float"]
+    """Bars: the float SavedModel's call, the float32 TFLite model of the same function (when the Quantizer wrote
+    it: same interpreter and threads as the candidates), each candidate; ratios to the float32 TFLite (the
+    like-for-like baseline), else to the SavedModel."""
+    saved_model_latency = metrics["latency_ms"]["float"]
+    float_tflite_latency = metrics["latency_ms"].get("float_tflite")
     measure = metrics["thresholds"].get("latency_measure", "end_to_end")
-    rows = [("float", float_latency, _FLOAT_COLOR)] + [
+    float_rows = [("float\n(SavedModel)" if float_tflite_latency else "float", saved_model_latency, "#a1b6d8")]
+    if float_tflite_latency:
+        float_rows.append(("float32\nTFLite", float_tflite_latency, _FLOAT_COLOR))
+    float_latency = float_tflite_latency or saved_model_latency
+    rows = float_rows + [
         (c["name"], c["latency"], _CANDIDATE_COLORS[i % len(_CANDIDATE_COLORS)]) for i, c in enumerate(cands)]
     fig = Figure(figsize=(max(4.5, 2.0 * len(rows)), 3.6))
     ax = fig.subplots()
@@ -134,7 +144,8 @@ def _latency_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
         bars = ax.bar(xs + offset, values, 0.38, color=[color for *_, color in rows], alpha=alpha,
                       label=key.replace("_ms", ""))
         base = _measured(float_latency, key, measure)
-        _annotate(ax, bars, [f"{v:.2g}" + (f"\n{_ratio(v, base)}" if i else "") for i, v in enumerate(values)])
+        _annotate(ax, bars, [f"{v:.2g}" + (f"\n{_ratio(v, base)}" if i >= len(float_rows) else "")
+                             for i, v in enumerate(values)])
     ax.set_xticks(xs, [_tick(name) for name, *_ in rows], fontsize=_FONT, **_LITERAL)
     ax.set_ylabel("ms per call", fontsize=_FONT)
     shown = [v for _, latency, _ in rows for v in (_measured(latency, "p50_ms", measure),) if v > 0]
@@ -147,8 +158,38 @@ def _latency_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
         ax.set_ylabel("ms per call (log scale)", fontsize=_FONT)
     ax.margins(y=0.3)
     ax.legend(["p50", "p95 (lighter)"], fontsize=_FONT - 1, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.set_title(f"batch-1 latency ({measure.replace('_', ' ')}), p50 and p95 (ratio to float)", fontsize=_FONT + 1)
+    baseline = "float32 TFLite" if float_tflite_latency else "float"
+    ax.set_title(f"batch-1 latency ({measure.replace('_', ' ')}), p50 and p95 (ratio to {baseline})",
+                 fontsize=_FONT + 1)
     return _png(fig, "batch-1 latency")
+
+
+def _speedup(comparison: dict[str, Any] | None) -> str:
+    """``2.31x faster`` / ``1.25x slower`` of a ``latency_comparisons`` entry, ``n/a`` without one."""
+    speedup = (comparison or {}).get("speedup")
+    if speedup is None or not math.isfinite(speedup) or speedup <= 0:
+        return "n/a"
+    return f"{speedup:.2f}x faster" if speedup >= 1 else f"{1 / speedup:.2f}x slower"
+
+
+def _latency_comparison_text(chosen: dict[str, Any]) -> str:
+    """The chosen candidate's batch-1 p50 against the float32 TFLite of the same function (like for like) and
+    against the float SavedModel's call; empty for a metrics.json without the comparisons."""
+    comparisons = chosen.get("latency_comparisons") or {}
+    like, saved = comparisons.get("float_tflite"), comparisons.get("float_saved_model")
+    if not like and not saved:
+        return ""
+    name = html.escape(chosen["name"])
+    parts = []
+    if like:
+        parts.append(f"<b>{name} vs float32 TFLite of the same function</b> (same interpreter, same threads, "
+                     f"{html.escape(like['measure'].replace('_', ' '))} p50): {_fmt(like['quantized_p50_ms'])} vs "
+                     f"{_fmt(like['baseline_p50_ms'])} ms, <b>{_speedup(like)}</b>")
+    if saved:
+        parts.append(f"{name} vs the float SavedModel call ({html.escape(saved['measure'].replace('_', ' '))} p50, "
+                     f"mostly TensorFlow's per-call overhead at batch 1): {_fmt(saved['quantized_p50_ms'])} vs "
+                     f"{_fmt(saved['baseline_p50_ms'])} ms, {_speedup(saved)}")
+    return "<p>Batch-1 latency: " + "; ".join(parts) + ".</p>"
 
 
 def _delta_chart(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> str:
@@ -328,10 +369,11 @@ def _candidate_table(metrics: dict[str, Any], cands: list[dict[str, Any]]) -> st
         rows.append((("▶ " if cand.get("selected") else "") + cand["name"], cand.get("id"),
                      "passes" if verdict["blessed"] else "fails", cand["sizes"].get("quantized_bytes"),
                      _measured(cand["latency"], "p50_ms", measure), _measured(cand["latency"], "p95_ms", measure),
+                     _speedup((cand.get("latency_comparisons") or {}).get("float_tflite")),
                      overall["quantized"].get(metric),
                      overall.get("delta"), overall.get("delta_upper"), "; ".join(verdict.get("reasons") or [])))
     return _table(["candidate", "model id", "thresholds", "bytes", f"{measure} p50 ms", f"{measure} p95 ms",
-                   f"quantized {metric}",
+                   "vs float32 TFLite (kernel)", f"quantized {metric}",
                    "delta", "upper bound", "why not"], rows)
 
 
@@ -405,6 +447,7 @@ quantized model sha256 <code>{_fmt(chosen.get('evaluated_sha256'))}</code>.{_out
 {selection}
 <h2>Size, latency, {html.escape(metric)}</h2>
 {_size_chart(metrics, cands)}{_latency_chart(metrics, cands)}{_delta_chart(metrics, cands)}
+{_latency_comparison_text(chosen)}
 <p class="meta">{host_text}</p>
 <h2>{html.escape(metric)} per slice ({html.escape(chosen['name'])})</h2>
 {_slice_section(metrics, chosen)}

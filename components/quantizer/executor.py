@@ -1,8 +1,11 @@
-"""Quantizer's executor: resolve the signature, read the calibration set, convert in a child process, publish."""
+"""Quantizer's executor: resolve the signature, read the calibration set, convert in a child process, publish.
+
+``quantize_artifacts`` is the whole run on artifacts and one ``config.QuantizerConfig``; ``Executor.Do`` only unpacks
+TFX's dicts. ``quantize`` / ``quantize_with_search`` are the same work on uris and resolved options.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -15,15 +18,11 @@ from tfx.types import Artifact, artifact_utils
 from tfx.utils import path_utils
 
 from quantgate.components.quantizer import diagnostics, html_report, readiness, report
+from quantgate.components.quantizer.config import QuantizerConfig
 from quantgate.components.quantizer.engines import convert_with_float_reference
 from quantgate.components.quantizer.float_reference import write_float_tflite
 from quantgate.components.quantizer.isolation import run_isolated
-from quantgate.components.quantizer.options import (
-    DEFAULT_INT4_BLOCK_SIZE,
-    QuantizationOptions,
-    qat_options,
-    resolve_options,
-)
+from quantgate.components.quantizer.options import QuantizationOptions, qat_options
 from quantgate.components.quantizer.search import (
     Search,
     SearchData,
@@ -31,23 +30,25 @@ from quantgate.components.quantizer.search import (
     parse_search_config,
 )
 from quantgate.components.quantizer.search import single_output as search_output
+
+# The execution-property keys stay importable from here (F401: re-exported; QuantizerConfig reads them).
 from quantgate.components.quantizer.spec import (
-    ACCURACY_SEARCH_KEY,
-    ALLOW_FLOAT_FALLBACK_KEY,
-    ALLOW_SELECT_OPS_KEY,
-    DENYLISTED_NODES_KEY,
-    DENYLISTED_OPS_KEY,
-    ENGINE_KEY,
-    INT4_BLOCK_SIZE_KEY,
-    INT4_WEIGHT_NODES_KEY,
-    INT16_NODES_KEY,
-    IO_DTYPE_KEY,
-    MODE_KEY,
+    ACCURACY_SEARCH_KEY,  # noqa: F401
+    ALLOW_FLOAT_FALLBACK_KEY,  # noqa: F401
+    ALLOW_SELECT_OPS_KEY,  # noqa: F401
+    DENYLISTED_NODES_KEY,  # noqa: F401
+    DENYLISTED_OPS_KEY,  # noqa: F401
+    ENGINE_KEY,  # noqa: F401
+    INT4_BLOCK_SIZE_KEY,  # noqa: F401
+    INT4_WEIGHT_NODES_KEY,  # noqa: F401
+    INT16_NODES_KEY,  # noqa: F401
+    IO_DTYPE_KEY,  # noqa: F401
+    MODE_KEY,  # noqa: F401
     MODEL_KEY,
     QUANTIZED_MODEL_KEY,
     REPRESENTATIVE_DATASET_KEY,
     SEARCH_DATASET_KEY,
-    SIGNATURE_NAME_KEY,
+    SIGNATURE_NAME_KEY,  # noqa: F401
     TRANSFORM_GRAPH_KEY,
 )
 from quantgate.components.representative_dataset_gen.storage import read_examples, read_manifest
@@ -176,12 +177,13 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
         )
         with open(local_model, "rb") as f:
             content = f.read()
-        float_tflite_bytes = os.path.getsize(local_float_model)
+        with open(local_float_model, "rb") as f:
+            float_content = f.read()
     quantization_report = report.build_report(
         content, options=options, signature_name=signature, saved_model_dir=saved_model_dir, inputs=inputs,
         representative_dataset_uri=representative_dataset_uri, conversion_seconds=timings["conversion_seconds"],
         signature_source=signature_source(signature_name, signature))
-    add_size_and_readiness(quantization_report, content, float_tflite_bytes, timings["float_tflite_seconds"])
+    add_size_and_readiness(quantization_report, content, len(float_content), timings["float_tflite_seconds"])
     quantization_report.update(qat_report(fake_quant))
     # DenseBincount nodes (one-hot layers) the conversion rewrote to ONE_HOT, with the rows they were checked on.
     quantization_report["builtin_rewrites"] = timings.get("builtin_rewrites", [])
@@ -194,7 +196,7 @@ def quantize(model_uri: str, representative_dataset_uri: str | None, output_uri:
                      diagnostics.worst_summary(layer_errors))
     for warning in quantization_report["warnings"]:
         logging.warning("Quantizer: %s", warning)
-    _publish(output_uri, content, quantization_report)
+    _publish(output_uri, content, quantization_report, float_content)
     sizes = quantization_report["sizes"]
     logging.info("Quantizer: %s model %d bytes (float32 TFLite %d bytes, %.2fx; float variables %d bytes), ops by "
                  "dtype %s, in %.1fs (+%.1fs for the float32 TFLite)", options.mode, sizes["tflite_bytes"],
@@ -265,12 +267,13 @@ def quantize_with_search(model_uri: str, representative_dataset_uri: str, search
             write_float_tflite, {"saved_model_dir": saved_model_dir, "signature_name": signature,
                                  "output_path": local_float_model},
             what=f"float32 TFLite conversion (the size reference) of signature {signature!r} of {model_label}")
-        float_tflite_bytes = os.path.getsize(local_float_model)
+        with open(local_float_model, "rb") as f:
+            float_content = f.read()
     quantization_report = report.build_report(
         chosen.content, options=chosen.options, signature_name=signature, saved_model_dir=saved_model_dir,
         inputs=inputs, representative_dataset_uri=representative_dataset_uri,
         conversion_seconds=chosen.conversion_seconds, signature_source=signature_source(signature_name, signature))
-    add_size_and_readiness(quantization_report, chosen.content, float_tflite_bytes, float_tflite_seconds)
+    add_size_and_readiness(quantization_report, chosen.content, len(float_content), float_tflite_seconds)
     quantization_report["transform_graph"] = (
         {"uri": transform_graph_uri, "id": transform_graph_id} if transform_graph_uri else None)
     # Only the first candidate's layer errors were computed: they describe the chosen model when it is that one.
@@ -282,7 +285,7 @@ def quantize_with_search(model_uri: str, representative_dataset_uri: str, search
     quantization_report["search"]["search_dataset"][properties.SPLIT] = search_split
     for warning in quantization_report["warnings"]:
         logging.warning("Quantizer: %s", warning)
-    _publish(output_uri, chosen.content, quantization_report)
+    _publish(output_uri, chosen.content, quantization_report, float_content)
     return quantization_report
 
 
@@ -318,15 +321,20 @@ def add_size_and_readiness(quantization_report: dict[str, Any], content: bytes, 
                      for reason in ready["reasons"]) + " (all in quantization_report.json)")
 
 
-def _publish(output_uri: str, content: bytes, quantization_report: dict[str, Any]) -> None:
+def _publish(output_uri: str, content: bytes, quantization_report: dict[str, Any], float_content: bytes) -> None:
+    """The model (``SERVING_DIR``), the float32 TFLite reference of the same function (``FLOAT_TFLITE_FILENAME``,
+    at the root: the QuantizationEvaluator times it beside the model) and the reports."""
     # The json report last: its presence marks a complete artifact.
-    names = (properties.SERVING_DIR, properties.QUANTIZATION_REPORT_HTML_FILENAME, properties.QUANTIZATION_REPORT_FILENAME)
+    names = (properties.SERVING_DIR, properties.FLOAT_TFLITE_FILENAME, properties.QUANTIZATION_REPORT_HTML_FILENAME,
+             properties.QUANTIZATION_REPORT_FILENAME)
     page = html_report.render_html(quantization_report)
     with staged_output(output_uri, names) as staging:
         fileio.makedirs(os.path.join(staging, properties.SERVING_DIR))
         for name in (properties.TFLITE_FILENAME, properties.TFMA_TFLITE_FILENAME):
             with fileio.open(os.path.join(staging, properties.SERVING_DIR, name), "wb") as f:
                 f.write(content)
+        with fileio.open(os.path.join(staging, properties.FLOAT_TFLITE_FILENAME), "wb") as f:
+            f.write(float_content)
         with fileio.open(os.path.join(staging, properties.QUANTIZATION_REPORT_FILENAME), "w") as f:
             f.write(dumps(quantization_report, indent=2, sort_keys=True))
         with fileio.open(os.path.join(staging, properties.QUANTIZATION_REPORT_HTML_FILENAME), "w") as f:
@@ -371,65 +379,64 @@ def set_size_and_readiness_properties(artifact: Artifact, quantization_report: d
                                      int(quantization_report["edge_tpu_readiness"]["ready"]))
 
 
+def quantize_artifacts(model: Artifact, representative_dataset: Artifact | None, quantized_model: Artifact,
+                       config: QuantizerConfig, *, transform_graph: Artifact | None = None,
+                       search_dataset: Artifact | None = None) -> dict[str, Any]:
+    """The whole run on artifacts: resolve ``config``'s options, quantize ``model`` into ``quantized_model`` (with
+    the accuracy search when ``config.accuracy_search`` is set: ``quantize_with_search``, else ``quantize``) and
+    set its MLMD custom properties. Returns the report.
+
+    Raises:
+      ValueError: an invalid option (``options.resolve_options``), or one of accuracy_search / search_dataset
+        without the other (``search.check_search_request``); then nothing is written.
+    """
+    options = config.options(has_representative_dataset=representative_dataset is not None)
+    search = config.search()
+    check_search_request(search, search_dataset is not None, options)
+    transform = {"transform_graph_uri": transform_graph.uri if transform_graph else None,
+                 "transform_graph_id": transform_graph.id if transform_graph else None}
+    if search is not None:
+        quantization_report = quantize_with_search(
+            model_uri=model.uri, representative_dataset_uri=representative_dataset.uri,
+            search_dataset_uri=search_dataset.uri, output_uri=quantized_model.uri, options=options,
+            signature_name=config.signature_name, search_json=config.accuracy_search, model_id=model.id,
+            representative_dataset_id=representative_dataset.id, search_dataset_id=search_dataset.id, **transform)
+    else:
+        quantization_report = quantize(
+            model_uri=model.uri,
+            representative_dataset_uri=representative_dataset.uri if representative_dataset else None,
+            output_uri=quantized_model.uri,
+            options=options,
+            signature_name=config.signature_name,
+            model_id=model.id,
+            representative_dataset_id=representative_dataset.id if representative_dataset else None,
+            **transform,
+        )
+    set_artifact_properties(quantized_model, quantization_report, quantized_model.uri)
+    set_size_and_readiness_properties(quantized_model, quantization_report)
+    if search is not None:
+        set_search_properties(quantized_model, quantization_report)
+    return quantization_report
+
+
+def _optional_single(artifacts: dict[str, list[Artifact]], key: str) -> Artifact | None:
+    """The one artifact of an optional channel, ``None`` when it is not wired."""
+    wired = artifacts.get(key) or []
+    return artifact_utils.get_single_instance(wired) if wired else None
+
+
 class Executor(base_executor.BaseExecutor):
-    """Converts the Trainer's SavedModel signature to a quantized TFLite ``Model`` (see ``quantize``)."""
+    """Converts the Trainer's SavedModel signature to a quantized TFLite ``Model`` (see ``quantize_artifacts``)."""
 
     def Do(self, input_dict: dict[str, list[Artifact]], output_dict: dict[str, list[Artifact]],
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        representative = input_dict.get(REPRESENTATIVE_DATASET_KEY) or []
-        options = resolve_options(
-            exec_properties[MODE_KEY],
-            exec_properties.get(IO_DTYPE_KEY) or None,
-            engine=exec_properties[ENGINE_KEY],
-            denylisted_ops=json.loads(exec_properties.get(DENYLISTED_OPS_KEY) or "[]"),
-            allow_float_fallback=bool(exec_properties.get(ALLOW_FLOAT_FALLBACK_KEY)),
-            allow_select_ops=bool(exec_properties.get(ALLOW_SELECT_OPS_KEY)),
-            has_representative_dataset=bool(representative),
-            denylisted_nodes=json.loads(exec_properties.get(DENYLISTED_NODES_KEY) or "[]"),
-            int16_nodes=json.loads(exec_properties.get(INT16_NODES_KEY) or "[]"),
-            int4_weight_nodes=json.loads(exec_properties.get(INT4_WEIGHT_NODES_KEY) or "[]"),
-            int4_block_size=(DEFAULT_INT4_BLOCK_SIZE if exec_properties.get(INT4_BLOCK_SIZE_KEY) is None
-                             else exec_properties[INT4_BLOCK_SIZE_KEY]),
+        config = QuantizerConfig.from_exec_properties(exec_properties)
+        quantize_artifacts(
+            model=artifact_utils.get_single_instance(input_dict[MODEL_KEY]),
+            representative_dataset=_optional_single(input_dict, REPRESENTATIVE_DATASET_KEY),
+            quantized_model=artifact_utils.get_single_instance(output_dict[QUANTIZED_MODEL_KEY]),
+            config=config,
+            transform_graph=_optional_single(input_dict, TRANSFORM_GRAPH_KEY),
+            search_dataset=_optional_single(input_dict, SEARCH_DATASET_KEY),
         )
-        output = artifact_utils.get_single_instance(output_dict[QUANTIZED_MODEL_KEY])
-        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-        dataset = artifact_utils.get_single_instance(representative) if representative else None
-        transform_graphs = input_dict.get(TRANSFORM_GRAPH_KEY) or []
-        transform_graph = artifact_utils.get_single_instance(transform_graphs) if transform_graphs else None
-        search_dataset = _search_dataset(input_dict, exec_properties, options)
-        if search_dataset is not None:
-            quantization_report = quantize_with_search(
-                model_uri=model.uri, representative_dataset_uri=dataset.uri, search_dataset_uri=search_dataset.uri,
-                output_uri=output.uri, options=options,
-                signature_name=exec_properties.get(SIGNATURE_NAME_KEY) or None,
-                search_json=exec_properties[ACCURACY_SEARCH_KEY], model_id=model.id,
-                representative_dataset_id=dataset.id, search_dataset_id=search_dataset.id,
-                transform_graph_uri=transform_graph.uri if transform_graph else None,
-                transform_graph_id=transform_graph.id if transform_graph else None)
-            set_artifact_properties(output, quantization_report, output.uri)
-            set_size_and_readiness_properties(output, quantization_report)
-            set_search_properties(output, quantization_report)
-            return
-        quantization_report = quantize(
-            model_uri=model.uri,
-            representative_dataset_uri=dataset.uri if dataset else None,
-            output_uri=output.uri,
-            options=options,
-            signature_name=exec_properties.get(SIGNATURE_NAME_KEY) or None,
-            model_id=model.id,
-            representative_dataset_id=dataset.id if dataset else None,
-            transform_graph_uri=transform_graph.uri if transform_graph else None,
-            transform_graph_id=transform_graph.id if transform_graph else None,
-        )
-        set_artifact_properties(output, quantization_report, output.uri)
-        set_size_and_readiness_properties(output, quantization_report)
-
-
-def _search_dataset(input_dict: dict[str, list[Artifact]], exec_properties: dict[str, Any],
-                    options: QuantizationOptions) -> Artifact | None:
-    """The search_dataset artifact when the search is on; refuses one of accuracy_search / search_dataset alone."""
-    config = parse_search_config(exec_properties.get(ACCURACY_SEARCH_KEY))
-    datasets = input_dict.get(SEARCH_DATASET_KEY) or []
-    check_search_request(config, bool(datasets), options)
-    return artifact_utils.get_single_instance(datasets) if config is not None else None

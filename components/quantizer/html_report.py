@@ -85,8 +85,8 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}} td:nth-child(2
 th{{background:#eee}} .warn{{color:{_HIGH}}}</style></head><body>
 <h1>Quantizer: {html.escape(r['mode'])} ({html.escape(r['engine'])})</h1>
 <p>Signature <code>{html.escape(r['signature_name'])}</code>, I/O <code>{html.escape(r['io_dtype'])}</code>,
-{sizes['tflite_bytes']} bytes (float32 TFLite {sizes.get('float_tflite_bytes')} bytes, float variables
-{sizes['float_variables_bytes']} bytes), ops by dtype
+{sizes['tflite_bytes']} bytes (float32 TFLite {sizes.get('float_tflite_bytes')} bytes: the same function
+unquantized{_ratio(sizes)}, float variables {sizes['float_variables_bytes']} bytes), ops by dtype
 {html.escape(str(r['ops']['by_dtype']))}.</p>
 <h2>Warnings</h2>
 {f'<ul class="warn">{warnings}</ul>' if warnings else '<p>None.</p>'}
@@ -99,3 +99,11 @@ th{{background:#eee}} .warn{{color:{_HIGH}}}</style></head><body>
  if steps else '<p>No quantized input with calibration values.</p>'}
 </body></html>
 """
+
+
+def _ratio(sizes: dict) -> str:
+    """``, 3.83x smaller`` (float32 TFLite bytes over the model's), ``, 1.02x larger``, or empty when not known."""
+    ratio = sizes.get("ratio_to_float_tflite")
+    if not ratio:
+        return ""
+    return f", {1 / ratio:.2f}x smaller" if ratio < 1 else f", {ratio:.2f}x larger"

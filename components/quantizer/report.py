@@ -15,6 +15,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from quantgate.components.quantizer.builtin_rewrites import FLEX_PREFIX, select_ops_section
 from quantgate.components.quantizer.options import QuantizationOptions
+from quantgate.components.shared.properties import FLOAT_TFLITE_FILENAME
 from quantgate.components.shared.strict_json import json_safe
 
 # Ops that only move values between float and quantized domains (model boundaries, float islands).
@@ -417,10 +418,12 @@ def compare_with_float_tflite(quantization_report: dict[str, Any], float_tflite_
                               float_tflite_seconds: float) -> None:
     """Adds the honest size comparison to a built report: ``sizes.float_tflite_bytes`` (the same signature as
     float32 TFLite, weights only), ``sizes.ratio_to_float_tflite``, ``sizes.not_smaller_than_float``,
-    ``float_tflite_seconds``, and a warning when the quantized model is not smaller than that float one (int16x8,
-    float16 and litert int8 models of small classifiers were measured larger)."""
+    ``float_tflite_seconds``, ``sizes.float_tflite_file`` (that model's file in the artifact, which the
+    QuantizationEvaluator times beside the quantized one), and a warning when the quantized model is not smaller
+    than that float one (int16x8, float16 and litert int8 models of small classifiers were measured larger)."""
     sizes = quantization_report["sizes"]
     sizes["float_tflite_bytes"] = float_tflite_bytes
+    sizes["float_tflite_file"] = FLOAT_TFLITE_FILENAME
     sizes["ratio_to_float_tflite"] = round(sizes["tflite_bytes"] / float_tflite_bytes, 4)
     sizes["not_smaller_than_float"] = sizes["tflite_bytes"] >= float_tflite_bytes
     quantization_report["float_tflite_seconds"] = round(float_tflite_seconds, 3)

@@ -57,6 +57,9 @@ FLOAT_OP_COUNT = "float_op_count"
 # The same signature converted to float32 TFLite (no optimizations): weights only, the honest size to compare with
 # (FLOAT_SIZE_BYTES is the SavedModel's variables, optimizer state included).
 FLOAT_TFLITE_SIZE_BYTES = "float_tflite_size_bytes"
+# That float32 TFLite model itself, at the artifact's root (not in SERVING_DIR: it is not what is served): the
+# QuantizationEvaluator times it beside the quantized model, the like-for-like latency (same interpreter, same threads).
+FLOAT_TFLITE_FILENAME = "float32_reference.tflite"
 NOT_SMALLER_THAN_FLOAT = "not_smaller_than_float"  # 1 when the quantized model is not smaller than the float TFLite
 INTEGER_ONLY_READY = "integer_only_ready"  # 1 when the static Edge TPU / integer-only check passes, else 0
 COARSE_INPUT_COUNT = "coarse_input_count"

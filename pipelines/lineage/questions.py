@@ -4,6 +4,7 @@ gate on. Built on the generic walk in ``events``; the names of properties and in
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ml_metadata import metadata_store
@@ -185,6 +186,7 @@ def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_
     pushed = reader.artifact_info(pushed_model).properties
     metric = blessing.get(properties.METRIC)
     run_id = reader.execution_info(execution).run_id
+    latency = _latency_comparisons(evaluation.get(properties.METRICS_PATH))
     return {
         "metric": metric,
         "float_metric": evaluation.get(properties.float_metric(metric)),
@@ -194,6 +196,15 @@ def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_
         "quantization_mode": model.get(properties.QUANTIZATION_MODE),
         "float_size_bytes": model.get(properties.FLOAT_SIZE_BYTES),
         "quantized_size_bytes": model.get(properties.SIZE_BYTES),
+        # The same function converted to float32 TFLite (weights only): the like-for-like size.
+        "float_tflite_size_bytes": model.get(properties.FLOAT_TFLITE_SIZE_BYTES),
+        # The delta's one-sided upper confidence bound, its confidence, and which of point / upper the gate compared.
+        "delta_upper": blessing.get(properties.DELTA_UPPER),
+        "confidence": blessing.get(properties.CONFIDENCE),
+        "delta_bound": blessing.get(properties.DELTA_BOUND),
+        # metrics.json's latency_ms.comparisons of the chosen candidate: 'float_tflite' (like for like: the float32
+        # TFLite of the same function, same interpreter and threads) and 'float_saved_model'; None when unreadable.
+        "latency_comparisons": latency,
         "candidates": [{"id": m.id, "chosen": m.id == chosen.id,
                         "quantization_mode": props.get(properties.QUANTIZATION_MODE),
                         "size_bytes": props.get(properties.SIZE_BYTES)}
@@ -209,3 +220,14 @@ def run_summary(store: metadata_store.MetadataStore, pipeline_name: str, pusher_
     }
 
 
+def _latency_comparisons(metrics_path: str | None) -> dict[str, Any] | None:
+    """``latency_ms.comparisons`` of the evaluation's metrics.json, read as a local file (the lineage CLI imports no
+    TensorFlow filesystem); ``None`` when there is none, it is elsewhere (``gs://``) or it predates the comparisons."""
+    if not metrics_path:
+        return None
+    try:
+        with open(metrics_path, encoding="utf-8") as f:
+            metrics = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return (metrics.get("latency_ms") or {}).get("comparisons")

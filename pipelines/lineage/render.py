@@ -38,9 +38,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         (f"float {metric}", _number(summary["float_metric"])),
         (f"{mode} {metric}", _number(summary["quantized_metric"])),
         ("delta", _number(summary["delta"])),
+        *_delta_bound_rows(summary),
         ("threshold", _number(summary["threshold"])),
         ("float size", _size(summary["float_size_bytes"])),
         (f"{mode} size", _size(summary["quantized_size_bytes"])),
+        *_like_for_like_rows(summary, mode),
         ("verdict", summary["verdict"]),
         outcome,
     ]
@@ -56,6 +58,46 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"quantgate summary, run {summary['run_id']}", rule]
     lines += [f"{name:<{width}} | {value}" for name, value in rows]
     return "\n".join([*lines, rule])
+
+
+def _times(baseline: Any, value: Any, smaller: str, larger: str) -> str:
+    """``3.83x smaller`` (baseline over value) / ``1.02x larger``; empty when either is missing or not positive."""
+    if not isinstance(baseline, (int, float)) or not isinstance(value, (int, float)) or baseline <= 0 or value <= 0:
+        return ""
+    ratio = baseline / value
+    return f"{ratio:.2f}x {smaller}" if ratio >= 1 else f"{1 / ratio:.2f}x {larger}"
+
+
+def _delta_bound_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """``delta 95% upper bound | 0.0123 (the gate compares the point delta)``, when the blessing recorded one."""
+    if summary.get("delta_upper") is None:
+        return []
+    confidence = summary.get("confidence")
+    label = f"delta {confidence:.0%} upper bound" if isinstance(confidence, float) else "delta upper bound"
+    compared = {"upper": "the gate compares this bound", "point": "the gate compares the point delta"}.get(
+        summary.get("delta_bound") or "", "")
+    return [(label, _number(summary["delta_upper"]) + (f" ({compared})" if compared else ""))]
+
+
+def _like_for_like_rows(summary: dict[str, Any], mode: str) -> list[tuple[str, str]]:
+    """The quantized model against the float32 TFLite of the same function: size, and batch-1 latency (kernel
+    against kernel, same interpreter and threads); then the latency against the float SavedModel's call."""
+    rows = []
+    float_tflite, quantized = summary.get("float_tflite_size_bytes"), summary.get("quantized_size_bytes")
+    if float_tflite is not None and quantized is not None:
+        rows.append((f"{mode} vs float32 TFLite size",
+                     f"{quantized:,} / {float_tflite:,} bytes: {_times(float_tflite, quantized, 'smaller', 'larger')}"))
+    comparisons = summary.get("latency_comparisons") or {}
+    for key, baseline in (("float_tflite", "float32 TFLite"), ("float_saved_model", "float SavedModel")):
+        comparison = comparisons.get(key)
+        if not comparison:
+            continue
+        measure = "kernel" if comparison.get("measure") == "kernel" else "end-to-end"
+        base, value = comparison.get("baseline_p50_ms"), comparison.get("quantized_p50_ms")
+        rows.append((f"{measure} latency {mode} vs {baseline}",
+                     f"{_number(value)} / {_number(base)} ms p50: {_times(base, value, 'faster', 'slower') or 'n/a'}"
+                     + (" (same interpreter, same threads)" if key == "float_tflite" else "")))
+    return rows
 
 
 def _shown(artifact: dict[str, Any]) -> str:

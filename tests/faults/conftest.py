@@ -24,12 +24,13 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from quantgate.components.quantized_model_pusher import publish
 from quantgate.components.shared.staged_output import STAGING_DIRNAME
 from quantgate.pipelines import lineage
-from quantgate.pipelines.local_runner import DEFAULT_PIPELINE_NAME, LocalRunPaths
+from quantgate.pipelines.kinds import PIPELINES
+from quantgate.pipelines.local_runner import LocalRunPaths
 
 # Small but blessed: few steps, and a delta budget the few-step model passes every time.
 # One candidate (int8): the faults are about the run, not the comparison, and each extra Quantizer costs seconds.
-FAULT_PIPELINE_KWARGS = {"train_steps": 100, "eval_steps": 5, "quantization_max_delta": 0.1,
-                         "quantization_candidate_modes": []}
+FAULT_PIPELINE_KWARGS = {"train_steps": 100, "eval_steps": 5, "gate.max_delta": 0.1,
+                         "quantize.candidate_modes": []}
 # In the order LocalDagRunner runs them (topological layers, each sorted by id).
 COMPONENTS = ("CsvExampleGen", "StatisticsGen", "SchemaGen", "RepresentativeDatasetGen", "Trainer", "Evaluator",
               "Quantizer", "QuantizationEvaluator", "QuantizedModelPusher")
@@ -38,12 +39,16 @@ PUSHER = "QuantizedModelPusher"
 KILL_TARGETS = ("RepresentativeDatasetGen", "Trainer", "Quantizer", "QuantizationEvaluator", PUSHER)
 RUN_TIMEOUT_S = 900.0
 
+PENGUIN_PIPELINE_NAME = PIPELINES["penguin"].pipeline_name
 _RUN_SCRIPT = """
 import json, logging, sys
+from quantgate.pipelines.kinds import PIPELINES
 from quantgate.pipelines.local_runner import LocalRunConfig, LocalRunPaths, run_local
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                     force=True)  # TF installs a WARNING handler on import
-run_local(LocalRunConfig(paths=LocalRunPaths(home=sys.argv[1]), pipeline_kwargs=json.loads(sys.argv[2])))
+run_local(LocalRunConfig(paths=LocalRunPaths(home=sys.argv[1], pipeline_name=PIPELINES["penguin"].pipeline_name),
+                         pipeline="penguin",
+                         pipeline_kwargs=json.loads(sys.argv[2])))
 """
 
 Snapshot = dict[str, list[tuple[int, int]]]  # component -> [(execution id, state)], oldest first
@@ -200,7 +205,7 @@ def _kill_in(paths: LocalRunPaths, component: str) -> KillStep:
 
 @pytest.fixture(scope="session")
 def resumed(tmp_path_factory: pytest.TempPathFactory) -> ResumedHome:
-    paths = LocalRunPaths(home=str(tmp_path_factory.mktemp("faults")), pipeline_name=DEFAULT_PIPELINE_NAME)
+    paths = LocalRunPaths(home=str(tmp_path_factory.mktemp("faults")), pipeline_name=PENGUIN_PIPELINE_NAME)
     timings: dict[str, float] = {}
     steps = []
     for component in KILL_TARGETS:

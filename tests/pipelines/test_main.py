@@ -68,7 +68,7 @@ def test_why_not_on_a_killed_run(killed_run_store) -> None:
 
 def test_run_error_is_one_line_and_the_traceback_is_in_the_log(tmp_path) -> None:
     home = tmp_path / "home"
-    result = subprocess.run([sys.executable, "-m", "quantgate", "run", "--home", str(home),
+    result = subprocess.run([sys.executable, "-m", "quantgate", "run", "--pipeline", "penguin", "--home", str(home),
                              "--direct-num-workers", "0"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result
     (log_file,) = glob.glob(str(home / "logs" / "run-*.log"))
@@ -76,7 +76,8 @@ def test_run_error_is_one_line_and_the_traceback_is_in_the_log(tmp_path) -> None
                              f"{log_file})\n")
     # The quiet console: the log's path and quantgate's own lines, none of TensorFlow's start-up noise.
     assert result.stdout.splitlines()[0] == f"log file      : {log_file}"
-    assert all(" penguins to " in line or "unchanged, kept" in line for line in result.stdout.splitlines()[1:])
+    assert result.stdout.splitlines()[1] == "beam runner   : DirectRunner (in_memory, 0 worker(s))"
+    assert all(" penguins to " in line or "unchanged, kept" in line for line in result.stdout.splitlines()[2:])
     log_text = open(log_file).read()
     assert "Traceback" in log_text and "direct_num_workers must be >= 1" in log_text
     assert os.path.exists(home / "data" / "penguins.csv")

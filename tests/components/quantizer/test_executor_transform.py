@@ -70,7 +70,8 @@ def test_the_artifact_has_layer_errors_and_the_html_report_beside_the_json(tiny_
         page = f.read()
     assert layer_errors["tensors"][0]["tensor"] in page and "data:image/png;base64," in page
     assert sorted(os.listdir(uri)) == sorted([properties.SERVING_DIR, properties.QUANTIZATION_REPORT_FILENAME,
-                                              properties.QUANTIZATION_REPORT_HTML_FILENAME])
+                                              properties.QUANTIZATION_REPORT_HTML_FILENAME,
+                                              properties.FLOAT_TFLITE_FILENAME])
 
 
 def test_a_signature_over_features_the_transform_does_not_produce(tiny_transform, tmp_path) -> None:
