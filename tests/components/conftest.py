@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.example import example_pb2
+from tfx import types
 from tfx.types import Artifact, artifact_utils, standard_artifacts
+from tfx.utils import path_utils
+
+from quantgate.components.shared.signature_inputs import InputSpec
 
 MakeExamples = Callable[[dict[str, list[bytes]]], Artifact]
 
@@ -240,3 +244,165 @@ def tiny_transform(tmp_path_factory: pytest.TempPathFactory) -> TinyTransform:
 def raw_example() -> Callable[..., bytes]:
     """``tiny_raw_example`` as a fixture: ``raw_example(i, drop=("x",))``."""
     return tiny_raw_example
+
+
+# --- golden penguin artifacts: what the demo pipeline's ExampleGen, Trainer, RepresentativeDatasetGen and Quantizer
+# hand the QuantizationEvaluator and the pushers, without a pipeline --------------------------------------------------
+
+@dataclass
+class PenguinArtifacts:
+    """The penguins as CsvExampleGen writes them (``train``/``eval`` gzipped TFRecord splits, ``species`` int label,
+    ``island``/``sex`` strings, four float features) and a model trained by the demo Trainer module's own code (both
+    signatures), both checked in under tests/testdata/penguin (tests/testdata/make_penguin.py makes them); a
+    representative dataset of 200 train examples and the Quantizer's int8 model of that model (the real executor's
+    ``Do``, so its files and MLMD properties are today's). Artifact ids are fixed, as if registered."""
+
+    examples: Artifact
+    model: Artifact
+    representative_dataset: Artifact
+    quantized_model: Artifact
+    train_records: list[bytes]
+    eval_records: list[bytes]
+
+
+PENGUIN_TESTDATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testdata", "penguin")
+PENGUIN_CALIBRATION_EXAMPLES = 200  # as the demo's RepresentativeDatasetGen sample
+
+
+def _read_split(examples_uri: str, split: str) -> list[bytes]:
+    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+@pytest.fixture(scope="session")
+def penguin_artifacts(tmp_path_factory: pytest.TempPathFactory) -> PenguinArtifacts:
+    import shutil
+
+    from quantgate.components import Quantizer
+    from quantgate.components.quantizer import executor as quantizer_executor
+    from quantgate.components.quantizer import spec as quantizer_spec
+    from quantgate.components.representative_dataset_gen.storage import write_representative_dataset
+    from quantgate.components.types import RepresentativeDataset
+    from quantgate.pipelines.models.penguin.penguin_trainer import DENSE_SIGNATURE
+
+    root = tmp_path_factory.mktemp("penguin_artifacts")
+    shutil.copytree(PENGUIN_TESTDATA, root, dirs_exist_ok=True)  # a private copy: nothing writes to the checkout
+    examples = standard_artifacts.Examples()
+    examples.uri, examples.id = str(root / "examples"), 1
+    examples.split_names = artifact_utils.encode_split_names(["train", "eval"])
+    train, evaluation = _read_split(examples.uri, "train"), _read_split(examples.uri, "eval")
+
+    model = standard_artifacts.Model()
+    model.uri, model.id = str(root / "model"), 2
+
+    dataset = RepresentativeDataset()
+    dataset.uri, dataset.id = str(root / "representative_dataset"), 3
+    sample = train[:PENGUIN_CALIBRATION_EXAMPLES]
+    write_representative_dataset(dataset.uri, sample, {"num_examples": len(sample), "split": "train"})
+
+    quantized = standard_artifacts.Model()
+    quantized.uri, quantized.id = str(root / "quantized_model"), 4
+    tf.io.gfile.makedirs(quantized.uri)  # the launcher creates output folders before Do
+    # The Quantizer as the demo wires it (int8, the dense signature), run by its executor's Do.
+    component = Quantizer(model=types.Channel(type=standard_artifacts.Model),
+                          representative_dataset=types.Channel(type=RepresentativeDataset),
+                          signature_name=DENSE_SIGNATURE)
+    quantizer_executor.Executor().Do(
+        {quantizer_spec.MODEL_KEY: [model], quantizer_spec.REPRESENTATIVE_DATASET_KEY: [dataset]},
+        {quantizer_spec.QUANTIZED_MODEL_KEY: [quantized]}, dict(component.exec_properties))
+    return PenguinArtifacts(examples, model, dataset, quantized, train, evaluation)
+
+
+@dataclass
+class PenguinQuantized:
+    """The golden penguin artifacts (``penguin_artifacts``: the float model, the Quantizer's int8 model, the
+    examples), with what tests need of them."""
+
+    model: Artifact
+    quantized_model: Artifact
+    examples: Artifact
+    saved_model_dir: str
+    signature_name: str
+    specs: list[InputSpec]
+    tflite_path: str
+    quant_output: str
+    eval_records: list[bytes]
+    calibration_records: list[bytes]
+
+
+@pytest.fixture(scope="session")
+def penguin_quantized(penguin_artifacts) -> PenguinQuantized:
+    from quantgate.components.representative_dataset_gen.storage import read_examples
+    from quantgate.components.shared.model_runners import TFLiteRunner
+    from quantgate.components.shared.signature_inputs import dense_signature_specs
+
+    model, quantized = penguin_artifacts.model, penguin_artifacts.quantized_model
+    saved_model_dir = path_utils.serving_model_path(model.uri)
+    signature_name, specs = dense_signature_specs(saved_model_dir, None)
+    tflite_path = os.path.join(path_utils.serving_model_dir(quantized.uri), "model.tflite")
+    (quant_output,) = TFLiteRunner(tflite_path).output_names
+    calibration = read_examples(penguin_artifacts.representative_dataset.uri)
+    return PenguinQuantized(model, quantized, penguin_artifacts.examples, saved_model_dir, signature_name, specs,
+                            tflite_path, quant_output, penguin_artifacts.eval_records, calibration)
+
+
+@dataclass
+class EvaluatorRun:
+    """The outputs of one executor run."""
+
+    evaluation: Artifact
+    blessing: Artifact
+
+    def blessing_property(self, name: str) -> object:
+        value = self.blessing.mlmd_artifact.custom_properties[name]
+        return getattr(value, value.WhichOneof("value"))
+
+
+RunEvaluator = Callable[..., EvaluatorRun]
+
+
+@pytest.fixture(scope="session")
+def run_evaluator(penguin_quantized, tmp_path_factory) -> RunEvaluator:
+    from quantgate.components import QuantizationEvaluator
+    from quantgate.components.quantization_evaluator import executor
+    from quantgate.components.quantization_evaluator.spec import candidate_key
+    from quantgate.components.types import QuantizationEvaluation, RepresentativeDataset
+
+    """``run_evaluator(name, model=..., quantized_model=..., examples=..., **component params)``: builds the component
+    (so parameters go through its checks and encoding) and runs its executor on the golden penguin artifacts by default.
+    ``quantized_model`` may be a list of candidates, each wired to its own input key as the component does."""
+
+    def run(name: str, *, model: Artifact | None = None, quantized_model: Artifact | list[Artifact] | None = None,
+            examples: Artifact | None = None, search_dataset: Artifact | None = None,
+            **params: object) -> EvaluatorRun:
+        quantized = quantized_model or penguin_quantized.quantized_model
+        candidates = quantized if isinstance(quantized, list) else [quantized]
+        component = QuantizationEvaluator(
+            model=types.Channel(type=standard_artifacts.Model),
+            quantized_model=[types.Channel(type=standard_artifacts.Model) for _ in candidates],
+            examples=types.Channel(type=standard_artifacts.Examples),
+            search_dataset=types.Channel(type=RepresentativeDataset) if search_dataset else None,
+            **{"label_key": "species", **params},
+        )
+        root = tmp_path_factory.mktemp(name)
+        evaluation, blessing = QuantizationEvaluation(), standard_artifacts.ModelBlessing()
+        evaluation.uri, blessing.uri = str(root / "evaluation"), str(root / "blessing")
+        for artifact in (evaluation, blessing):
+            tf.io.gfile.makedirs(artifact.uri)  # the launcher creates output folders before Do
+        executor.Executor().Do(
+            {executor.MODEL_KEY: [model or penguin_quantized.model],
+             **{candidate_key(i): [c] for i, c in enumerate(candidates)},
+             executor.EXAMPLES_KEY: [examples or penguin_quantized.examples],
+             **({executor.SEARCH_DATASET_KEY: [search_dataset]} if search_dataset else {})},
+            {executor.EVALUATION_KEY: [evaluation], executor.BLESSING_KEY: [blessing]},
+            dict(component.exec_properties),
+        )
+        return EvaluatorRun(evaluation, blessing)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def penguin_blessed(run_evaluator) -> EvaluatorRun:
+    """One real evaluator run on the golden artifacts, sliced by island, blessed: its evaluation and blessing."""
+    return run_evaluator("blessed", slicing_feature_keys=["island"], min_slice_size=10, min_agreement=0.9)

@@ -1,5 +1,5 @@
-"""Several quantized candidates in one evaluator run: int8 (the demo's Quantizer), float16 and dynamic_range (the
-Quantizer's own conversion of the same Trainer model), scored against the float model in the same Beam pass."""
+"""Several quantized candidates in one evaluator run: int8 (the golden penguin artifacts' Quantizer output), float16
+and dynamic_range (the Quantizer's own conversion of the same Trainer model), scored against the float model in the same Beam pass."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ from quantgate.components.quantization_evaluator.metrics_json import select
 
 
 @pytest.fixture(scope="module")
-def three_candidates(demo_quantized, tmp_path_factory) -> list:
+def three_candidates(penguin_quantized, tmp_path_factory) -> list:
     from quantgate.components.quantizer import executor as quantizer_executor
     from quantgate.components.quantizer.options import resolve_options
 
-    models = [demo_quantized.quantized_model]
+    models = [penguin_quantized.quantized_model]
     for i, mode in enumerate(("float16", "dynamic_range")):
         artifact = standard_artifacts.Model()
         artifact.uri, artifact.id = str(tmp_path_factory.mktemp(mode) / "quantized"), 900 + i
-        report = quantizer_executor.quantize(demo_quantized.model.uri, None, artifact.uri, resolve_options(mode),
-                                             demo_quantized.signature_name, model_id=demo_quantized.model.id)
+        report = quantizer_executor.quantize(penguin_quantized.model.uri, None, artifact.uri, resolve_options(mode),
+                                             penguin_quantized.signature_name, model_id=penguin_quantized.model.id)
         quantizer_executor.set_artifact_properties(artifact, report, artifact.uri)
         models.append(artifact)
     return models

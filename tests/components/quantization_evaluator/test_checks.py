@@ -88,8 +88,8 @@ def test_split_empty(run_evaluator, tmp_path) -> None:
              examples=_examples(str(tmp_path / "empty_examples"), []))
 
 
-def test_quantized_model_corrupt(run_evaluator, demo_quantized, tmp_path) -> None:
-    with open(demo_quantized.tflite_path, "rb") as f:
+def test_quantized_model_corrupt(run_evaluator, penguin_quantized, tmp_path) -> None:
+    with open(penguin_quantized.tflite_path, "rb") as f:
         truncated = f.read()[:200]
     _refused(run_evaluator, tmp_path, r"quantized_model artifact \(id 7\) cannot be loaded: .*re-run the Quantizer",
              quantized_model=_model_artifact(str(tmp_path / "corrupt"), truncated))

@@ -1,4 +1,6 @@
-"""The executor end to end on the demo run's real models (Beam DirectRunner), and the stock TFX Pusher gated by it."""
+"""The executor end to end (Beam DirectRunner) on the golden penguin artifacts (the demo's data, its Trainer module's
+model, the real Quantizer's int8 model; no pipeline), and the stock TFX Pusher gated by it. What the demo pipeline
+itself wired is checked on ``demo_run`` (pipeline tier)."""
 
 from __future__ import annotations
 
@@ -31,8 +33,9 @@ def labels_and_islands(records: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def blessed(run_evaluator) -> object:
-    return run_evaluator("blessed", slicing_feature_keys=["island"], min_slice_size=10, min_agreement=0.9)
+def blessed(penguin_blessed) -> object:
+    """Sliced by island, min_slice_size=10, min_agreement=0.9 (one run, shared with the pushers' tests)."""
+    return penguin_blessed
 
 
 @pytest.fixture(scope="module")
@@ -46,30 +49,30 @@ def _metrics(run: object) -> dict:
 
 
 @pytest.fixture(scope="module")
-def predictions(demo_quantized) -> dict[str, np.ndarray]:
+def predictions(penguin_quantized) -> dict[str, np.ndarray]:
     """Independent predictions of the eval split: the float model's tf.Example signature, the TFLite runner."""
-    records = demo_quantized.eval_records
-    loaded = tf.saved_model.load(demo_quantized.saved_model_dir)
+    records = penguin_quantized.eval_records
+    loaded = tf.saved_model.load(penguin_quantized.saved_model_dir)
     float_probs = loaded.signatures["serving_default"](tf.constant(records))["probabilities"].numpy()
-    inputs = examples_to_inputs(records, demo_quantized.specs, source="test")
-    quant_probs = TFLiteRunner(demo_quantized.tflite_path).predict(inputs)[demo_quantized.quant_output]
+    inputs = examples_to_inputs(records, penguin_quantized.specs, source="test")
+    quant_probs = TFLiteRunner(penguin_quantized.tflite_path).predict(inputs)[penguin_quantized.quant_output]
     labels, islands = labels_and_islands(records)
     return {"float": float_probs.argmax(1), "quantized": quant_probs.argmax(1), "labels": labels, "islands": islands}
 
 
-def test_blessed_at_the_default_threshold_like_tfx_evaluator(blessed, demo_quantized) -> None:
+def test_blessed_at_the_default_threshold_like_tfx_evaluator(blessed, penguin_quantized) -> None:
     assert blessed.blessing_property("blessed") == 1
     assert blessed.blessing_property("threshold") == pytest.approx(0.01)
     assert blessed.blessing_property("delta") <= 0.01
     assert blessed.blessing_property("reason") == "blessed: every threshold passed"
     # What TFX's Evaluator writes, about the model that gets pushed: the quantized one.
-    assert blessed.blessing_property("current_model_id") == demo_quantized.quantized_model.id
-    assert blessed.blessing_property("current_model") == demo_quantized.quantized_model.uri
+    assert blessed.blessing_property("current_model_id") == penguin_quantized.quantized_model.id
+    assert blessed.blessing_property("current_model") == penguin_quantized.quantized_model.uri
     assert os.listdir(blessed.blessing.uri) == ["BLESSED"]
     # LatestBlessedModelStrategy picks the quantized model when given this blessing.
     resolved = LatestBlessedModelStrategy().resolve_artifacts(
-        None, {"model": [demo_quantized.quantized_model], "model_blessing": [blessed.blessing]})
-    assert [m.id for m in resolved["model"]] == [demo_quantized.quantized_model.id]
+        None, {"model": [penguin_quantized.quantized_model], "model_blessing": [blessed.blessing]})
+    assert [m.id for m in resolved["model"]] == [penguin_quantized.quantized_model.id]
 
 
 def test_overall_metrics_match_an_independent_computation(blessed, predictions) -> None:
@@ -110,12 +113,12 @@ def test_per_slice_metrics_on_island(blessed, predictions) -> None:
     assert all(n < 10 for n in skipped.values())
 
 
-def test_metrics_json_records_sizes_latency_thresholds(blessed, demo_quantized) -> None:
+def test_metrics_json_records_sizes_latency_thresholds(blessed, penguin_quantized) -> None:
     metrics = _metrics(blessed)
-    props = demo_quantized.quantized_model.mlmd_artifact.custom_properties
+    props = penguin_quantized.quantized_model.mlmd_artifact.custom_properties
     assert {k: metrics["sizes"][k] for k in ("quantized_bytes", "float_bytes")} == {
         "quantized_bytes": props["size_bytes"].int_value, "float_bytes": props["float_size_bytes"].int_value}
-    assert metrics["sizes"]["quantized_bytes"] == os.path.getsize(demo_quantized.tflite_path)
+    assert metrics["sizes"]["quantized_bytes"] == os.path.getsize(penguin_quantized.tflite_path)
     for model in ("float", "quantized"):
         latency = metrics["latency_ms"][model]
         assert 0 < latency["p50_ms"] <= latency["p95_ms"] and LATENCY_MIN_CALLS <= latency["calls"] <= LATENCY_CALLS
@@ -142,12 +145,12 @@ def test_report_is_written_and_names_the_verdict(request, run_name: str, word: s
     assert sorted(os.listdir(run.evaluation.uri)) == ["metrics.json", "report.html"]  # no staging left behind
 
 
-def _push(demo_quantized, blessing: object, root: str) -> tuple[object, str]:
+def _push(penguin_quantized, blessing: object, root: str) -> tuple[object, str]:
     destination = os.path.join(root, "serving")
     pushed = standard_artifacts.PushedModel()
     pushed.uri = os.path.join(root, "pushed_model")
     pusher_executor.Executor().Do(
-        {"model": [demo_quantized.quantized_model], "model_blessing": [blessing]},
+        {"model": [penguin_quantized.quantized_model], "model_blessing": [blessing]},
         {"pushed_model": [pushed]},
         {"push_destination": proto_utils.proto_to_json(pusher_pb2.PushDestination(
             filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=destination)))},
@@ -155,17 +158,17 @@ def _push(demo_quantized, blessing: object, root: str) -> tuple[object, str]:
     return pushed, destination
 
 
-def test_stock_pusher_pushes_the_blessed_quantized_model(blessed, demo_quantized, tmp_path) -> None:
-    pushed, destination = _push(demo_quantized, blessed.blessing, str(tmp_path))
+def test_stock_pusher_pushes_the_blessed_quantized_model(blessed, penguin_quantized, tmp_path) -> None:
+    pushed, destination = _push(penguin_quantized, blessed.blessing, str(tmp_path))
     assert pushed.get_int_custom_property("pushed") == 1
     (version,) = os.listdir(destination)
     with open(os.path.join(destination, version, "model.tflite"), "rb") as f, \
-            open(demo_quantized.tflite_path, "rb") as g:
+            open(penguin_quantized.tflite_path, "rb") as g:
         assert f.read() == g.read()
 
 
-def test_stock_pusher_pushes_nothing_when_refused(refused, demo_quantized, tmp_path) -> None:
-    pushed, destination = _push(demo_quantized, refused.blessing, str(tmp_path))
+def test_stock_pusher_pushes_nothing_when_refused(refused, penguin_quantized, tmp_path) -> None:
+    pushed, destination = _push(penguin_quantized, refused.blessing, str(tmp_path))
     assert pushed.get_int_custom_property("pushed") == 0
     assert not os.path.exists(destination)
 
@@ -210,9 +213,9 @@ def _nan_bill_length(i: int, example: tf.train.Example) -> None:
         example.features.feature["bill_length_mm"].float_list.value[0] = float("nan")
 
 
-def test_nonfinite_inputs_refuse_the_blessing_and_nothing_is_pushed(run_evaluator, demo_quantized, make_examples,
+def test_nonfinite_inputs_refuse_the_blessing_and_nothing_is_pushed(run_evaluator, penguin_quantized, make_examples,
                                                                      tmp_path) -> None:
-    records = demo_quantized.eval_records
+    records = penguin_quantized.eval_records
     run = run_evaluator("nan_refused", examples=make_examples({"eval": _edited(records, _nan_bill_length)}),
                         max_delta=1.0)
     reason = run.blessing_property("reason")
@@ -224,13 +227,13 @@ def test_nonfinite_inputs_refuse_the_blessing_and_nothing_is_pushed(run_evaluato
     assert overall["nonfinite_inputs"] == {"bill_length_mm": 3} and overall["nonfinite_input_examples"] == 3
     assert overall["num_examples"] == len(records) - 3  # never scored, whatever the policy
     assert metrics["verdict"]["nonfinite_inputs"] == "refuse" and metrics["verdict"]["dropped"]["examples"] == 0
-    pushed, destination = _push(demo_quantized, run.blessing, str(tmp_path))
+    pushed, destination = _push(penguin_quantized, run.blessing, str(tmp_path))
     assert pushed.get_int_custom_property("pushed") == 0 and not os.path.exists(destination)
 
 
-def test_nonfinite_inputs_dropped_are_left_out_and_recorded(run_evaluator, demo_quantized, make_examples,
+def test_nonfinite_inputs_dropped_are_left_out_and_recorded(run_evaluator, penguin_quantized, make_examples,
                                                             predictions) -> None:
-    records = demo_quantized.eval_records
+    records = penguin_quantized.eval_records
     run = run_evaluator("nan_dropped", examples=make_examples({"eval": _edited(records, _nan_bill_length)}),
                         max_delta=1.0, nonfinite_inputs="drop")
     assert run.blessing_property("blessed") == 1
@@ -246,7 +249,7 @@ def test_nonfinite_inputs_dropped_are_left_out_and_recorded(run_evaluator, demo_
             np.mean(predictions[model][kept] == labels[kept]))
 
 
-def test_labels_that_are_not_class_indices_count_as_missing(run_evaluator, demo_quantized, make_examples) -> None:
+def test_labels_that_are_not_class_indices_count_as_missing(run_evaluator, penguin_quantized, make_examples) -> None:
     def fractional(i: int, example: tf.train.Example) -> None:
         species = example.features.feature["species"]
         (value,) = species.int64_list.value
@@ -254,16 +257,16 @@ def test_labels_that_are_not_class_indices_count_as_missing(run_evaluator, demo_
         species.float_list.value.append(value + (0.9 if i < 5 else 0.0))
 
     run = run_evaluator("fractional_labels", max_delta=1.0,
-                        examples=make_examples({"eval": _edited(demo_quantized.eval_records, fractional)}))
+                        examples=make_examples({"eval": _edited(penguin_quantized.eval_records, fractional)}))
     assert run.blessing_property("blessed") == 0
     assert "5 examples got no prediction or no label (5 of them have a label that is not a class index" in \
         run.blessing_property("reason")
     overall = _strict_json(os.path.join(run.evaluation.uri, "metrics.json"))["overall"]
     assert (overall["missing"], overall["invalid_labels"]) == (5, 5)
-    assert overall["num_examples"] == len(demo_quantized.eval_records) - 5
+    assert overall["num_examples"] == len(penguin_quantized.eval_records) - 5
 
 
-def test_slice_values_with_mathtext_and_bad_bytes_are_literal(run_evaluator, demo_quantized, make_examples) -> None:
+def test_slice_values_with_mathtext_and_bad_bytes_are_literal(run_evaluator, penguin_quantized, make_examples) -> None:
     def odd_islands(i: int, example: tf.train.Example) -> None:
         island = example.features.feature["island"].bytes_list.value
         if i % 2:
@@ -272,7 +275,7 @@ def test_slice_values_with_mathtext_and_bad_bytes_are_literal(run_evaluator, dem
             island[0] = b"Dr\xffeam"
 
     run = run_evaluator("odd_slices", slicing_feature_keys=["island"], min_slice_size=1,
-                        examples=make_examples({"eval": _edited(demo_quantized.eval_records, odd_islands)}))
+                        examples=make_examples({"eval": _edited(penguin_quantized.eval_records, odd_islands)}))
     metrics = _strict_json(os.path.join(run.evaluation.uri, "metrics.json"))
     values = {s["value"] for s in metrics["slices"]}
     assert {r"$\undefinedmacro{x}$", r"Dr\xffeam"} <= values
@@ -281,13 +284,13 @@ def test_slice_values_with_mathtext_and_bad_bytes_are_literal(run_evaluator, dem
     assert r"island=$\undefinedmacro{x}$" in page and r"island=Dr\xffeam" in page
 
 
-def test_blessing_names_the_sha256_of_the_scored_tflite_bytes(blessed, demo_quantized) -> None:
-    with open(demo_quantized.tflite_path, "rb") as f:
+def test_blessing_names_the_sha256_of_the_scored_tflite_bytes(blessed, penguin_quantized) -> None:
+    with open(penguin_quantized.tflite_path, "rb") as f:
         sha256 = hashlib.sha256(f.read()).hexdigest()
     assert blessed.blessing_property("evaluated_sha256") == sha256
     assert blessed.evaluation.get_string_custom_property("evaluated_sha256") == sha256
     assert _metrics(blessed)["models"]["quantized"]["evaluated_sha256"] == sha256
-    assert sha256 == demo_quantized.quantized_model.get_string_custom_property("sha256")
+    assert sha256 == penguin_quantized.quantized_model.get_string_custom_property("sha256")
 
 
 def test_metrics_json_is_strict_even_for_undefined_values(blessed, tmp_path) -> None:
@@ -300,8 +303,8 @@ def test_metrics_json_is_strict_even_for_undefined_values(blessed, tmp_path) -> 
 
 
 def test_a_tiny_split_passes_on_the_point_delta_but_not_on_its_upper_bound(run_evaluator, make_examples,
-                                                                           demo_quantized) -> None:
-    tiny_split = make_examples({"eval": demo_quantized.eval_records[:40]})
+                                                                           penguin_quantized) -> None:
+    tiny_split = make_examples({"eval": penguin_quantized.eval_records[:40]})
     point = run_evaluator("tiny_point", examples=tiny_split)
     upper = run_evaluator("tiny_upper", examples=tiny_split, delta_bound="upper")
     metrics = _metrics(upper)
@@ -318,8 +321,8 @@ def test_a_tiny_split_passes_on_the_point_delta_but_not_on_its_upper_bound(run_e
     assert "by 0.025 > max_delta 0.01: 40 examples are too few" in warning
 
 
-def test_fewer_examples_than_min_examples_are_not_blessed(run_evaluator, make_examples, demo_quantized) -> None:
-    five = make_examples({"eval": demo_quantized.eval_records[:5]})
+def test_fewer_examples_than_min_examples_are_not_blessed(run_evaluator, make_examples, penguin_quantized) -> None:
+    five = make_examples({"eval": penguin_quantized.eval_records[:5]})
     run = run_evaluator("five", examples=five, max_delta=1.0)
     assert run.blessing_property("blessed") == 0
     assert "only 5 examples of the eval split were scored < min_examples 30" in run.blessing_property("reason")

@@ -1,4 +1,5 @@
-"""Decoding labels and slices from tf.Examples, and the batched prediction DoFns on the demo run's real models."""
+"""Decoding labels and slices from tf.Examples, and the batched prediction DoFns on the golden penguin artifacts (the
+demo Trainer module's model and the real Quantizer's int8 model of it; no pipeline)."""
 
 from __future__ import annotations
 
@@ -121,14 +122,14 @@ def test_batch_parser_falls_back_to_the_exact_path_and_its_errors() -> None:
         parser([EXAMPLES[0], _example(x=[1.0, 2.0], species=[1])])
 
 
-def test_score_dofn_decodes_and_predicts_in_one_step(demo_quantized) -> None:
-    records = demo_quantized.eval_records
+def test_score_dofn_decodes_and_predicts_in_one_step(penguin_quantized) -> None:
+    records = penguin_quantized.eval_records
     kinds = feature_kinds(example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(records[:8]))
-    spec = ParserSpec(tuple(demo_quantized.specs), "species", ("island",), "demo eval", kinds)
+    spec = ParserSpec(tuple(penguin_quantized.specs), "species", ("island",), "demo eval", kinds)
     fast = spec.build()(records)
-    _assert_same(fast, parse_examples(records, demo_quantized.specs, "species", ["island"], "demo eval"))
-    dofn = ScoreDoFn(spec, demo_quantized.saved_model_dir, demo_quantized.signature_name,
-                     [demo_quantized.tflite_path], "probabilities", [demo_quantized.quant_output])
+    _assert_same(fast, parse_examples(records, penguin_quantized.specs, "species", ["island"], "demo eval"))
+    dofn = ScoreDoFn(spec, penguin_quantized.saved_model_dir, penguin_quantized.signature_name,
+                     [penguin_quantized.tflite_path], "probabilities", [penguin_quantized.quant_output])
     dofn.setup()
     ((_, batch),) = dofn.process(records)
     dofn.teardown()
@@ -137,25 +138,25 @@ def test_score_dofn_decodes_and_predicts_in_one_step(demo_quantized) -> None:
     assert batch.float_predictions.shape == (len(records), 3)
 
 
-def test_predict_dofn_round_and_clip_matches_the_tflite_model_fed_float_inputs(demo_quantized, tmp_path) -> None:
+def test_predict_dofn_round_and_clip_matches_the_tflite_model_fed_float_inputs(penguin_quantized, tmp_path) -> None:
     """The DoFn quantizes the int8 model's inputs with round and clip; the same model converted with float32 I/O
     quantizes them inside TFLite. Same calibration data, so same scales: the predictions must agree."""
-    parsed = parse_examples(demo_quantized.eval_records, demo_quantized.specs, "species", ["island"], "demo eval")
-    spec = ParserSpec(tuple(demo_quantized.specs), "species", ("island",), "demo eval")
-    dofn = ScoreDoFn(spec, demo_quantized.saved_model_dir, demo_quantized.signature_name,
-                     [demo_quantized.tflite_path], "probabilities", [demo_quantized.quant_output])
+    parsed = parse_examples(penguin_quantized.eval_records, penguin_quantized.specs, "species", ["island"], "demo eval")
+    spec = ParserSpec(tuple(penguin_quantized.specs), "species", ("island",), "demo eval")
+    dofn = ScoreDoFn(spec, penguin_quantized.saved_model_dir, penguin_quantized.signature_name,
+                     [penguin_quantized.tflite_path], "probabilities", [penguin_quantized.quant_output])
     dofn.setup()
-    ((candidate, batch),) = dofn.process(demo_quantized.eval_records)
+    ((candidate, batch),) = dofn.process(penguin_quantized.eval_records)
     assert candidate == 0
     dofn.teardown()
-    n = len(demo_quantized.eval_records)
+    n = len(penguin_quantized.eval_records)
     assert batch.float_predictions.shape == batch.quant_predictions.shape == (n, 3)
     np.testing.assert_allclose(batch.float_predictions.sum(axis=1), 1.0, rtol=1e-5)
 
-    int8_io = TFLiteRunner(demo_quantized.tflite_path)
+    int8_io = TFLiteRunner(penguin_quantized.tflite_path)
     assert {d["dtype"] for d in int8_io.input_details.values()} == {np.int8}  # the demo quantizes the inputs
-    calibration = examples_to_inputs(demo_quantized.calibration_records, demo_quantized.specs, source="calibration")
-    float_io_model = tflite_engine.convert(demo_quantized.saved_model_dir, demo_quantized.signature_name,
+    calibration = examples_to_inputs(penguin_quantized.calibration_records, penguin_quantized.specs, source="calibration")
+    float_io_model = tflite_engine.convert(penguin_quantized.saved_model_dir, penguin_quantized.signature_name,
                                            resolve_options("int8", "float32"), calibration)
     path = str(tmp_path / "float_io.tflite")
     with open(path, "wb") as f:
@@ -175,20 +176,20 @@ def test_predict_dofn_round_and_clip_matches_the_tflite_model_fed_float_inputs(d
     assert any((truncated[k] != rounded[k]).any() for k in rounded)
 
 
-def test_latency_is_measured_after_warmup(demo_quantized) -> None:
-    runner = TFLiteRunner(demo_quantized.tflite_path)
-    inputs = parse_examples(demo_quantized.eval_records[:4], demo_quantized.specs, "species", [], "demo").inputs
+def test_latency_is_measured_after_warmup(penguin_quantized) -> None:
+    runner = TFLiteRunner(penguin_quantized.tflite_path)
+    inputs = parse_examples(penguin_quantized.eval_records[:4], penguin_quantized.specs, "species", [], "demo").inputs
     latency = measure_latency(runner, inputs, warmup=5, calls=50, budget_s=60.0)  # every call, even on a slow host
     assert latency.calls == 50 and 0 < latency.p50_ms <= latency.p95_ms < 1000
     assert 0 < latency.kernel_p50_ms <= latency.kernel_p95_ms
     assert latency.gated_p95_ms("kernel") == latency.kernel_p95_ms and latency.gated_p95_ms("end_to_end") == latency.p95_ms
 
 
-def test_the_kernel_call_runs_the_model_on_the_inputs_it_was_given(demo_quantized) -> None:
+def test_the_kernel_call_runs_the_model_on_the_inputs_it_was_given(penguin_quantized) -> None:
     """``TFLiteRunner.kernel`` sets the inputs once; invoking it leaves the outputs ``predict`` gives, and
     ``predict`` re-allocates only when the batch size changes (batch 1, 4, 1 give the same rows)."""
-    runner = TFLiteRunner(demo_quantized.tflite_path)
-    inputs = parse_examples(demo_quantized.eval_records[:4], demo_quantized.specs, "species", [], "demo").inputs
+    runner = TFLiteRunner(penguin_quantized.tflite_path)
+    inputs = parse_examples(penguin_quantized.eval_records[:4], penguin_quantized.specs, "species", [], "demo").inputs
     (name,) = runner.output_names
     four = runner.predict(inputs)[name]
     one = runner.predict({k: v[:1] for k, v in inputs.items()})[name]

@@ -61,30 +61,30 @@ def test_nan_is_quantized_to_the_zero_point_in_both_paths_and_inf_clips(dtype) -
 
 
 @pytest.fixture(scope="module")
-def demo_float_tflite(demo_quantized, tmp_path_factory) -> str:
+def demo_float_tflite(penguin_quantized, tmp_path_factory) -> str:
     """The demo's dense signature converted to a float32 TFLite model (float inputs, no quantization)."""
-    loaded = tf.saved_model.load(demo_quantized.saved_model_dir)
+    loaded = tf.saved_model.load(penguin_quantized.saved_model_dir)
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [loaded.signatures[demo_quantized.signature_name]], loaded)
+        [loaded.signatures[penguin_quantized.signature_name]], loaded)
     path = str(tmp_path_factory.mktemp("float_tflite") / "model.tflite")
     with open(path, "wb") as f:
         f.write(converter.convert())
     return path
 
 
-def test_every_runner_predicts_on_nan_and_inf_rows_of_every_batch_size(demo_quantized, demo_float_tflite) -> None:
+def test_every_runner_predicts_on_nan_and_inf_rows_of_every_batch_size(penguin_quantized, demo_float_tflite) -> None:
     """A batch of one (the batch-1 latency call, a last Beam batch of one record) and a whole batch, with NaN in all
     four inputs or in one, and inf: the float SavedModel, the float TFLite and the int8 TFLite models all answer,
     and the rows without a NaN get what they get in a clean batch."""
-    inputs = examples_to_inputs(demo_quantized.eval_records[:8], demo_quantized.specs, source="test")
+    inputs = examples_to_inputs(penguin_quantized.eval_records[:8], penguin_quantized.specs, source="test")
     names = sorted(inputs)
     dirty = {name: value.copy() for name, value in inputs.items()}
     for name in names:
         dirty[name][0] = NAN
     dirty[names[1]][3] = INF
     dirty[names[2]][5] = NAN
-    runners = [SavedModelRunner(demo_quantized.saved_model_dir, demo_quantized.signature_name),
-               TFLiteRunner(demo_float_tflite), TFLiteRunner(demo_quantized.tflite_path)]
+    runners = [SavedModelRunner(penguin_quantized.saved_model_dir, penguin_quantized.signature_name),
+               TFLiteRunner(demo_float_tflite), TFLiteRunner(penguin_quantized.tflite_path)]
     clean_rows = [1, 2, 4, 6, 7]
     for runner in runners:
         (output,) = runner.output_names
@@ -138,11 +138,11 @@ def _demo_faults(features: list[str]) -> tuple[Callable[[int, tf.train.Example],
 
 
 @pytest.fixture(scope="module")
-def demo_faults(demo_quantized, make_examples_module) -> tuple[Artifact, dict[str, int], set[int]]:
-    features = sorted(spec.name for spec in demo_quantized.specs)
+def demo_faults(penguin_quantized, make_examples_module) -> tuple[Artifact, dict[str, int], set[int]]:
+    features = sorted(spec.name for spec in penguin_quantized.specs)
     assert len(features) == 4
     edit, counts, rows = _demo_faults(features)
-    return make_examples_module({"eval": _edited(demo_quantized.eval_records, edit)}), counts, rows
+    return make_examples_module({"eval": _edited(penguin_quantized.eval_records, edit)}), counts, rows
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,7 @@ def _nonfinite_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{name}: {count}" for name, count in sorted(counts.items()))
 
 
-def test_demo_nan_in_four_features_is_not_blessed_naming_each_feature(run_evaluator, demo_quantized,
+def test_demo_nan_in_four_features_is_not_blessed_naming_each_feature(run_evaluator, penguin_quantized,
                                                                       demo_faults) -> None:
     examples, counts, rows = demo_faults
     run = run_evaluator("demo_nan_refused", examples=examples, max_delta=1.0)
@@ -179,12 +179,12 @@ def test_demo_nan_in_four_features_is_not_blessed_naming_each_feature(run_evalua
     metrics, page = _outputs_exist(run.evaluation)
     overall = metrics["overall"]
     assert overall["nonfinite_inputs"] == counts and overall["nonfinite_input_examples"] == len(rows)
-    assert overall["num_examples"] == len(demo_quantized.eval_records) - len(rows)
+    assert overall["num_examples"] == len(penguin_quantized.eval_records) - len(rows)
     assert overall["nonfinite"] == 0  # the NaN rows are counted as bad inputs, not as NaN predictions
     assert _nonfinite_text(counts) in page and "NOT BLESSED" in page
 
 
-def test_demo_nan_rows_dropped_are_scored_on_the_rest(run_evaluator, demo_quantized, demo_faults) -> None:
+def test_demo_nan_rows_dropped_are_scored_on_the_rest(run_evaluator, penguin_quantized, demo_faults) -> None:
     examples, counts, rows = demo_faults
     run = run_evaluator("demo_nan_dropped", examples=examples, max_delta=1.0, nonfinite_inputs="drop")
     assert run.blessing_property("blessed") == 1, run.blessing_property("reason")
@@ -193,12 +193,12 @@ def test_demo_nan_rows_dropped_are_scored_on_the_rest(run_evaluator, demo_quanti
     metrics, _ = _outputs_exist(run.evaluation)
     assert metrics["verdict"]["dropped"] == {"examples": len(rows), "nonfinite_inputs": counts}
     # Independently: the float model's tf.Example signature and the int8 runner on the clean rows alone.
-    kept = [r for i, r in enumerate(demo_quantized.eval_records) if i not in rows]
+    kept = [r for i, r in enumerate(penguin_quantized.eval_records) if i not in rows]
     labels = tf.io.parse_example(kept, {"species": tf.io.FixedLenFeature([1], tf.int64)})["species"].numpy()[:, 0]
-    loaded = tf.saved_model.load(demo_quantized.saved_model_dir)
+    loaded = tf.saved_model.load(penguin_quantized.saved_model_dir)
     float_cls = loaded.signatures["serving_default"](tf.constant(kept))["probabilities"].numpy().argmax(1)
-    quant = TFLiteRunner(demo_quantized.tflite_path).predict(
-        examples_to_inputs(kept, demo_quantized.specs, source="test"))[demo_quantized.quant_output]
+    quant = TFLiteRunner(penguin_quantized.tflite_path).predict(
+        examples_to_inputs(kept, penguin_quantized.specs, source="test"))[penguin_quantized.quant_output]
     assert metrics["overall"]["num_examples"] == len(kept)
     assert metrics["overall"]["float"]["accuracy"] == pytest.approx(np.mean(float_cls == labels))
     assert metrics["overall"]["quantized"]["accuracy"] == pytest.approx(np.mean(quant.argmax(1) == labels))
@@ -300,15 +300,16 @@ def _fractional_species(i: int, example: tf.train.Example) -> None:
     species.float_list.value.append(0.5)  # no class index: every example counts as missing
 
 
-def test_nothing_scored_finishes_in_mlmd_not_blessed_without_nan(demo_quantized, make_examples_module,
+@pytest.mark.pipeline  # a LocalDagRunner run (of the evaluator alone, on the golden artifacts)
+def test_nothing_scored_finishes_in_mlmd_not_blessed_without_nan(penguin_quantized, make_examples_module,
                                                                  tmp_path) -> None:
     """Importer(model, quantized model, examples with every label 0.5) -> QuantizationEvaluator on LocalDagRunner with
     a real SQLite MLMD store: the execution is COMPLETE, the blessing says not blessed and why, and the properties
     that have no value (delta, delta_upper, the metrics) are absent, not NaN."""
-    examples = make_examples_module({"eval": _edited(demo_quantized.eval_records, _fractional_species)})
-    model = tfx.dsl.Importer(source_uri=demo_quantized.model.uri, artifact_type=standard_artifacts.Model
+    examples = make_examples_module({"eval": _edited(penguin_quantized.eval_records, _fractional_species)})
+    model = tfx.dsl.Importer(source_uri=penguin_quantized.model.uri, artifact_type=standard_artifacts.Model
                              ).with_id("model")
-    quantized = tfx.dsl.Importer(source_uri=demo_quantized.quantized_model.uri, artifact_type=standard_artifacts.Model,
+    quantized = tfx.dsl.Importer(source_uri=penguin_quantized.quantized_model.uri, artifact_type=standard_artifacts.Model,
                                  reimport=True).with_id("quantized")
     split = tfx.dsl.Importer(source_uri=examples.uri, artifact_type=standard_artifacts.Examples,
                              properties={"split_names": examples.split_names}).with_id("examples")
@@ -333,7 +334,7 @@ def test_nothing_scored_finishes_in_mlmd_not_blessed_without_nan(demo_quantized,
     assert props[properties.BLESSED].int_value == 0
     reason = props[properties.REASON].string_value
     assert reason.startswith("not blessed: no examples were evaluated")
-    assert f"{len(demo_quantized.eval_records)} examples got no prediction or no label" in reason
+    assert f"{len(penguin_quantized.eval_records)} examples got no prediction or no label" in reason
     for artifact in (blessing, evaluation):
         assert properties.DELTA not in artifact.custom_properties
         assert properties.DELTA_UPPER not in artifact.custom_properties
@@ -345,7 +346,7 @@ def test_nothing_scored_finishes_in_mlmd_not_blessed_without_nan(demo_quantized,
     assert os.listdir(blessing.uri) == ["NOT_BLESSED"]
     metrics = _strict_json(os.path.join(evaluation.uri, properties.METRICS_FILENAME))
     assert metrics["verdict"]["blessed"] is False and metrics["overall"]["num_examples"] == 0
-    assert metrics["overall"]["invalid_labels"] == len(demo_quantized.eval_records)
+    assert metrics["overall"]["invalid_labels"] == len(penguin_quantized.eval_records)
     assert metrics["overall"]["float"]["accuracy"] is None and metrics["verdict"]["delta"] is None
     with open(os.path.join(evaluation.uri, properties.EVALUATION_REPORT_FILENAME)) as f:
         page = f.read()

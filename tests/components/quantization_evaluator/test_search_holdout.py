@@ -1,4 +1,4 @@
-"""The accuracy search's sample is held out of the gate: the real executor on the demo's models and eval split, with
+"""The accuracy search's sample is held out of the gate: the real executor on the golden penguin model and eval split, with
 a search sample of that split (or of another) wired, and a quantized model whose search summary names it."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from quantgate.components.representative_dataset_gen.storage import write_repres
 from quantgate.components.shared import properties
 from quantgate.components.types import RepresentativeDataset
 
-from .conftest import DemoQuantized
+from ..conftest import PenguinQuantized
 
 
 def _search_dataset(path: str, records: list[bytes], split: str) -> Artifact:
@@ -42,14 +42,14 @@ def _metrics(run) -> dict:
 
 
 def test_the_gate_leaves_the_search_sample_out_and_warns_when_its_float_metric_differs(
-        demo_quantized: DemoQuantized, run_evaluator, tmp_path) -> None:
-    held_out = demo_quantized.eval_records[::3]
+        penguin_quantized: PenguinQuantized, run_evaluator, tmp_path) -> None:
+    held_out = penguin_quantized.eval_records[::3]
     search = _search_dataset(str(tmp_path / "search"), held_out, "eval")
     # A float accuracy of 0.5 on the search sample, far from what the demo model reaches on the rest of the split.
-    quantized = _searched(demo_quantized.quantized_model, search.uri, "eval", 0.5)
+    quantized = _searched(penguin_quantized.quantized_model, search.uri, "eval", 0.5)
     run = run_evaluator("holdout", quantized_model=quantized, search_dataset=search)
     metrics = _metrics(run)
-    assert metrics["overall"]["num_examples"] == len(demo_quantized.eval_records) - len(held_out)
+    assert metrics["overall"]["num_examples"] == len(penguin_quantized.eval_records) - len(held_out)
     assert metrics["search_holdout"] == {"uri": search.uri, "id": 77, "split": "eval",
                                          "num_examples": len(held_out), "excluded_examples": len(held_out)}
     assert run.blessing_property(properties.SEARCH_EXCLUDED_EXAMPLES) == len(held_out)
@@ -61,14 +61,14 @@ def test_the_gate_leaves_the_search_sample_out_and_warns_when_its_float_metric_d
     assert f"{len(held_out)} examples of the evaluated split were left out of the gate" in page
 
 
-def test_a_model_searched_on_the_gate_split_is_refused_without_its_sample(demo_quantized: DemoQuantized, run_evaluator,
+def test_a_model_searched_on_the_gate_split_is_refused_without_its_sample(penguin_quantized: PenguinQuantized, run_evaluator,
                                                                          tmp_path, tmp_path_factory) -> None:
-    search = _search_dataset(str(tmp_path / "search"), demo_quantized.eval_records[:10], "eval")
-    quantized = _searched(demo_quantized.quantized_model, search.uri, "eval", 1.0)
+    search = _search_dataset(str(tmp_path / "search"), penguin_quantized.eval_records[:10], "eval")
+    quantized = _searched(penguin_quantized.quantized_model, search.uri, "eval", 1.0)
     with pytest.raises(ValueError, match=r"search_dataset=RepresentativeDatasetGen.outputs\['search_dataset'\]") as e:
         run_evaluator("refused_holdout", quantized_model=quantized)
     assert "none is wired" in str(e.value) and search.uri in str(e.value)
-    other = _search_dataset(str(tmp_path / "other"), demo_quantized.eval_records[:10], "eval")
+    other = _search_dataset(str(tmp_path / "other"), penguin_quantized.eval_records[:10], "eval")
     with pytest.raises(ValueError, match=f"the wired one is '{other.uri}'"):
         run_evaluator("refused_other_holdout", quantized_model=quantized, search_dataset=other)
     for name in ("refused_holdout", "refused_other_holdout"):
@@ -76,13 +76,13 @@ def test_a_model_searched_on_the_gate_split_is_refused_without_its_sample(demo_q
         assert not os.listdir(root / "evaluation") and not os.listdir(root / "blessing")
 
 
-def test_a_search_sample_of_another_split_leaves_the_gate_whole(demo_quantized: DemoQuantized, run_evaluator,
+def test_a_search_sample_of_another_split_leaves_the_gate_whole(penguin_quantized: PenguinQuantized, run_evaluator,
                                                                 tmp_path) -> None:
-    search = _search_dataset(str(tmp_path / "search"), demo_quantized.calibration_records[:10], "train")
-    quantized = _searched(demo_quantized.quantized_model, search.uri, "train", 1.0)
+    search = _search_dataset(str(tmp_path / "search"), penguin_quantized.calibration_records[:10], "train")
+    quantized = _searched(penguin_quantized.quantized_model, search.uri, "train", 1.0)
     run = run_evaluator("other_split_holdout", quantized_model=quantized, search_dataset=search)
     metrics = _metrics(run)
-    assert metrics["overall"]["num_examples"] == len(demo_quantized.eval_records)
+    assert metrics["overall"]["num_examples"] == len(penguin_quantized.eval_records)
     assert metrics["search_holdout"]["excluded_examples"] == 0 and metrics["search_holdout"]["split"] == "train"
 
 

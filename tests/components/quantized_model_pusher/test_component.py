@@ -115,6 +115,7 @@ class _Identity(tf.Module):
         return {"y": x + 1.0}
 
 
+@pytest.mark.pipeline  # a LocalDagRunner run
 def test_truncated_imported_model_fails_the_pusher_execution_and_pushes_nothing(tmp_path) -> None:
     """Importer(model) + Importer(blessed blessing) -> QuantizedModelPusher on LocalDagRunner: an imported model
     has no sha256 property, so only the pusher's own load check stands between a truncated file and the push."""
@@ -176,6 +177,7 @@ class _BlessOne(base_component.BaseComponent):
                                             blessing=types.Channel(type=standard_artifacts.ModelBlessing)))
 
 
+@pytest.mark.pipeline  # a LocalDagRunner run
 @pytest.mark.parametrize("wiring", ["union", "list"])
 def test_candidates_push_the_one_the_blessing_names(tmp_path, wiring: str) -> None:
     """Two imported candidates on LocalDagRunner, in one channel (channel_utils.union) or one input key each

@@ -1,8 +1,9 @@
 """The QuantizedModelPusher executor, and the stock TFX Pusher, on real artifacts registered in a real MLMD store.
 
 The artifacts are the layout the Quantizer and the QuantizationEvaluator produce (``Format-Serving/model.tflite``,
-a ``ModelBlessing`` with ``blessed``/``reason``/``delta``/``threshold``); the end-to-end run is checked on
-``demo_run`` in tests/pipelines.
+a ``ModelBlessing`` with ``blessed``/``reason``/``delta``/``threshold``), and the golden penguin artifacts (the real
+Quantizer's and QuantizationEvaluator's outputs, tests/components/conftest.py); the end-to-end run is checked on
+``demo_run`` (pipeline tier).
 """
 
 from __future__ import annotations
@@ -324,18 +325,23 @@ def test_stock_pusher_is_gated_by_our_blessing(arts, tflite_bytes, tmp_path, ble
 
 
 def _from_store(artifact_class: type, proto: metadata_store_pb2.Artifact) -> standard_artifacts.Artifact:
+    """A copy of ``proto`` as an artifact of ``artifact_class``: editing it leaves the shared fixture alone."""
     artifact = artifact_class()
-    artifact.set_mlmd_artifact(proto)
+    copy = metadata_store_pb2.Artifact()
+    copy.CopyFrom(proto)
+    artifact.set_mlmd_artifact(copy)
     return artifact
 
 
 @pytest.mark.parametrize("blessed", [1, 0])
-def test_stock_pusher_on_the_demo_quantizer_and_evaluator_outputs(demo_run, tmp_path, blessed: int) -> None:
-    """The stock Pusher, fed the demo run's Quantizer model and QuantizationEvaluator blessing (as blessed or,
-    on a copy, refused) pushes the TFLite file or nothing."""
-    model = _from_store(standard_artifacts.Model, demo_run.output("Quantizer", "quantized_model"))
-    blessing = _from_store(standard_artifacts.ModelBlessing, demo_run.output("QuantizationEvaluator", "blessing"))
-    assert blessing.get_int_custom_property("blessed") == 1, "the demo's quantized model should be blessed"
+def test_stock_pusher_on_the_quantizer_and_evaluator_outputs(penguin_quantized, penguin_blessed, tmp_path,
+                                                             blessed: int) -> None:
+    """The stock Pusher, fed the real Quantizer's model and the real QuantizationEvaluator's blessing of it (the
+    golden penguin artifacts; as blessed or, on a copy, refused) pushes the TFLite file or nothing."""
+    model = _from_store(standard_artifacts.Model, penguin_quantized.quantized_model.mlmd_artifact)
+    blessing = _from_store(standard_artifacts.ModelBlessing, penguin_blessed.blessing.mlmd_artifact)
+    assert blessing.get_int_custom_property("blessed") == 1, "the golden quantized model should be blessed"
+    assert blessing.get_int_custom_property("current_model_id") == model.id
     blessing.set_int_custom_property("blessed", blessed)
     pushed, base = standard_artifacts.PushedModel(), str(tmp_path / "serving")
     pushed.uri = str(tmp_path / "pushed")

@@ -1,5 +1,5 @@
-"""Quantizer executor on the demo run: the pipeline's int8 model, every mode on the penguin model, bad inputs; on the
-tiny model: non-finite calibration values, a constant feature, the crash message."""
+"""Quantizer executor: the demo pipeline's int8 model (``demo_run``, pipeline tier); on the golden penguin artifacts
+(no pipeline): the int8 model's report and scales, every mode, bad inputs; on the tiny model: non-finite calibration values, a constant feature, the crash message."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from quantgate.components.representative_dataset_gen.storage import (
     read_examples,
     write_representative_dataset,
 )
+from quantgate.components.shared import properties
 from quantgate.components.shared.model_runners import SavedModelRunner, TFLiteRunner
 from quantgate.components.shared.signature_inputs import dense_signature_specs
 from quantgate.components.types import RepresentativeDataset
@@ -30,13 +31,14 @@ from quantgate.pipelines.models.penguin.penguin_trainer import DENSE_SIGNATURE, 
 
 
 @pytest.fixture(scope="module")
-def penguin(demo_run) -> dict:
-    """The demo run's float model, calibration inputs and its Quantizer output (model bytes and report)."""
-    model_uri = demo_run.output("Trainer", "model").uri
+def penguin(penguin_artifacts) -> dict:
+    """The golden penguin artifacts (tests/components/conftest.py: the demo Trainer module's model, a representative
+    dataset, the real Quantizer's int8 model of it; no pipeline): calibration inputs, model bytes and report."""
+    model_uri = penguin_artifacts.model.uri
     saved_model_dir = os.path.join(model_uri, "Format-Serving")
-    rep_uri = demo_run.output("RepresentativeDatasetGen", "representative_dataset").uri
+    rep_uri = penguin_artifacts.representative_dataset.uri
     _, specs = dense_signature_specs(saved_model_dir, DENSE_SIGNATURE)
-    quantized = demo_run.output("Quantizer", "quantized_model")
+    quantized = penguin_artifacts.quantized_model.mlmd_artifact
     with open(os.path.join(quantized.uri, "Format-Serving", "model.tflite"), "rb") as f:
         content = f.read()
     with open(os.path.join(quantized.uri, "quantization_report.json")) as f:
@@ -52,17 +54,21 @@ def _agreement(path: str, penguin: dict) -> float:
     return float((got.argmax(1) == penguin["float"].argmax(1)).mean())
 
 
-def test_the_pipeline_publishes_an_int8_model_artifact(demo_run, penguin) -> None:
+def test_the_pipeline_publishes_an_int8_model_artifact(demo_run) -> None:
     assert demo_run.execution("Quantizer").last_known_state == metadata_store_pb2.Execution.COMPLETE
-    uri, props = penguin["quantized"].uri, penguin["quantized"].custom_properties
+    quantized = demo_run.output("Quantizer", "quantized_model")
+    uri, props = quantized.uri, quantized.custom_properties
+    with open(os.path.join(uri, "Format-Serving", "model.tflite"), "rb") as f:
+        content = f.read()
     # No staging left behind.
-    assert sorted(os.listdir(uri)) == ["Format-Serving", "quantization_report.html", "quantization_report.json"]
+    assert sorted(os.listdir(uri)) == sorted(["Format-Serving", "quantization_report.html", "quantization_report.json",
+                                              properties.FLOAT_TFLITE_FILENAME])
     with open(os.path.join(uri, "Format-Serving", "tflite"), "rb") as f:
-        assert f.read() == penguin["content"]  # the name TFMA's tf_lite loader reads
+        assert f.read() == content  # the name TFMA's tf_lite loader reads
     assert props["quantization_mode"].string_value == "int8"
     assert props["engine"].string_value == "tflite_converter"
-    assert props["size_bytes"].int_value == len(penguin["content"])
-    assert props["sha256"].string_value == hashlib.sha256(penguin["content"]).hexdigest()
+    assert props["size_bytes"].int_value == len(content)
+    assert props["sha256"].string_value == hashlib.sha256(content).hexdigest()
     assert props["float_size_bytes"].int_value > props["size_bytes"].int_value > 0
     assert props["float_op_count"].int_value == 0
 
