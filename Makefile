@@ -7,7 +7,7 @@ STAMP := $(VENV)/.lock-stamp
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test check lint bench flink-job-server clean
 
 venv:
 	@want="$$(cat $(LOCK) pyproject.toml | sha256sum | cut -c1-64)"; \
@@ -30,8 +30,17 @@ demo: venv
 test: venv
 	$(VENV)/bin/python -m pytest -q tests
 
+# The quick tier: ruff, then every test without a pipeline run (markers `pipeline` and `slow`, tests/conftest.py).
+check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -q -p no:warnings -m "not pipeline and not slow" tests
+
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# Beam's Flink job server (pinned jars: pipelines/flink_job_server/) into ~/.cache/quantgate, for --runner flink.
+flink-job-server: venv
+	$(VENV)/bin/python -c "from quantgate.pipelines.flink import fetch_job_server; print(fetch_job_server())"
 
 bench: venv
 	$(VENV)/bin/python -m pytest -q -s tests/benchmarks
