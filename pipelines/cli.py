@@ -4,6 +4,7 @@ Metadata about it (``lineage``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -42,9 +43,22 @@ def _run_and_report(args: argparse.Namespace, home: str, log_file: str, out: Tex
 
     paths = LocalRunPaths(home=home, pipeline_name=args.pipeline_name or kinds.pipeline_kind(args.pipeline).pipeline_name)
     config = LocalRunConfig(paths=paths, pipeline=args.pipeline, num_workers=args.direct_num_workers,
-                            running_mode=args.direct_running_mode, enable_cache=not args.no_cache)
+                            running_mode=args.direct_running_mode, enable_cache=not args.no_cache,
+                            beam_args=args.beam_arg or None)
     try:
-        run_local(config)
+        if args.runner == "flink":
+            from quantgate.pipelines import flink
+
+            settings = flink.FlinkSettings(parallelism=args.flink_parallelism, sdk_workers=args.flink_parallelism)
+            print(f"beam runner   : Flink (embedded cluster, parallelism {settings.parallelism}; Beam's portable "
+                  f"runner, Python worker pool), logs in {os.path.join(home, 'logs')}", file=out)
+            with flink.flink_session(settings, os.path.join(home, "logs")) as beam_args:
+                run_local(dataclasses.replace(config, beam_args=[*beam_args, *(args.beam_arg or [])]))
+        else:
+            print("beam runner   : " + ("set by --beam-arg" if args.beam_arg else
+                                        f"DirectRunner ({args.direct_running_mode}, {args.direct_num_workers} "
+                                        "worker(s))"), file=out)
+            run_local(config)
     except DiskFullError as error:
         log.error("the run stopped", exc_info=True, extra=console.FILE_ONLY)
         return str(error)
@@ -144,6 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--direct-num-workers", type=int, default=1, help="Beam DirectRunner workers")
     run.add_argument("--direct-running-mode", default="in_memory",
                      choices=["in_memory", "multi_threading", "multi_processing"])
+    run.add_argument("--runner", choices=["direct", "flink"], default="direct",
+                     help="the Beam runner of every Beam component: Beam's DirectRunner in this process (default), "
+                          "or Apache Flink through Beam's portable runner (an embedded Flink cluster and a Python "
+                          "worker pool started for the run; `make flink-job-server` fetches the job server first)")
+    run.add_argument("--flink-parallelism", type=int, default=2, help="with --runner flink: Flink's parallelism "
+                                                                      "and the Python SDK workers (default 2)")
+    run.add_argument("--beam-arg", action="append", metavar="ARG",
+                     help="a Beam pipeline arg for every Beam component, repeatable (e.g. "
+                          "--beam-arg=--runner=PortableRunner --beam-arg=--job_endpoint=HOST:PORT); replaces the "
+                          "DirectRunner's args, or adds to Flink's")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.add_argument("--verbose", action="store_true",
                      help="library logs (TFX, Beam, TensorFlow) on the console too; they always go to "
