@@ -12,8 +12,6 @@ import logging
 import os
 import tempfile
 
-import palmerpenguins
-
 from quantgate.pipelines.models.penguin.penguin_trainer import FEATURE_KEYS, LABEL_KEY
 
 SPECIES = ("Adelie", "Chinstrap", "Gentoo")
@@ -23,6 +21,8 @@ CSV_NAME = "penguins.csv"
 
 def render_penguins_csv() -> tuple[bytes, int]:
     """The CSV's bytes and its number of rows (the penguins with complete rows)."""
+    import palmerpenguins  # the demo extra: only writing the penguin data needs it, not importing this module
+
     frame = palmerpenguins.load_penguins().dropna()
     frame = frame.assign(**{LABEL_KEY: frame[LABEL_KEY].map(SPECIES.index)})
     frame = frame[[LABEL_KEY, *SLICE_KEYS, *FEATURE_KEYS]].astype({k: "float64" for k in FEATURE_KEYS})
