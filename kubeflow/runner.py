@@ -25,6 +25,7 @@ import sys
 import time
 from typing import Any
 
+from quantgate.pipelines import flink
 from quantgate.pipelines.kinds import PIPELINES, PipelineKind, pipeline_kind
 
 # Before anything imports TensorFlow: one Keras (tf_keras) for the compiler and the executors it imports.
@@ -51,7 +52,7 @@ DEFAULT_PIPELINE = "penguin"
 DEFAULT_PIPELINE_NAME = PIPELINES[DEFAULT_PIPELINE].pipeline_name
 DEFAULT_DATA_ROOT = default_data_root(PIPELINES[DEFAULT_PIPELINE])
 PENGUIN_RUN_FN = PIPELINES["penguin"].trainer_run_fn
-BEAM_RUNNERS = ("DirectRunner", "DataflowRunner")
+BEAM_RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner")
 # A location with a scheme (gs://, s3://, hdfs://, minio://, file://, ...) is left as it is; anything else is a local path.
 URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # create_pipeline parameters (reachable with --set) that hold a location.
@@ -84,6 +85,9 @@ class KubeflowOptions:
     project: str | None = None
     region: str | None = None
     temp_location: str | None = None
+    flink_job_endpoint: str | None = None
+    flink_worker_pool: str | None = None
+    flink_parallelism: int = 2
     extra_beam_args: list[str] = dataclasses.field(default_factory=list)
     trainer_run_fn: str | None = PENGUIN_RUN_FN
     transform_preprocessing_fn: str | None = None
@@ -144,7 +148,9 @@ def with_absolute_locations(options: KubeflowOptions) -> KubeflowOptions:
 
 
 def beam_pipeline_args(options: KubeflowOptions) -> list[str]:
-    """Beam args baked into every Beam component's container args: DirectRunner in the pod, or Dataflow."""
+    """Beam args baked into every Beam component's container args: DirectRunner in the pod, Dataflow, or a Flink
+    session cluster through Beam's portable runner (its Beam job server at ``flink_job_endpoint``, Python workers
+    from a worker pool at ``flink_worker_pool`` that runs the pipeline's image; see docs/guides/kubeflow.md)."""
     if options.beam_runner == "DirectRunner":
         if options.direct_num_workers < 0:
             raise ValueError(f"--direct-num-workers must be >= 0 (0: one per CPU), got {options.direct_num_workers}")
@@ -157,6 +163,17 @@ def beam_pipeline_args(options: KubeflowOptions) -> list[str]:
                              "and a gs:// folder for Dataflow's temporary files)")
         args = ["--runner=DataflowRunner", f"--project={options.project}", f"--region={options.region}",
                 f"--temp_location={options.temp_location}"]
+    elif options.beam_runner == "FlinkRunner":
+        missing = [flag for flag, value in (("--flink-job-endpoint", options.flink_job_endpoint),
+                                            ("--flink-worker-pool", options.flink_worker_pool)) if not value]
+        if missing:
+            raise ValueError(f"--beam-runner FlinkRunner needs {', '.join(missing)} (HOST:PORT of the Beam Flink job "
+                             "server beside the Flink session cluster, and of the Python worker pool that runs "
+                             "--image)")
+        args = flink.flink_beam_args(options.flink_job_endpoint, options.flink_worker_pool,
+                                     flink.FlinkSettings(parallelism=options.flink_parallelism,
+                                                         sdk_workers=options.flink_parallelism),
+                                     worker_image=options.image)
     else:
         raise ValueError(f"--beam-runner must be one of {', '.join(BEAM_RUNNERS)}, got {options.beam_runner!r}")
     return args + list(options.extra_beam_args)
@@ -306,9 +323,18 @@ def _parser() -> argparse.ArgumentParser:
     beam = parser.add_argument_group("Beam")
     beam.add_argument("--beam-runner", choices=BEAM_RUNNERS, default=defaults.beam_runner,
                       help="DirectRunner runs Beam inside each task's pod; DataflowRunner sends it to Dataflow "
-                           "(needs --project, --region, --temp-location); default %(default)s")
+                           "(needs --project, --region, --temp-location); FlinkRunner to a Flink session cluster "
+                           "through Beam's portable runner (needs --flink-job-endpoint, --flink-worker-pool); "
+                           "default %(default)s")
     beam.add_argument("--direct-num-workers", type=int, default=defaults.direct_num_workers,
                       help="DirectRunner workers per pod (0: one per CPU); default %(default)s")
+    beam.add_argument("--flink-job-endpoint", metavar="HOST:PORT",
+                      help="FlinkRunner: the Beam Flink job server of the Flink session cluster")
+    beam.add_argument("--flink-worker-pool", metavar="HOST:PORT",
+                      help="FlinkRunner: the Python SDK worker pool (a service running --image with "
+                           "python -m apache_beam.runners.worker.worker_pool_main)")
+    beam.add_argument("--flink-parallelism", type=int, default=defaults.flink_parallelism,
+                      help="FlinkRunner: Flink's parallelism and the Python workers per task; default %(default)s")
     beam.add_argument("--project", help="GCP project (Dataflow)")
     beam.add_argument("--region", help="GCP region (Dataflow), e.g. us-central1")
     beam.add_argument("--temp-location", help="gs:// folder for Dataflow's temporary files")
@@ -363,6 +389,9 @@ def options_from_args(argv: list[str] | None = None) -> KubeflowOptions:
         project=args.project,
         region=args.region,
         temp_location=args.temp_location,
+        flink_job_endpoint=args.flink_job_endpoint,
+        flink_worker_pool=args.flink_worker_pool,
+        flink_parallelism=args.flink_parallelism,
         extra_beam_args=args.beam_arg,
         trainer_run_fn=args.trainer_run_fn or defaults.trainer_run_fn,
         transform_preprocessing_fn=args.transform_preprocessing_fn or defaults.transform_preprocessing_fn,

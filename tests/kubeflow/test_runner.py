@@ -52,9 +52,31 @@ def test_dataflow_needs_project_region_and_temp_location() -> None:
         "--runner=DataflowRunner", "--project=p", "--region=europe-west4", "--temp_location=gs://b/tmp"]
 
 
-def test_unknown_beam_runner_is_refused() -> None:
-    with pytest.raises(ValueError, match="DirectRunner, DataflowRunner"):
+def test_flink_needs_the_job_server_and_the_worker_pool_and_names_the_image() -> None:
+    with pytest.raises(ValueError, match="--flink-job-endpoint, --flink-worker-pool"):
         runner.beam_pipeline_args(runner.KubeflowOptions(beam_runner="FlinkRunner"))
+    options = runner.KubeflowOptions(beam_runner="FlinkRunner", flink_job_endpoint="flink-beam:8099",
+                                     flink_worker_pool="localhost:50000", flink_parallelism=4, image="img:1")
+    assert runner.beam_pipeline_args(options) == [
+        "--runner=PortableRunner", "--job_endpoint=flink-beam:8099", "--environment_type=EXTERNAL",
+        "--environment_config=localhost:50000", "--parallelism=4", "--sdk_worker_parallelism=4",
+        "--sdk_container_image=img:1"]
+
+
+def test_a_flink_compile_bakes_the_flink_args_into_every_beam_task(tmp_path) -> None:
+    assert runner.main(["--output-dir", str(tmp_path), "--beam-runner", "FlinkRunner", "--flink-job-endpoint",
+                        "flink-beam:8099", "--flink-worker-pool", "localhost:50000"]) == 0
+    job = json.loads((tmp_path / "pipeline.json").read_text())
+    executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+    beam_tasks = [e for e in executors.values() if "--job_endpoint=flink-beam:8099" in json.dumps(e)]
+    # CsvExampleGen, StatisticsGen, RepresentativeDatasetGen, Evaluator, QuantizationEvaluator
+    assert len(beam_tasks) >= 5
+    assert all("--runner=DirectRunner" not in json.dumps(e) for e in executors.values())
+
+
+def test_unknown_beam_runner_is_refused() -> None:
+    with pytest.raises(ValueError, match="DirectRunner, DataflowRunner, FlinkRunner"):
+        runner.beam_pipeline_args(runner.KubeflowOptions(beam_runner="SparkRunner"))
 
 
 def test_overrides_parse_json_then_text() -> None:
