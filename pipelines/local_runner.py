@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.dsl.components.base.executor_spec import BeamExecutorSpec
 
 from quantgate.components import Quantizer
 from quantgate.components.quantizer import isolation
@@ -72,6 +73,13 @@ def direct_runner_args(num_workers: int = 1, running_mode: str = "in_memory") ->
         raise ValueError(f"direct_running_mode must be in_memory, multi_threading or multi_processing, got {running_mode!r}")
     return without_tfx_sdist(
         ["--runner=DirectRunner", f"--direct_num_workers={num_workers}", f"--direct_running_mode={running_mode}"])
+
+
+def beam_runner_label(beam_args: list[str]) -> str:
+    """The runner ``beam_args`` name, with the job endpoint of a portable runner (Flink's job server)."""
+    flags = dict(arg[2:].split("=", 1) for arg in beam_args if arg.startswith("--") and "=" in arg)
+    runner = flags.get("runner", "DirectRunner")
+    return f"{runner} (job endpoint {flags['job_endpoint']})" if "job_endpoint" in flags else runner
 
 
 @dataclass
@@ -172,12 +180,13 @@ def _run_local(config: LocalRunConfig, metadata_connection_config: metadata_stor
     paths = config.paths
     kind = pipeline_kind(config.pipeline)
     kind.data_writer(paths.data_root)
+    beam_args = (config.beam_args if config.beam_args is not None
+                 else direct_runner_args(config.num_workers, config.running_mode))
     pipeline = kind.factory(
         pipeline_name=paths.pipeline_name,
         pipeline_root=paths.pipeline_root,
         data_root=paths.data_root,
-        beam_pipeline_args=(config.beam_args if config.beam_args is not None
-                            else direct_runner_args(config.num_workers, config.running_mode)),
+        beam_pipeline_args=beam_args,
         metadata_connection_config=metadata_connection_config,
         enable_cache=config.enable_cache,
         # pipeline_kwargs win: a caller may push elsewhere (the faults tests push to full or read-only mounts).
@@ -185,6 +194,8 @@ def _run_local(config: LocalRunConfig, metadata_connection_config: metadata_stor
            **with_dotted_configs(config.pipeline_kwargs, kind.default_configs)},
     )
     logging.info("running %s in %s", paths.pipeline_name, paths.pipeline_root)
+    logging.info("%s runs the Beam components: %s", beam_runner_label(beam_args),
+                 ", ".join(c.id for c in pipeline.components if isinstance(c.executor_spec, BeamExecutorSpec)))
     if any(isinstance(component, Quantizer) for component in pipeline.components):
         # The conversion child's server imports TensorFlow while the components before the Quantizer run.
         isolation.warm_up()

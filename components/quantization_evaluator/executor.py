@@ -38,6 +38,7 @@ from quantgate.components.quantization_evaluator.spec import (
     candidate_key,
 )
 from quantgate.components.shared import properties
+from quantgate.components.shared.artifact_inputs import optional_single
 from quantgate.components.shared.staged_output import staged_output
 
 
@@ -95,8 +96,6 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     def Do(self, input_dict: dict[str, list[Artifact]], output_dict: dict[str, list[Artifact]],
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        transform_graphs = input_dict.get(TRANSFORM_GRAPH_KEY) or []
-        search_datasets = input_dict.get(SEARCH_DATASET_KEY) or []
         evaluate(
             self._make_beam_pipeline(),
             model=artifact_utils.get_single_instance(input_dict[MODEL_KEY]),
@@ -105,8 +104,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             evaluation=artifact_utils.get_single_instance(output_dict[EVALUATION_KEY]),
             blessing=artifact_utils.get_single_instance(output_dict[BLESSING_KEY]),
             config=config_from_exec_properties(exec_properties),
-            transform_graph=artifact_utils.get_single_instance(transform_graphs) if transform_graphs else None,
-            search_dataset=artifact_utils.get_single_instance(search_datasets) if search_datasets else None,
+            transform_graph=optional_single(input_dict, TRANSFORM_GRAPH_KEY),
+            search_dataset=optional_single(input_dict, SEARCH_DATASET_KEY),
             run=self._run_info(),
         )
 

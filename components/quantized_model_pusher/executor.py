@@ -38,15 +38,11 @@ from quantgate.components.quantized_model_pusher.spec import (
     TRANSFORM_GRAPH_KEY,
 )
 from quantgate.components.shared import properties
+from quantgate.components.shared.artifact_inputs import optional_single
 from quantgate.components.shared.digests import bytes_sha256
 from quantgate.components.shared.transform_inputs import vocabulary_files
 
 log = logging.getLogger(__name__)
-
-
-def _optional_single(input_dict: dict[str, list[types.Artifact]], key: str) -> types.Artifact | None:
-    artifacts = input_dict.get(key)
-    return artifact_utils.get_single_instance(artifacts) if artifacts else None
 
 
 def read_model(model: types.Artifact, serving_path: str) -> tuple[bytes, dict[str, Any]]:
@@ -195,14 +191,14 @@ class Executor(pusher_executor.Executor):
         config = QuantizedModelPusherConfig.from_exec_properties(exec_properties)
         outcome = push(
             candidates=[m for key in CANDIDATE_KEYS for m in input_dict.get(key) or []],
-            blessings={k: b for k in BLESSING_KEYS if (b := _optional_single(input_dict, k)) is not None},
+            blessings={k: b for k in BLESSING_KEYS if (b := optional_single(input_dict, k)) is not None},
             pushed_model=pushed_model,
             config=config,
-            float_model=_optional_single(input_dict, FLOAT_MODEL_KEY),
-            representative_dataset=_optional_single(input_dict, REPRESENTATIVE_DATASET_KEY),
-            evaluation=_optional_single(input_dict, EVALUATION_KEY),
-            transform_graph=_optional_single(input_dict, TRANSFORM_GRAPH_KEY),
-            schema=_optional_single(input_dict, SCHEMA_KEY),
+            float_model=optional_single(input_dict, FLOAT_MODEL_KEY),
+            representative_dataset=optional_single(input_dict, REPRESENTATIVE_DATASET_KEY),
+            evaluation=optional_single(input_dict, EVALUATION_KEY),
+            transform_graph=optional_single(input_dict, TRANSFORM_GRAPH_KEY),
+            schema=optional_single(input_dict, SCHEMA_KEY),
             pipeline_run_id=self._context.pipeline_run_id if self._context else None,
         )
         self._record(pushed_model, outcome)

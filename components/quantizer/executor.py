@@ -53,6 +53,7 @@ from quantgate.components.quantizer.spec import (
 )
 from quantgate.components.representative_dataset_gen.storage import read_examples, read_manifest
 from quantgate.components.shared import properties
+from quantgate.components.shared.artifact_inputs import optional_single
 from quantgate.components.shared.fake_quant import fake_quant_ops
 from quantgate.components.shared.finite_properties import set_finite_float_property
 from quantgate.components.shared.model_runners import SavedModelRunner
@@ -419,12 +420,6 @@ def quantize_artifacts(model: Artifact, representative_dataset: Artifact | None,
     return quantization_report
 
 
-def _optional_single(artifacts: dict[str, list[Artifact]], key: str) -> Artifact | None:
-    """The one artifact of an optional channel, ``None`` when it is not wired."""
-    wired = artifacts.get(key) or []
-    return artifact_utils.get_single_instance(wired) if wired else None
-
-
 class Executor(base_executor.BaseExecutor):
     """Converts the Trainer's SavedModel signature to a quantized TFLite ``Model`` (see ``quantize_artifacts``)."""
 
@@ -434,9 +429,9 @@ class Executor(base_executor.BaseExecutor):
         config = QuantizerConfig.from_exec_properties(exec_properties)
         quantize_artifacts(
             model=artifact_utils.get_single_instance(input_dict[MODEL_KEY]),
-            representative_dataset=_optional_single(input_dict, REPRESENTATIVE_DATASET_KEY),
+            representative_dataset=optional_single(input_dict, REPRESENTATIVE_DATASET_KEY),
             quantized_model=artifact_utils.get_single_instance(output_dict[QUANTIZED_MODEL_KEY]),
             config=config,
-            transform_graph=_optional_single(input_dict, TRANSFORM_GRAPH_KEY),
-            search_dataset=_optional_single(input_dict, SEARCH_DATASET_KEY),
+            transform_graph=optional_single(input_dict, TRANSFORM_GRAPH_KEY),
+            search_dataset=optional_single(input_dict, SEARCH_DATASET_KEY),
         )

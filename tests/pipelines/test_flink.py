@@ -160,6 +160,10 @@ def _without_timings(value: object, depth: int = 0) -> object:
 
 def test_every_beam_component_ran_on_flink_and_the_model_was_pushed(flink_run: FlinkRun) -> None:
     assert "beam runner   : Flink (embedded cluster, parallelism 2" in flink_run.stdout
+    (line,) = [line for line in flink_run.stdout.splitlines() if "runs the Beam components:" in line]
+    assert "PortableRunner (job endpoint localhost:" in line
+    beam_components = set(line.split("runs the Beam components: ")[1].split(", "))
+    assert set(BEAM_COMPONENTS) <= beam_components and "Trainer" not in beam_components
     for component in (*BEAM_COMPONENTS, "Trainer", "Quantizer", "QuantizedModelPusher"):
         flink_run.execution(component)
     with open(os.path.join(flink_run.home, "logs", "flink-job-server.log")) as f:

@@ -9,7 +9,7 @@ import pytest
 from tfx.utils import dependency_utils
 
 from quantgate.components.representative_dataset_gen.executor import Executor
-from quantgate.pipelines.local_runner import direct_runner_args
+from quantgate.pipelines.local_runner import beam_runner_label, direct_runner_args
 
 
 @pytest.mark.parametrize(("num_workers", "running_mode"), [(1, "in_memory"), (2, "multi_processing")])
@@ -28,3 +28,10 @@ def test_a_beam_executor_leaves_no_tfx_copy_in_the_temp_folder(tmp_path, monkeyp
     Executor(Executor.Context(beam_pipeline_args=plain, tmp_dir=str(tmp_path / "unused")))
     (copy,) = os.listdir(tmp_path)
     assert os.path.isdir(os.path.join(tmp_path, copy, "build", "tfx", "tfx"))
+
+
+def test_the_beam_runner_label_names_the_runner_and_a_portable_job_endpoint() -> None:
+    assert beam_runner_label(direct_runner_args()) == "DirectRunner"
+    assert beam_runner_label(["--runner=PortableRunner", "--job_endpoint=localhost:8099", "--parallelism=2"]) == (
+        "PortableRunner (job endpoint localhost:8099)")
+    assert beam_runner_label(["--project=p"]) == "DirectRunner"  # Beam's default when no runner is named
