@@ -1,6 +1,6 @@
 """On-demand benchmark (``make bench``): float SavedModel vs int8 TFLite on this machine, side by side in one run.
 
-It reads the models and the eval split of the demo run in ``out/demo`` (``make demo`` first) and writes
+It reads the models and the eval split of the demo run in ``out/demo`` (``quantgate run --pipeline penguin`` first) and writes
 ``tests/benchmarks/results/inference.json``. Only ratios measured in the same run are worth quoting: the machine is
 shared and noisy. Nothing here asserts a speed.
 """

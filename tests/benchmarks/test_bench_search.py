@@ -1,7 +1,7 @@
 """On-demand benchmark (``make bench``): the Quantizer's accuracy-aware search against one plain conversion plus
 one QuantizationEvaluator run, on the demo's penguin model, side by side in one run (goal: the search <= 5x).
 
-It reads the demo run in ``out/demo`` (``make demo`` first; ``QUANTGATE_DEMO_HOME`` overrides) and writes
+It reads the demo run in ``out/demo`` (``quantgate run --pipeline penguin`` first; ``QUANTGATE_DEMO_HOME`` overrides) and writes
 ``tests/benchmarks/results/search.json``. The search sample is the train examples outside the calibration sample (at most 100; 31 in the demo).
 Three timings: the plain path (Quantizer + evaluator), the search as the demo would run it (int8 passes at once),
 and the search forced up its whole ladder (an impossible ``max_delta``, ``max_trials`` 8). Nothing asserts a speed.
@@ -31,9 +31,11 @@ from quantgate.components.representative_dataset_gen.storage import (
 )
 from quantgate.components.types import RepresentativeDataset
 from quantgate.pipelines import lineage
+from quantgate.pipelines.kinds import PIPELINES
 from quantgate.pipelines.local_runner import LocalRunPaths
 
-DEMO = LocalRunPaths(home=os.path.abspath(os.environ.get("QUANTGATE_DEMO_HOME", "out/demo")))
+DEMO = LocalRunPaths(home=os.path.abspath(os.environ.get("QUANTGATE_DEMO_HOME", PIPELINES["penguin"].home)),
+                     pipeline_name=PIPELINES["penguin"].pipeline_name)
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "search.json")
 SIGNATURE = "serving_features"
 NUM_SEARCH_EXAMPLES = 100
@@ -42,12 +44,12 @@ NUM_SEARCH_EXAMPLES = 100
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> dict:
     if not os.path.exists(DEMO.metadata_path):
-        pytest.skip(f"no demo run at {DEMO.home}: run `make demo` first")
+        pytest.skip(f"no demo run at {DEMO.home}: run `quantgate run --pipeline penguin` first")
     store = lineage.open_sqlite_store(DEMO.metadata_path, read_only=True)
 
     def artifact(component: str, key: str, kind: type):
         execution = lineage.latest_complete_execution(store, DEMO.pipeline_name, component)
-        assert execution is not None, f"the demo run has no {component}: run `make demo`"
+        assert execution is not None, f"the demo run has no {component}: run `quantgate run --pipeline penguin`"
         found = lineage.output_artifacts(store, execution.id)[key][0]
         made = kind()
         made.uri, made.id = found.uri, found.id

@@ -1,7 +1,7 @@
 """On-demand benchmark (``make bench``): honest sizes of every mode on the demo's penguin model, and what the
 float32 TFLite reference costs the Quantizer (one more ``convert()`` in the same child), side by side in one run.
 
-It reads the Trainer's model and the calibration set of the demo run in ``out/demo`` (``make demo`` first), quantizes
+It reads the Trainer's model and the calibration set of the demo run in ``out/demo`` (``quantgate run --pipeline penguin`` first), quantizes
 in each mode through ``executor.quantize`` (the real child process) and writes ``tests/benchmarks/results/sizes.json``.
 Nothing here asserts a speed.
 """
